@@ -1,0 +1,139 @@
+package bridge
+
+import (
+	"time"
+)
+
+// Kind is the kind of a normalized event. Its String form is the SSE event
+// name and the "event" field of WebSocket and REST event objects.
+type Kind uint8
+
+// The kinds of events, one per topic root.
+const (
+	KindTelemetry Kind = 1 // telemetry/{device}/{metric}
+	KindPresence  Kind = 2 // presence/{device}
+	KindError     Kind = 3 // errors/{device}
+)
+
+// String returns "telemetry", "presence" or "error".
+func (k Kind) String() string {
+	switch k {
+	case KindTelemetry:
+		return "telemetry"
+	case KindPresence:
+		return "presence"
+	case KindError:
+		return "error"
+	}
+	return "unknown"
+}
+
+// Transports a device can use.
+const (
+	TransportWS   = "ws"
+	TransportMQTT = "mqtt"
+)
+
+// Presence reasons (SPEC §5).
+const (
+	ReasonConnect    = "connect"
+	ReasonDisconnect = "disconnect"
+	ReasonTimeout    = "timeout"
+	ReasonWill       = "will"
+	ReasonMessage    = "message"
+)
+
+// ValueKind says which field of a Value holds the value.
+type ValueKind uint8
+
+// The kinds of metric values.
+const (
+	Number ValueKind = 1
+	String ValueKind = 2
+	Bool   ValueKind = 3
+)
+
+// Value is one metric value: a float64, a string or a bool.
+type Value struct {
+	Kind ValueKind
+	Num  float64
+	Str  string
+	Bool bool
+}
+
+// NumberValue returns a Value holding f.
+func NumberValue(f float64) Value { return Value{Kind: Number, Num: f} }
+
+// StringValue returns a Value holding s.
+func StringValue(s string) Value { return Value{Kind: String, Str: s} }
+
+// BoolValue returns a Value holding b.
+func BoolValue(b bool) Value { return Value{Kind: Bool, Bool: b} }
+
+// Reading is one metric value sent by a device, validated and normalized.
+type Reading struct {
+	Metric string
+	Value  Value
+	Unit   string    // empty when unknown
+	Time   time.Time // the device's time; zero when the device sent none
+}
+
+// Payload is what one device message carries once parsed: its readings and
+// the device sequence number, if any.
+type Payload struct {
+	Seq      uint64
+	HasSeq   bool
+	Readings []Reading
+}
+
+// Event is a normalized event ready to be stored and fanned out. Data is
+// encoded once, at ingest, and the same bytes are stored and sent to every
+// watcher.
+type Event struct {
+	Kind   Kind
+	Topic  string
+	Device string
+	// Metric and State are set for telemetry only: State is the latest-state
+	// JSON object of the metric, {"value":…,"unit":…,"ts":…}.
+	Metric string
+	State  []byte
+	// Data is the JSON object sent to watchers as the event's data.
+	Data []byte
+}
+
+// Presence is a device's liveness state as recorded with a presence event.
+type Presence struct {
+	Online    bool
+	Transport string
+	Session   uint64
+	Reason    string
+}
+
+// Write is one unit of work for the store: the events of one device message
+// and the bookkeeping that goes with them. The store commits a Write whole,
+// inside one group-commit transaction, or not at all.
+type Write struct {
+	Device    string
+	Transport string    // TransportWS, TransportMQTT, or "" when unknown
+	Seen      time.Time // hub receive time; becomes the device's last_seen
+	// Seq deduplicates per device when HasSeq is set: a Write whose Seq is
+	// not above the device's last stored seq stores nothing and reports
+	// Duplicate.
+	Seq    uint64
+	HasSeq bool
+	Events []Event
+	// Presence, when set, updates the device record's online flag,
+	// transport and session.
+	Presence *Presence
+	// Done, when set, is called exactly once on the store's writer goroutine
+	// after the commit (and after the committed events were handed to the
+	// fan-out). It must not block.
+	Done func(Result)
+}
+
+// Result is the outcome of a Write.
+type Result struct {
+	FirstID   uint64 // id of Events[0]; Events[i] has id FirstID+i
+	Duplicate bool   // nothing stored: Seq not above the last stored seq
+	Err       error
+}

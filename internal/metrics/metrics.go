@@ -1,0 +1,151 @@
+// Package metrics holds telehub's Prometheus collectors on a registry of its
+// own. Every component takes a *Metrics in its config; a nil one means a
+// fresh, private set (tests use that). No device, client or topic id is ever
+// a label value: labels are bounded enums (transport, kind, reason).
+package metrics
+
+import (
+	"runtime/debug"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics is the set of telehub's collectors. All fields are safe for
+// concurrent use.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// Devices and watchers currently connected, by transport
+	// (devices: ws, mqtt; watchers: sse, ws).
+	DevicesConnected  *prometheus.GaugeVec
+	WatchersConnected *prometheus.GaugeVec
+
+	// EventsIngested counts events accepted by the bridge, by kind
+	// (telemetry, presence, error); EventsStored those committed.
+	EventsIngested *prometheus.CounterVec
+	EventsStored   prometheus.Counter
+	// Duplicates counts device messages acknowledged but not stored again
+	// because their seq was not above the last stored one.
+	Duplicates prometheus.Counter
+	// Rejected counts rejected device payloads by reason (wire code).
+	Rejected *prometheus.CounterVec
+	// ErrorsSuppressed counts error events and answers not sent because of
+	// the per-device error rate limit.
+	ErrorsSuppressed prometheus.Counter
+
+	// EventsDelivered counts events written to watchers, by transport.
+	EventsDelivered *prometheus.CounterVec
+	// SlowWatchers counts watchers disconnected for not keeping up.
+	SlowWatchers *prometheus.CounterVec
+
+	// Group commit.
+	CommitBatch    prometheus.Histogram // writes per transaction
+	CommitDuration prometheus.Histogram // seconds per transaction, fsync included
+	// FanoutLatency is the time from the hub receiving a reading to its
+	// event being handed to the watchers.
+	FanoutLatency prometheus.Histogram
+
+	// Storage.
+	StorageBytes   prometheus.Gauge
+	RetainedEvents prometheus.Gauge
+
+	// Presence changes by reason.
+	PresenceChanges *prometheus.CounterVec
+
+	// MQTT: external broker connection state (1 connected, 0 not) and
+	// messages the embedded broker dropped for a slow client.
+	BrokerConnected prometheus.Gauge
+	MQTTDropped     prometheus.Counter
+}
+
+// New returns a fresh set of collectors registered on a new registry, with
+// the Go, process and build-info collectors added. version is reported in
+// telehub_build_info.
+func New(version string) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		DevicesConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "telehub_devices_connected", Help: "Devices currently connected, by transport.",
+		}, []string{"transport"}),
+		WatchersConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "telehub_watchers_connected", Help: "Watchers currently connected, by transport.",
+		}, []string{"transport"}),
+		EventsIngested: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telehub_events_ingested_total", Help: "Events accepted by the bridge, by kind.",
+		}, []string{"kind"}),
+		EventsStored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_events_stored_total", Help: "Events durably committed to storage.",
+		}),
+		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_duplicates_total", Help: "Device messages acknowledged but not stored again (seq already stored).",
+		}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telehub_payloads_rejected_total", Help: "Device payloads rejected, by reason.",
+		}, []string{"reason"}),
+		ErrorsSuppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_errors_suppressed_total", Help: "Error events and answers suppressed by the per-device error rate limit.",
+		}),
+		EventsDelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telehub_events_delivered_total", Help: "Events written to watchers, by transport.",
+		}, []string{"transport"}),
+		SlowWatchers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telehub_slow_watcher_disconnects_total", Help: "Watchers disconnected for not keeping up, by transport.",
+		}, []string{"transport"}),
+		CommitBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "telehub_commit_batch_writes", Help: "Device messages per group-commit transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		CommitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "telehub_commit_duration_seconds", Help: "Duration of one group-commit transaction, fsync included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 3, 10),
+		}),
+		FanoutLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "telehub_ingest_to_fanout_seconds", Help: "Time from receiving a reading to handing its event to the watchers.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 3, 10),
+		}),
+		StorageBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "telehub_storage_size_bytes", Help: "Size of the storage file.",
+		}),
+		RetainedEvents: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "telehub_retained_events", Help: "Events currently retained for replay.",
+		}),
+		PresenceChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telehub_presence_changes_total", Help: "Device presence changes, by reason.",
+		}, []string{"reason"}),
+		BrokerConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "telehub_external_broker_connected", Help: "1 when connected to the external MQTT broker, else 0.",
+		}),
+		MQTTDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_mqtt_dropped_total", Help: "Messages the embedded broker dropped for clients that did not keep up.",
+		}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "telehub_build_info", Help: "Build information; the value is always 1.",
+	}, []string{"version", "goversion"})
+	goVersion := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+	}
+	buildInfo.WithLabelValues(version, goVersion).Set(1)
+
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo,
+		m.DevicesConnected, m.WatchersConnected, m.EventsIngested, m.EventsStored,
+		m.Duplicates, m.Rejected, m.ErrorsSuppressed, m.EventsDelivered, m.SlowWatchers,
+		m.CommitBatch, m.CommitDuration, m.FanoutLatency, m.StorageBytes, m.RetainedEvents,
+		m.PresenceChanges, m.BrokerConnected, m.MQTTDropped,
+	)
+	return m
+}
+
+// OrNew returns m, or a fresh private set when m is nil.
+func OrNew(m *Metrics) *Metrics {
+	if m == nil {
+		return New("dev")
+	}
+	return m
+}
