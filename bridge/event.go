@@ -137,3 +137,24 @@ type Result struct {
 	Duplicate bool   // nothing stored: Seq not above the last stored seq
 	Err       error
 }
+
+// Input says where a device message came from.
+type Input struct {
+	Device    string
+	Transport string // TransportWS or TransportMQTT
+	// SourceTopic is the topic the device published to, or for WebSocket
+	// devices "devices/{id}/ws"; it is echoed in error events and answers.
+	SourceTopic string
+	Received    time.Time // hub receive time
+}
+
+// Rejection tells a transport what to do about a rejected payload after
+// Bridge.Reject recorded it.
+type Rejection struct {
+	// Answer is true when the device should get an error answer now; false
+	// when the per-device error rate limit suppressed it.
+	Answer bool
+	// Suppressed is how many earlier error events of this device the rate
+	// limit suppressed since the last one that went out.
+	Suppressed uint64
+}

@@ -8,9 +8,9 @@ import (
 	_ "github.com/mochi-mqtt/server/v2"
 	_ "github.com/mochi-mqtt/server/v2/hooks/auth"
 	_ "github.com/mochi-mqtt/server/v2/listeners"
+	_ "github.com/prometheus/client_golang/prometheus/promhttp"
+	_ "github.com/prometheus/client_golang/prometheus/testutil"
 	_ "go.etcd.io/bbolt"
 	_ "go.uber.org/goleak"
 	_ "gopkg.in/yaml.v3"
-	_ "github.com/prometheus/client_golang/prometheus/promhttp"
-	_ "github.com/prometheus/client_golang/prometheus/testutil"
 )
