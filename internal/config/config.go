@@ -1,0 +1,165 @@
+// Package config loads telehub's configuration from, in order of precedence,
+// command-line flags, TELEHUB_* environment variables, a YAML file named by
+// --config (or TELEHUB_CONFIG), and the defaults of SPEC §10.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of one hub. Default returns the zero
+// config telehub runs with; every field's doc names its flag.
+type Config struct {
+	// HTTPAddr (--http-addr): REST, watchers, WebSocket devices, dashboard.
+	HTTPAddr string `yaml:"http_addr"`
+	// MQTTAddr (--mqtt-addr): the embedded MQTT broker; empty disables it.
+	MQTTAddr string `yaml:"mqtt_addr"`
+	// MQTTBroker (--mqtt-broker): an external broker URL (tcp://host:port,
+	// ssl://…, ws://…); when set, the embedded broker is not started.
+	MQTTBroker string `yaml:"mqtt_broker"`
+	// MQTTClientID (--mqtt-client-id): the hub's client id on the external
+	// broker; its persistent session is kept under it. Default: "telehub-"
+	// followed by the store identity.
+	MQTTClientID string `yaml:"mqtt_client_id"`
+	// MQTTShareGroup (--mqtt-share-group): subscribe through
+	// $share/<group>/… so several hubs split one broker's device traffic.
+	MQTTShareGroup string `yaml:"mqtt_share_group"`
+	// MQTTUsername and MQTTPassword (--mqtt-username, --mqtt-password): the
+	// hub's credentials on the external broker.
+	MQTTUsername string `yaml:"mqtt_username"`
+	MQTTPassword string `yaml:"mqtt_password"`
+
+	// DataDir (--data-dir): where telehub.db lives.
+	DataDir string `yaml:"data_dir"`
+	// Fsync (--fsync): fsync every group commit. false trades durability
+	// for speed.
+	Fsync bool `yaml:"fsync"`
+	// MaxEvents and MaxAge (--max-events, --max-age): event retention.
+	MaxEvents int           `yaml:"max_events"`
+	MaxAge    time.Duration `yaml:"max_age"`
+
+	// DeviceTimeout (--device-timeout): a device with nothing heard for this
+	// long goes offline.
+	DeviceTimeout time.Duration `yaml:"device_timeout"`
+	// HeartbeatInterval (--heartbeat-interval): pings to devices and watchers.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// MaxPayload (--max-payload): bytes, WebSocket frames and MQTT payloads.
+	MaxPayload int `yaml:"max_payload"`
+	// WatcherQueue (--watcher-queue): events a watcher may fall behind.
+	WatcherQueue int `yaml:"watcher_queue"`
+	// AllowedOrigins (--allowed-origin, repeatable): Origins allowed to open
+	// watcher WebSockets from a browser, besides the hub's own host.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+
+	// TLSCert and TLSKey (--tls-cert, --tls-key): serve HTTPS/WSS and MQTTS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// Insecure (--insecure): allow listening beyond loopback without
+	// credentials.
+	Insecure bool `yaml:"insecure"`
+	// DebugAddr (--debug-addr): serve pprof there; empty disables it.
+	DebugAddr string `yaml:"debug_addr"`
+
+	// LogLevel (--log-level): debug, info, warn, error. LogFormat
+	// (--log-format): text or json.
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+}
+
+// Default returns the configuration of SPEC §10.
+func Default() Config {
+	return Config{
+		HTTPAddr:          "127.0.0.1:8080",
+		MQTTAddr:          "127.0.0.1:1883",
+		DataDir:           "./data",
+		Fsync:             true,
+		MaxEvents:         1_000_000,
+		MaxAge:            24 * time.Hour,
+		DeviceTimeout:     45 * time.Second,
+		HeartbeatInterval: 15 * time.Second,
+		MaxPayload:        65536,
+		WatcherQueue:      4096,
+		LogLevel:          "info",
+		LogFormat:         "text",
+	}
+}
+
+// ErrInvalid is wrapped by every validation error of Validate.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Validate checks the values and the loopback rule of SPEC §9: without
+// credentials the hub listens on loopback only, unless Insecure is set.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...))
+	}
+	if c.HTTPAddr == "" {
+		bad("http_addr is empty")
+	}
+	if c.DataDir == "" {
+		bad("data_dir is empty")
+	}
+	if c.MaxEvents < 1 {
+		bad("max_events must be at least 1, got %d", c.MaxEvents)
+	}
+	if c.MaxAge <= 0 {
+		bad("max_age must be positive, got %s", c.MaxAge)
+	}
+	if c.DeviceTimeout <= 0 {
+		bad("device_timeout must be positive, got %s", c.DeviceTimeout)
+	}
+	if c.HeartbeatInterval <= 0 {
+		bad("heartbeat_interval must be positive, got %s", c.HeartbeatInterval)
+	}
+	if c.MaxPayload < 64 || c.MaxPayload > 16<<20 {
+		bad("max_payload must be between 64 and 16777216 bytes, got %d", c.MaxPayload)
+	}
+	if c.WatcherQueue < 1 {
+		bad("watcher_queue must be at least 1, got %d", c.WatcherQueue)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls_cert and tls_key go together")
+	}
+	if !oneOf(c.LogLevel, "debug", "info", "warn", "error") {
+		bad("log_level must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if !oneOf(c.LogFormat, "text", "json") {
+		bad("log_format must be text or json, got %q", c.LogFormat)
+	}
+	if !c.Insecure {
+		for name, addr := range map[string]string{"http_addr": c.HTTPAddr, "mqtt_addr": c.MQTTAddr} {
+			if addr != "" && !IsLoopback(addr) {
+				bad("%s %q is not a loopback address: without credentials telehub listens on loopback only; pass --insecure to listen there anyway", name, addr)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// IsLoopback reports whether the listen address addr (host:port) binds to
+// loopback only. An empty host means every interface.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func oneOf(s string, options ...string) bool {
+	for _, o := range options {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}

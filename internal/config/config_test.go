@@ -1,0 +1,187 @@
+package config
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "telehub.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsWithNothingGiven(t *testing.T) {
+	cfg, err := Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, Default()) {
+		t.Fatalf("got %+v, want defaults %+v", cfg, Default())
+	}
+	want := Config{HTTPAddr: "127.0.0.1:8080", MQTTAddr: "127.0.0.1:1883", DataDir: "./data", Fsync: true,
+		MaxEvents: 1000000, MaxAge: 24 * time.Hour, DeviceTimeout: 45 * time.Second, HeartbeatInterval: 15 * time.Second,
+		MaxPayload: 65536, WatcherQueue: 4096, LogLevel: "info", LogFormat: "text"}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("defaults differ from SPEC §10: %+v", cfg)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "http_addr: 127.0.0.1:1001\nmqtt_addr: 127.0.0.1:2001\ndata_dir: /from/file\nmax_events: 10\n")
+	e := env(map[string]string{
+		"TELEHUB_CONFIG":    file,
+		"TELEHUB_MQTT_ADDR": "127.0.0.1:2002",
+		"TELEHUB_DATA_DIR":  "/from/env",
+	})
+	cfg, err := Load([]string{"--data-dir", "/from/flag"}, e, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct{ name, got, want string }{
+		{"file over default", cfg.HTTPAddr, "127.0.0.1:1001"},
+		{"env over file", cfg.MQTTAddr, "127.0.0.1:2002"},
+		{"flag over env", cfg.DataDir, "/from/flag"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	if cfg.MaxEvents != 10 || cfg.MaxAge != 24*time.Hour {
+		t.Errorf("file value or default lost: max_events %d max_age %s", cfg.MaxEvents, cfg.MaxAge)
+	}
+}
+
+func TestFlagTypes(t *testing.T) {
+	cfg, err := Load([]string{
+		"--fsync=false", "--device-timeout", "2s", "--max-age=1h", "--max-payload", "1024",
+		"--watcher-queue", "8", "--allowed-origin", "https://a.example", "--allowed-origin", "https://b.example",
+		"--log-format", "json", "--mqtt-addr", "",
+	}, env(map[string]string{"TELEHUB_ALLOWED_ORIGIN": "https://env.example"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Fsync || cfg.DeviceTimeout != 2*time.Second || cfg.MaxAge != time.Hour || cfg.MaxPayload != 1024 ||
+		cfg.WatcherQueue != 8 || cfg.LogFormat != "json" || cfg.MQTTAddr != "" {
+		t.Fatalf("flags not applied: %+v", cfg)
+	}
+	if want := []string{"https://a.example", "https://b.example"}; !reflect.DeepEqual(cfg.AllowedOrigins, want) {
+		t.Fatalf("origins %v, want %v (flags replace env)", cfg.AllowedOrigins, want)
+	}
+}
+
+func TestEnvBool(t *testing.T) {
+	cfg, err := Load(nil, env(map[string]string{"TELEHUB_FSYNC": "false"}), io.Discard)
+	if err != nil || cfg.Fsync {
+		t.Fatalf("TELEHUB_FSYNC=false: fsync %v, err %v", cfg.Fsync, err)
+	}
+}
+
+func TestRejections(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want string
+	}{
+		{"bad duration flag", []string{"--device-timeout", "soon"}, nil, "", "not a duration"},
+		{"bad int flag", []string{"--max-events", "many"}, nil, "", "not an integer"},
+		{"bad bool env", nil, map[string]string{"TELEHUB_FSYNC": "perhaps"}, "", "TELEHUB_FSYNC"},
+		{"unknown flag", []string{"--nope"}, nil, "", "not defined"},
+		{"stray argument", []string{"serve"}, nil, "", "unexpected argument"},
+		{"unknown yaml key", nil, nil, "http_adr: 127.0.0.1:1\n", "http_adr"},
+		{"bad yaml", nil, nil, "http_addr: [\n", "config file"},
+		{"missing file", []string{"--config", "/nonexistent/telehub.yaml"}, nil, "", "no such file"},
+		{"zero queue", []string{"--watcher-queue", "0"}, nil, "", "watcher_queue"},
+		{"tiny payload", []string{"--max-payload", "10"}, nil, "", "max_payload"},
+		{"bad log level", []string{"--log-level", "loud"}, nil, "", "log_level"},
+		{"bad log format", []string{"--log-format", "xml"}, nil, "", "log_format"},
+		{"cert without key", []string{"--tls-cert", "c.pem"}, nil, "", "tls_key"},
+		{"public without credentials", []string{"--http-addr", "0.0.0.0:8080"}, nil, "", "--insecure"},
+		{"public mqtt without credentials", []string{"--mqtt-addr", ":1883"}, nil, "", "loopback"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := map[string]string{}
+			for k, v := range c.env {
+				e[k] = v
+			}
+			if c.file != "" {
+				e["TELEHUB_CONFIG"] = writeFile(t, c.file)
+			}
+			_, err := Load(c.args, env(e), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err %v, want one mentioning %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestValidationErrorsAreSentinel(t *testing.T) {
+	c := Default()
+	c.MaxEvents = 0
+	if err := c.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("err %v is not ErrInvalid", err)
+	}
+}
+
+func TestInsecureAllowsPublicAddresses(t *testing.T) {
+	cfg, err := Load([]string{"--http-addr", "0.0.0.0:8080", "--mqtt-addr", ":1883", "--insecure"}, env(nil), io.Discard)
+	if err != nil || !cfg.Insecure {
+		t.Fatalf("insecure: %v %+v", err, cfg)
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:80": true, "127.3.4.5:0": true, "[::1]:1883": true, "localhost:1": true,
+		":8080": false, "0.0.0.0:1": false, "192.168.1.2:80": false, "example.com:80": false, "nonsense": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// The documented example must load and equal the defaults it documents.
+func TestExampleConfigFile(t *testing.T) {
+	cfg, err := Load([]string{"--config", "../../configs/telehub.yaml"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.AllowedOrigins = []string{}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("configs/telehub.yaml differs from the defaults:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+// Every option is documented in the example file.
+func TestExampleCoversEveryOption(t *testing.T) {
+	data, err := os.ReadFile("../../configs/telehub.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeFor[Config]()
+	for i := range typ.NumField() {
+		key := typ.Field(i).Tag.Get("yaml")
+		if !strings.Contains(string(data), "\n"+key+":") {
+			t.Errorf("configs/telehub.yaml does not document %q", key)
+		}
+	}
+}
