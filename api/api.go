@@ -1,0 +1,74 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/storage"
+)
+
+// Store is what the REST API reads; *storage.Store implements it.
+type Store interface {
+	Devices() ([]storage.Device, error)
+	Device(id string) (storage.Device, []storage.MetricState, error)
+	IDs() storage.IDCodec
+	OldestID() (uint64, bool)
+	LastID() uint64
+	Scan(after, upTo uint64, match func(topic string) bool, limit int) ([]storage.Record, uint64, error)
+}
+
+// Presence is the live view of device liveness, fresher than the stored
+// records; *devices.Liveness implements it.
+type Presence interface {
+	LastSeen(device string) (t time.Time, online bool, transport string, ok bool)
+}
+
+// Config configures the API.
+type Config struct {
+	Store Store // required
+	// Presence, when set, supplies online, transport and last_seen of
+	// devices it knows; otherwise the stored device records do.
+	Presence Presence
+	// Ready reports whether the hub can do its work (storage open, broker
+	// connected); nil means always ready.
+	Ready  func() error
+	Logger *slog.Logger // default slog.Default()
+}
+
+// API serves the REST endpoints.
+type API struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// ErrNoStore is returned by New without a store.
+var ErrNoStore = errors.New("api: no store")
+
+// New returns the API for cfg.
+func New(cfg Config) (*API, error) {
+	if cfg.Store == nil {
+		return nil, ErrNoStore
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &API{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/devices", a.listDevices)
+	mux.HandleFunc("GET /v1/devices/{id}", a.getDevice)
+	mux.HandleFunc("GET /v1/events", a.listEvents)
+	mux.HandleFunc("GET /healthz", a.healthz)
+	mux.HandleFunc("GET /readyz", a.readyz)
+}
+
+func (a *API) internalError(w http.ResponseWriter, what string, err error) {
+	a.log.Error("api: "+what, "err", err)
+	httpx.Error(w, http.StatusInternalServerError, httpx.CodeInternal, fmt.Sprintf("%s failed", what))
+}

@@ -1,0 +1,90 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/storage"
+)
+
+// deviceSummary is one element of GET /v1/devices.
+type deviceSummary struct {
+	ID        string   `json:"id"`
+	Online    bool     `json:"online"`
+	Transport string   `json:"transport,omitempty"`
+	LastSeen  string   `json:"last_seen,omitempty"`
+	Metrics   []string `json:"metrics"`
+}
+
+// deviceDetail is GET /v1/devices/{id}.
+type deviceDetail struct {
+	ID        string                     `json:"id"`
+	Online    bool                       `json:"online"`
+	Transport string                     `json:"transport,omitempty"`
+	LastSeen  string                     `json:"last_seen,omitempty"`
+	State     map[string]json.RawMessage `json:"state"`
+}
+
+func (a *API) listDevices(w http.ResponseWriter, r *http.Request) {
+	devs, err := a.cfg.Store.Devices()
+	if err != nil {
+		a.internalError(w, "reading devices", err)
+		return
+	}
+	out := make([]deviceSummary, 0, len(devs))
+	for _, d := range devs {
+		online, transport, seen := a.liveness(d)
+		metrics := d.Metrics
+		if metrics == nil {
+			metrics = []string{}
+		}
+		out = append(out, deviceSummary{ID: d.ID, Online: online, Transport: transport, LastSeen: seen, Metrics: metrics})
+	}
+	httpx.JSON(w, http.StatusOK, out)
+}
+
+func (a *API) getDevice(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := bridge.ValidDeviceID(id); err != nil {
+		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
+		return
+	}
+	d, states, err := a.cfg.Store.Device(id)
+	if errors.Is(err, storage.ErrNotFound) {
+		httpx.Error(w, http.StatusNotFound, httpx.CodeNotFound, "no device "+id)
+		return
+	}
+	if err != nil {
+		a.internalError(w, "reading device", err)
+		return
+	}
+	online, transport, seen := a.liveness(d)
+	out := deviceDetail{ID: d.ID, Online: online, Transport: transport, LastSeen: seen,
+		State: make(map[string]json.RawMessage, len(states))}
+	for _, s := range states {
+		out.State[s.Metric] = s.State
+	}
+	httpx.JSON(w, http.StatusOK, out)
+}
+
+// liveness merges the stored record with the live view, which is ahead of
+// storage by the presence events not yet committed and by heartbeats,
+// which are not stored one by one.
+func (a *API) liveness(d storage.Device) (online bool, transport, lastSeen string) {
+	online, transport, seen := d.Online, d.Transport, d.LastSeen
+	if a.cfg.Presence != nil {
+		if t, on, tr, ok := a.cfg.Presence.LastSeen(d.ID); ok {
+			online, transport = on, tr
+			if t.After(seen) {
+				seen = t
+			}
+		}
+	}
+	if seen.IsZero() {
+		return online, transport, ""
+	}
+	return online, transport, bridge.FormatTime(seen)
+}

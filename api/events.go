@@ -1,0 +1,144 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/storage"
+)
+
+// Limits of GET /v1/events.
+const (
+	defaultLimit = 100
+	maxLimit     = 10_000
+)
+
+// event is one element of GET /v1/events: the same object a WebSocket
+// watcher gets, without the op.
+type event struct {
+	ID    string          `json:"id"`
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+}
+
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	match, err := parseFilters(q["topic"])
+	if err != nil {
+		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
+		return
+	}
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
+		return
+	}
+	after, status, err := a.resumePoint(q.Get("after"))
+	if err != nil {
+		code := httpx.CodeBadRequest
+		if status == http.StatusGone {
+			code = httpx.CodeGone
+		}
+		httpx.Error(w, status, code, err.Error())
+		return
+	}
+	recs, err := a.read(after, match, limit)
+	if err != nil {
+		a.internalError(w, "reading events", err)
+		return
+	}
+	ids := a.cfg.Store.IDs()
+	out := make([]event, len(recs))
+	for i, rec := range recs {
+		out[i] = event{ID: ids.Format(rec.ID), Event: rec.Kind.String(), Data: rec.Data}
+	}
+	httpx.JSON(w, http.StatusOK, out)
+}
+
+// read returns up to limit matching records after the given id, scanning
+// the log in bounded chunks up to the last committed id.
+func (a *API) read(after uint64, match func(string) bool, limit int) ([]storage.Record, error) {
+	upTo := a.cfg.Store.LastID()
+	var out []storage.Record
+	for len(out) < limit && after < upTo {
+		recs, next, err := a.cfg.Store.Scan(after, upTo, match, limit-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+		if next <= after {
+			break
+		}
+		after = next
+	}
+	return out, nil
+}
+
+// resumePoint turns the after parameter into a sequence number. A
+// malformed id is a 400; a foreign or expired one a 410 naming the oldest
+// retained id.
+func (a *API) resumePoint(after string) (uint64, int, error) {
+	if after == "" {
+		return 0, 0, nil
+	}
+	ids := a.cfg.Store.IDs()
+	seq, err := ids.Parse(after)
+	switch {
+	case errors.Is(err, storage.ErrForeignID):
+		return 0, http.StatusGone, fmt.Errorf("event id %q was minted by another hub or data directory; oldest retained id is %q", after, a.oldest())
+	case err != nil:
+		return 0, http.StatusBadRequest, fmt.Errorf("after: %v", err)
+	}
+	oldest, ok := a.cfg.Store.OldestID()
+	if (ok && seq+1 < oldest) || (!ok && seq < a.cfg.Store.LastID()) {
+		return 0, http.StatusGone, fmt.Errorf("event id %q is no longer retained; oldest retained id is %q", after, a.oldest())
+	}
+	return seq, 0, nil
+}
+
+func (a *API) oldest() string {
+	if id, ok := a.cfg.Store.OldestID(); ok {
+		return a.cfg.Store.IDs().Format(id)
+	}
+	return ""
+}
+
+func parseLimit(s string) (int, error) {
+	if s == "" {
+		return defaultLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("limit %q: must be a whole number from 1 to %d", s, maxLimit)
+	}
+	return min(n, maxLimit), nil
+}
+
+// parseFilters parses topic filters; none means "#". The result matches a
+// topic when any filter does.
+func parseFilters(raw []string) (func(string) bool, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	filters := make([]bridge.Filter, 0, len(raw))
+	for _, s := range raw {
+		f, err := bridge.ParseFilter(s)
+		if err != nil {
+			return nil, fmt.Errorf("topic %q: %v", s, err)
+		}
+		filters = append(filters, f)
+	}
+	return func(topic string) bool {
+		for _, f := range filters {
+			if f.Match(topic) {
+				return true
+			}
+		}
+		return false
+	}, nil
+}

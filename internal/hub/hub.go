@@ -1,0 +1,433 @@
+// Package hub builds a whole telehub from a config.Config and runs it: the
+// storage, the bridge, the fan-out to watchers, the device transports, the
+// liveness engine and the HTTP server. It is what cmd/telehub runs and what
+// integration tests start in-process on port 0.
+//
+// A Hub is started once and shut down once; Shutdown stops accepting,
+// closes devices and watchers, and flushes storage before it returns.
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/telehub/telehub/api"
+	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/devices"
+	"github.com/telehub/telehub/internal/config"
+	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/storage"
+	"github.com/telehub/telehub/stream"
+)
+
+// Version is reported by telehub version and in telehub_build_info; set at
+// build time with -ldflags "-X github.com/telehub/telehub/internal/hub.Version=…".
+var Version = "dev"
+
+// Hub is one running telehub.
+type Hub struct {
+	cfg     config.Config
+	log     *slog.Logger
+	metrics *metrics.Metrics
+
+	store    *storage.Store
+	bridge   *bridge.Bridge
+	fanout   *stream.Hub
+	liveness *devices.Liveness
+	wsDev    *devices.WS
+	broker   *devices.Broker   // nil unless the embedded broker runs
+	external *devices.External // nil unless --mqtt-broker
+
+	httpLn  net.Listener
+	server  *http.Server
+	debugLn net.Listener
+	debug   *http.Server
+
+	serveErr chan error
+	stopping atomic.Bool
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New builds a hub from cfg: it opens storage and binds the listeners (so
+// HTTPAddr and MQTTAddr are known), but serves nothing until Start.
+func New(cfg config.Config, logger *slog.Logger) (*Hub, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	h := &Hub{cfg: cfg, log: logger, metrics: metrics.New(Version), serveErr: make(chan error, 2)}
+	if err := h.build(); err != nil {
+		h.closeBuilt()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *Hub) build() error {
+	if err := h.buildStorage(); err != nil {
+		return err
+	}
+	if err := h.buildDevices(); err != nil {
+		return err
+	}
+	return h.buildHTTP()
+}
+
+func (h *Hub) buildStorage() error {
+	if !h.cfg.Fsync {
+		h.log.Warn("fsync is off: a crash or power loss can take back readings that were already acknowledged")
+	}
+	var err error
+	h.store, err = storage.Open(storage.Config{
+		Path:      filepath.Join(h.cfg.DataDir, "telehub.db"),
+		NoFsync:   !h.cfg.Fsync,
+		MaxEvents: h.cfg.MaxEvents,
+		MaxAge:    h.cfg.MaxAge,
+		// The fan-out is built right below; no commit happens before
+		// Start, so it is always set when this runs.
+		OnCommit: func(recs []storage.Record) { h.fanout.Publish(recs) },
+		Logger:   h.log.With("component", "storage"),
+		Metrics:  h.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("open storage: %w", err)
+	}
+	h.fanout, err = stream.New(stream.Config{
+		Log:            h.store,
+		QueueLimit:     h.cfg.WatcherQueue,
+		Heartbeat:      h.cfg.HeartbeatInterval,
+		AllowedOrigins: h.cfg.AllowedOrigins,
+		Logger:         h.log.With("component", "stream"),
+		Metrics:        h.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("watcher streams: %w", err)
+	}
+	h.bridge, err = bridge.New(bridge.Config{
+		Store:   h.store,
+		Logger:  h.log.With("component", "bridge"),
+		Metrics: h.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	return nil
+}
+
+func (h *Hub) buildDevices() error {
+	known, err := h.store.Devices()
+	if err != nil {
+		return fmt.Errorf("load devices: %w", err)
+	}
+	h.liveness, err = devices.NewLiveness(devices.LivenessConfig{
+		Presence: h.bridge,
+		Known:    known,
+		Timeout:  h.cfg.DeviceTimeout,
+		Logger:   h.log.With("component", "liveness"),
+		Metrics:  h.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("liveness: %w", err)
+	}
+	h.wsDev, err = devices.NewWS(devices.WSConfig{
+		Bridge:     h.bridge,
+		Liveness:   h.liveness,
+		MaxPayload: h.cfg.MaxPayload,
+		Heartbeat:  h.cfg.HeartbeatInterval,
+		Timeout:    h.cfg.DeviceTimeout,
+		Logger:     h.log.With("component", "ws-devices"),
+		Metrics:    h.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("websocket devices: %w", err)
+	}
+	switch {
+	case h.cfg.MQTTBroker != "":
+		return h.buildExternal()
+	case h.cfg.MQTTAddr != "":
+		return h.buildBroker()
+	}
+	return nil
+}
+
+func (h *Hub) buildBroker() error {
+	tlsCfg, err := h.tlsConfig()
+	if err != nil {
+		return err
+	}
+	h.broker, err = devices.NewBroker(devices.BrokerConfig{
+		Addr:       h.cfg.MQTTAddr,
+		TLS:        tlsCfg,
+		Bridge:     h.bridge,
+		Liveness:   h.liveness,
+		MaxPayload: h.cfg.MaxPayload,
+		Logger:     h.log.With("component", "mqtt"),
+		Metrics:    h.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("embedded mqtt broker: %w", err)
+	}
+	return nil
+}
+
+func (h *Hub) buildExternal() error {
+	clientID := h.cfg.MQTTClientID
+	if clientID == "" {
+		clientID = "telehub-" + h.store.IDs().Identity()
+	}
+	var err error
+	h.external, err = devices.NewExternal(devices.ExternalConfig{
+		URL:        h.cfg.MQTTBroker,
+		ClientID:   clientID,
+		ShareGroup: h.cfg.MQTTShareGroup,
+		Username:   h.cfg.MQTTUsername,
+		Password:   h.cfg.MQTTPassword,
+		Bridge:     h.bridge,
+		Liveness:   h.liveness,
+		MaxPayload: h.cfg.MaxPayload,
+		Logger:     h.log.With("component", "mqtt-external"),
+		Metrics:    h.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("external mqtt broker: %w", err)
+	}
+	return nil
+}
+
+func (h *Hub) tlsConfig() (*tls.Config, error) {
+	if h.cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(h.cfg.TLSCert, h.cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+func (h *Hub) buildHTTP() error {
+	a, err := api.New(api.Config{
+		Store:    h.store,
+		Presence: h.liveness,
+		Ready:    h.ready,
+		Logger:   h.log.With("component", "api"),
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	a.Register(mux)
+	mux.Handle("GET /v1/devices/{id}/ws", h.wsDev)
+	mux.HandleFunc("GET /v1/stream", h.fanout.ServeSSE)
+	mux.HandleFunc("GET /v1/stream/ws", h.fanout.ServeWS)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics.Registry, promhttp.HandlerOpts{
+		Registry: h.metrics.Registry, MaxRequestsInFlight: 4, Timeout: 10 * time.Second,
+	}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpx.Error(w, http.StatusNotFound, httpx.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+
+	tlsCfg, err := h.tlsConfig()
+	if err != nil {
+		return err
+	}
+	h.httpLn, err = net.Listen("tcp", h.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	if tlsCfg != nil {
+		h.httpLn = tls.NewListener(h.httpLn, tlsCfg)
+	}
+	h.server = &http.Server{
+		Handler: mux,
+		// No WriteTimeout: it would cut every stream. Streams set a
+		// deadline per write instead.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+	}
+	return h.buildDebug()
+}
+
+func (h *Hub) buildDebug() error {
+	if h.cfg.DebugAddr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	var err error
+	h.debugLn, err = net.Listen("tcp", h.cfg.DebugAddr)
+	if err != nil {
+		return fmt.Errorf("debug listener: %w", err)
+	}
+	h.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+// ready is /readyz: storage open and, with an external broker, connected.
+func (h *Hub) ready() error {
+	if h.stopping.Load() {
+		return errors.New("shutting down")
+	}
+	if h.external != nil && !h.external.Connected() {
+		return errors.New("not connected to the external MQTT broker")
+	}
+	return nil
+}
+
+// HTTPAddr returns the address the HTTP server listens on.
+func (h *Hub) HTTPAddr() string { return h.httpLn.Addr().String() }
+
+// MQTTAddr returns the address of the embedded broker, or "" when it does
+// not run.
+func (h *Hub) MQTTAddr() string {
+	if h.broker == nil {
+		return ""
+	}
+	return h.broker.Addr().String()
+}
+
+// Metrics returns the hub's collectors.
+func (h *Hub) Metrics() *metrics.Metrics { return h.metrics }
+
+// Start serves: the liveness engine, the MQTT side and HTTP. With an
+// external broker it connects in the background (see /readyz).
+func (h *Hub) Start(ctx context.Context) error {
+	if err := h.liveness.Start(); err != nil {
+		return fmt.Errorf("liveness: %w", err)
+	}
+	if h.broker != nil {
+		if err := h.broker.Serve(); err != nil {
+			return fmt.Errorf("embedded mqtt broker: %w", err)
+		}
+	}
+	if h.external != nil {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			if err := h.external.Start(ctx); err != nil && ctx.Err() == nil {
+				h.log.Error("external mqtt broker", "err", err)
+			}
+		}()
+	}
+	h.serve(h.server, h.httpLn)
+	if h.debug != nil {
+		h.serve(h.debug, h.debugLn)
+		h.log.Info("pprof listening", "addr", h.debugLn.Addr().String())
+	}
+	h.log.Info("telehub listening", "http", h.HTTPAddr(), "mqtt", h.mqttDescription(), "data", h.cfg.DataDir, "version", Version)
+	if h.cfg.Insecure && (!config.IsLoopback(h.cfg.HTTPAddr) || (h.cfg.MQTTAddr != "" && !config.IsLoopback(h.cfg.MQTTAddr))) {
+		h.log.Warn("--insecure: listening beyond loopback without credentials; anyone who reaches these ports can publish and watch")
+	}
+	return nil
+}
+
+func (h *Hub) mqttDescription() string {
+	switch {
+	case h.external != nil:
+		return "external " + h.cfg.MQTTBroker
+	case h.broker != nil:
+		return h.MQTTAddr()
+	}
+	return "off"
+}
+
+func (h *Hub) serve(srv *http.Server, ln net.Listener) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.serveErr <- err
+		}
+	}()
+}
+
+// Err returns a channel that receives a fatal serving error.
+func (h *Hub) Err() <-chan error { return h.serveErr }
+
+// Shutdown stops the hub: no new connections, device connections and
+// watchers closed (WebSocket 1001, SSE streams ended), MQTT stopped, and
+// storage flushed. It returns the first error met; later calls return the
+// same.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.stopOnce.Do(func() { h.stopErr = h.shutdown(ctx) })
+	return h.stopErr
+}
+
+func (h *Hub) shutdown(ctx context.Context) error {
+	var errs []error
+	keep := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	h.stopping.Store(true)
+	// Stop accepting first, then close what http.Server.Shutdown leaves
+	// open: hijacked WebSockets and streams.
+	h.server.SetKeepAlivesEnabled(false)
+	closeListener := h.httpLn.Close()
+	if closeListener != nil && !errors.Is(closeListener, net.ErrClosed) {
+		keep("http listener", closeListener)
+	}
+	keep("websocket devices", h.wsDev.Shutdown(ctx))
+	keep("watchers", h.fanout.Shutdown(ctx))
+	keep("http server", h.server.Shutdown(ctx))
+	if h.debug != nil {
+		keep("debug server", h.debug.Shutdown(ctx))
+	}
+	h.closeBuilt()
+	h.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// closeBuilt closes what build made, in reverse order; parts never built
+// are nil and skipped.
+func (h *Hub) closeBuilt() {
+	if h.broker != nil {
+		if err := h.broker.Close(); err != nil {
+			h.log.Warn("closing mqtt broker", "err", err)
+		}
+	}
+	if h.external != nil {
+		if err := h.external.Close(); err != nil {
+			h.log.Warn("closing external mqtt client", "err", err)
+		}
+	}
+	if h.liveness != nil {
+		if err := h.liveness.Close(); err != nil {
+			h.log.Warn("closing liveness", "err", err)
+		}
+	}
+	if h.store != nil {
+		if err := h.store.Close(); err != nil {
+			h.log.Error("closing storage", "err", err)
+		}
+	}
+	if h.httpLn != nil && h.server == nil {
+		_ = h.httpLn.Close()
+	}
+	if h.debugLn != nil && h.debug == nil {
+		_ = h.debugLn.Close()
+	}
+}
