@@ -31,6 +31,7 @@ import (
 	"github.com/telehub/telehub/internal/metrics"
 	"github.com/telehub/telehub/storage"
 	"github.com/telehub/telehub/stream"
+	"github.com/telehub/telehub/web"
 )
 
 // Version is reported by telehub version and in telehub_build_info; set at
@@ -240,6 +241,8 @@ func (h *Hub) buildHTTP() error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics.Registry, promhttp.HandlerOpts{
 		Registry: h.metrics.Registry, MaxRequestsInFlight: 4, Timeout: 10 * time.Second,
 	}))
+	mux.Handle("GET /{$}", web.Handler())
+	mux.Handle("GET /assets/", web.Handler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusNotFound, httpx.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -118,7 +118,10 @@ func TestMQTTPayloadFormsAreNormalized(t *testing.T) {
 	if n := len(events(t, h, "telemetry/m1/temp")); n != 1 {
 		t.Errorf("m1 seq 1 stored %d times, want once", n)
 	}
-	checks := []struct{ topic, key string; want any }{
+	checks := []struct {
+		topic, key string
+		want       any
+	}{
 		{"telemetry/m1/temp", "ts", "2026-11-25T10:00:00.000Z"},
 		{"telemetry/m2/temp", "device_seq", 7.0},
 		{"telemetry/m3/room.temp", "unit", "Cel"},
@@ -265,7 +268,9 @@ func TestWebSocketProtocolLimits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var body struct{ Error struct{ Code, Message string } }
+			var body struct {
+				Error struct{ Code, Message string }
+			}
 			_ = json.NewDecoder(resp.Body).Decode(&body)
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusBadRequest || body.Error.Code == "" {
