@@ -1,51 +1,408 @@
 package bridge
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"math"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telehub/telehub/internal/metrics"
 )
 
+// Errors of New and of the Bridge methods (besides the *Error rejections of
+// invalid input).
+var (
+	// ErrNoStore: Config.Store is nil.
+	ErrNoStore = errors.New("bridge: config has no store")
+	// ErrBadConfig: a Config field is out of range.
+	ErrBadConfig = errors.New("bridge: invalid config")
+	// ErrBadPresence: a presence change with an unknown transport or
+	// reason.
+	ErrBadPresence = errors.New("bridge: invalid presence")
+)
+
 // Store is what the bridge needs from storage.
+//
+// Submit enqueues w for the next group commit and may block while the
+// store's queue is full. When it returns nil the store calls w.Done (when
+// set) exactly once after the commit; when it returns an error nothing is
+// stored and w.Done is never called.
 type Store interface {
 	Submit(w *Write) error
 }
 
 // Config configures a Bridge.
 type Config struct {
-	Store      Store
-	Logger     *slog.Logger
-	Metrics    *metrics.Metrics
-	ErrorRate  float64
+	// Store receives every Write. Required.
+	Store Store
+	// Logger logs rejections (at a rate limit) and store failures.
+	// Default: a logger that discards everything.
+	Logger *slog.Logger
+	// Metrics receives the counters. Default: a fresh private set.
+	Metrics *metrics.Metrics
+	// ErrorRate is how many error events per second a device may cause;
+	// more are suppressed and counted. Default: 1.
+	ErrorRate float64
+	// ErrorBurst is how many error events a device may cause at once
+	// before ErrorRate applies. Default: 5.
 	ErrorBurst int
-	Now        func() time.Time
+	// Now is the clock, for rate limits and missing receive times.
+	// Default: time.Now.
+	Now func() time.Time
 }
 
-// Bridge builds events and submits them.
-type Bridge struct{ cfg Config }
+// Defaults of Config.
+const (
+	DefaultErrorRate  = 1.0
+	DefaultErrorBurst = 5
+)
 
-// New returns a Bridge.
-func New(cfg Config) (*Bridge, error) { return &Bridge{cfg: cfg}, nil }
+// Rejection logs: at most logBurst lines at once, then one per logEvery.
+const (
+	logEvery = time.Second
+	logBurst = 10
+)
 
-// Telemetry submits the readings of p.
-func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error { return nil }
+// Bridge turns parsed device payloads, rejections and presence changes into
+// events with their data JSON encoded once, and submits them to the store.
+// It is safe for concurrent use.
+type Bridge struct {
+	store Store
+	log   *slog.Logger
+	now   func() time.Time
 
-// Reject records a rejected payload.
-func (b *Bridge) Reject(in Input, err error) Rejection { return Rejection{} }
+	errLimit *limiter // per-device error events
 
-// Presence submits a presence event.
-func (b *Bridge) Presence(device string, p Presence, at time.Time, done func(Result)) error {
+	logMu      sync.Mutex
+	logBucket  bucket // rejection log lines, all devices together
+
+	rejected           map[string]prometheus.Counter // by wire code
+	suppressed         prometheus.Counter
+	telemetryIngested  prometheus.Counter
+	presenceIngested   prometheus.Counter
+	errorIngested      prometheus.Counter
+	presenceChangesVec *prometheus.CounterVec
+}
+
+// New returns a Bridge for cfg, with defaults filled in. It fails with
+// ErrNoStore or ErrBadConfig.
+func New(cfg Config) (*Bridge, error) {
+	if cfg.Store == nil {
+		return nil, ErrNoStore
+	}
+	if err := cfg.fillDefaults(); err != nil {
+		return nil, err
+	}
+	m := metrics.OrNew(cfg.Metrics)
+	b := &Bridge{
+		store:              cfg.Store,
+		log:                cfg.Logger,
+		now:                cfg.Now,
+		errLimit:           newLimiter(cfg.ErrorRate, cfg.ErrorBurst, limiterMaxEntries),
+		logBucket:          bucket{tokens: logBurst},
+		rejected:           make(map[string]prometheus.Counter),
+		suppressed:         m.ErrorsSuppressed,
+		telemetryIngested:  m.EventsIngested.WithLabelValues(KindTelemetry.String()),
+		presenceIngested:   m.EventsIngested.WithLabelValues(KindPresence.String()),
+		errorIngested:      m.EventsIngested.WithLabelValues(KindError.String()),
+		presenceChangesVec: m.PresenceChanges,
+	}
+	for _, code := range []string{CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal} {
+		b.rejected[code] = m.Rejected.WithLabelValues(code)
+	}
+	return b, nil
+}
+
+// fillDefaults validates cfg and fills the zero fields with defaults.
+func (cfg *Config) fillDefaults() error {
+	switch {
+	case cfg.ErrorRate == 0:
+		cfg.ErrorRate = DefaultErrorRate
+	case cfg.ErrorRate < 0 || math.IsNaN(cfg.ErrorRate) || math.IsInf(cfg.ErrorRate, 0):
+		return fmt.Errorf("%w: ErrorRate %v must be a positive number", ErrBadConfig, cfg.ErrorRate)
+	}
+	switch {
+	case cfg.ErrorBurst == 0:
+		cfg.ErrorBurst = DefaultErrorBurst
+	case cfg.ErrorBurst < 0:
+		return fmt.Errorf("%w: ErrorBurst %d must be positive", ErrBadConfig, cfg.ErrorBurst)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return nil
 }
 
-// ErrorAnswer returns the error answer JSON.
-func ErrorAnswer(code, message, topic string) []byte { return nil }
+// Telemetry builds one telemetry/{device}/{metric} event per reading of p
+// (data and latest-state JSON encoded here, once) and submits them as one
+// Write: Device, Transport and Seen from in (Seen is the bridge's clock when
+// in.Received is zero), Seq and HasSeq from p, and done as its Done. It
+// does not wait for the commit.
+//
+// An invalid device id, an empty payload, an invalid metric name or a
+// non-finite number is rejected with an *Error before anything is
+// submitted; a store failure is returned wrapped. In both cases done is
+// never called.
+func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error {
+	if err := checkTelemetry(in.Device, &p); err != nil {
+		return err
+	}
+	seen := b.seen(in.Received)
+	w := &Write{
+		Device:    in.Device,
+		Transport: in.Transport,
+		Seen:      seen,
+		Seq:       p.Seq,
+		HasSeq:    p.HasSeq,
+		Events:    buildTelemetry(in.Device, seen, &p),
+		Done:      done,
+	}
+	if err := b.store.Submit(w); err != nil {
+		return fmt.Errorf("bridge: submit %d telemetry events of device %s: %w", len(w.Events), in.Device, err)
+	}
+	b.telemetryIngested.Add(float64(len(w.Events)))
+	return nil
+}
 
-// FormatTime formats t as RFC 3339 UTC with milliseconds.
-func FormatTime(t time.Time) string { return string(AppendTime(nil, t)) }
+// seen returns received, or the bridge's clock when it is zero.
+func (b *Bridge) seen(received time.Time) time.Time {
+	if received.IsZero() {
+		return b.now()
+	}
+	return received
+}
 
-// AppendTime appends FormatTime(t) to b.
-func AppendTime(b []byte, t time.Time) []byte {
-	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+// checkTelemetry validates what Telemetry is given.
+func checkTelemetry(device string, p *Payload) error {
+	if err := ValidDeviceID(device); err != nil {
+		return err
+	}
+	if len(p.Readings) == 0 {
+		return errNoReadings()
+	}
+	for i := range p.Readings {
+		rd := &p.Readings[i]
+		if err := ValidMetric(rd.Metric); err != nil {
+			return err
+		}
+		switch v := rd.Value; {
+		case v.Kind == Number && (math.IsNaN(v.Num) || math.IsInf(v.Num, 0)):
+			return Errorf("value of %s: not a finite number", quote(rd.Metric))
+		case v.Kind != Number && v.Kind != String && v.Kind != Bool:
+			return Errorf("value of %s: no value", quote(rd.Metric))
+		}
+	}
+	return nil
+}
+
+// buildTelemetry returns the events of p's readings. All Data and State
+// bytes share one buffer, and all topics one string.
+func buildTelemetry(device string, seen time.Time, p *Payload) []Event {
+	const prefix = "telemetry/"
+	n := len(p.Readings)
+	events := make([]Event, n)
+	topicLen, size := 0, 0
+	for i := range p.Readings {
+		rd := &p.Readings[i]
+		topicLen += len(prefix) + len(device) + 1 + len(rd.Metric)
+		size += 200 + 2*(len(device)+len(rd.Metric)+len(rd.Unit)+len(rd.Value.Str))
+	}
+	topics := make([]byte, 0, topicLen)
+	buf := make([]byte, 0, size)
+	var endsArr [32]int
+	ends := endsArr[:0] // end of each Data, then of each State
+	var ts []byte
+	var tsOf time.Time
+	for i := range p.Readings {
+		rd := &p.Readings[i]
+		t := rd.Time
+		if t.IsZero() {
+			t = seen
+		}
+		if ts == nil || !t.Equal(tsOf) {
+			ts, tsOf = AppendTime(ts[:0], t), t
+		}
+		start := len(topics)
+		topics = append(append(append(append(topics, prefix...), device...), '/'), rd.Metric...)
+		buf = appendTelemetryData(buf, topics[start:], device, rd, ts, p)
+		ends = append(ends, len(buf))
+		buf = appendState(buf, rd, ts)
+		ends = append(ends, len(buf))
+	}
+	all := string(topics)
+	at, prev := 0, 0
+	for i := range events {
+		rd := &p.Readings[i]
+		topic := all[at : at+len(prefix)+len(device)+1+len(rd.Metric)]
+		at += len(topic)
+		dataEnd, stateEnd := ends[2*i], ends[2*i+1]
+		events[i] = Event{
+			Kind:   KindTelemetry,
+			Topic:  topic,
+			Device: device,
+			Metric: rd.Metric,
+			Data:   buf[prev:dataEnd:dataEnd],
+			State:  buf[dataEnd:stateEnd:stateEnd],
+		}
+		prev = stateEnd
+	}
+	return events
+}
+
+// Reject records a device payload the hub refused: it counts it in
+// metrics.Rejected by code, logs it at a rate limit, and unless the
+// per-device error rate limit suppresses it, submits an errors/{device}
+// event {"topic","device","code","message","source_topic","suppressed","ts"}
+// with ts from in.Received. err is usually an *Error; any other error counts
+// as CodeBadRequest with its text as the message.
+//
+// The Rejection says whether the device should get an error answer now. An
+// invalid device id is never turned into a topic: it is counted and logged
+// only, and Answer is false. A failure to submit the error event is logged;
+// the device is still answered.
+func (b *Bridge) Reject(in Input, err error) Rejection {
+	code, msg := errorParts(err)
+	b.rejected[code].Inc()
+	now := b.now()
+	if ValidDeviceID(in.Device) != nil {
+		b.logReject(in, code, msg, now)
+		return Rejection{}
+	}
+	allowed, suppressed := b.errLimit.allow(in.Device, now)
+	b.logReject(in, code, msg, now)
+	if !allowed {
+		b.suppressed.Inc()
+		return Rejection{Suppressed: suppressed}
+	}
+	b.submitError(in, &errorData{
+		topic: ErrorTopic(in.Device), device: in.Device, code: code, message: msg,
+		source: in.SourceTopic, suppressed: suppressed, at: b.seen(in.Received),
+	})
+	return Rejection{Answer: true, Suppressed: suppressed}
+}
+
+// maxMessage bounds the message of an error event or answer.
+const maxMessage = 512
+
+// errorParts returns the wire code and message of err; codes telehub does
+// not know become CodeBadRequest.
+func errorParts(err error) (code, msg string) {
+	code = CodeBadRequest
+	if err == nil {
+		return code, "rejected"
+	}
+	msg = err.Error()
+	var e *Error
+	if errors.As(err, &e) {
+		switch e.Code {
+		case CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal:
+			code = e.Code
+		}
+		msg = e.Message
+	}
+	if len(msg) > maxMessage {
+		msg = truncate(msg, maxMessage) + "..."
+	}
+	return code, msg
+}
+
+// submitError submits one error event.
+func (b *Bridge) submitError(in Input, e *errorData) {
+	w := &Write{
+		Device:    in.Device,
+		Transport: in.Transport,
+		Seen:      e.at,
+		Events: []Event{{
+			Kind:   KindError,
+			Topic:  e.topic,
+			Device: in.Device,
+			Data:   e.encode(),
+		}},
+	}
+	if err := b.store.Submit(w); err != nil {
+		b.log.Warn("bridge: store error event", "device", in.Device, "err", err)
+		return
+	}
+	b.errorIngested.Inc()
+}
+
+// logReject logs a rejection unless the log rate limit holds it back; the
+// next line that goes out says how many were skipped.
+func (b *Bridge) logReject(in Input, code, msg string, now time.Time) {
+	if !b.log.Enabled(context.Background(), slog.LevelWarn) {
+		return
+	}
+	b.logMu.Lock()
+	b.logBucket.refill(now, 1/logEvery.Seconds(), logBurst)
+	ok, skipped := b.logBucket.take()
+	b.logMu.Unlock()
+	if !ok {
+		return
+	}
+	b.log.Warn("rejected device payload",
+		"device", truncate(in.Device, maxQuoted),
+		"transport", in.Transport,
+		"source_topic", truncate(in.SourceTopic, maxQuoted),
+		"code", code,
+		"message", msg,
+		"log_lines_skipped", skipped)
+}
+
+// Presence submits the presence/{device} event of a liveness change, data
+// {"topic","device","online","transport","reason","session","ts"} with ts =
+// at, as a Write with Presence set (Seen = at, the bridge's clock when at is
+// zero) and done as its Done. It counts metrics.PresenceChanges by reason.
+// An invalid device id is an *Error; an unknown transport or reason is
+// ErrBadPresence; a store failure is returned wrapped. done is then never
+// called.
+func (b *Bridge) Presence(device string, p Presence, at time.Time, done func(Result)) error {
+	if err := ValidDeviceID(device); err != nil {
+		return err
+	}
+	if err := checkPresence(&p); err != nil {
+		return err
+	}
+	at = b.seen(at)
+	topic := PresenceTopic(device)
+	w := &Write{
+		Device:    device,
+		Transport: p.Transport,
+		Seen:      at,
+		Events: []Event{{
+			Kind:   KindPresence,
+			Topic:  topic,
+			Device: device,
+			Data:   presenceData(topic, device, &p, at),
+		}},
+		Presence: &p,
+		Done:     done,
+	}
+	if err := b.store.Submit(w); err != nil {
+		return fmt.Errorf("bridge: submit presence of device %s: %w", device, err)
+	}
+	b.presenceIngested.Inc()
+	b.presenceChangesVec.WithLabelValues(p.Reason).Inc()
+	return nil
+}
+
+// checkPresence validates a presence change's transport and reason.
+func checkPresence(p *Presence) error {
+	switch p.Transport {
+	case TransportWS, TransportMQTT:
+	default:
+		return fmt.Errorf("%w: transport %q", ErrBadPresence, p.Transport)
+	}
+	switch p.Reason {
+	case ReasonConnect, ReasonDisconnect, ReasonTimeout, ReasonWill, ReasonMessage:
+		return nil
+	}
+	return fmt.Errorf("%w: reason %q", ErrBadPresence, p.Reason)
 }
