@@ -78,8 +78,8 @@ type Bridge struct {
 
 	errLimit *limiter // per-device error events
 
-	logMu      sync.Mutex
-	logBucket  bucket // rejection log lines, all devices together
+	logMu     sync.Mutex
+	logBucket bucket // rejection log lines, all devices together
 
 	rejected           map[string]prometheus.Counter // by wire code
 	suppressed         prometheus.Counter
