@@ -1,10 +1,19 @@
 package storage
 
 import (
-	"encoding/json"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/metrics"
@@ -12,71 +21,271 @@ import (
 
 // Errors of the store.
 var (
-	// ErrClosed: the store is closed or closing and accepts no more writes.
+	// ErrClosed: the store is closed, or Close began; it accepts no more
+	// writes and serves no more reads.
 	ErrClosed = errors.New("storage closed")
-	// ErrNotFound: no such device.
-	ErrNotFound = errors.New("not found")
+	// ErrNotFound: no device with that id is recorded.
+	ErrNotFound = errors.New("device not found")
+	// ErrInvalidConfig: a Config field is missing or out of range.
+	ErrInvalidConfig = errors.New("invalid storage config")
+	// ErrInvalidWrite: Submit got a nil write, a write without a device, or
+	// an event without a topic.
+	ErrInvalidWrite = errors.New("invalid write")
+	// ErrCorrupt: the data file holds something this version of telehub
+	// cannot decode.
+	ErrCorrupt = errors.New("storage data malformed")
 )
 
-// Config configures a Store.
+// Defaults of Config.
+const (
+	DefaultMaxEvents    = 1_000_000
+	DefaultMaxAge       = 24 * time.Hour
+	DefaultQueueSize    = 8192
+	DefaultMaxBatch     = 4096
+	DefaultOpenTimeout  = 5 * time.Second
+	DefaultTrimInterval = time.Second
+)
+
+// Config configures a Store. Zero values mean the documented defaults.
 type Config struct {
-	Path      string
-	NoFsync   bool
+	// Path is the bbolt file; its directory is created. Required.
+	Path string
+	// NoFsync skips the fsync of each commit: faster, but a crash can lose
+	// the last acknowledged writes. Default false: every commit is durable.
+	NoFsync bool
+	// MaxEvents bounds the retained events by count. Default 1 000 000.
 	MaxEvents int
-	MaxAge    time.Duration
+	// MaxAge bounds the retained events by age (Record.Time). Default 24h.
+	MaxAge time.Duration
+	// QueueSize is how many writes may wait for the writer before Submit
+	// blocks. Default 8192.
 	QueueSize int
-	MaxBatch  int
-	OnCommit  func([]Record)
-	Logger    *slog.Logger
-	Metrics   *metrics.Metrics
-	Now       func() time.Time
+	// MaxBatch is the most writes committed in one transaction. Default 4096.
+	MaxBatch int
+	// MaxBytes caps the size of the data file (bbolt MaxSize): a commit that
+	// would grow it further fails cleanly instead of filling the disk.
+	// Default 0: no cap.
+	MaxBytes int
+	// OpenTimeout is how long Open waits for the file lock held by another
+	// process. Default 5s.
+	OpenTimeout time.Duration
+	// TrimInterval is how often the idle writer wakes to apply retention.
+	// Default 1s.
+	TrimInterval time.Duration
+	// OnCommit, when set, is called on the writer goroutine after each
+	// successful commit that stored events, before any Done, with the
+	// batch's records in id order. It must not block. The slice is reused
+	// after it returns; the records' Data is not.
+	OnCommit func([]Record)
+	// Logger receives the store's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the store's metrics. Default a private set.
+	Metrics *metrics.Metrics
+	// Now is the clock used for retention by age and for writes without a
+	// Seen time. Default time.Now.
+	Now func() time.Time
 }
 
-// Store is the bbolt-backed event log.
-type Store struct{ ids IDCodec }
-
-// Device is a device record.
-type Device struct {
-	ID, Transport       string
-	Online              bool
-	Session             uint64
-	FirstSeen, LastSeen time.Time
-	Metrics             []string
+// withDefaults validates c and returns it with defaults filled.
+func (c Config) withDefaults() (Config, error) {
+	if c.Path == "" {
+		return c, fmt.Errorf("%w: Path is required", ErrInvalidConfig)
+	}
+	if c.MaxEvents < 0 || c.MaxAge < 0 || c.QueueSize < 0 || c.MaxBatch < 0 ||
+		c.MaxBytes < 0 || c.OpenTimeout < 0 || c.TrimInterval < 0 {
+		return c, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
+	}
+	c.MaxEvents = orDefault(c.MaxEvents, DefaultMaxEvents)
+	c.MaxAge = orDefault(c.MaxAge, DefaultMaxAge)
+	c.QueueSize = orDefault(c.QueueSize, DefaultQueueSize)
+	c.MaxBatch = orDefault(c.MaxBatch, DefaultMaxBatch)
+	c.OpenTimeout = orDefault(c.OpenTimeout, DefaultOpenTimeout)
+	c.TrimInterval = orDefault(c.TrimInterval, DefaultTrimInterval)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Metrics = metrics.OrNew(c.Metrics)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
 }
 
-// MetricState is the latest state of one metric.
-type MetricState struct {
-	Metric string
-	State  json.RawMessage
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
-// Open opens the store.
-func Open(cfg Config) (*Store, error) { return nil, ErrClosed }
+// Store is telehub's durable event log, latest state and device registry
+// on one bbolt file, written by a single group-commit goroutine.
+type Store struct {
+	cfg Config
+	log *slog.Logger
+	met *metrics.Metrics
+	db  *bolt.DB
+	ids IDCodec
 
-// Submit enqueues w.
-func (s *Store) Submit(w *bridge.Write) error { return ErrClosed }
+	queue chan *bridge.Write
+	// mu guards closed: Submit holds it shared while it sends, so that once
+	// Close has set closed under the exclusive lock no send is in flight.
+	mu      sync.RWMutex
+	closed  bool
+	closing chan struct{} // closed when Close begins: wakes blocked Submits
+	drain   chan struct{} // closed once no Submit can send: the writer flushes and exits
+	done    chan struct{} // closed when the writer goroutine has exited
 
-// Close closes the store.
-func (s *Store) Close() error { return nil }
+	closeOnce sync.Once
+	closeErr  error
 
-// IDs returns the id codec.
+	lastID   atomic.Uint64 // last committed id, 0 = none
+	oldestID atomic.Uint64 // oldest retained id, 0 = none retained
+
+	w writer // owned by the writer goroutine
+}
+
+// Open opens (or creates) the store file, creates its buckets and identity
+// on first use, and starts the writer goroutine. Close releases both.
+func Open(cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	db, err := openDB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "storage"),
+		met:     cfg.Metrics,
+		db:      db,
+		queue:   make(chan *bridge.Write, cfg.QueueSize),
+		closing: make(chan struct{}),
+		drain:   make(chan struct{}),
+		done:    make(chan struct{}),
+		w:       newWriter(),
+	}
+	if err := s.load(); err != nil {
+		_ = db.Close() // the load error is the one to report
+		return nil, err
+	}
+	s.logOpen()
+	go s.run()
+	return s, nil
+}
+
+// openDB creates the directory of cfg.Path and opens the bbolt file.
+func openDB(cfg Config) (*bolt.DB, error) {
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o750); err != nil {
+		return nil, fmt.Errorf("storage: create data directory: %w", err)
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
+		Timeout:        cfg.OpenTimeout,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		MaxSize:        cfg.MaxBytes,
+		NoSync:         cfg.NoFsync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", cfg.Path, err)
+	}
+	return db, nil
+}
+
+func (s *Store) logOpen() {
+	oldest, _ := s.OldestID()
+	s.log.Info("storage open", "path", s.cfg.Path, "identity", s.ids.Identity(),
+		"last_id", s.LastID(), "oldest_id", oldest)
+	if s.cfg.NoFsync {
+		s.log.Warn("fsync disabled: a crash can lose acknowledged readings", "path", s.cfg.Path)
+	}
+}
+
+// newIdentity returns a random store identity of 12 hex digits.
+func newIdentity() (string, error) {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("storage: make identity: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// Submit queues w for the next group commit. It blocks while the queue is
+// full, and returns ErrClosed once Close began. When Submit returns nil,
+// w.Done (if set) is called exactly once on the writer goroutine; otherwise
+// it is never called. w and its events must not change until then.
+func (s *Store) Submit(w *bridge.Write) error {
+	if err := validWrite(w); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	select {
+	case s.queue <- w:
+		return nil
+	case <-s.closing:
+		return ErrClosed
+	}
+}
+
+// validWrite rejects writes the writer could not store.
+func validWrite(w *bridge.Write) error {
+	if w == nil {
+		return fmt.Errorf("%w: nil", ErrInvalidWrite)
+	}
+	if w.Device == "" {
+		return fmt.Errorf("%w: no device", ErrInvalidWrite)
+	}
+	for i := range w.Events {
+		if w.Events[i].Topic == "" {
+			return fmt.Errorf("%w: event %d of device %q has no topic", ErrInvalidWrite, i, w.Device)
+		}
+	}
+	return nil
+}
+
+// Close stops accepting writes, commits every write already queued (their
+// Done is called), stops the writer and closes the file. It is idempotent;
+// later calls return the first call's result. It must not be called from
+// OnCommit or a Done.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.drain)
+		<-s.done
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("storage: close %s: %w", s.cfg.Path, err)
+		}
+	})
+	return s.closeErr
+}
+
+// IDs returns the codec of this store's event ids.
 func (s *Store) IDs() IDCodec { return s.ids }
 
-// LastID returns the last committed id.
-func (s *Store) LastID() uint64 { return 0 }
+// LastID returns the id of the last committed event, 0 when none was ever
+// committed. Ids of trimmed events count: it never goes down.
+func (s *Store) LastID() uint64 { return s.lastID.Load() }
 
-// OldestID returns the oldest retained id.
-func (s *Store) OldestID() (uint64, bool) { return 0, false }
-
-// Scan reads records.
-func (s *Store) Scan(after, upTo uint64, match func(topic string) bool, limit int) (recs []Record, next uint64, err error) {
-	return nil, upTo, ErrClosed
+// OldestID returns the id of the oldest retained event, and false when no
+// event is retained.
+func (s *Store) OldestID() (uint64, bool) {
+	id := s.oldestID.Load()
+	return id, id != 0
 }
 
-// Devices lists devices.
-func (s *Store) Devices() ([]Device, error) { return nil, ErrClosed }
-
-// Device returns one device.
-func (s *Store) Device(id string) (Device, []MetricState, error) {
-	return Device{}, nil, ErrNotFound
+// viewErr maps the error of a read transaction.
+func viewErr(op string, err error) error {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return fmt.Errorf("storage: %s: %w", op, err)
 }

@@ -1,0 +1,220 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/telehub/telehub/bridge"
+)
+
+// putID appends the 8-byte big-endian key of event id to b.
+func putID(b []byte, id uint64) []byte { return binary.BigEndian.AppendUint64(b, id) }
+
+// getID decodes an 8-byte big-endian event key.
+func getID(k []byte) uint64 { return binary.BigEndian.Uint64(k) }
+
+// Event values are, in order: the kind (1 byte), Record.Time in unix
+// milliseconds (signed varint), the topic length (uvarint), the topic, and
+// the data (the rest).
+
+// appendEvent appends the encoded event to b.
+func appendEvent(b []byte, kind bridge.Kind, ms int64, topic string, data []byte) []byte {
+	b = append(b, byte(kind))
+	b = binary.AppendVarint(b, ms)
+	b = binary.AppendUvarint(b, uint64(len(topic)))
+	b = append(b, topic...)
+	return append(b, data...)
+}
+
+// eventFields is an encoded event split into its parts; topic and data
+// alias the encoded bytes.
+type eventFields struct {
+	kind  bridge.Kind
+	ms    int64
+	topic []byte
+	data  []byte
+}
+
+// decodeEvent splits an encoded event into its parts.
+func decodeEvent(v []byte) (eventFields, error) {
+	if len(v) < 1 {
+		return eventFields{}, fmt.Errorf("%w: empty event", ErrCorrupt)
+	}
+	f := eventFields{kind: bridge.Kind(v[0])}
+	d := decoder{b: v[1:]}
+	f.ms = d.varint()
+	f.topic = d.bytes()
+	if d.err != nil {
+		return eventFields{}, fmt.Errorf("%w: event: %w", ErrCorrupt, d.err)
+	}
+	f.data = d.b
+	return f, nil
+}
+
+// eventTime returns Record.Time of an encoded event, in unix milliseconds.
+func eventTime(v []byte) (int64, error) {
+	if len(v) < 1 {
+		return 0, fmt.Errorf("%w: empty event", ErrCorrupt)
+	}
+	d := decoder{b: v[1:]}
+	ms := d.varint()
+	if d.err != nil {
+		return 0, fmt.Errorf("%w: event time: %w", ErrCorrupt, d.err)
+	}
+	return ms, nil
+}
+
+// deviceRec is the stored record of one device.
+type deviceRec struct {
+	transport string
+	online    bool
+	hasSeq    bool
+	session   uint64
+	seq       uint64 // last stored device seq, when hasSeq
+	firstMs   int64  // first seen, unix ms
+	lastMs    int64  // last seen, unix ms
+	metrics   []string
+}
+
+// Flags of an encoded device record.
+const (
+	devOnline byte = 1 << iota
+	devHasSeq
+)
+
+// Device records are, in order: flags (1 byte), session, seq (uvarints),
+// first and last seen (varints, unix ms), transport (uvarint length and
+// bytes), the number of metrics (uvarint), then each metric name (uvarint
+// length and bytes), sorted.
+
+// appendDevice appends the encoded record to b.
+func appendDevice(b []byte, r *deviceRec) []byte {
+	var flags byte
+	if r.online {
+		flags |= devOnline
+	}
+	if r.hasSeq {
+		flags |= devHasSeq
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, r.session)
+	b = binary.AppendUvarint(b, r.seq)
+	b = binary.AppendVarint(b, r.firstMs)
+	b = binary.AppendVarint(b, r.lastMs)
+	b = appendString(b, r.transport)
+	b = binary.AppendUvarint(b, uint64(len(r.metrics)))
+	for _, m := range r.metrics {
+		b = appendString(b, m)
+	}
+	return b
+}
+
+// decodeDevice decodes a record written by appendDevice. The strings are
+// copies: the record outlives the transaction.
+func decodeDevice(v []byte) (deviceRec, error) {
+	if len(v) < 1 {
+		return deviceRec{}, fmt.Errorf("%w: empty device record", ErrCorrupt)
+	}
+	r := deviceRec{online: v[0]&devOnline != 0, hasSeq: v[0]&devHasSeq != 0}
+	d := decoder{b: v[1:]}
+	r.session = d.uvarint()
+	r.seq = d.uvarint()
+	r.firstMs = d.varint()
+	r.lastMs = d.varint()
+	r.transport = string(d.bytes())
+	r.metrics = d.strings()
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	if d.err != nil {
+		return deviceRec{}, fmt.Errorf("%w: device record: %w", ErrCorrupt, d.err)
+	}
+	return r, nil
+}
+
+// appendString appends s with its uvarint length.
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// stateKey appends the state bucket key of device and metric to b: the
+// device's uvarint length, the device, then the metric. All metrics of a
+// device share the prefix stateKey(b, device, "").
+func stateKey(b []byte, device, metric string) []byte {
+	return append(appendString(b, device), metric...)
+}
+
+// errBadVarint: a varint is truncated or overflows 64 bits.
+var errBadVarint = errors.New("bad varint")
+
+// decoder reads the parts of an encoded value; the first error sticks and
+// later reads return zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errBadVarint
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errBadVarint
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes reads a uvarint length and that many bytes; the result aliases d.b.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("length %d over the %d bytes left", n, len(d.b))
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// strings reads a uvarint count and that many length-prefixed strings.
+func (d *decoder) strings() []string {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	// Each string takes at least one byte: a count above that is corrupt,
+	// and checking it first bounds the allocation.
+	if n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("%d strings in %d bytes", n, len(d.b))
+		return nil
+	}
+	out := make([]string, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		out = append(out, string(d.bytes()))
+	}
+	if d.err != nil {
+		return nil
+	}
+	return out
+}

@@ -1,0 +1,232 @@
+package storage
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/telehub/telehub/bridge"
+)
+
+// trimBase is the number of events a transaction may trim beyond twice the
+// number it appends.
+const trimBase = 1024
+
+// buckets are the buckets a batch writes to.
+type buckets struct {
+	events, state, devices *bolt.Bucket
+}
+
+// commit stores batch in one transaction, then reports the outcome: on
+// success the new range, OnCommit and every Done; on failure the error to
+// every Done, with the in-memory state rolled back.
+func (s *Store) commit(batch []*bridge.Write) {
+	defer s.w.endBatch()
+	saved := s.w.saveRange()
+	start := time.Now()
+	var size int64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.apply(tx, batch); err != nil {
+			return err
+		}
+		size = tx.Size()
+		return nil
+	})
+	s.met.CommitDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.w.restoreRange(saved)
+		s.fail(batch, err)
+		return
+	}
+	s.committed(batch, size)
+}
+
+// committed publishes a successful commit: metrics, range, OnCommit, Done.
+func (s *Store) committed(batch []*bridge.Write, size int64) {
+	w := &s.w
+	for id, r := range w.pending {
+		w.devices[id] = r
+	}
+	s.met.CommitBatch.Observe(float64(len(batch)))
+	s.met.EventsStored.Add(float64(w.appended))
+	s.met.Duplicates.Add(float64(w.dups))
+	s.met.StorageBytes.Set(float64(size))
+	s.publishRange()
+	if len(w.recs) > 0 && s.cfg.OnCommit != nil {
+		s.cfg.OnCommit(w.recs)
+	}
+	for i, wr := range batch {
+		if wr.Done != nil {
+			wr.Done(w.results[i])
+		}
+	}
+}
+
+// fail reports a failed commit to every write of the batch.
+func (s *Store) fail(batch []*bridge.Write, err error) {
+	err = fmt.Errorf("storage: commit batch of %d writes: %w", len(batch), err)
+	s.log.Error("commit failed", "writes", len(batch), "err", err)
+	for _, wr := range batch {
+		if wr.Done != nil {
+			wr.Done(bridge.Result{Err: err})
+		}
+	}
+}
+
+// apply writes batch into tx: events, state, device records, retention and
+// the id high-water mark.
+func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
+	w := &s.w
+	w.startBatch()
+	b := buckets{
+		events:  tx.Bucket(bucketEvents),
+		state:   tx.Bucket(bucketState),
+		devices: tx.Bucket(bucketDevices),
+	}
+	b.events.FillPercent = 1.0
+	for _, wr := range batch {
+		res, err := s.applyWrite(b, wr)
+		if err != nil {
+			return err
+		}
+		w.results = append(w.results, res)
+	}
+	if err := w.putDevices(b.devices); err != nil {
+		return err
+	}
+	if _, err := s.trim(tx, 2*w.appended+trimBase); err != nil {
+		return err
+	}
+	if w.appended == 0 {
+		return nil
+	}
+	return tx.Bucket(bucketMeta).Put(metaHighWater, putID(w.key[:0], w.nextID-1))
+}
+
+// applyWrite stores one write, or nothing when its seq is a duplicate.
+func (s *Store) applyWrite(b buckets, wr *bridge.Write) (bridge.Result, error) {
+	w := &s.w
+	rec, err := w.device(b.devices, wr.Device)
+	if err != nil {
+		return bridge.Result{}, err
+	}
+	if wr.HasSeq && rec.hasSeq && wr.Seq <= rec.seq {
+		w.dups++
+		return bridge.Result{Duplicate: true}, nil
+	}
+	seen := wr.Seen
+	if seen.IsZero() {
+		seen = s.cfg.Now()
+	}
+	ms := seen.UnixMilli()
+	var res bridge.Result
+	if len(wr.Events) > 0 {
+		res.FirstID = w.nextID
+	}
+	for i := range wr.Events {
+		if err := w.putEvent(b, rec, wr.Device, &wr.Events[i], ms); err != nil {
+			return bridge.Result{}, err
+		}
+	}
+	rec.touch(wr)
+	return res, nil
+}
+
+// putEvent appends e under the next id and updates the latest state of its
+// metric.
+func (w *writer) putEvent(b buckets, rec *deviceRec, device string, e *bridge.Event, ms int64) error {
+	id := w.nextID
+	start := len(w.arena)
+	w.arena = appendEvent(w.arena, e.Kind, ms, e.Topic, e.Data)
+	// bbolt keeps v until the commit; later appends never write into it.
+	if err := b.events.Put(putID(w.key[:0], id), w.arena[start:]); err != nil {
+		return fmt.Errorf("event %d: %w", id, err)
+	}
+	w.nextID++
+	w.appended++
+	if w.oldest == 0 {
+		w.oldest, w.oldestMs = id, ms
+	}
+	w.recs = append(w.recs, Record{ID: id, Kind: e.Kind, Topic: e.Topic, Time: time.UnixMilli(ms), Data: e.Data})
+	if e.Metric == "" || e.State == nil {
+		return nil
+	}
+	if err := b.state.Put(stateKey(w.key[:0], device, e.Metric), e.State); err != nil {
+		return fmt.Errorf("state of %s/%s: %w", device, e.Metric, err)
+	}
+	rec.addMetric(e.Metric)
+	return nil
+}
+
+// device returns the batch's working copy of the record of id, loading the
+// committed one on first use.
+func (w *writer) device(devs *bolt.Bucket, id string) (*deviceRec, error) {
+	if r, ok := w.pending[id]; ok {
+		return r, nil
+	}
+	base, ok := w.devices[id]
+	if !ok {
+		if v := devs.Get([]byte(id)); v != nil {
+			r, err := decodeDevice(v)
+			if err != nil {
+				return nil, fmt.Errorf("device %q: %w", id, err)
+			}
+			base = &r
+		}
+		w.devices[id] = base
+	}
+	r := new(deviceRec)
+	if base != nil {
+		*r = *base // metrics is shared: addMetric never changes it in place
+	}
+	w.pending[id] = r
+	return r, nil
+}
+
+// putDevices stores the records the batch changed.
+func (w *writer) putDevices(devs *bolt.Bucket) error {
+	for id, r := range w.pending {
+		start := len(w.arena)
+		w.arena = appendDevice(w.arena, r)
+		if err := devs.Put([]byte(id), w.arena[start:]); err != nil {
+			return fmt.Errorf("device %q: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// touch applies a stored write's bookkeeping to the record: last seen,
+// transport, seq and presence.
+func (r *deviceRec) touch(wr *bridge.Write) {
+	if !wr.Seen.IsZero() {
+		ms := wr.Seen.UnixMilli()
+		if r.firstMs == 0 {
+			r.firstMs = ms
+		}
+		r.lastMs = max(r.lastMs, ms)
+	}
+	if wr.Transport != "" {
+		r.transport = wr.Transport
+	}
+	if wr.HasSeq {
+		r.seq, r.hasSeq = wr.Seq, true
+	}
+	if p := wr.Presence; p != nil {
+		r.online, r.session = p.Online, p.Session
+		if p.Transport != "" {
+			r.transport = p.Transport
+		}
+	}
+}
+
+// addMetric adds m to the record's sorted metric names. It makes a new
+// slice: the old one may be shared with the committed record.
+func (r *deviceRec) addMetric(m string) {
+	i, found := slices.BinarySearch(r.metrics, m)
+	if found {
+		return
+	}
+	r.metrics = slices.Insert(slices.Clip(r.metrics), i, m)
+}

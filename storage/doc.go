@@ -1,0 +1,33 @@
+// Package storage owns telehub's durable state: one bbolt file holding the
+// event log, the latest state of every device metric, the device records
+// (first and last seen, transport, presence session, metrics) with the last
+// stored device seq used for deduplication, and the store identity that
+// event ids carry (see IDCodec).
+//
+// # Writing
+//
+// A Store implements the bridge's Store interface. Submit only enqueues; a
+// single writer goroutine owned by the Store is the only bbolt writer. It
+// takes the first queued write, then whatever else is queued (up to
+// Config.MaxBatch) without waiting, and commits them in one transaction with
+// one fsync (group commit). Inside that transaction it drops duplicate
+// device seqs, appends events under consecutive ids, updates latest state and
+// device records, and trims retention in bounded steps. After a successful
+// commit it publishes the new last id, calls Config.OnCommit with the
+// batch's records in id order, then calls each write's Done. After a failed
+// commit every write of the batch gets the error in its Done and nothing of
+// it is kept, in the file or in memory.
+//
+// # Concurrency
+//
+// Submit, LastID, OldestID, Scan, Devices, Device and Close are safe to call
+// from any goroutine. Reads run in short read-only transactions and never
+// wait for the writer. OnCommit and every Write.Done run on the writer
+// goroutine, one at a time, in commit order.
+//
+// # Caveats
+//
+// OnCommit and Done must not block, and must not call Submit or Close: the
+// writer goroutine would wait on itself. Close waits for every queued write
+// to be committed and acknowledged.
+package storage

@@ -1,0 +1,150 @@
+package storage
+
+import (
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Buckets of the data file.
+var (
+	// bucketEvents: event id (8 bytes big-endian) -> encoded event.
+	bucketEvents = []byte("events")
+	// bucketState: stateKey(device, metric) -> latest State JSON.
+	bucketState = []byte("state")
+	// bucketDevices: device id -> encoded device record.
+	bucketDevices = []byte("devices")
+	// bucketMeta: the keys below.
+	bucketMeta = []byte("meta")
+)
+
+// Keys of bucketMeta.
+var (
+	// metaFormat: the layout version, one byte.
+	metaFormat = []byte("format")
+	// metaIdentity: the store identity, 12 hex digits.
+	metaIdentity = []byte("identity")
+	// metaHighWater: the highest event id ever assigned, 8 bytes
+	// big-endian; ids of trimmed events are never reused.
+	metaHighWater = []byte("high_water")
+)
+
+// formatVersion is the layout version this package writes and reads.
+const formatVersion = 1
+
+// load creates what is missing in the file, then reads the identity, the
+// id high-water mark and the retained range into the store.
+func (s *Store) load() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta, err := createBuckets(tx)
+		if err != nil {
+			return err
+		}
+		if err := checkFormat(meta); err != nil {
+			return err
+		}
+		ident, err := loadIdentity(meta)
+		if err != nil {
+			return err
+		}
+		s.ids = NewIDCodec(ident)
+		return s.loadRange(tx, meta)
+	})
+	if err != nil {
+		return fmt.Errorf("storage: load %s: %w", s.cfg.Path, err)
+	}
+	s.publishRange()
+	return nil
+}
+
+// createBuckets creates the buckets that do not exist yet and returns the
+// meta bucket.
+func createBuckets(tx *bolt.Tx) (*bolt.Bucket, error) {
+	for _, name := range [][]byte{bucketEvents, bucketState, bucketDevices} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return nil, err
+		}
+	}
+	return tx.CreateBucketIfNotExists(bucketMeta)
+}
+
+// checkFormat records the layout version in a new file and refuses a file
+// of another version.
+func checkFormat(meta *bolt.Bucket) error {
+	v := meta.Get(metaFormat)
+	if v == nil {
+		return meta.Put(metaFormat, []byte{formatVersion})
+	}
+	if len(v) != 1 || v[0] != formatVersion {
+		return fmt.Errorf("%w: layout version %v, want %d", ErrCorrupt, v, formatVersion)
+	}
+	return nil
+}
+
+// loadIdentity returns the store identity, making one in a new file.
+func loadIdentity(meta *bolt.Bucket) (string, error) {
+	if v := meta.Get(metaIdentity); v != nil {
+		if !validIdentity(v) {
+			return "", fmt.Errorf("%w: identity %q", ErrCorrupt, v)
+		}
+		return string(v), nil
+	}
+	ident, err := newIdentity()
+	if err != nil {
+		return "", err
+	}
+	return ident, meta.Put(metaIdentity, []byte(ident))
+}
+
+// validIdentity reports whether v is 12 lowercase hex digits.
+func validIdentity(v []byte) bool {
+	if len(v) != 12 {
+		return false
+	}
+	for _, c := range v {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// loadRange sets the writer's next id and retained range from the file.
+func (s *Store) loadRange(tx *bolt.Tx, meta *bolt.Bucket) error {
+	high := uint64(0)
+	if v := meta.Get(metaHighWater); v != nil {
+		if len(v) != 8 {
+			return fmt.Errorf("%w: high-water mark of %d bytes", ErrCorrupt, len(v))
+		}
+		high = getID(v)
+	}
+	c := tx.Bucket(bucketEvents).Cursor()
+	if k, _ := c.Last(); k != nil {
+		high = max(high, getID(k))
+	}
+	s.w.nextID = high + 1
+	return s.w.loadOldest(tx)
+}
+
+// loadOldest reads the oldest retained event into the writer state.
+func (w *writer) loadOldest(tx *bolt.Tx) error {
+	k, v := tx.Bucket(bucketEvents).Cursor().First()
+	if k == nil {
+		w.oldest, w.oldestMs = 0, 0
+		return nil
+	}
+	ms, err := eventTime(v)
+	if err != nil {
+		return fmt.Errorf("event %d: %w", getID(k), err)
+	}
+	w.oldest, w.oldestMs = getID(k), ms
+	return nil
+}
+
+// publishRange makes the writer's committed range visible to readers and
+// metrics.
+func (s *Store) publishRange() {
+	s.lastID.Store(s.w.nextID - 1)
+	s.oldestID.Store(s.w.oldest)
+	s.met.RetainedEvents.Set(float64(s.w.retained()))
+}

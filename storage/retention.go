@@ -1,0 +1,105 @@
+package storage
+
+import (
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// idleTrimChunk is the most events one idle trim transaction deletes.
+const idleTrimChunk = 4096
+
+// cutoffMs returns the unix ms time before which events are over MaxAge.
+func (s *Store) cutoffMs() int64 {
+	return s.cfg.Now().Add(-s.cfg.MaxAge).UnixMilli()
+}
+
+// over returns how many retained events are over MaxEvents.
+func (s *Store) over() int {
+	return max(0, int(s.w.retained())-s.cfg.MaxEvents)
+}
+
+// needsTrim reports whether retention has work left.
+func (s *Store) needsTrim() bool {
+	return s.over() > 0 || (s.w.oldest != 0 && s.w.oldestMs < s.cutoffMs())
+}
+
+// trim deletes, oldest first, at most budget events that are over MaxEvents
+// or older than MaxAge, and returns how many it deleted. It stops at the
+// first event that is neither, so events are always dropped oldest first.
+func (s *Store) trim(tx *bolt.Tx, budget int) (int, error) {
+	if !s.needsTrim() {
+		return 0, nil
+	}
+	w := &s.w
+	over, cutoff := s.over(), s.cutoffMs()
+	ids := w.trimIDs[:0]
+	c := tx.Bucket(bucketEvents).Cursor()
+	for k, v := c.First(); k != nil && len(ids) < budget; k, v = c.Next() {
+		if len(ids) >= over {
+			ms, err := eventTime(v)
+			if err != nil {
+				return 0, fmt.Errorf("event %d: %w", getID(k), err)
+			}
+			if ms >= cutoff {
+				break
+			}
+		}
+		ids = append(ids, getID(k))
+	}
+	w.trimIDs = ids
+	// Deleting while a cursor walks can skip keys: delete after the walk.
+	events := tx.Bucket(bucketEvents)
+	for _, id := range ids {
+		if err := events.Delete(putID(w.key[:0], id)); err != nil {
+			return 0, fmt.Errorf("trim event %d: %w", id, err)
+		}
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	return len(ids), w.loadOldest(tx)
+}
+
+// trimIdle runs trim-only transactions while retention has work left and
+// no write is waiting.
+func (s *Store) trimIdle() {
+	for s.needsTrim() {
+		if !s.commitTrim() {
+			return
+		}
+		if len(s.queue) > 0 {
+			return
+		}
+		select {
+		case <-s.drain:
+			return
+		default:
+		}
+	}
+}
+
+// commitTrim runs one trim transaction and reports whether it committed.
+func (s *Store) commitTrim() bool {
+	saved := s.w.saveRange()
+	start := time.Now()
+	var size int64
+	var n int
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		n, err = s.trim(tx, idleTrimChunk)
+		size = tx.Size()
+		return err
+	})
+	s.met.CommitDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.w.restoreRange(saved)
+		s.log.Error("retention trim failed", "err", err)
+		return false
+	}
+	s.met.StorageBytes.Set(float64(size))
+	s.publishRange()
+	s.log.Debug("retention trimmed", "events", n, "oldest_id", s.w.oldest)
+	return n > 0
+}

@@ -1,0 +1,137 @@
+package storage
+
+import (
+	"time"
+
+	"github.com/telehub/telehub/bridge"
+)
+
+// maxArena is the capacity above which the encoding buffer is dropped after
+// a commit instead of being kept for the next one.
+const maxArena = 16 << 20
+
+// writer is the state of the writer goroutine; nothing else touches it
+// while the goroutine runs.
+type writer struct {
+	nextID   uint64 // id of the next event appended
+	oldest   uint64 // oldest retained id, 0 = none
+	oldestMs int64  // Record.Time of the oldest retained event, unix ms
+
+	// devices caches committed device records, loaded on first use; a nil
+	// value means the device is not in the file.
+	devices map[string]*deviceRec
+	// pending holds the records changed by the batch being committed;
+	// they replace the cached ones only after the commit succeeded.
+	pending map[string]*deviceRec
+
+	// Buffers reused from batch to batch.
+	batch   []*bridge.Write
+	results []bridge.Result
+	recs    []Record
+	arena   []byte // encoded values of the batch; bbolt keeps them until commit
+	key     []byte
+	trimIDs []uint64
+
+	appended int // events appended by the batch
+	dups     int // duplicate writes in the batch
+}
+
+func newWriter() writer {
+	return writer{
+		devices: make(map[string]*deviceRec),
+		pending: make(map[string]*deviceRec),
+	}
+}
+
+// retained returns the number of retained events: ids are assigned
+// consecutively and trimmed oldest first, so they form one range.
+func (w *writer) retained() uint64 {
+	if w.oldest == 0 {
+		return 0
+	}
+	return w.nextID - w.oldest
+}
+
+// rangeState is the part of the writer state a failed commit restores.
+type rangeState struct {
+	nextID   uint64
+	oldest   uint64
+	oldestMs int64
+}
+
+func (w *writer) saveRange() rangeState {
+	return rangeState{nextID: w.nextID, oldest: w.oldest, oldestMs: w.oldestMs}
+}
+
+func (w *writer) restoreRange(r rangeState) {
+	w.nextID, w.oldest, w.oldestMs = r.nextID, r.oldest, r.oldestMs
+}
+
+// startBatch resets the per-batch state.
+func (w *writer) startBatch() {
+	clear(w.pending)
+	w.results = w.results[:0]
+	w.recs = w.recs[:0]
+	w.arena = w.arena[:0]
+	w.appended, w.dups = 0, 0
+}
+
+// endBatch drops the references the batch buffers hold, so that committed
+// data is not kept alive by the writer.
+func (w *writer) endBatch() {
+	clear(w.batch)
+	clear(w.recs)
+	clear(w.pending)
+	w.batch = w.batch[:0]
+	if cap(w.arena) > maxArena {
+		w.arena = nil
+	}
+}
+
+// run is the writer goroutine: it commits queued writes in batches, trims
+// retention when idle, and on drain commits what is left and exits.
+func (s *Store) run() {
+	defer close(s.done)
+	tick := time.NewTicker(s.cfg.TrimInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case wr := <-s.queue:
+			s.commit(s.collect(wr))
+		case <-tick.C:
+			s.trimIdle()
+		case <-s.drain:
+			s.flush()
+			return
+		}
+	}
+}
+
+// collect returns a batch of first and whatever else is queued, up to
+// MaxBatch writes, without waiting.
+func (s *Store) collect(first *bridge.Write) []*bridge.Write {
+	b := append(s.w.batch[:0], first)
+	defer func() { s.w.batch = b }()
+	for len(b) < s.cfg.MaxBatch {
+		select {
+		case wr := <-s.queue:
+			b = append(b, wr)
+		default:
+			return b
+		}
+	}
+	return b
+}
+
+// flush commits everything left in the queue. It runs after drain was
+// closed, when no Submit can add more.
+func (s *Store) flush() {
+	for {
+		select {
+		case wr := <-s.queue:
+			s.commit(s.collect(wr))
+		default:
+			return
+		}
+	}
+}
