@@ -29,7 +29,20 @@
 // them.
 package devices
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
+
+// Defaults shared by the package's components.
+const (
+	// DefaultMaxPayload is the default largest device payload in bytes
+	// (--max-payload): WebSocket frames and MQTT payloads.
+	DefaultMaxPayload = 64 << 10
+	// DefaultDeviceTimeout is the default time after which a device with
+	// nothing heard goes offline (--device-timeout).
+	DefaultDeviceTimeout = 45 * time.Second
+)
 
 // Errors shared by the package's components.
 var (
@@ -37,4 +50,6 @@ var (
 	ErrInvalidConfig = errors.New("devices: invalid config")
 	// ErrClosed: the component was closed or shut down.
 	ErrClosed = errors.New("devices: closed")
+	// ErrStarted: Start was called on a component already started.
+	ErrStarted = errors.New("devices: already started")
 )

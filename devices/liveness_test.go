@@ -1,0 +1,425 @@
+package devices
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/storage"
+)
+
+// presenceEvent is one call of recordingPresence.Presence.
+type presenceEvent struct {
+	Device string
+	bridge.Presence
+	At time.Time
+}
+
+func (e presenceEvent) String() string {
+	return fmt.Sprintf("%s online=%v %s session=%d %s", e.Device, e.Online, e.Transport, e.Session, e.Reason)
+}
+
+// recordingPresence is a presenceWriter that records every event and
+// reports it stored at once.
+type recordingPresence struct {
+	mu     sync.Mutex
+	events []presenceEvent
+	err    error // returned by Presence when set
+}
+
+func (r *recordingPresence) Presence(device string, p bridge.Presence, at time.Time, done func(bridge.Result)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	r.events = append(r.events, presenceEvent{Device: device, Presence: p, At: at})
+	done(bridge.Result{})
+	return nil
+}
+
+// take returns the events recorded since the last take.
+func (r *recordingPresence) take() []presenceEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ev := r.events
+	r.events = nil
+	return ev
+}
+
+// newTestLiveness returns a started Liveness over a recording writer,
+// closed when the test ends.
+func newTestLiveness(t *testing.T, known ...storage.Device) (*Liveness, *recordingPresence) {
+	t.Helper()
+	rec := &recordingPresence{}
+	l, err := NewLiveness(LivenessConfig{Presence: rec, Known: known, Timeout: 45 * time.Second})
+	if err != nil {
+		t.Fatalf("NewLiveness: %v", err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l, rec
+}
+
+// wantEvents compares events with want, written as presenceEvent.String.
+func wantEvents(t *testing.T, got []presenceEvent, want ...string) {
+	t.Helper()
+	g := make([]string, len(got))
+	for i, e := range got {
+		g[i] = e.String()
+	}
+	if strings.Join(g, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("presence events:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestNewLivenessRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  LivenessConfig
+	}{
+		{"no presence writer", LivenessConfig{}},
+		{"negative timeout", LivenessConfig{Presence: &recordingPresence{}, Timeout: -time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := NewLiveness(tt.cfg); !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("NewLiveness error = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+func TestLivenessStartAndClose(t *testing.T) {
+	l, err := NewLiveness(LivenessConfig{Presence: &recordingPresence{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := l.Start(); !errors.Is(err, ErrStarted) {
+		t.Fatalf("second Start = %v, want ErrStarted", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	unstarted, err := NewLiveness(LivenessConfig{Presence: &recordingPresence{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unstarted.Close(); err != nil {
+		t.Fatalf("Close without Start: %v", err)
+	}
+	if err := unstarted.Start(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestLivenessSessions(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(l *Liveness)
+		want []string
+	}{
+		{
+			name: "connect starts a session",
+			run:  func(l *Liveness) { l.Connect("d1", "ws", bridge.ReasonConnect) },
+			want: []string{"d1 online=true ws session=1 connect"},
+		},
+		{
+			name: "a replacing connection emits connect with the new session",
+			run: func(l *Liveness) {
+				l.Connect("d1", "ws", bridge.ReasonConnect)
+				l.Connect("d1", "ws", bridge.ReasonConnect)
+			},
+			want: []string{"d1 online=true ws session=1 connect", "d1 online=true ws session=2 connect"},
+		},
+		{
+			name: "stale disconnect is ignored",
+			run: func(l *Liveness) {
+				l.Connect("d1", "ws", bridge.ReasonConnect)
+				l.Connect("d1", "ws", bridge.ReasonConnect)
+				l.Disconnect("d1", 1, bridge.ReasonDisconnect)
+			},
+			want: []string{"d1 online=true ws session=1 connect", "d1 online=true ws session=2 connect"},
+		},
+		{
+			name: "disconnect of the current session goes offline once",
+			run: func(l *Liveness) {
+				l.Connect("d1", "mqtt", bridge.ReasonConnect)
+				l.Disconnect("d1", 1, bridge.ReasonWill)
+				l.Disconnect("d1", 1, bridge.ReasonDisconnect)
+			},
+			want: []string{"d1 online=true mqtt session=1 connect", "d1 online=false mqtt session=1 will"},
+		},
+		{
+			name: "disconnect of an unknown device is ignored",
+			run:  func(l *Liveness) { l.Disconnect("nobody", 0, bridge.ReasonDisconnect) },
+		},
+		{
+			name: "first publish of an unknown device",
+			run: func(l *Liveness) {
+				l.Heard("d1", "mqtt")
+				l.Heard("d1", "mqtt")
+			},
+			want: []string{"d1 online=true mqtt session=1 message"},
+		},
+		{
+			name: "heard after a disconnect starts a new session",
+			run: func(l *Liveness) {
+				l.Connect("d1", "mqtt", bridge.ReasonMessage)
+				l.Disconnect("d1", 1, bridge.ReasonDisconnect)
+				l.Heard("d1", "mqtt")
+			},
+			want: []string{
+				"d1 online=true mqtt session=1 message",
+				"d1 online=false mqtt session=1 disconnect",
+				"d1 online=true mqtt session=2 message",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, rec := newTestLiveness(t)
+			tt.run(l)
+			wantEvents(t, rec.take(), tt.want...)
+		})
+	}
+}
+
+func TestLivenessSessionAndLastSeen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, _ := newTestLiveness(t)
+		if s, online := l.Session("d1"); s != 0 || online {
+			t.Fatalf("Session of unknown device = %d, %v", s, online)
+		}
+		if _, _, _, ok := l.LastSeen("d1"); ok {
+			t.Fatal("LastSeen of unknown device: ok")
+		}
+		l.Connect("d1", "ws", bridge.ReasonConnect)
+		time.Sleep(3 * time.Second)
+		l.Heard("d1", "ws")
+		if s, online := l.Session("d1"); s != 1 || !online {
+			t.Fatalf("Session = %d, %v; want 1, true", s, online)
+		}
+		at, online, transport, ok := l.LastSeen("d1")
+		if !ok || !online || transport != "ws" || !at.Equal(time.Now()) {
+			t.Fatalf("LastSeen = %v %v %q %v; want now, true, ws, true", at, online, transport, ok)
+		}
+	})
+}
+
+func TestLivenessTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, rec := newTestLiveness(t)
+		start := time.Now()
+		l.Connect("d1", "ws", bridge.ReasonConnect)
+		rec.take()
+
+		time.Sleep(45*time.Second - time.Millisecond)
+		synctest.Wait()
+		wantEvents(t, rec.take())
+
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		got := rec.take()
+		wantEvents(t, got, "d1 online=false ws session=1 timeout")
+		if want := start.Add(45 * time.Second); !got[0].At.Equal(want) {
+			t.Fatalf("timeout event at %v, want %v", got[0].At, want)
+		}
+		if _, online := l.Session("d1"); online {
+			t.Fatal("device still online after its timeout")
+		}
+	})
+}
+
+func TestLivenessHeardKeepsAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, rec := newTestLiveness(t)
+		l.Connect("d1", "ws", bridge.ReasonConnect)
+		l.Connect("d2", "ws", bridge.ReasonConnect)
+		rec.take()
+		for range 10 {
+			time.Sleep(30 * time.Second)
+			l.Heard("d1", "ws")
+		}
+		synctest.Wait()
+		// d2 went silent at 0s: offline at 45s; d1 is alive after 300s.
+		wantEvents(t, rec.take(), "d2 online=false ws session=1 timeout")
+
+		last := time.Now()
+		time.Sleep(time.Hour)
+		got := rec.take()
+		wantEvents(t, got, "d1 online=false ws session=1 timeout")
+		if want := last.Add(45 * time.Second); !got[0].At.Equal(want) {
+			t.Fatalf("timeout at %v, want 45s after the last Heard (%v)", got[0].At, want)
+		}
+	})
+}
+
+func TestLivenessHeardAfterTimeoutStartsSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, rec := newTestLiveness(t)
+		l.Connect("d1", "ws", bridge.ReasonConnect)
+		time.Sleep(time.Minute)
+		l.Heard("d1", "ws")
+		l.Disconnect("d1", 1, bridge.ReasonDisconnect) // the old connection's late close
+		time.Sleep(time.Minute)
+		wantEvents(t, rec.take(),
+			"d1 online=true ws session=1 connect",
+			"d1 online=false ws session=1 timeout",
+			"d1 online=true ws session=2 message",
+			"d1 online=false ws session=2 timeout",
+		)
+	})
+}
+
+func TestLivenessReconnectBeforeDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, rec := newTestLiveness(t)
+		l.Connect("d1", "ws", bridge.ReasonConnect)
+		time.Sleep(40 * time.Second)
+		l.Disconnect("d1", 1, bridge.ReasonDisconnect)
+		l.Connect("d1", "ws", bridge.ReasonConnect) // keeps the heap entry of session 1
+		time.Sleep(30 * time.Second)                // past the first deadline, before the second
+		synctest.Wait()
+		wantEvents(t, rec.take(),
+			"d1 online=true ws session=1 connect",
+			"d1 online=false ws session=1 disconnect",
+			"d1 online=true ws session=2 connect",
+		)
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+		wantEvents(t, rec.take(), "d1 online=false ws session=2 timeout")
+	})
+}
+
+func TestLivenessManyTimeouts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, rec := newTestLiveness(t)
+		const n = 3*expireBatch + 7
+		for i := range n {
+			l.Connect(fmt.Sprintf("d%d", i), "mqtt", bridge.ReasonConnect)
+		}
+		rec.take()
+		time.Sleep(time.Minute)
+		offline := map[string]bool{}
+		for _, e := range rec.take() {
+			if e.Online || e.Reason != bridge.ReasonTimeout {
+				t.Fatalf("unexpected event %v", e)
+			}
+			offline[e.Device] = true
+		}
+		if len(offline) != n {
+			t.Fatalf("%d devices timed out, want %d", len(offline), n)
+		}
+	})
+}
+
+func TestLivenessStartupMarksKnownOffline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seen := time.Now().Add(-time.Hour)
+		known := []storage.Device{
+			{ID: "a", Transport: "ws", Online: true, Session: 7, LastSeen: seen},
+			{ID: "b", Transport: "mqtt", Online: false, Session: 3, LastSeen: seen},
+			{ID: "c", Transport: "mqtt", Online: true, Session: 2, LastSeen: seen},
+			{ID: "c", Transport: "mqtt", Online: false, Session: 1}, // an older record of c loses
+		}
+		l, rec := newTestLiveness(t, known...)
+		wantEvents(t, rec.take(),
+			"a online=false ws session=7 disconnect",
+			"c online=false mqtt session=2 disconnect",
+		)
+		if at, online, transport, ok := l.LastSeen("b"); !ok || online || transport != "mqtt" || !at.Equal(seen) {
+			t.Fatalf("LastSeen(b) = %v %v %q %v", at, online, transport, ok)
+		}
+		l.Connect("a", "ws", bridge.ReasonConnect)
+		time.Sleep(time.Second)
+		l.Heard("b", "mqtt")
+		wantEvents(t, rec.take(),
+			"a online=true ws session=8 connect",
+			"b online=true mqtt session=4 message",
+		)
+		time.Sleep(time.Minute) // known devices never heard since the start do not time out again
+		wantEvents(t, rec.take(),
+			"a online=false ws session=8 timeout",
+			"b online=false mqtt session=4 timeout",
+		)
+	})
+}
+
+func TestLivenessConnectBeforeStart(t *testing.T) {
+	rec := &recordingPresence{}
+	l, err := NewLiveness(LivenessConfig{
+		Presence: rec,
+		Known:    []storage.Device{{ID: "a", Transport: "ws", Online: true, Session: 4}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Connect("a", "ws", bridge.ReasonConnect)
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// a reconnected before Start: its stale online record needs no offline event.
+	wantEvents(t, rec.take(), "a online=true ws session=5 connect")
+}
+
+func TestLivenessPresenceWriterError(t *testing.T) {
+	var logs strings.Builder
+	rec := &recordingPresence{err: errors.New("storage closed")}
+	l, err := NewLiveness(LivenessConfig{Presence: rec, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if s := l.Connect("d1", "ws", bridge.ReasonConnect); s != 1 {
+		t.Fatalf("session = %d, want 1", s)
+	}
+	if !strings.Contains(logs.String(), "presence event not submitted") {
+		t.Fatalf("error not logged; logs: %s", logs.String())
+	}
+	l.logStored(bridge.Result{Err: errors.New("disk full")})
+	if !strings.Contains(logs.String(), "presence event not stored") {
+		t.Fatalf("store error not logged; logs: %s", logs.String())
+	}
+}
+
+func BenchmarkLivenessHeard(b *testing.B) {
+	l, err := NewLiveness(LivenessConfig{Presence: &recordingPresence{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ids := make([]string, 10000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("dev-%d", i)
+		l.Connect(ids[i], "ws", bridge.ReasonConnect)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			l.Heard(ids[i%len(ids)], "ws")
+			i++
+		}
+	})
+}
