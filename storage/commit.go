@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -105,10 +106,17 @@ func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 	return tx.Bucket(bucketMeta).Put(metaHighWater, putID(w.key[:0], w.nextID-1))
 }
 
-// applyWrite stores one write, or nothing when its seq is a duplicate.
+// applyWrite stores one write, or nothing when its seq is a duplicate or
+// its device record cannot be read (then the Result carries the error). An
+// error return fails the whole transaction.
 func (s *Store) applyWrite(b buckets, wr *bridge.Write) (bridge.Result, error) {
 	w := &s.w
 	rec, err := w.device(b.devices, wr.Device)
+	if errors.Is(err, ErrCorrupt) {
+		// Only this write fails: one bad record must not stop the others.
+		s.log.Error("write refused", "device", wr.Device, "err", err)
+		return bridge.Result{Err: fmt.Errorf("storage: %w", err)}, nil
+	}
 	if err != nil {
 		return bridge.Result{}, err
 	}
@@ -149,7 +157,7 @@ func (w *writer) putEvent(b buckets, rec *deviceRec, device string, e *bridge.Ev
 	if w.oldest == 0 {
 		w.oldest, w.oldestMs = id, ms
 	}
-	w.recs = append(w.recs, Record{ID: id, Kind: e.Kind, Topic: e.Topic, Time: time.UnixMilli(ms), Data: e.Data})
+	w.recs = append(w.recs, Record{ID: id, Kind: e.Kind, Topic: e.Topic, Time: time.UnixMilli(ms).UTC(), Data: e.Data})
 	if e.Metric == "" || e.State == nil {
 		return nil
 	}

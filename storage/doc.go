@@ -21,8 +21,9 @@
 // # Concurrency
 //
 // Submit, LastID, OldestID, Scan, Devices, Device and Close are safe to call
-// from any goroutine. Reads run in short read-only transactions and never
-// wait for the writer. OnCommit and every Write.Done run on the writer
+// from any goroutine. Reads run in short read-only transactions beside the
+// writer; Scan looks at a bounded window per call so that it never holds
+// one long. OnCommit and every Write.Done run on the writer
 // goroutine, one at a time, in commit order.
 //
 // # Caveats

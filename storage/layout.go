@@ -123,22 +123,19 @@ func (s *Store) loadRange(tx *bolt.Tx, meta *bolt.Bucket) error {
 		high = max(high, getID(k))
 	}
 	s.w.nextID = high + 1
-	return s.w.loadOldest(tx)
+	s.w.loadOldest(tx)
+	s.met.StorageBytes.Set(float64(tx.Size()))
+	return nil
 }
 
 // loadOldest reads the oldest retained event into the writer state.
-func (w *writer) loadOldest(tx *bolt.Tx) error {
+func (w *writer) loadOldest(tx *bolt.Tx) {
 	k, v := tx.Bucket(bucketEvents).Cursor().First()
 	if k == nil {
 		w.oldest, w.oldestMs = 0, 0
-		return nil
+		return
 	}
-	ms, err := eventTime(v)
-	if err != nil {
-		return fmt.Errorf("event %d: %w", getID(k), err)
-	}
-	w.oldest, w.oldestMs = getID(k), ms
-	return nil
+	w.oldest, w.oldestMs = getID(k), retentionTime(v)
 }
 
 // publishRange makes the writer's committed range visible to readers and

@@ -91,7 +91,7 @@ func readRecord(id uint64, v []byte, match func(string) bool) (Record, bool, err
 		ID:    id,
 		Kind:  f.kind,
 		Topic: topic,
-		Time:  time.UnixMilli(f.ms),
+		Time:  time.UnixMilli(f.ms).UTC(),
 		Data:  bytes.Clone(f.data),
 	}, true, nil
 }
@@ -164,10 +164,10 @@ func (r *deviceRec) toDevice(id string) Device {
 		Metrics:   r.metrics,
 	}
 	if r.firstMs != 0 {
-		d.FirstSeen = time.UnixMilli(r.firstMs)
+		d.FirstSeen = time.UnixMilli(r.firstMs).UTC()
 	}
 	if r.lastMs != 0 {
-		d.LastSeen = time.UnixMilli(r.lastMs)
+		d.LastSeen = time.UnixMilli(r.lastMs).UTC()
 	}
 	if d.Metrics == nil {
 		d.Metrics = []string{}

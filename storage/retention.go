@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -37,14 +38,8 @@ func (s *Store) trim(tx *bolt.Tx, budget int) (int, error) {
 	ids := w.trimIDs[:0]
 	c := tx.Bucket(bucketEvents).Cursor()
 	for k, v := c.First(); k != nil && len(ids) < budget; k, v = c.Next() {
-		if len(ids) >= over {
-			ms, err := eventTime(v)
-			if err != nil {
-				return 0, fmt.Errorf("event %d: %w", getID(k), err)
-			}
-			if ms >= cutoff {
-				break
-			}
+		if len(ids) >= over && retentionTime(v) >= cutoff {
+			break
 		}
 		ids = append(ids, getID(k))
 	}
@@ -56,10 +51,21 @@ func (s *Store) trim(tx *bolt.Tx, budget int) (int, error) {
 			return 0, fmt.Errorf("trim event %d: %w", id, err)
 		}
 	}
-	if len(ids) == 0 {
-		return 0, nil
+	if len(ids) > 0 {
+		w.loadOldest(tx)
 	}
-	return len(ids), w.loadOldest(tx)
+	return len(ids), nil
+}
+
+// retentionTime returns the time of an encoded event for retention, in unix
+// ms. An event that cannot be decoded counts as expired, so that it is
+// trimmed instead of stopping every later commit.
+func retentionTime(v []byte) int64 {
+	ms, err := eventTime(v)
+	if err != nil {
+		return math.MinInt64
+	}
+	return ms
 }
 
 // trimIdle runs trim-only transactions while retention has work left and

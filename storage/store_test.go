@@ -527,12 +527,41 @@ func TestReadCorrupt(t *testing.T) {
 	if _, err := s.Devices(); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Devices = %v, want ErrCorrupt", err)
 	}
-	r := wait(t, submitAsync(t, s, reading("d2", t0, 1, "temp")))
-	if !errors.Is(r.Err, ErrCorrupt) {
-		t.Errorf("write to a corrupt device record: %v, want ErrCorrupt", r.Err)
+
+	// A write of the device with the bad record fails alone; the others of
+	// its batch are stored.
+	release := hold(t, s) // event 3
+	bad := submitAsync(t, s, reading("d2", t0, 1, "temp"))
+	good := submitAsync(t, s, reading("d1", t0, 1, "temp"))
+	release()
+	if r := wait(t, bad); !errors.Is(r.Err, ErrCorrupt) {
+		t.Errorf("write to a corrupt device record: %+v, want ErrCorrupt", r)
 	}
-	if r := submitSync(t, s, reading("d1", t0, 1, "temp")); r.FirstID != 3 {
-		t.Errorf("write after a failed one: FirstID %d, want 3", r.FirstID)
+	if r := wait(t, good); r.Err != nil || r.FirstID != 4 {
+		t.Errorf("write beside the failed one: %+v, want FirstID 4", r)
+	}
+}
+
+func TestTrimCorruptEvent(t *testing.T) {
+	cfg := testConfig(t)
+	s := openStore(t, cfg)
+	for i := range 3 {
+		submitSync(t, s, reading("d1", t0, i, "temp"))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rawPut(t, cfg.Path, bucketEvents, putID(nil, 1), []byte{1, 0x80})
+	cfg.MaxAge = time.Hour
+	cfg.Now = newFakeClock(t0.Add(30 * time.Minute)).Now
+	s = openStore(t, cfg)
+	// An event that cannot be decoded counts as expired: trimming it does
+	// not stop commits, and the others are not expired yet.
+	if r := submitSync(t, s, reading("d1", t0, 3, "temp")); r.FirstID != 4 {
+		t.Errorf("write: %+v, want FirstID 4", r)
+	}
+	if got := ids(scanAll(t, s)); !slices.Equal(got, idRange(2, 4)) {
+		t.Errorf("retained %v, want 2..4", got)
 	}
 }
 

@@ -1,0 +1,95 @@
+package storage
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/telehub/telehub/bridge"
+)
+
+// BenchmarkGroupCommit measures committing batches of device messages of
+// one reading each, through Submit and Done. Every batch after the first
+// is committed in exactly one transaction: the writer is held in the last
+// Done of the previous batch until the next batch is queued.
+func BenchmarkGroupCommit(b *testing.B) {
+	for _, fsync := range []bool{true, false} {
+		for _, batch := range []int{1, 100, 1000} {
+			name := fmt.Sprintf("fsync=%s/batch=%d", map[bool]string{true: "on", false: "off"}[fsync], batch)
+			b.Run(name, func(b *testing.B) { benchGroupCommit(b, fsync, batch) })
+		}
+	}
+}
+
+func benchGroupCommit(b *testing.B, fsync bool, batch int) {
+	const devices = 1000
+	cfg := testConfig(b)
+	cfg.NoFsync = !fsync
+	var txs atomic.Int64
+	cfg.OnCommit = func([]Record) { txs.Add(1) }
+	s := openStore(b, cfg)
+	names := make([]string, devices)
+	for i := range names {
+		names[i] = fmt.Sprintf("dev-%d", i)
+	}
+	var seq uint64
+	gate := make(chan struct{})
+	committed := make(chan struct{})
+	b.ResetTimer()
+	for range b.N {
+		next := make(chan struct{})
+		for j := range batch {
+			seq++
+			w := withSeq(reading(names[seq%devices], t0, j, "temp"), seq)
+			if j == batch-1 {
+				held := next
+				w.Done = func(r bridge.Result) {
+					committed <- struct{}{}
+					<-held
+				}
+			}
+			if err := s.Submit(w); err != nil {
+				b.Fatal(err)
+			}
+		}
+		close(gate) // release the writer held by the previous batch
+		gate = next
+		<-committed
+	}
+	b.StopTimer()
+	close(gate)
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "readings/s")
+	b.ReportMetric(float64(b.N*batch)/float64(txs.Load()), "writes/tx")
+}
+
+// BenchmarkScan measures replay: scanning windows of 1000 records of a
+// 100 000-event log with a filter that keeps one topic in four.
+func BenchmarkScan(b *testing.B) {
+	const n, window = 100_000, 1000
+	s := openStore(b, testConfig(b))
+	for i := 0; i < n; i += 1000 {
+		w := &bridge.Write{Device: "d1", Seen: t0}
+		for j := range 1000 {
+			w.Events = append(w.Events, bridge.Event{
+				Kind: bridge.KindTelemetry, Topic: scanTopics[j%len(scanTopics)],
+				Data: []byte(`{"topic":"telemetry/d1/temp","device":"d1","metric":"temp","value":21.5}`),
+			})
+		}
+		submitSync(b, s, w)
+	}
+	match := topicIs("telemetry/d1/temp")
+	b.ReportAllocs()
+	b.ResetTimer()
+	after := uint64(0)
+	for range b.N {
+		if after+window > n {
+			after = 0
+		}
+		recs, _, err := s.Scan(after, after+window, match, 0)
+		if err != nil || len(recs) != window/4 {
+			b.Fatalf("Scan: %d records, %v", len(recs), err)
+		}
+		after += window
+	}
+	b.ReportMetric(float64(b.N*window)/b.Elapsed().Seconds(), "records/s")
+}
