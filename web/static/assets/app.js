@@ -1,1 +1,689 @@
+// telehub dashboard: the live view of a hub for an operator.
+//
+// Data: initial state from GET /v1/devices and GET /v1/devices/{id}, then
+// one EventSource (stream.js) on telemetry/#, presence/# and errors/#.
+// Events update the model only; a requestAnimationFrame loop renders what
+// changed, the device list and logs at most four times a second, so a busy
+// hub cannot make the page fall behind. Every string from a device goes
+// into the DOM as text (dom.js), never as markup.
 
+import { Stream } from "./stream.js";
+import { Series } from "./series.js";
+import { TimeChart, sparkline, theme } from "./chart.js";
+import { el, setText, formatUnit, formatValue, valueClass, ago, clock, parseTime } from "./dom.js";
+
+const TOPICS = ["telemetry/#", "presence/#", "errors/#"];
+const MAX_LOG = 200; // errors and presence changes kept
+const SERIES_CAP = 2000; // points kept per device metric
+const LIST_EVERY = 250; // ms between device list and log renders
+const DETAIL_FETCHES = 4; // parallel GET /v1/devices/{id} (one connection is the stream)
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  conn: $("conn"), connText: $("conn-text"), filter: $("filter"),
+  online: $("stat-online"), offline: $("stat-offline"), rate: $("stat-rate"), rejected: $("stat-errors"),
+  rows: $("device-rows"), devicesEmpty: $("devices-empty"), devicesCount: $("devices-count"),
+  statusSeg: $("status-filter"), windowSeg: $("window-select"),
+  detailTitle: $("detail-title"), detailMeta: $("detail-meta"), grid: $("metric-grid"),
+  chartTitle: $("chart-title"), chart: $("chart"), chartEmpty: $("chart-empty"),
+  errors: $("error-list"), errorsEmpty: $("errors-empty"), errorsCount: $("errors-count"),
+  presence: $("presence-list"), presenceEmpty: $("presence-empty"),
+};
+
+// ---- model ----------------------------------------------------------
+
+/** @typedef {{value: any, unit: string, ts: number}} Metric */
+/** @typedef {{id: string, online: boolean, transport: string, lastSeen: number, session: number, metrics: Map<string, Metric>, loaded: boolean}} Device */
+
+const model = {
+  /** @type {Map<string, Device>} */ devices: new Map(),
+  /** @type {Map<string, Series>} */ series: new Map(),
+  errors: [], // newest first
+  presence: [], // newest first
+  rejected: 0,
+  loading: false,
+  pending: [], // events received while the initial state loads
+  eventsSinceTick: 0,
+};
+
+const view = {
+  selected: "",
+  metric: "",
+  chose: false, // the operator picked a device: no more auto-selection
+  filter: "",
+  status: "all",
+  windowMs: Number(readSetting("windowMs")) || 60000,
+};
+
+const dirty = {
+  order: true, rows: new Set(), detail: true, cards: true, chart: true,
+  errors: true, presence: true, stats: true,
+};
+
+function readSetting(key) {
+  try {
+    return localStorage.getItem("telehub." + key);
+  } catch {
+    return null;
+  }
+}
+
+function writeSetting(key, value) {
+  try {
+    localStorage.setItem("telehub." + key, String(value));
+  } catch {
+    // private mode or storage disabled: the setting lasts for this page only
+  }
+}
+
+const seriesKey = (device, metric) => device + "\n" + metric;
+
+function device(id) {
+  let d = model.devices.get(id);
+  if (!d) {
+    d = { id, online: false, transport: "", lastSeen: 0, session: 0, metrics: new Map(), loaded: false };
+    model.devices.set(id, d);
+    dirty.order = true;
+    dirty.stats = true;
+  }
+  return d;
+}
+
+function touched(d, metric) {
+  dirty.rows.add(d.id);
+  if (d.id !== view.selected) return;
+  dirty.detail = true;
+  dirty.cards = true;
+  if (!metric || metric === view.metric) dirty.chart = true;
+}
+
+function setMetric(d, name, value, unit, ts) {
+  const cur = d.metrics.get(name);
+  if (cur && cur.ts > ts) return;
+  if (!cur) dirty.order = true; // the filter matches metric names too
+  d.metrics.set(name, { value, unit: unit || "", ts });
+}
+
+function onTelemetry(e) {
+  if (typeof e.device !== "string" || typeof e.metric !== "string") return;
+  const d = device(e.device);
+  const now = Date.now();
+  const ts = parseTime(e.ts) || now;
+  setMetric(d, e.metric, e.value, e.unit, ts);
+  if (typeof e.value === "number" || typeof e.value === "boolean") {
+    const key = seriesKey(d.id, e.metric);
+    let s = model.series.get(key);
+    if (!s) model.series.set(key, (s = new Series(SERIES_CAP)));
+    s.push(ts, Number(e.value));
+  }
+  d.lastSeen = Math.max(d.lastSeen, Math.min(ts, now));
+  if (d.id === view.selected && !view.metric) view.metric = firstChartable(d);
+  touched(d, e.metric);
+}
+
+function onPresence(e) {
+  if (typeof e.device !== "string") return;
+  const d = device(e.device);
+  const session = Number(e.session) || 0;
+  // A change from an older connection than the one we know is stale.
+  if (session < d.session) return;
+  const ts = parseTime(e.ts) || Date.now();
+  const wasOnline = d.online;
+  d.session = session;
+  d.online = e.online === true;
+  if (typeof e.transport === "string" && e.transport) d.transport = e.transport;
+  if (d.online) d.lastSeen = Math.max(d.lastSeen, Math.min(ts, Date.now()));
+  log(model.presence, {
+    ts, device: d.id, online: d.online, reason: String(e.reason || ""), transport: d.transport, session,
+  });
+  if (wasOnline !== d.online) dirty.order = true; // the status filter may hide it now
+  dirty.presence = true;
+  dirty.stats = true;
+  touched(d, "");
+}
+
+function onError(e) {
+  if (typeof e.device !== "string") return;
+  const suppressed = Number(e.suppressed) || 0;
+  log(model.errors, {
+    ts: parseTime(e.ts) || Date.now(),
+    device: e.device,
+    code: String(e.code || "error"),
+    message: String(e.message || ""),
+    source: String(e.source_topic || ""),
+    suppressed,
+  });
+  model.rejected += 1 + suppressed;
+  dirty.errors = true;
+  dirty.stats = true;
+}
+
+function log(list, entry) {
+  list.unshift(entry);
+  if (list.length > MAX_LOG) list.length = MAX_LOG;
+}
+
+const handlers = { telemetry: onTelemetry, presence: onPresence, error: onError };
+
+function onEvent(kind, data) {
+  model.eventsSinceTick++;
+  if (model.loading) {
+    model.pending.push([kind, data]);
+    return;
+  }
+  handlers[kind](data);
+  schedule();
+}
+
+// ---- loading state over REST -----------------------------------------
+
+async function getJSON(path) {
+  const resp = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+  if (!resp.ok) throw new Error(path + ": HTTP " + resp.status);
+  return resp.json();
+}
+
+/**
+ * loadState reads the device list, then replays the events that arrived
+ * meanwhile (newer values win by timestamp), then fetches each device's
+ * latest values a few at a time, the selected device first.
+ */
+async function loadState() {
+  model.loading = true;
+  try {
+    const list = await getJSON("/v1/devices");
+    for (const s of Array.isArray(list) ? list : []) applySummary(s);
+  } catch (err) {
+    console.warn("telehub: loading devices failed, retrying", err);
+    setTimeout(loadState, 3000);
+    return;
+  } finally {
+    model.loading = false;
+    const pending = model.pending;
+    model.pending = [];
+    for (const [kind, data] of pending) handlers[kind](data);
+    schedule();
+  }
+  loadDetails();
+}
+
+function applySummary(s) {
+  if (!s || typeof s.id !== "string") return;
+  const d = device(s.id);
+  d.online = s.online === true;
+  d.transport = typeof s.transport === "string" ? s.transport : d.transport;
+  d.lastSeen = Math.max(d.lastSeen, parseTime(s.last_seen));
+  for (const m of Array.isArray(s.metrics) ? s.metrics : []) {
+    if (typeof m === "string" && !d.metrics.has(m)) d.metrics.set(m, { value: undefined, unit: "", ts: 0 });
+  }
+  touched(d, "");
+  dirty.order = true;
+}
+
+function applyDetail(det) {
+  if (!det || typeof det.id !== "string") return;
+  const d = device(det.id);
+  d.loaded = true;
+  const state = det.state && typeof det.state === "object" ? det.state : {};
+  for (const [name, st] of Object.entries(state)) {
+    if (st && typeof st === "object") setMetric(d, name, st.value, st.unit, parseTime(st.ts));
+  }
+  if (d.id === view.selected && !view.metric) view.metric = firstChartable(d);
+  touched(d, "");
+}
+
+async function loadDetail(id) {
+  try {
+    applyDetail(await getJSON("/v1/devices/" + encodeURIComponent(id)));
+  } catch (err) {
+    console.warn("telehub: loading device failed", id, err);
+  }
+  schedule();
+}
+
+async function loadDetails() {
+  const queue = [...model.devices.values()].filter((d) => !d.loaded).map((d) => d.id);
+  queue.sort((a, b) => (a === view.selected ? -1 : b === view.selected ? 1 : a.localeCompare(b)));
+  const worker = async () => {
+    for (let id = queue.shift(); id !== undefined; id = queue.shift()) await loadDetail(id);
+  };
+  await Promise.all(Array.from({ length: DETAIL_FETCHES }, worker));
+}
+
+function resetModel() {
+  model.devices.clear();
+  model.series.clear();
+  rows.clear();
+  ui.rows.replaceChildren();
+  cards.clear();
+  ui.grid.replaceChildren();
+  dirty.order = dirty.detail = dirty.cards = dirty.chart = dirty.stats = true;
+}
+
+// ---- selection and filters ------------------------------------------
+
+function firstChartable(d) {
+  const names = [...d.metrics.keys()].sort();
+  return names.find((n) => model.series.has(seriesKey(d.id, n))) ||
+    names.find((n) => typeof d.metrics.get(n).value !== "string") || names[0] || "";
+}
+
+function select(id, metric) {
+  if (!id) return;
+  const d = model.devices.get(id);
+  if (view.selected !== id) {
+    if (view.selected) dirty.rows.add(view.selected);
+    view.selected = id;
+    view.metric = metric || (d ? firstChartable(d) : "");
+    cards.clear();
+    ui.grid.replaceChildren();
+  } else if (metric) {
+    view.metric = metric;
+  }
+  dirty.rows.add(id);
+  dirty.detail = dirty.cards = dirty.chart = true;
+  const hash = "#" + new URLSearchParams({ device: id, metric: view.metric }).toString();
+  if (location.hash !== hash) history.replaceState(null, "", hash);
+  if (d && !d.loaded) loadDetail(id);
+  schedule();
+}
+
+function matches(d) {
+  if (view.status === "online" && !d.online) return false;
+  if (view.status === "offline" && d.online) return false;
+  if (!view.filter) return true;
+  if (d.id.toLowerCase().includes(view.filter)) return true;
+  for (const m of d.metrics.keys()) if (m.toLowerCase().includes(view.filter)) return true;
+  return false;
+}
+
+function logMatches(entry) {
+  if (!view.filter) return true;
+  return [entry.device, entry.code, entry.message, entry.reason].some(
+    (s) => typeof s === "string" && s.toLowerCase().includes(view.filter));
+}
+
+function visibleIds() {
+  return [...model.devices.values()].filter(matches).map((d) => d.id).sort((a, b) => a.localeCompare(b));
+}
+
+// ---- rendering: device list ------------------------------------------
+
+/** @type {Map<string, {tr: HTMLElement, via: HTMLElement, values: HTMLElement, seen: HTMLElement, sig: string}>} */
+const rows = new Map();
+let order = [];
+
+function rowFor(id) {
+  let r = rows.get(id);
+  if (r) return r;
+  const tr = el("tr");
+  tr.dataset.device = id;
+  const status = el("td", "c-status");
+  status.append(el("span", "status-dot"));
+  const name = el("td");
+  const via = el("span", "via");
+  name.append(el("span", "id", id), via);
+  name.title = id;
+  const values = el("td", "values");
+  const seen = el("td", "seen");
+  tr.append(status, name, values, seen);
+  r = { tr, via, values, seen, sig: "" };
+  rows.set(id, r);
+  return r;
+}
+
+function renderRow(id, now) {
+  const d = model.devices.get(id);
+  const r = rows.get(id);
+  if (!d || !r) return;
+  r.tr.dataset.online = String(d.online);
+  r.tr.setAttribute("aria-selected", String(id === view.selected));
+  setText(r.via, d.transport);
+  setText(r.seen, ago(d.lastSeen, now));
+  const names = [...d.metrics.keys()].sort();
+  const sig = names.join("\n");
+  if (sig !== r.sig) {
+    r.sig = sig;
+    r.values.replaceChildren(...names.map((n) => {
+      const kv = el("span", "kv");
+      kv.dataset.metric = n;
+      kv.append(el("span", "k", n), el("span", "v"));
+      return kv;
+    }));
+  }
+  let i = 0;
+  for (const kv of r.values.children) {
+    const m = d.metrics.get(names[i++]);
+    setText(kv.lastChild, formatValue(m.value) + formatUnit(m.unit));
+  }
+  r.values.title = names.map((n) => n + " " + formatValue(d.metrics.get(n).value)).join(", ");
+}
+
+function renderDevices(now) {
+  if (dirty.order) {
+    order = visibleIds();
+    ui.rows.replaceChildren(...order.map((id) => rowFor(id).tr));
+    for (const id of order) renderRow(id, now);
+    dirty.order = false;
+    const total = model.devices.size;
+    setText(ui.devicesCount, order.length === total ? String(total) : order.length + " / " + total);
+    ui.devicesEmpty.hidden = order.length > 0;
+    setText(ui.devicesEmpty, total ? "No devices match the filter." : "Waiting for devices…");
+  } else {
+    for (const id of dirty.rows) renderRow(id, now);
+  }
+  dirty.rows.clear();
+  if (!view.selected && !view.chose && order.length) select(order[0]);
+}
+
+function renderSeen(now) {
+  for (const id of order) {
+    const d = model.devices.get(id);
+    const r = rows.get(id);
+    if (d && r) setText(r.seen, ago(d.lastSeen, now));
+  }
+}
+
+// ---- rendering: detail, cards and chart --------------------------------
+
+/** @type {Map<string, {btn: HTMLElement, value: HTMLElement, num: HTMLElement, unit: HTMLElement, ts: HTMLElement, spark: HTMLCanvasElement}>} */
+const cards = new Map();
+const chart = new TimeChart(ui.chart);
+const colors = theme();
+
+function renderDetail(now) {
+  const d = model.devices.get(view.selected);
+  if (!d) {
+    setText(ui.detailTitle, "Select a device");
+    ui.detailMeta.replaceChildren();
+    return;
+  }
+  setText(ui.detailTitle, d.id);
+  ui.detailTitle.title = d.id;
+  const badge = el("span", "badge " + (d.online ? "online" : "offline"), d.online ? "online" : "offline");
+  const parts = [badge];
+  const meta = (label, value) => {
+    const span = el("span", "m");
+    span.append(el("b", "", label), document.createTextNode(value));
+    return span;
+  };
+  if (d.transport) parts.push(meta("via", d.transport));
+  if (d.session) parts.push(meta("session", "#" + d.session));
+  parts.push(meta("seen", d.lastSeen ? ago(d.lastSeen, now) + (ago(d.lastSeen, now) === "now" ? "" : " ago") : "never"));
+  ui.detailMeta.replaceChildren(...parts);
+}
+
+function cardFor(name) {
+  let c = cards.get(name);
+  if (c) return c;
+  const btn = el("button", "metric");
+  btn.type = "button";
+  btn.dataset.metric = name;
+  const value = el("span", "value");
+  const num = el("span", "num");
+  const unit = el("span", "unit");
+  value.append(num, unit);
+  const ts = el("span", "ts");
+  const spark = el("canvas");
+  btn.append(el("span", "name", name), value, ts, spark);
+  c = { btn, value, num, unit, ts, spark };
+  cards.set(name, c);
+  return c;
+}
+
+function renderCards(now) {
+  const d = model.devices.get(view.selected);
+  if (!d) return;
+  const names = [...d.metrics.keys()].sort();
+  if (names.length !== ui.grid.children.length || names.some((n, i) => ui.grid.children[i].dataset.metric !== n)) {
+    ui.grid.replaceChildren(...names.map((n) => cardFor(n).btn));
+  }
+  for (const n of names) {
+    const m = d.metrics.get(n);
+    const c = cardFor(n);
+    c.btn.setAttribute("aria-pressed", String(n === view.metric));
+    c.value.className = "value " + valueClass(m.value);
+    setText(c.num, formatValue(m.value));
+    setText(c.unit, formatUnit(m.unit));
+    setText(c.ts, m.ts ? clock(m.ts) + " · " + ago(m.ts, now) : "–");
+    c.value.title = formatValue(m.value);
+  }
+}
+
+function renderSparks(now) {
+  for (const [name, c] of cards) {
+    const s = model.series.get(seriesKey(view.selected, name));
+    const m = model.devices.get(view.selected)?.metrics.get(name);
+    sparkline(c.spark, s, view.windowMs, now, colors, typeof m?.value === "boolean");
+  }
+}
+
+function renderChart(now) {
+  const d = model.devices.get(view.selected);
+  const m = d?.metrics.get(view.metric);
+  const s = d ? model.series.get(seriesKey(d.id, view.metric)) : undefined;
+  const unit = formatUnit(m?.unit);
+  ui.chartTitle.replaceChildren();
+  if (d && view.metric) {
+    ui.chartTitle.append(document.createTextNode(d.id + " · " + view.metric));
+    if (unit) ui.chartTitle.append(el("span", "unit", " (" + unit + ")"));
+  } else {
+    ui.chartTitle.append(document.createTextNode("No metric selected"));
+  }
+  const points = chart.draw(s, { windowMs: view.windowMs, now, stepped: typeof m?.value === "boolean", unit });
+  ui.chart.dataset.points = String(points);
+  ui.chart.dataset.series = d && view.metric ? seriesKey(d.id, view.metric) : "";
+  ui.chartEmpty.hidden = !!(s && s.length);
+  if (!d) setText(ui.chartEmpty, "Pick a device to see its metrics.");
+  else if (m && typeof m.value === "string") setText(ui.chartEmpty, "“" + view.metric + "” is a text metric: its latest value is " + m.value + ".");
+  else setText(ui.chartEmpty, "Waiting for live readings of “" + view.metric + "”…");
+}
+
+// ---- rendering: logs and stats ----------------------------------------
+
+function renderErrors() {
+  const shown = model.errors.filter(logMatches);
+  ui.errors.replaceChildren(...shown.map((e) => {
+    const li = el("li");
+    li.dataset.device = e.device;
+    const line = el("div", "line1");
+    const t = el("time", "", clock(e.ts));
+    t.dateTime = new Date(e.ts).toISOString();
+    line.append(t, el("span", "dev", e.device), el("span", "code", e.code), el("span", "src", e.source));
+    li.append(line, el("div", "msg", e.message));
+    if (e.suppressed) li.append(el("div", "sup", "+" + e.suppressed + " similar suppressed"));
+    return li;
+  }));
+  ui.errorsEmpty.hidden = shown.length > 0;
+  setText(ui.errorsCount, model.errors.length ? String(model.errors.length) : "");
+}
+
+function renderPresence() {
+  const shown = model.presence.filter(logMatches);
+  ui.presence.replaceChildren(...shown.map((p) => {
+    const li = el("li");
+    li.dataset.device = p.device;
+    const line = el("div", "line1");
+    const t = el("time", "", clock(p.ts));
+    t.dateTime = new Date(p.ts).toISOString();
+    const why = [p.reason, p.transport, p.session ? "#" + p.session : ""].filter(Boolean).join(" · ");
+    line.append(t, el("span", "state " + (p.online ? "on" : "off"), p.online ? "online" : "offline"),
+      el("span", "dev", p.device), el("span", "why", why));
+    li.append(line);
+    return li;
+  }));
+  ui.presenceEmpty.hidden = shown.length > 0;
+}
+
+let rate = 0;
+
+function renderStats() {
+  let online = 0;
+  for (const d of model.devices.values()) if (d.online) online++;
+  setText(ui.online, online);
+  setText(ui.offline, model.devices.size - online);
+  setText(ui.rate, rate >= 100 ? Math.round(rate).toLocaleString("en-US") : String(Math.round(rate * 10) / 10));
+  setText(ui.rejected, model.rejected);
+  ui.rejected.classList.toggle("has", model.rejected > 0);
+}
+
+// ---- render loop ---------------------------------------------------------
+
+let frame = 0;
+let lastList = 0;
+let lastChart = 0;
+let lastTick = performance.now();
+
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(render);
+}
+
+function render() {
+  frame = 0;
+  const now = Date.now();
+  const t = performance.now();
+  if (t - lastTick >= 1000) tick(t, now);
+  if (t - lastList >= LIST_EVERY) {
+    lastList = t;
+    if (dirty.order || dirty.rows.size) renderDevices(now);
+    if (dirty.errors) renderErrors();
+    if (dirty.presence) renderPresence();
+    if (dirty.stats) renderStats();
+    dirty.errors = dirty.presence = dirty.stats = false;
+    if (dirty.detail) renderDetail(now);
+    if (dirty.cards) {
+      renderCards(now);
+      renderSparks(now);
+    }
+    dirty.detail = dirty.cards = false;
+  }
+  // The chart scrolls about one pixel at a time: redraw when the window has
+  // moved by a pixel, or when data or selection changed.
+  const msPerPixel = view.windowMs / Math.max(100, ui.chart.clientWidth);
+  if (dirty.chart || t - lastChart >= Math.max(33, msPerPixel)) {
+    lastChart = t;
+    dirty.chart = false;
+    renderChart(now);
+  }
+  if (!document.hidden) schedule();
+}
+
+/** tick runs once a second: event rate, relative times, sparklines. */
+function tick(t, now) {
+  rate = (model.eventsSinceTick * 1000) / (t - lastTick);
+  model.eventsSinceTick = 0;
+  lastTick = t;
+  dirty.stats = true;
+  renderSeen(now);
+  renderDetail(now);
+  renderCards(now);
+  renderSparks(now);
+}
+
+// ---- connection -----------------------------------------------------------
+
+const stateText = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", offline: "offline" };
+
+const stream = new Stream({
+  url: "/v1/stream",
+  topics: TOPICS,
+  onEvent,
+  onState(state, detail) {
+    ui.conn.dataset.state = state;
+    setText(ui.connText, stateText[state] + (detail ? " · " + detail : ""));
+    ui.conn.title = "Stream " + stateText[state] + " (" + TOPICS.join(", ") + ")";
+  },
+  onOpen(fresh) {
+    if (fresh) loadState();
+  },
+  onReset() {
+    resetModel();
+  },
+});
+
+// ---- input ---------------------------------------------------------------
+
+function pressed(seg, attr, value) {
+  for (const b of seg.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b.dataset[attr] === value));
+}
+
+function wire() {
+  ui.rows.addEventListener("click", (e) => {
+    const tr = e.target.closest("tr[data-device]");
+    if (!tr) return;
+    view.chose = true;
+    select(tr.dataset.device);
+  });
+  ui.grid.addEventListener("click", (e) => {
+    const btn = e.target.closest("[data-metric]");
+    if (btn) select(view.selected, btn.dataset.metric);
+  });
+  ui.filter.addEventListener("input", () => {
+    view.filter = ui.filter.value.trim().toLowerCase();
+    dirty.order = dirty.errors = dirty.presence = true;
+    lastList = 0;
+    schedule();
+  });
+  ui.statusSeg.addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-status]");
+    if (!b) return;
+    view.status = b.dataset.status;
+    pressed(ui.statusSeg, "status", view.status);
+    dirty.order = true;
+    lastList = 0;
+    schedule();
+  });
+  ui.windowSeg.addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-window]");
+    if (!b) return;
+    view.windowMs = Number(b.dataset.window);
+    writeSetting("windowMs", view.windowMs);
+    pressed(ui.windowSeg, "window", b.dataset.window);
+    dirty.chart = dirty.cards = true;
+    schedule();
+  });
+  document.addEventListener("keydown", keys);
+  document.addEventListener("visibilitychange", schedule);
+  new ResizeObserver(() => {
+    dirty.chart = dirty.cards = true;
+    schedule();
+  }).observe(ui.chart);
+}
+
+function keys(e) {
+  if (e.target === ui.filter) {
+    if (e.key === "Escape") {
+      ui.filter.value = "";
+      ui.filter.dispatchEvent(new Event("input"));
+      ui.filter.blur();
+    }
+    return;
+  }
+  if (e.key === "/" && !e.ctrlKey && !e.metaKey) {
+    e.preventDefault();
+    ui.filter.focus();
+  } else if ((e.key === "ArrowDown" || e.key === "ArrowUp") && order.length) {
+    e.preventDefault();
+    const i = order.indexOf(view.selected);
+    const next = e.key === "ArrowDown" ? Math.min(order.length - 1, i + 1) : Math.max(0, i - 1);
+    view.chose = true;
+    select(order[next]);
+    rows.get(order[next])?.tr.scrollIntoView({ block: "nearest" });
+  }
+}
+
+function restoreSelection() {
+  const q = new URLSearchParams(location.hash.slice(1));
+  const id = q.get("device");
+  if (id) {
+    view.selected = id;
+    view.metric = q.get("metric") || "";
+    view.chose = true;
+  }
+  pressed(ui.windowSeg, "window", String(view.windowMs));
+}
+
+restoreSelection();
+wire();
+stream.start();
+schedule();

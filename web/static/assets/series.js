@@ -1,0 +1,50 @@
+// Series keeps the recent numeric readings of one device metric for the
+// charts: time-ordered, bounded, trimmed in amortized steps.
+
+export class Series {
+  /** @param {number} cap the number of points kept */
+  constructor(cap) {
+    this.cap = cap;
+    this.t = [];
+    this.v = [];
+  }
+
+  get length() {
+    return this.t.length;
+  }
+
+  /** push adds a point; a late one (replay, skewed clock) is inserted in order. */
+  push(t, v) {
+    const n = this.t.length;
+    if (n === 0 || t >= this.t[n - 1]) {
+      this.t.push(t);
+      this.v.push(v);
+    } else {
+      const i = this.lowerBound(t);
+      this.t.splice(i, 0, t);
+      this.v.splice(i, 0, v);
+    }
+    if (this.t.length > this.cap * 1.25) {
+      const drop = this.t.length - this.cap;
+      this.t.splice(0, drop);
+      this.v.splice(0, drop);
+    }
+  }
+
+  /** lowerBound is the index of the first point at or after t. */
+  lowerBound(t) {
+    let lo = 0;
+    let hi = this.t.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.t[mid] < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** last is the newest point's time, or 0. */
+  lastTime() {
+    return this.t.length ? this.t[this.t.length - 1] : 0;
+  }
+}

@@ -1,0 +1,101 @@
+// Stream is the dashboard's one connection to the hub: a single
+// EventSource on /v1/stream carrying every topic filter the page needs
+// (browsers allow only six HTTP/1.1 connections per origin).
+//
+// Reconnecting: while the EventSource is CONNECTING the browser retries by
+// itself and sends Last-Event-ID, so the hub replays what was missed. When
+// it gives up (CLOSED: the hub answered with an error status), Stream opens
+// a new one after a backoff and passes the last id as last_event_id. A
+// "reset" event means the hub no longer has that id (or it is another hub):
+// Stream drops the replay, starts a fresh live stream and tells the app to
+// reload its state.
+
+const kinds = ["telemetry", "presence", "error"];
+
+export class Stream {
+  /**
+   * @param {object} opts
+   * @param {string} opts.url        stream endpoint, e.g. "/v1/stream"
+   * @param {string[]} opts.topics   topic filters
+   * @param {(kind: string, data: object) => void} opts.onEvent
+   * @param {(state: string, detail: string) => void} opts.onState
+   *        state is "connecting", "live", "reconnecting" or "offline"
+   * @param {(fresh: boolean) => void} opts.onOpen
+   *        fresh is true when the stream starts without a resume point and
+   *        the app must (re)load its state
+   * @param {() => void} opts.onReset
+   */
+  constructor(opts) {
+    this.opts = opts;
+    this.es = null;
+    this.lastId = "";
+    this.failures = 0;
+    this.timer = 0;
+    this.fresh = true;
+  }
+
+  /** start opens the stream. */
+  start() {
+    this.open();
+  }
+
+  /** stop closes the stream and cancels any pending reconnect. */
+  stop() {
+    clearTimeout(this.timer);
+    if (this.es) this.es.close();
+    this.es = null;
+  }
+
+  open() {
+    const q = new URLSearchParams();
+    for (const t of this.opts.topics) q.append("topic", t);
+    if (this.lastId) q.set("last_event_id", this.lastId);
+    this.fresh = !this.lastId;
+    const es = new EventSource(this.opts.url + "?" + q.toString());
+    this.es = es;
+    this.opts.onState(this.failures ? "reconnecting" : "connecting", "");
+    es.onopen = () => {
+      this.failures = 0;
+      this.opts.onState("live", "");
+      const fresh = this.fresh;
+      this.fresh = false;
+      this.opts.onOpen(fresh);
+    };
+    es.onerror = () => this.failed(es);
+    for (const kind of kinds) es.addEventListener(kind, (e) => this.deliver(kind, e));
+    es.addEventListener("reset", () => this.reset(es));
+  }
+
+  deliver(kind, e) {
+    if (e.lastEventId) this.lastId = e.lastEventId;
+    let data;
+    try {
+      data = JSON.parse(e.data);
+    } catch {
+      return; // the hub sends JSON only; a torn event is not worth a crash
+    }
+    if (data && typeof data === "object") this.opts.onEvent(kind, data);
+  }
+
+  failed(es) {
+    if (es !== this.es) return;
+    this.failures++;
+    if (es.readyState !== EventSource.CLOSED) {
+      this.opts.onState("reconnecting", "");
+      return;
+    }
+    es.close();
+    const delay = Math.min(30000, 1000 * 2 ** Math.min(this.failures - 1, 5)) * (0.75 + Math.random() * 0.5);
+    this.opts.onState("offline", "retry in " + Math.round(delay / 1000) + "s");
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.open(), delay);
+  }
+
+  reset(es) {
+    if (es !== this.es) return;
+    es.close();
+    this.lastId = "";
+    this.opts.onReset();
+    this.open();
+  }
+}
