@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -92,4 +93,39 @@ func BenchmarkScan(b *testing.B) {
 		after += window
 	}
 	b.ReportMetric(float64(b.N*window)/b.Elapsed().Seconds(), "records/s")
+}
+
+// BenchmarkSubmitParallel measures durable ingest with many submitting
+// goroutines (as many device connections do) and fsync on: the writer
+// batches whatever is queued.
+func BenchmarkSubmitParallel(b *testing.B) {
+	cfg := testConfig(b)
+	cfg.NoFsync = false
+	var txs atomic.Int64
+	cfg.OnCommit = func([]Record) { txs.Add(1) }
+	s := openStore(b, cfg)
+	var (
+		pending sync.WaitGroup
+		dev     atomic.Int64
+	)
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		name := fmt.Sprintf("dev-%d", dev.Add(1))
+		seq := uint64(0)
+		for pb.Next() {
+			seq++
+			w := withSeq(reading(name, t0, int(seq), "temp"), seq)
+			pending.Add(1)
+			w.Done = func(bridge.Result) { pending.Done() }
+			if err := s.Submit(w); err != nil {
+				b.Error(err)
+				pending.Done()
+			}
+		}
+	})
+	pending.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(b.N)/float64(max(1, txs.Load())), "writes/tx")
 }

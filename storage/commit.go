@@ -148,7 +148,8 @@ func (w *writer) putEvent(b buckets, rec *deviceRec, device string, e *bridge.Ev
 	id := w.nextID
 	start := len(w.arena)
 	w.arena = appendEvent(w.arena, e.Kind, ms, e.Topic, e.Data)
-	// bbolt keeps v until the commit; later appends never write into it.
+	// bbolt keeps the value until the commit; later appends to the arena
+	// never write into it.
 	if err := b.events.Put(putID(w.key[:0], id), w.arena[start:]); err != nil {
 		return fmt.Errorf("event %d: %w", id, err)
 	}

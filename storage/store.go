@@ -21,8 +21,8 @@ import (
 
 // Errors of the store.
 var (
-	// ErrClosed: the store is closed, or Close began; it accepts no more
-	// writes and serves no more reads.
+	// ErrClosed: Close began, so the store accepts no more writes; once
+	// Close returned, reads fail with it too.
 	ErrClosed = errors.New("storage closed")
 	// ErrNotFound: no device with that id is recorded.
 	ErrNotFound = errors.New("device not found")

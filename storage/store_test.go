@@ -446,6 +446,9 @@ func TestOpenRejects(t *testing.T) {
 		{"negative max age", Config{Path: filepath.Join(dir, "a.db"), MaxAge: -time.Second}, ErrInvalidConfig},
 		{"negative queue", Config{Path: filepath.Join(dir, "a.db"), QueueSize: -1}, ErrInvalidConfig},
 		{"negative batch", Config{Path: filepath.Join(dir, "a.db"), MaxBatch: -1}, ErrInvalidConfig},
+		{"negative max bytes", Config{Path: filepath.Join(dir, "a.db"), MaxBytes: -1}, ErrInvalidConfig},
+		{"negative open timeout", Config{Path: filepath.Join(dir, "a.db"), OpenTimeout: -1}, ErrInvalidConfig},
+		{"negative trim interval", Config{Path: filepath.Join(dir, "a.db"), TrimInterval: -1}, ErrInvalidConfig},
 		{"directory is a file", Config{Path: filepath.Join(file, "a.db")}, nil},
 		{"not a bbolt file", Config{Path: file}, nil},
 	}
