@@ -1,0 +1,131 @@
+package stream
+
+import (
+	"fmt"
+
+	"github.com/telehub/telehub/bridge"
+)
+
+// parseFilters parses topic filters, dropping repeats. None means "#".
+func parseFilters(topics []string, limit int) ([]bridge.Filter, error) {
+	if len(topics) == 0 {
+		topics = []string{"#"}
+	}
+	if len(topics) > limit {
+		return nil, fmt.Errorf("%w: %d, at most %d", ErrTooManyFilters, len(topics), limit)
+	}
+	out := make([]bridge.Filter, 0, len(topics))
+	for _, t := range topics {
+		f, err := bridge.ParseFilter(t)
+		if err != nil {
+			return nil, fmt.Errorf("topic filter %q: %w", t, err)
+		}
+		if !hasFilter(out, f.String()) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// hasFilter reports whether fs holds the filter s.
+func hasFilter(fs []bridge.Filter, s string) bool {
+	for _, f := range fs {
+		if f.String() == s {
+			return true
+		}
+	}
+	return false
+}
+
+// addFilters subscribes w to those of filters it does not hold yet and
+// returns them. h.mu is held.
+func (h *Hub) addFilters(w *watcher, filters []bridge.Filter) []bridge.Filter {
+	var added []bridge.Filter
+	for _, f := range filters {
+		if w.sub(f.String()) >= 0 {
+			continue
+		}
+		w.subs = append(w.subs, h.index.add(w, f, f.Levels()))
+		added = append(added, f)
+	}
+	return added
+}
+
+// sub returns the position of w's subscription to filter, or -1.
+// Hub.mu is held.
+func (w *watcher) sub(filter string) int {
+	for i, s := range w.subs {
+		if s.filter.String() == filter {
+			return i
+		}
+	}
+	return -1
+}
+
+// heldFilters returns the filters w holds. Hub.mu is held.
+func (w *watcher) heldFilters() []bridge.Filter {
+	fs := make([]bridge.Filter, len(w.subs))
+	for i, s := range w.subs {
+		fs[i] = s.filter
+	}
+	return fs
+}
+
+// subscribe adds filters to w and queues ack, then, when resume is set,
+// a replay of the newly added filters from the event after id from. The
+// replay skips events that filters w held before matched: those were
+// delivered live.
+func (h *Hub) subscribe(w *watcher, filters []bridge.Filter, from string, resume bool, ack *frame) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || w.gone {
+		return ErrClosed
+	}
+	if len(w.subs)+newCount(w, filters) > h.cfg.MaxFilters {
+		return fmt.Errorf("%w: at most %d", ErrTooManyFilters, h.cfg.MaxFilters)
+	}
+	held := w.heldFilters()
+	added := h.addFilters(w, filters)
+	w.pushControl(ack)
+	if resume && len(added) > 0 {
+		w.pushControl(&frame{replay: h.newReplay(from, added, held)})
+	}
+	return nil
+}
+
+// newCount is how many of filters w does not hold yet. Hub.mu is held.
+func newCount(w *watcher, filters []bridge.Filter) int {
+	n := 0
+	for _, f := range filters {
+		if w.sub(f.String()) < 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// unsubscribe removes filters from w and queues ack.
+func (h *Hub) unsubscribe(w *watcher, filters []bridge.Filter, ack *frame) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || w.gone {
+		return ErrClosed
+	}
+	for _, f := range filters {
+		if i := w.sub(f.String()); i >= 0 {
+			h.index.remove(w.subs[i])
+			w.subs = append(w.subs[:i], w.subs[i+1:]...)
+		}
+	}
+	w.pushControl(ack)
+	return nil
+}
+
+// control queues a frame for w alone, in order with its events.
+func (h *Hub) control(w *watcher, f *frame) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !w.gone {
+		w.pushControl(f)
+	}
+}

@@ -1,0 +1,136 @@
+package stream
+
+// sink is a watcher's connection as its writer goroutine sees it.
+type sink interface {
+	// write sends bufs, in order, with one write and one flush under a
+	// fresh write deadline.
+	write(bufs [][]byte) error
+}
+
+// end says why a watcher's writer loop ended.
+type end uint8
+
+const (
+	endNone     end = iota // keep going
+	endGone                // the client went away
+	endShutdown            // the hub is shutting down
+	endSlow                // the watcher did not keep up
+	endError               // a write or a replay failed
+)
+
+// writer is the state of a watcher's writer goroutine.
+type writer struct {
+	h       *Hub
+	w       *watcher
+	s       sink
+	bufs    [][]byte // the next write
+	events  int      // events in bufs
+	spare   []*frame // the backlog array to reuse
+	scratch []byte   // replayed events being encoded
+}
+
+// Buffers larger than this are dropped after use rather than kept by an
+// idle watcher.
+const (
+	keepFrames = 1024
+	keepBytes  = 64 << 10
+)
+
+// serve runs w's writer loop on the calling goroutine until the client goes
+// (gone is closed), the hub shuts down, w is too slow, or a write fails.
+func (h *Hub) serve(w *watcher, s sink, gone <-chan struct{}) (end, error) {
+	wr := writer{h: h, w: w, s: s}
+	for {
+		select {
+		case <-gone:
+			return endGone, nil
+		case <-h.done:
+			return endShutdown, nil
+		case <-w.wake:
+		}
+		if e, err := wr.round(); e != endNone {
+			if e == endSlow {
+				h.stats[w.format].slow.Inc()
+			}
+			return e, err
+		}
+	}
+}
+
+// round writes the sealed backlog and the heartbeat if due, then applies
+// the slow-consumer rule. A round that replayed from the log skips the rule:
+// the events held during a replay are not a sign of a slow connection.
+func (wr *writer) round() (end, error) {
+	batch, slow := wr.w.take(wr.spare)
+	if slow {
+		return endSlow, ErrSlowWatcher
+	}
+	replayed, err := wr.deliver(batch, wr.w.ping.Swap(false))
+	wr.recycle(batch)
+	if err != nil && wr.w.isSlow() {
+		return endSlow, ErrSlowWatcher // Publish cut the connection
+	}
+	if err != nil {
+		return endError, err
+	}
+	if !replayed && wr.w.overLimit(wr.h.cfg.QueueLimit) {
+		return endSlow, ErrSlowWatcher
+	}
+	return endNone, nil
+}
+
+// deliver writes batch, running its replays in place, and a ping when due.
+// Frames between replays go out in one write.
+func (wr *writer) deliver(batch []*frame, ping bool) (replayed bool, err error) {
+	for _, f := range batch {
+		if f.replay == nil {
+			wr.add(f)
+			continue
+		}
+		replayed = true
+		if err := wr.flush(); err != nil {
+			return true, err
+		}
+		if err := wr.replay(f.replay); err != nil {
+			return true, err
+		}
+	}
+	if ping {
+		wr.bufs = append(wr.bufs, wr.w.format.ping())
+	}
+	return replayed, wr.flush()
+}
+
+// add queues f for the next write.
+func (wr *writer) add(f *frame) {
+	wr.bufs = append(wr.bufs, f.b)
+	if f.event {
+		wr.events++
+	}
+}
+
+// flush writes the queued buffers, if any, and counts their events.
+func (wr *writer) flush() error {
+	if len(wr.bufs) == 0 {
+		return nil
+	}
+	err := wr.s.write(wr.bufs)
+	if err == nil && wr.events > 0 {
+		wr.h.stats[wr.w.format].delivered.Add(float64(wr.events))
+	}
+	clear(wr.bufs)
+	wr.bufs, wr.events = wr.bufs[:0], 0
+	if cap(wr.bufs) > keepFrames {
+		wr.bufs = nil
+	}
+	return err
+}
+
+// recycle keeps batch's array for the next take unless it grew large.
+func (wr *writer) recycle(batch []*frame) {
+	clear(batch)
+	if cap(batch) > keepFrames {
+		batch = nil
+	}
+	wr.spare = batch[:0]
+}
