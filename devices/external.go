@@ -1,0 +1,562 @@
+package devices
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/metrics"
+)
+
+// Defaults of ExternalConfig.
+const (
+	DefaultExternalKeepAlive    = 30 * time.Second
+	DefaultExternalMaxReconnect = 30 * time.Second
+	DefaultExternalAnswerQueue  = 256
+)
+
+const (
+	// externalFirstRetry is the first wait between connection attempts in
+	// Start; it doubles up to MaxReconnectInterval.
+	externalFirstRetry = 250 * time.Millisecond
+	// externalWriteTimeout bounds a publish of an error answer.
+	externalWriteTimeout = 5 * time.Second
+	// externalQuiesce is how long Close lets the DISCONNECT go out, in
+	// milliseconds.
+	externalQuiesce = 250
+)
+
+// ExternalConfig configures the client of an external MQTT broker
+// (--mqtt-broker).
+type ExternalConfig struct {
+	// URL is the broker: tcp://host:port, ssl://, tls://, mqtt://, mqtts://,
+	// ws:// or wss://. Required.
+	URL string
+	// ClientID identifies the hub to the broker. Required, and stable
+	// across restarts of one hub: the broker keeps the hub's persistent
+	// session (subscriptions and unacknowledged messages) under it.
+	ClientID string
+	// ShareGroup, when set, subscribes through $share/<group>/… so that the
+	// hubs of one group split the device traffic of a broker cluster.
+	// Default "": every message goes to this hub.
+	ShareGroup string
+	// Username and Password authenticate the hub to the broker. Default
+	// none.
+	Username, Password string
+	// TLS configures ssl://, tls://, mqtts:// and wss:// connections.
+	// Default nil: the system roots.
+	TLS *tls.Config
+	// Bridge receives readings and rejections (*bridge.Bridge). Required.
+	Bridge mqttIngester
+	// Liveness tracks device presence (*Liveness). Required.
+	Liveness mqttPresence
+	// MaxPayload is the largest payload accepted, in bytes. Default 65536.
+	MaxPayload int
+	// KeepAlive is the MQTT keepalive with the broker. Default 30s.
+	KeepAlive time.Duration
+	// ConnectTimeout bounds one connection attempt. Default 10s.
+	ConnectTimeout time.Duration
+	// MaxReconnectInterval caps the wait between connection attempts, which
+	// doubles from 250ms (Start) or 1s (reconnects). Default 30s.
+	MaxReconnectInterval time.Duration
+	// AnswerQueue bounds the error answers waiting to be published; when it
+	// is full, answers are dropped and counted in metrics.MQTTDropped.
+	// Default 256.
+	AnswerQueue int
+	// Logger receives the client's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the client's metrics. Default a private set.
+	Metrics *metrics.Metrics
+}
+
+// withDefaults validates c and returns it with defaults filled.
+func (c ExternalConfig) withDefaults() (ExternalConfig, error) {
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
+	c.KeepAlive = cmp.Or(c.KeepAlive, DefaultExternalKeepAlive)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultMQTTConnectTimeout)
+	c.MaxReconnectInterval = cmp.Or(c.MaxReconnectInterval, DefaultExternalMaxReconnect)
+	c.AnswerQueue = cmp.Or(c.AnswerQueue, DefaultExternalAnswerQueue)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Metrics = metrics.OrNew(c.Metrics)
+	return c, nil
+}
+
+// validate checks the required fields and ranges of c.
+func (c *ExternalConfig) validate() error {
+	switch {
+	case c.Bridge == nil:
+		return fmt.Errorf("%w: Bridge is required", ErrInvalidConfig)
+	case c.Liveness == nil:
+		return fmt.Errorf("%w: Liveness is required", ErrInvalidConfig)
+	case c.ClientID == "":
+		return fmt.Errorf("%w: ClientID is required", ErrInvalidConfig)
+	case strings.ContainsAny(c.ShareGroup, "/+#"):
+		return fmt.Errorf("%w: ShareGroup %q contains '/', '+' or '#'", ErrInvalidConfig, c.ShareGroup)
+	case c.MaxPayload < 0 || c.KeepAlive < 0 || c.ConnectTimeout < 0 ||
+		c.MaxReconnectInterval < 0 || c.AnswerQueue < 0:
+		return fmt.Errorf("%w: negative limit", ErrInvalidConfig)
+	}
+	return validBrokerURL(c.URL)
+}
+
+// validBrokerURL checks that raw is a broker URL paho can dial.
+func validBrokerURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%w: broker URL: %w", ErrInvalidConfig, err)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+	default:
+		return fmt.Errorf("%w: broker URL %q: scheme must be tcp, ssl, tls, mqtt, mqtts, ws or wss", ErrInvalidConfig, raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%w: broker URL %q has no host", ErrInvalidConfig, raw)
+	}
+	return nil
+}
+
+// External ingests device traffic from an external MQTT broker (Mosquitto,
+// EMQX, HiveMQ) through paho: a persistent session subscribed at QoS 1 to
+// the device topics of SPEC §3, whose messages are acknowledged only once
+// their readings are durably stored. Through an external broker only
+// publishes count for liveness (including status online and offline,
+// which is what a device's last will sends).
+//
+// paho calls the message handler on one goroutine, in order; the handler
+// never blocks on the network. Acknowledgements are written by a goroutine
+// of External in arrival order, error answers by another through a bounded
+// queue. Both are started by Start and stopped by Close.
+//
+// # Caveats
+//
+// A message whose commit fails is not acknowledged: the broker delivers it
+// again on the hub's next connection, not before. Messages the broker
+// queued for the hub while it was away arrive on connection, possibly
+// before the subscriptions are renewed; they are handled all the same.
+type External struct {
+	cfg     ExternalConfig
+	ingest  mqttIngest
+	client  paho.Client
+	filters map[string]byte
+	acks    externalAcks
+	answers chan externalAnswer
+	// subscribed carries the outcome of the first subscription to Start.
+	subscribed chan error
+	done       chan struct{}
+	log        *slog.Logger
+	wg         sync.WaitGroup // the ack and answer goroutines
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+}
+
+// externalAnswer is an error answer waiting to be published.
+type externalAnswer struct {
+	topic string
+	body  []byte
+}
+
+// NewExternal builds the client; Start connects it.
+func NewExternal(cfg ExternalConfig) (*External, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	e := &External{
+		cfg:        cfg,
+		ingest:     mqttIngest{bridge: cfg.Bridge, maxPayload: cfg.MaxPayload},
+		filters:    externalFilters(cfg.ShareGroup),
+		answers:    make(chan externalAnswer, cfg.AnswerQueue),
+		subscribed: make(chan error, 1),
+		done:       make(chan struct{}),
+		log:        cfg.Logger.With("component", "mqtt-external", "broker", redactURL(cfg.URL)),
+	}
+	e.acks.wake = make(chan struct{}, 1)
+	e.client = paho.NewClient(e.options())
+	return e, nil
+}
+
+// externalFilters returns the subscriptions to the device topics, all at
+// QoS 1, shared through group when it is set. devices/{id}/errors, where
+// the hub answers, is deliberately not among them.
+func externalFilters(group string) map[string]byte {
+	prefix := ""
+	if group != "" {
+		prefix = "$share/" + group + "/"
+	}
+	return map[string]byte{
+		prefix + "devices/+/telemetry":   1,
+		prefix + "devices/+/telemetry/+": 1,
+		prefix + "devices/+/heartbeat":   1,
+		prefix + "devices/+/status":      1,
+	}
+}
+
+// redactURL drops the password from a broker URL for logs.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "?"
+	}
+	return u.Redacted()
+}
+
+// options returns the paho options of the hub's session.
+func (e *External) options() *paho.ClientOptions {
+	c := &e.cfg
+	o := paho.NewClientOptions().
+		AddBroker(c.URL).
+		SetClientID(c.ClientID).
+		SetCleanSession(false).
+		SetOrderMatters(true).
+		SetAutoAckDisabled(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(false).
+		SetKeepAlive(c.KeepAlive).
+		SetConnectTimeout(c.ConnectTimeout).
+		SetMaxReconnectInterval(c.MaxReconnectInterval).
+		SetWriteTimeout(externalWriteTimeout).
+		SetDefaultPublishHandler(e.onMessage).
+		SetOnConnectHandler(e.onConnect).
+		SetConnectionLostHandler(e.onConnectionLost)
+	if c.Username != "" {
+		o.SetUsername(c.Username).SetPassword(c.Password)
+	}
+	if c.TLS != nil {
+		o.SetTLSConfig(c.TLS)
+	}
+	return o
+}
+
+// Start connects to the broker, retrying with a backoff from 250ms doubling
+// up to MaxReconnectInterval, and returns nil once connected and
+// subscribed, or an error when the broker refuses a subscription. It returns
+// the last connection error wrapped with ctx's error when ctx ends first,
+// or with ErrClosed when Close is called meanwhile; both are noticed
+// between attempts, and an attempt in progress takes at most
+// ConnectTimeout. Once connected, paho reconnects on its own after a
+// connection loss, and the subscriptions are renewed on every connection.
+// A caller that must not wait for the broker runs Start on a goroutine of
+// its own.
+func (e *External) Start(ctx context.Context) error {
+	if err := e.begin(); err != nil {
+		return err
+	}
+	defer e.wg.Done()
+	delay := externalFirstRetry
+	for {
+		tok := e.client.Connect()
+		<-tok.Done() // paho ends an attempt within ConnectTimeout
+		err := tok.Error()
+		if err == nil {
+			return e.awaitSubscribed(ctx)
+		}
+		e.log.Warn("mqtt broker connection failed", "error", err, "retry_in", delay)
+		if werr := e.sleep(ctx, delay); werr != nil {
+			return fmt.Errorf("connect to %s: %w", redactURL(e.cfg.URL), errors.Join(werr, err))
+		}
+		delay = min(2*delay, e.cfg.MaxReconnectInterval)
+	}
+}
+
+// begin marks the client started and starts its goroutines. Start
+// counts in e.wg too, so that Close disconnects only once Start returned.
+func (e *External) begin() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.closed:
+		return ErrClosed
+	case e.started:
+		return ErrStarted
+	}
+	e.started = true
+	e.wg.Add(3)
+	go e.ackLoop()
+	go e.answerLoop()
+	return nil
+}
+
+// awaitSubscribed waits for the outcome of the first subscription, made
+// by onConnect.
+func (e *External) awaitSubscribed(ctx context.Context) error {
+	select {
+	case err := <-e.subscribed:
+		if err != nil {
+			return fmt.Errorf("subscribe at %s: %w", redactURL(e.cfg.URL), err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("subscribe at %s: %w", redactURL(e.cfg.URL), ctx.Err())
+	case <-e.done:
+		return ErrClosed
+	}
+}
+
+// sleep waits d; it returns ctx's error, or ErrClosed, when they come first.
+func (e *External) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.done:
+		return ErrClosed
+	}
+}
+
+// Connected reports whether the client is connected to the broker now.
+func (e *External) Connected() bool { return e.client.IsConnectionOpen() }
+
+// Close stops the client: it waits for a running Start to notice (at most
+// the attempt in progress), stops the client's goroutines, sending the
+// acknowledgements of readings committed by then, and disconnects. Messages
+// still waiting for their commit stay unacknowledged, and the broker
+// delivers them again on the next connection. Safe to call more than once.
+func (e *External) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	close(e.done)
+	e.mu.Unlock()
+	e.wg.Wait()
+	e.client.Disconnect(externalQuiesce)
+	e.cfg.Metrics.BrokerConnected.Set(0)
+	return nil
+}
+
+// onConnect runs on a paho goroutine after every (re)connection: it
+// renews the subscriptions.
+func (e *External) onConnect(c paho.Client) {
+	e.cfg.Metrics.BrokerConnected.Set(1)
+	err := e.subscribe(c)
+	if err != nil {
+		e.log.Error("mqtt broker connected, subscriptions failed", "error", err)
+	} else {
+		e.log.Info("mqtt broker connected and subscribed")
+	}
+	select {
+	case e.subscribed <- err: // the first outcome is for Start
+	default:
+	}
+}
+
+// subscribe makes the hub's subscriptions and waits for the broker's
+// answer.
+func (e *External) subscribe(c paho.Client) error {
+	tok := c.SubscribeMultiple(e.filters, e.onMessage)
+	if !tok.WaitTimeout(e.cfg.ConnectTimeout) {
+		return errors.New("no SUBACK within the connect timeout")
+	}
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	st, ok := tok.(*paho.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	for filter, qos := range st.Result() {
+		if qos > 2 {
+			return fmt.Errorf("broker refused the subscription to %s (code %#x)", filter, qos)
+		}
+	}
+	return nil
+}
+
+// onConnectionLost runs on a paho goroutine when the connection drops;
+// paho reconnects by itself.
+func (e *External) onConnectionLost(_ paho.Client, err error) {
+	e.cfg.Metrics.BrokerConnected.Set(0)
+	e.log.Warn("mqtt broker connection lost", "error", err)
+}
+
+// onMessage handles one device message on paho's dispatch goroutine. It
+// does not block: telemetry is submitted with a done that releases the
+// message's acknowledgement, everything else is acknowledged at once
+// (through the same ordered queue).
+func (e *External) onMessage(_ paho.Client, m paho.Message) {
+	now := time.Now()
+	slot := e.acks.push(m)
+	topic := m.Topic()
+	r, err := routeMQTT(topic, m.Payload(), e.ingest.maxPayload)
+	if r.kind == mqttForeign || r.kind == mqttAnswer {
+		e.acks.release(slot, true) // not device traffic
+		return
+	}
+	e.presence(&r, err)
+	if err != nil {
+		e.reject(mqttInput(rejectDevice(&r, ""), topic, now), err)
+		e.acks.release(slot, true)
+		return
+	}
+	if !r.stores() {
+		e.acks.release(slot, true)
+		return
+	}
+	in := mqttInput(r.device, topic, now)
+	if err := e.ingest.bridge.Telemetry(in, r.payload, slot.committed); err != nil {
+		e.reject(in, mqttStoreError(err))
+		e.acks.release(slot, errors.As(err, new(*bridge.Error)))
+	}
+}
+
+// presence applies the liveness effect of a device publish.
+func (e *External) presence(r *mqttRoute, err error) {
+	switch {
+	case r.device == "":
+	case err == nil && r.wentOffline():
+		statusOffline(e.cfg.Liveness, r.device)
+	default:
+		e.cfg.Liveness.Heard(r.device, bridge.TransportMQTT)
+	}
+}
+
+// reject records a rejection and queues its answer without blocking.
+func (e *External) reject(in bridge.Input, err error) {
+	topic, body, ok := e.ingest.reject(in, err)
+	if !ok {
+		return
+	}
+	select {
+	case e.answers <- externalAnswer{topic: topic, body: body}:
+	default:
+		e.cfg.Metrics.MQTTDropped.Inc()
+	}
+}
+
+// answerLoop publishes the queued error answers at QoS 0.
+func (e *External) answerLoop() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.done:
+			return
+		case a := <-e.answers:
+			e.client.Publish(a.topic, 0, false, a.body) // QoS 0: nothing to wait for
+		}
+	}
+}
+
+// ackLoop acknowledges released messages in arrival order until Close,
+// sending those released by then first.
+func (e *External) ackLoop() {
+	defer e.wg.Done()
+	var batch []paho.Message
+	for {
+		select {
+		case <-e.acks.wake:
+		case <-e.done:
+			for _, m := range e.acks.take(batch[:0], true) {
+				m.Ack()
+			}
+			return
+		}
+		batch = e.acks.take(batch[:0], false)
+		for i, m := range batch {
+			m.Ack()
+			batch[i] = nil
+		}
+	}
+}
+
+// externalAcks is the queue of messages waiting for their
+// acknowledgement, in arrival order. A message is acknowledged once it and
+// every message before it are released, so that the broker gets PUBACKs in
+// the order it sent the messages. The queue is bounded by the broker's
+// window of unacknowledged messages.
+type externalAcks struct {
+	mu     sync.Mutex
+	queue  []*externalAck
+	wake   chan struct{} // capacity 1
+	closed bool
+}
+
+// externalAck is one queued message.
+type externalAck struct {
+	q         *externalAcks
+	msg       paho.Message
+	released  bool
+	ack       bool
+	committed func(bridge.Result) // the Done of the message's readings
+}
+
+// push queues m. QoS 0 messages, which need no acknowledgement, and
+// messages arriving after Close are not queued: their slot releases
+// nothing.
+func (q *externalAcks) push(m paho.Message) *externalAck {
+	a := &externalAck{q: q, msg: m}
+	a.committed = a.onCommit
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if m.Qos() == 0 || q.closed {
+		a.q = nil
+		return a
+	}
+	q.queue = append(q.queue, a)
+	return a
+}
+
+// onCommit is the Done of a message's readings; it runs on the store's
+// writer goroutine and does not block. A failed commit leaves the message
+// unacknowledged.
+func (a *externalAck) onCommit(r bridge.Result) { a.q.release(a, r.Err == nil) }
+
+// release marks a as done with; ack says whether to acknowledge it.
+func (q *externalAcks) release(a *externalAck, ack bool) {
+	if q == nil || a.q == nil {
+		return
+	}
+	q.mu.Lock()
+	a.released, a.ack = true, ack
+	head := !q.closed && len(q.queue) > 0 && q.queue[0] == a
+	q.mu.Unlock()
+	if head {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take appends to batch the messages at the head of the queue that are
+// released and to be acknowledged, and removes them from the queue. With
+// final it also closes the queue: later releases are ignored.
+func (q *externalAcks) take(batch []paho.Message, final bool) []paho.Message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for ; n < len(q.queue) && q.queue[n].released; n++ {
+		if q.queue[n].ack {
+			batch = append(batch, q.queue[n].msg)
+		}
+	}
+	m := copy(q.queue, q.queue[n:])
+	clear(q.queue[m:])
+	q.queue = q.queue[:m]
+	if final {
+		q.closed = true
+	}
+	return batch
+}

@@ -1,0 +1,533 @@
+package devices
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/metrics"
+)
+
+// ---------------------------------------------------------------------------
+// A real Mosquitto for the external broker tests.
+
+// requireMosquitto returns the mosquitto binary, or skips the test when it
+// is not installed (fails instead with TELEHUB_REQUIRE_EXTERNAL=1).
+func requireMosquitto(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if os.Getenv("TELEHUB_REQUIRE_EXTERNAL") == "1" {
+			t.Fatalf("mosquitto not on PATH and TELEHUB_REQUIRE_EXTERNAL=1: %v", err)
+		}
+		t.Skip("mosquitto not on PATH: install it (Debian: apt-get install mosquitto) to run the external broker tests")
+	}
+	return path
+}
+
+// mqttMosquitto is a mosquitto process on a loopback port.
+type mqttMosquitto struct {
+	path, conf, addr string
+	cmd              *exec.Cmd
+}
+
+// startMosquitto runs mosquitto with a temporary config; extra is appended
+// to it.
+func startMosquitto(t *testing.T, extra string) *mqttMosquitto {
+	t.Helper()
+	m := &mqttMosquitto{path: requireMosquitto(t)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.addr = ln.Addr().String()
+	_ = ln.Close()
+	_, port, _ := net.SplitHostPort(m.addr)
+	m.conf = filepath.Join(t.TempDir(), "mosquitto.conf")
+	conf := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n%s", port, extra)
+	if err := os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.start(t)
+	t.Cleanup(m.stop)
+	return m
+}
+
+// start runs the process and waits until it accepts connections.
+func (m *mqttMosquitto) start(t *testing.T) {
+	t.Helper()
+	m.cmd = exec.Command(m.path, "-c", m.conf)
+	if err := m.cmd.Start(); err != nil {
+		t.Fatalf("start mosquitto: %v", err)
+	}
+	deadline := time.Now().Add(mqttWait)
+	for {
+		conn, err := net.Dial("tcp", m.addr)
+		if err == nil {
+			_ = conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			m.stop()
+			t.Fatalf("mosquitto does not listen on %s: %v", m.addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop terminates the process and waits for it.
+func (m *mqttMosquitto) stop() {
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	_ = m.cmd.Wait()
+	m.cmd = nil
+}
+
+// startExternal starts an External on m with fakes; edit adjusts its
+// config first.
+func startExternal(t *testing.T, m *mqttMosquitto, edit func(*ExternalConfig)) (*External, *mqttFakeBridge, *mqttFakeLiveness, *metrics.Metrics) {
+	t.Helper()
+	fb, fl, mt := newMQTTFakeBridge(), newMQTTFakeLiveness(), metrics.New("test")
+	cfg := ExternalConfig{
+		URL: "tcp://" + m.addr, ClientID: fmt.Sprintf("hub-%d", mqttClientSeq.Add(1)),
+		Bridge: fb, Liveness: fl, ConnectTimeout: 2 * time.Second, MaxReconnectInterval: 200 * time.Millisecond,
+		Logger: mqttDiscardLogger(), Metrics: mt,
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	e, err := NewExternal(cfg)
+	if err != nil {
+		t.Fatalf("NewExternal: %v", err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), mqttWait)
+	defer cancel()
+	if err := e.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return e, fb, fl, mt
+}
+
+// mqttWaitFor polls cond until it holds.
+func mqttWaitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(mqttWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Tests with Mosquitto.
+
+func TestExternalAckAfterCommit(t *testing.T) {
+	// With one message in flight per client, Mosquitto sends the hub the
+	// second message only once the first is acknowledged.
+	m := startMosquitto(t, "max_inflight_messages 1\n")
+	e, fb, _, mt := startExternal(t, m, nil)
+	if !e.Connected() || testutil.ToFloat64(mt.BrokerConnected) != 1 {
+		t.Fatal("not connected after Start")
+	}
+	fb.setHold()
+	device := mustDialMQTT(t, m.addr, nil)
+	device.publish(t, "devices/d1/telemetry", 1, `{"temp":1,"seq":1}`)
+	device.publish(t, "devices/d1/telemetry", 1, `{"temp":2,"seq":2}`)
+	if w := fb.nextWrite(t); w.p.Seq != 1 || w.in.Device != "d1" || w.in.Transport != bridge.TransportMQTT {
+		t.Fatalf("first write %+v", w)
+	}
+	// The first commit is held, so no PUBACK went to Mosquitto, so the
+	// second message cannot arrive. A wrong early ack fails this however
+	// slow the box; a correct implementation never does.
+	time.Sleep(300 * time.Millisecond)
+	fb.noWrite(t)
+	fb.release()
+	if w := fb.nextWrite(t); w.p.Seq != 2 {
+		t.Fatalf("second write %+v", w)
+	}
+}
+
+func TestExternalRejectionAndPresence(t *testing.T) {
+	m := startMosquitto(t, "")
+	_, fb, fl, _ := startExternal(t, m, func(c *ExternalConfig) { c.MaxPayload = 1024 })
+	device := mustDialMQTT(t, m.addr, nil)
+	answers := device.subscribe(t, "devices/d1/errors")
+
+	device.publish(t, "devices/d1/telemetry", 1, `{"temp":`)
+	if rej := fb.nextReject(t); rej.code != bridge.CodeBadRequest || rej.in.Device != "d1" {
+		t.Fatalf("rejection %+v", rej)
+	}
+	if a := nextAnswer(t, answers); a.Code != bridge.CodeBadRequest || a.Topic != "devices/d1/telemetry" {
+		t.Fatalf("answer %+v", a)
+	}
+	fl.expect(t, "online d1 1 message") // a rejected publish is a sign of life
+
+	device.publish(t, "devices/d1/telemetry/temp", 1, string(make([]byte, 1025)))
+	if rej := fb.nextReject(t); rej.code != bridge.CodePayloadTooLarge {
+		t.Fatalf("rejection %+v", rej)
+	}
+	nextAnswer(t, answers)
+
+	device.publish(t, "devices/d1/status", 1, "offline")
+	fl.expect(t, "offline d1 1 will")
+	device.publish(t, "devices/d1/heartbeat", 1, "")
+	fl.expect(t, "online d1 2 message")
+	device.publish(t, "devices/d1/telemetry/temp", 1, "21.5")
+	if w := fb.nextWrite(t); metricsOf(w)[0] != "temp" {
+		t.Fatalf("write %+v", w)
+	}
+	fb.noWrite(t)
+}
+
+func TestExternalWillThroughBroker(t *testing.T) {
+	m := startMosquitto(t, "")
+	_, _, fl, _ := startExternal(t, m, nil)
+	device := mustDialMQTT(t, m.addr, func(o *paho.ClientOptions) {
+		o.SetWill("devices/d1/status", "offline", 1, false)
+	})
+	device.publish(t, "devices/d1/status", 1, "online")
+	fl.expect(t, "online d1 1 message")
+	device.drop()
+	fl.expect(t, "offline d1 1 will")
+}
+
+func TestExternalReconnectsAfterBrokerRestart(t *testing.T) {
+	m := startMosquitto(t, "")
+	e, fb, _, mt := startExternal(t, m, nil)
+	m.stop()
+	mqttWaitFor(t, "the connection loss", func() bool { return !e.Connected() })
+	mqttWaitFor(t, "the gauge to drop", func() bool { return testutil.ToFloat64(mt.BrokerConnected) == 0 })
+	m.start(t)
+	mqttWaitFor(t, "the reconnection", e.Connected)
+	// The restarted broker kept no session: messages reach the hub once it
+	// has subscribed again.
+	device := mustDialMQTT(t, m.addr, nil)
+	deadline := time.Now().Add(mqttWait)
+	for {
+		device.publish(t, "devices/d1/telemetry", 1, `{"temp":1}`)
+		select {
+		case w := <-fb.writes:
+			if w.in.Device != "d1" {
+				t.Fatalf("write %+v", w)
+			}
+			if testutil.ToFloat64(mt.BrokerConnected) != 1 {
+				t.Fatal("gauge not back to 1")
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no message after the broker restarted")
+		}
+	}
+}
+
+func TestExternalShareGroup(t *testing.T) {
+	m := startMosquitto(t, "")
+	_, fb, _, _ := startExternal(t, m, func(c *ExternalConfig) { c.ShareGroup = "hubs" })
+	device := mustDialMQTT(t, m.addr, nil)
+	device.publish(t, "devices/d1/telemetry", 1, `{"temp":1}`)
+	if w := fb.nextWrite(t); w.in.SourceTopic != "devices/d1/telemetry" {
+		t.Fatalf("write %+v", w.in)
+	}
+}
+
+func TestExternalSubscriptionRefused(t *testing.T) {
+	// telehub's own broker with credentials refuses subscriptions outside
+	// the device's topics, with 0x80 in the SUBACK: Start reports it.
+	b := startMQTTBroker(t, func(c *BrokerConfig) { c.Authenticate = func(string, string) bool { return true } })
+	e, err := NewExternal(ExternalConfig{URL: "tcp://" + b.Addr().String(), ClientID: "hub-refused",
+		Username: "hub", Password: "x", Bridge: newMQTTFakeBridge(), Liveness: newMQTTFakeLiveness(),
+		ConnectTimeout: 2 * time.Second, Logger: mqttDiscardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), mqttWait)
+	defer cancel()
+	if err := e.Start(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start: %v, want the refused subscription", err)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Tests without a broker.
+
+func TestNewExternalRejectsBadConfig(t *testing.T) {
+	fb, fl := newMQTTFakeBridge(), newMQTTFakeLiveness()
+	ok := ExternalConfig{URL: "tcp://127.0.0.1:1883", ClientID: "hub", Bridge: fb, Liveness: fl}
+	tests := []struct {
+		name string
+		edit func(*ExternalConfig)
+	}{
+		{"no url", func(c *ExternalConfig) { c.URL = "" }},
+		{"bad scheme", func(c *ExternalConfig) { c.URL = "http://127.0.0.1:1883" }},
+		{"no host", func(c *ExternalConfig) { c.URL = "tcp://" }},
+		{"unparsable url", func(c *ExternalConfig) { c.URL = "tcp://[::1" }},
+		{"no client id", func(c *ExternalConfig) { c.ClientID = "" }},
+		{"no bridge", func(c *ExternalConfig) { c.Bridge = nil }},
+		{"no liveness", func(c *ExternalConfig) { c.Liveness = nil }},
+		{"share group with slash", func(c *ExternalConfig) { c.ShareGroup = "a/b" }},
+		{"share group with wildcard", func(c *ExternalConfig) { c.ShareGroup = "a+" }},
+		{"negative payload", func(c *ExternalConfig) { c.MaxPayload = -1 }},
+		{"negative keepalive", func(c *ExternalConfig) { c.KeepAlive = -time.Second }},
+		{"negative queue", func(c *ExternalConfig) { c.AnswerQueue = -1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := ok
+			tt.edit(&cfg)
+			if _, err := NewExternal(cfg); !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("NewExternal: %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+	for _, scheme := range []string{"tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss"} {
+		cfg := ok
+		cfg.URL = scheme + "://127.0.0.1:1883"
+		if _, err := NewExternal(cfg); err != nil {
+			t.Errorf("scheme %s refused: %v", scheme, err)
+		}
+	}
+}
+
+// unreachableURL returns a loopback URL nobody listens on.
+func unreachableURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return "tcp://" + addr
+}
+
+func newUnstartedExternal(t *testing.T, url string) (*External, *mqttFakeBridge, *mqttFakeLiveness) {
+	t.Helper()
+	fb, fl := newMQTTFakeBridge(), newMQTTFakeLiveness()
+	e, err := NewExternal(ExternalConfig{URL: url, ClientID: "hub", Bridge: fb, Liveness: fl,
+		MaxPayload: 1024, AnswerQueue: 2, ConnectTimeout: time.Second, MaxReconnectInterval: 100 * time.Millisecond,
+		Logger: mqttDiscardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e, fb, fl
+}
+
+func TestExternalStartGivesUp(t *testing.T) {
+	e, _, _ := newUnstartedExternal(t, unreachableURL(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := e.Start(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start: %v, want a deadline error", err)
+	}
+	if e.Connected() {
+		t.Fatal("connected to nothing")
+	}
+	if err := e.Start(context.Background()); !errors.Is(err, ErrStarted) {
+		t.Fatalf("second Start: %v, want ErrStarted", err)
+	}
+}
+
+func TestExternalCloseStopsStart(t *testing.T) {
+	e, _, _ := newUnstartedExternal(t, unreachableURL(t))
+	started := make(chan error, 1)
+	go func() { started <- e.Start(context.Background()) }()
+	time.Sleep(50 * time.Millisecond) // let it try at least once; not required
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-started:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Start: %v, want ErrClosed", err)
+		}
+	case <-time.After(mqttWait):
+		t.Fatal("Start did not return after Close")
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestExternalStartAfterClose(t *testing.T) {
+	e, _, _ := newUnstartedExternal(t, unreachableURL(t))
+	_ = e.Close()
+	if err := e.Start(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Close: %v, want ErrClosed", err)
+	}
+}
+
+// mqttFakeMessage is a paho.Message that counts its acks.
+type mqttFakeMessage struct {
+	topic   string
+	payload []byte
+	qos     byte
+	acks    atomic.Int32
+}
+
+func (m *mqttFakeMessage) Duplicate() bool   { return false }
+func (m *mqttFakeMessage) Qos() byte         { return m.qos }
+func (m *mqttFakeMessage) Retained() bool    { return false }
+func (m *mqttFakeMessage) Topic() string     { return m.topic }
+func (m *mqttFakeMessage) MessageID() uint16 { return 1 }
+func (m *mqttFakeMessage) Payload() []byte   { return m.payload }
+func (m *mqttFakeMessage) Ack()              { m.acks.Add(1) }
+
+// ackedMessages takes the acknowledgeable messages of q.
+func ackedMessages(q *externalAcks) []paho.Message { return q.take(nil, false) }
+
+func TestExternalAcksInOrder(t *testing.T) {
+	var q externalAcks
+	q.wake = make(chan struct{}, 1)
+	msgs := make([]*mqttFakeMessage, 4)
+	slots := make([]*externalAck, 4)
+	for i := range msgs {
+		msgs[i] = &mqttFakeMessage{topic: strconv.Itoa(i), qos: 1}
+		slots[i] = q.push(msgs[i])
+	}
+	q0 := q.push(&mqttFakeMessage{qos: 0})
+	q.release(q0, true) // QoS 0: nothing queued, nothing released
+	q.release(slots[1], true)
+	q.release(slots[2], false) // commit failed: never acknowledged
+	if got := ackedMessages(&q); len(got) != 0 {
+		t.Fatalf("acknowledged %d messages ahead of the first", len(got))
+	}
+	select {
+	case <-q.wake:
+		t.Fatal("woken for a release behind the head")
+	default:
+	}
+	slots[0].committed(bridge.Result{})
+	<-q.wake
+	got := ackedMessages(&q)
+	if len(got) != 2 || got[0] != paho.Message(msgs[0]) || got[1] != paho.Message(msgs[1]) {
+		t.Fatalf("acknowledged %v", got)
+	}
+	slots[3].committed(bridge.Result{Err: errors.New("disk")})
+	if got := ackedMessages(&q); len(got) != 0 {
+		t.Fatalf("acknowledged a failed commit: %v", got)
+	}
+	if len(q.queue) != 0 {
+		t.Fatalf("%d messages left in the queue", len(q.queue))
+	}
+	q.take(nil, true)
+	late := q.push(&mqttFakeMessage{qos: 1})
+	q.release(late, true)
+	if len(q.queue) != 0 {
+		t.Fatal("queued after close")
+	}
+}
+
+func TestExternalOnMessage(t *testing.T) {
+	e, fb, fl := newUnstartedExternal(t, "tcp://127.0.0.1:1")
+	tests := []struct {
+		name, topic, payload string
+		telemetryErr         error
+		write, acked         bool
+		code                 string // of the rejection, "" for none
+		presence             string // the next presence event, "" for none
+	}{
+		{"telemetry", "devices/d1/telemetry", `{"t":1}`, nil, true, true, "", "online d1 1 message"},
+		{"plain", "devices/d1/telemetry/t", `1`, nil, true, true, "", ""},
+		{"heartbeat", "devices/d1/heartbeat", ``, nil, false, true, "", ""},
+		{"bad json", "devices/d1/telemetry", `{`, nil, false, true, bridge.CodeBadRequest, ""},
+		{"too large", "devices/d1/telemetry", string(make([]byte, 1025)), nil, false, true, bridge.CodePayloadTooLarge, ""},
+		{"bad id", "devices/d 1/telemetry", `{"t":1}`, nil, false, true, bridge.CodeBadRequest, ""},
+		{"foreign", "plant/line1", `x`, nil, false, true, "", ""},
+		{"own answer", "devices/d1/errors", `{}`, nil, false, true, "", ""},
+		{"store failure", "devices/d1/telemetry", `{"t":1}`, errors.New("closed"), false, false, bridge.CodeInternal, ""},
+		{"bridge refusal", "devices/d1/telemetry", `{"t":1}`, bridge.Errorf("no"), false, true, bridge.CodeBadRequest, ""},
+		{"offline", "devices/d1/status", `offline`, nil, false, true, "", "offline d1 1 will"},
+		{"online", "devices/d1/status", `online`, nil, false, true, "", "online d1 2 message"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fb.setErrors(tt.telemetryErr, nil)
+			defer fb.setErrors(nil, nil)
+			m := &mqttFakeMessage{topic: tt.topic, payload: []byte(tt.payload), qos: 1}
+			e.onMessage(nil, m)
+			if tt.write {
+				fb.nextWrite(t)
+			}
+			fb.noWrite(t)
+			if tt.code != "" {
+				rej := fb.nextReject(t)
+				if rej.code != tt.code {
+					t.Fatalf("rejection %+v, want %s", rej, tt.code)
+				}
+				if bridge.ValidDeviceID(rej.in.Device) == nil {
+					<-e.answers // queued for the answer goroutine (not running here)
+				}
+			}
+			if tt.presence != "" {
+				fl.expect(t, tt.presence)
+			}
+			fl.none(t)
+			got := ackedMessages(&e.acks)
+			if acked := len(got) == 1; acked != tt.acked {
+				t.Fatalf("acknowledged %v, want %v", acked, tt.acked)
+			}
+			if len(e.acks.queue) != 0 {
+				t.Fatal("message left in the ack queue")
+			}
+		})
+	}
+}
+
+func TestExternalAnswerQueueBounded(t *testing.T) {
+	e, fb, _ := newUnstartedExternal(t, "tcp://127.0.0.1:1")
+	before := testutil.ToFloat64(e.cfg.Metrics.MQTTDropped)
+	for range 5 {
+		e.onMessage(nil, &mqttFakeMessage{topic: "devices/d1/telemetry", payload: []byte("{"), qos: 0})
+		fb.nextReject(t)
+	}
+	if got := len(e.answers); got != 2 {
+		t.Fatalf("%d answers queued, want the queue's 2", got)
+	}
+	if got := testutil.ToFloat64(e.cfg.Metrics.MQTTDropped) - before; got != 3 {
+		t.Fatalf("%v answers counted as dropped, want 3", got)
+	}
+}
+
+func BenchmarkExternalOnMessage(b *testing.B) {
+	fb, fl := newMQTTFakeBridge(), newMQTTFakeLiveness()
+	e, err := NewExternal(ExternalConfig{URL: "tcp://127.0.0.1:1", ClientID: "hub", Bridge: fb, Liveness: fl,
+		Logger: mqttDiscardLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for range fb.writes {
+		}
+	}()
+	b.Cleanup(func() { close(fb.writes) })
+	m := &mqttFakeMessage{topic: "devices/pump-7/telemetry", payload: []byte(`{"temp":21.5,"hum":40}`), qos: 1}
+	var batch []paho.Message
+	b.ReportAllocs()
+	for b.Loop() {
+		e.onMessage(nil, m)
+		batch = e.acks.take(batch[:0], false)
+	}
+}
