@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -15,6 +16,9 @@ import (
 // expireBatch is the most timed-out devices handled under one hold of the
 // Liveness mutex, so that a mass timeout does not stall Heard for long.
 const expireBatch = 512
+
+// neverHeard is the last-heard time of a device never heard.
+const neverHeard = time.Duration(math.MinInt64)
 
 // presenceWriter records presence changes; *bridge.Bridge implements it.
 type presenceWriter interface {
@@ -87,6 +91,7 @@ type Liveness struct {
 	timeout  time.Duration
 	log      *slog.Logger
 	now      func() time.Time
+	epoch    time.Time           // times are kept as durations since epoch
 	stored   func(bridge.Result) // done callback of every presence event
 
 	mu        sync.Mutex
@@ -107,7 +112,7 @@ type deviceState struct {
 	id        string
 	transport string
 	session   uint64
-	lastHeard time.Time
+	lastHeard time.Duration // since Liveness.epoch, or neverHeard
 	online    bool
 	queued    bool // has an entry in the deadline heap
 	wasOnline bool // recorded online before the start and not seen since
@@ -123,8 +128,9 @@ func NewLiveness(cfg LivenessConfig) (*Liveness, error) {
 	l := &Liveness{
 		presence: cfg.Presence,
 		timeout:  cfg.Timeout,
-		log:      cfg.Logger.With("component", "liveness"),
+		log:      cfg.Logger,
 		now:      cfg.Now,
+		epoch:    cfg.Now(),
 		devices:  make(map[string]*deviceState, len(cfg.Known)),
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -147,7 +153,7 @@ func (l *Liveness) know(d storage.Device) {
 		id:        d.ID,
 		transport: d.Transport,
 		session:   d.Session,
-		lastHeard: d.LastSeen,
+		lastHeard: l.since(d.LastSeen),
 		wasOnline: d.Online,
 	}
 	l.devices[d.ID] = st
@@ -220,7 +226,7 @@ func (l *Liveness) Heard(device, transport string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if d := l.devices[device]; d != nil && d.online {
-		d.lastHeard = now
+		d.lastHeard = now.Sub(l.epoch)
 		return
 	}
 	l.goOnline(device, transport, bridge.ReasonMessage, now)
@@ -260,7 +266,7 @@ func (l *Liveness) LastSeen(device string) (t time.Time, online bool, transport 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if d := l.devices[device]; d != nil {
-		return d.lastHeard, d.online, d.transport, true
+		return l.time(d.lastHeard), d.online, d.transport, true
 	}
 	return time.Time{}, false, "", false
 }
@@ -277,7 +283,7 @@ func (l *Liveness) goOnline(device, transport, reason string, now time.Time) *de
 	d.online = true
 	d.wasOnline = false
 	d.transport = transport
-	d.lastHeard = now
+	d.lastHeard = now.Sub(l.epoch)
 	l.schedule(d)
 	l.emit(d, reason, now)
 	return d
@@ -290,8 +296,8 @@ func (l *Liveness) schedule(d *deviceState) {
 		return
 	}
 	d.queued = true
-	heap.Push(&l.deadlines, deadline{at: d.lastHeard.Add(l.timeout), dev: d})
-	if l.deadlines[0].dev == d {
+	heap.Push(&l.deadlines, deadline{at: d.lastHeard + l.timeout, dev: d})
+	if l.deadlines[0].dev == d { // earlier than the timer is set for
 		select {
 		case l.wake <- struct{}{}:
 		default:
@@ -351,14 +357,15 @@ func (l *Liveness) expire() (wait time.Duration, ok bool) {
 // expireSome handles up to expireBatch due deadlines; more is true when it
 // stopped with some still due.
 func (l *Liveness) expireSome(now time.Time) (wait time.Duration, ok, more bool) {
+	rel := now.Sub(l.epoch)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for range expireBatch {
 		if len(l.deadlines) == 0 {
 			return 0, false, false
 		}
-		if next := l.deadlines[0].at; next.After(now) {
-			return next.Sub(now), true, false
+		if next := l.deadlines[0].at; next > rel {
+			return next - rel, true, false
 		}
 		l.check(heap.Pop(&l.deadlines).(deadline).dev, now)
 	}
@@ -373,7 +380,7 @@ func (l *Liveness) check(d *deviceState, now time.Time) {
 	if !d.online {
 		return
 	}
-	if d.lastHeard.Add(l.timeout).After(now) {
+	if d.lastHeard+l.timeout > now.Sub(l.epoch) {
 		l.schedule(d)
 		return
 	}
@@ -383,15 +390,32 @@ func (l *Liveness) check(d *deviceState, now time.Time) {
 
 // deadline is when a device times out unless heard since.
 type deadline struct {
-	at  time.Time
+	at  time.Duration // since Liveness.epoch
 	dev *deviceState
+}
+
+// since returns t as a duration since the epoch; neverHeard for the zero
+// time.
+func (l *Liveness) since(t time.Time) time.Duration {
+	if t.IsZero() {
+		return neverHeard
+	}
+	return t.Sub(l.epoch)
+}
+
+// time returns the time of a duration since the epoch.
+func (l *Liveness) time(d time.Duration) time.Time {
+	if d == neverHeard {
+		return time.Time{}
+	}
+	return l.epoch.Add(d)
 }
 
 // deadlineHeap is a min-heap of deadlines (container/heap).
 type deadlineHeap []deadline
 
 func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h deadlineHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 
 // Push appends x (a deadline); for container/heap.

@@ -1,0 +1,1155 @@
+package devices
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/telehub/telehub/bridge"
+)
+
+// waitGuard bounds every wait of these tests; it only fires on a failure.
+const waitGuard = 10 * time.Second
+
+// fakeIngester is an ingester that records what it gets. Its done callbacks
+// run at once, or, with hold, when the test releases them.
+type fakeIngester struct {
+	mu        sync.Mutex
+	hold      bool
+	result    bridge.Result // given to done
+	submitErr error         // returned by Telemetry when set
+	block     chan struct{} // when set, Telemetry waits for it to close
+	blocked   int           // Telemetry calls waiting for block
+	panicOn   string        // a metric whose reading makes Telemetry panic
+	inputs    []bridge.Input
+	payloads  []bridge.Payload
+	pending   []func(bridge.Result)
+	rejects   []error
+	rejectIn  []bridge.Input
+}
+
+func (f *fakeIngester) Telemetry(in bridge.Input, p bridge.Payload, done func(bridge.Result)) error {
+	f.mu.Lock()
+	block := f.block
+	if len(p.Readings) > 0 && p.Readings[0].Metric == f.panicOn {
+		f.mu.Unlock()
+		panic("ingester failure")
+	}
+	if block != nil {
+		f.blocked++
+	}
+	f.mu.Unlock()
+	if block != nil {
+		<-block
+	}
+	f.mu.Lock()
+	if f.submitErr != nil {
+		defer f.mu.Unlock()
+		return f.submitErr
+	}
+	f.inputs = append(f.inputs, in)
+	f.payloads = append(f.payloads, p)
+	if f.hold {
+		f.pending = append(f.pending, done)
+		f.mu.Unlock()
+		return nil
+	}
+	r := f.result
+	f.mu.Unlock()
+	done(r)
+	return nil
+}
+
+func (f *fakeIngester) Reject(in bridge.Input, err error) bridge.Rejection {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rejects = append(f.rejects, err)
+	f.rejectIn = append(f.rejectIn, in)
+	return bridge.Rejection{Answer: len(f.rejects) == 1}
+}
+
+// submitted returns how many payloads were submitted.
+func (f *fakeIngester) submitted() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.payloads)
+}
+
+// release calls the done callback of the i-th held submission.
+func (f *fakeIngester) release(i int) {
+	f.mu.Lock()
+	done := f.pending[i]
+	f.pending[i] = nil
+	f.mu.Unlock()
+	done(bridge.Result{FirstID: uint64(i + 1)})
+}
+
+// wsEnv is a WebSocket endpoint served on loopback, with a fake ingester
+// and a real Liveness over a recording presence writer.
+type wsEnv struct {
+	ws   *WS
+	ing  *fakeIngester
+	live *Liveness
+	rec  *recordingPresence
+	base string // http://127.0.0.1:port
+}
+
+// newWSEnv serves an endpoint made from cfg; Bridge and Liveness are
+// filled in, and Heartbeat defaults to an hour so that no pings interfere.
+func newWSEnv(t *testing.T, cfg WSConfig) *wsEnv {
+	t.Helper()
+	env := &wsEnv{ing: &fakeIngester{}, rec: &recordingPresence{}}
+	var err error
+	env.live, err = NewLiveness(LivenessConfig{Presence: env.rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.live.Close() })
+	if cfg.Bridge == nil {
+		cfg.Bridge = env.ing
+	}
+	cfg.Liveness = env.live
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = time.Hour
+	}
+	env.ws, err = NewWS(cfg)
+	if err != nil {
+		t.Fatalf("NewWS: %v", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/devices/{id}/ws", env.ws)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitGuard)
+		defer cancel()
+		if err := env.ws.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	env.base = srv.URL
+	return env
+}
+
+// url returns the ws:// address of device's endpoint.
+func (e *wsEnv) url(device string) string {
+	return "ws" + strings.TrimPrefix(e.base, "http") + "/v1/devices/" + device + "/ws"
+}
+
+// openConns returns how many connections have a running read loop.
+func (e *wsEnv) openConns() int {
+	e.ws.mu.Lock()
+	defer e.ws.mu.Unlock()
+	return e.ws.loops
+}
+
+// waitFor polls cond until it holds, failing the test after waitGuard.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitEvents waits until rec holds n events and takes them.
+func waitEvents(t *testing.T, rec *recordingPresence, n int) []presenceEvent {
+	t.Helper()
+	var got []presenceEvent
+	waitFor(t, fmt.Sprintf("%d presence events", n), func() bool {
+		got = append(got, rec.take()...)
+		return len(got) >= n
+	})
+	return got
+}
+
+// wsClient is a gws client connection that reports what it receives.
+type wsClient struct {
+	conn     *gws.Conn
+	events   chan string // "msg:<payload>", "pong:<payload>"
+	pings    chan struct{}
+	closed   chan error
+	mute     bool // do not answer pings
+	loopDone chan struct{}
+}
+
+func (c *wsClient) OnOpen(*gws.Conn) {}
+
+func (c *wsClient) OnClose(_ *gws.Conn, err error) { c.closed <- err }
+
+func (c *wsClient) OnPing(socket *gws.Conn, payload []byte) {
+	select {
+	case c.pings <- struct{}{}:
+	default:
+	}
+	if !c.mute {
+		_ = socket.WritePong(payload)
+	}
+}
+
+func (c *wsClient) OnPong(_ *gws.Conn, payload []byte) { c.events <- "pong:" + string(payload) }
+
+func (c *wsClient) OnMessage(_ *gws.Conn, m *gws.Message) {
+	c.events <- "msg:" + string(m.Bytes())
+	_ = m.Close()
+}
+
+// dial connects to url and runs the client's read loop until the test
+// ends.
+func dial(t *testing.T, url string, header http.Header) *wsClient {
+	t.Helper()
+	c, err := tryDial(url, header)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(c.stop)
+	return c
+}
+
+func tryDial(url string, header http.Header) (*wsClient, error) {
+	c := &wsClient{
+		events:   make(chan string, 1024),
+		pings:    make(chan struct{}, 64),
+		closed:   make(chan error, 1),
+		loopDone: make(chan struct{}),
+	}
+	conn, resp, err := gws.NewClient(c, &gws.ClientOption{Addr: url, RequestHeader: header})
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)
+		}
+		return nil, err
+	}
+	c.conn = conn
+	go func() {
+		defer close(c.loopDone)
+		conn.ReadLoop()
+	}()
+	return c, nil
+}
+
+// stop closes the connection and waits for the read loop.
+func (c *wsClient) stop() {
+	_ = c.conn.WriteClose(1000, nil)
+	<-c.loopDone
+}
+
+func (c *wsClient) send(t *testing.T, frame string) {
+	t.Helper()
+	if err := c.conn.WriteString(frame); err != nil {
+		t.Fatalf("send %s: %v", frame, err)
+	}
+}
+
+// next returns the next message or pong received.
+func (c *wsClient) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case e := <-c.events:
+		return e
+	case err := <-c.closed:
+		t.Fatalf("connection closed while waiting for a message: %v", err)
+	case <-time.After(waitGuard):
+		t.Fatal("timed out waiting for a message")
+	}
+	return ""
+}
+
+// barrier makes the hub write a pong, which is written with (or after)
+// any answer that was ready, and checks that no message came before it.
+func (c *wsClient) barrier(t *testing.T, tag string) {
+	t.Helper()
+	if err := c.conn.WritePing([]byte(tag)); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.next(t); got != "pong:"+tag {
+		t.Fatalf("got %s before the pong", got)
+	}
+}
+
+// closeError waits for the connection to close and returns the close
+// frame the hub sent.
+func (c *wsClient) closeError(t *testing.T) *gws.CloseError {
+	t.Helper()
+	select {
+	case err := <-c.closed:
+		c.closed <- err // for later waits
+		var ce *gws.CloseError
+		if !errors.As(err, &ce) {
+			t.Fatalf("closed without a close frame: %v", err)
+		}
+		return ce
+	case <-time.After(waitGuard):
+		t.Fatal("timed out waiting for the close")
+	}
+	return nil
+}
+
+func TestNewWSRejectsBadConfig(t *testing.T) {
+	ok := WSConfig{Bridge: &fakeIngester{}, Liveness: &Liveness{}}
+	tests := []struct {
+		name   string
+		modify func(c *WSConfig)
+	}{
+		{"no bridge", func(c *WSConfig) { c.Bridge = nil }},
+		{"no liveness", func(c *WSConfig) { c.Liveness = nil }},
+		{"negative max payload", func(c *WSConfig) { c.MaxPayload = -1 }},
+		{"negative heartbeat", func(c *WSConfig) { c.Heartbeat = -time.Second }},
+		{"negative timeout", func(c *WSConfig) { c.Timeout = -time.Second }},
+		{"negative max inflight", func(c *WSConfig) { c.MaxInflight = -1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := ok
+			tt.modify(&cfg)
+			if _, err := NewWS(cfg); !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("NewWS error = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+	s, err := NewWS(ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cfg.MaxPayload != DefaultMaxPayload || s.cfg.Heartbeat != DefaultWSHeartbeat ||
+		s.cfg.Timeout != DefaultDeviceTimeout || s.cfg.MaxInflight != DefaultWSMaxInflight {
+		t.Fatalf("defaults not filled: %+v", s.cfg)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWSAcks(t *testing.T) {
+	tests := []struct {
+		name      string
+		result    bridge.Result
+		submitErr error
+		frame     string
+		want      string
+	}{
+		{
+			name:  "with seq",
+			frame: `{"type":"telemetry","seq":42,"ts":1764064800000,"values":{"temp":21.5}}`,
+			want:  `{"type":"ack","seq":42}`,
+		},
+		{
+			name:  "without seq",
+			frame: `{"type":"telemetry","values":{"temp":21.5,"door":"open"}}`,
+			want:  `{"type":"ack"}`,
+		},
+		{
+			name:  "senml",
+			frame: `{"type":"telemetry","seq":3,"senml":[{"n":"temp","u":"Cel","v":21.5}]}`,
+			want:  `{"type":"ack","seq":3}`,
+		},
+		{
+			name:   "duplicate is acked the same",
+			result: bridge.Result{Duplicate: true},
+			frame:  `{"type":"telemetry","seq":7,"values":{"temp":21.5}}`,
+			want:   `{"type":"ack","seq":7}`,
+		},
+		{
+			name:   "store error",
+			result: bridge.Result{Err: errors.New("disk full")},
+			frame:  `{"type":"telemetry","seq":9,"values":{"temp":21.5}}`,
+			want:   `{"type":"error","seq":9,"code":"internal","message":"the reading could not be stored"}`,
+		},
+		{
+			name:      "submit error",
+			submitErr: errors.New("storage closed"),
+			frame:     `{"type":"telemetry","seq":10,"values":{"temp":21.5}}`,
+			want:      `{"type":"error","seq":10,"code":"internal","message":"storage closed"}`,
+		},
+		{
+			name:      "submit error with a wire code",
+			submitErr: &bridge.Error{Code: bridge.CodeRateLimited, Message: "slow down"},
+			frame:     `{"type":"telemetry","values":{"temp":21.5}}`,
+			want:      `{"type":"error","code":"rate_limited","message":"slow down"}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newWSEnv(t, WSConfig{})
+			env.ing.result, env.ing.submitErr = tt.result, tt.submitErr
+			c := dial(t, env.url("dev-1"), nil)
+			c.send(t, tt.frame)
+			if got := c.next(t); got != "msg:"+tt.want {
+				t.Fatalf("answer %s, want %s", got, tt.want)
+			}
+			if tt.submitErr != nil {
+				return
+			}
+			env.ing.mu.Lock()
+			defer env.ing.mu.Unlock()
+			in := env.ing.inputs[0]
+			if in.Device != "dev-1" || in.Transport != "ws" || in.SourceTopic != "devices/dev-1/ws" || in.Received.IsZero() {
+				t.Fatalf("input %+v", in)
+			}
+			if p := env.ing.payloads[0]; len(p.Readings) == 0 || p.Readings[0].Metric == "" {
+				t.Fatalf("payload %+v", p)
+			}
+		})
+	}
+}
+
+func TestWSHeartbeatFrameIsNotAnswered(t *testing.T) {
+	env := newWSEnv(t, WSConfig{})
+	c := dial(t, env.url("d1"), nil)
+	c.send(t, `{"type":"heartbeat"}`)
+	c.barrier(t, "after-heartbeat")
+	if n := env.ing.submitted(); n != 0 {
+		t.Fatalf("%d payloads submitted for a heartbeat", n)
+	}
+}
+
+func TestWSAnswersWaitForCommitInFrameOrder(t *testing.T) {
+	env := newWSEnv(t, WSConfig{})
+	env.ing.hold = true
+	c := dial(t, env.url("d1"), nil)
+	c.send(t, `{"type":"telemetry","seq":1,"values":{"a":1}}`)
+	c.send(t, `{"type":"telemetry","seq":2,"values":{"a":2}}`)
+	c.send(t, `{"type":"telemetry","values":{"a":3}}`)
+	c.send(t, `{"type":"telemetry","seq":4,"values":{"a b":4}}`) // rejected at once
+	waitFor(t, "three submissions", func() bool { return env.ing.submitted() == 3 })
+
+	c.barrier(t, "none-stored")
+	env.ing.release(1) // the second frame is stored, the first is not yet
+	c.barrier(t, "second-stored")
+	env.ing.release(0)
+	for _, want := range []string{`{"type":"ack","seq":1}`, `{"type":"ack","seq":2}`} {
+		if got := c.next(t); got != "msg:"+want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	c.barrier(t, "third-not-stored")
+	env.ing.release(2)
+	if got := c.next(t); got != `msg:{"type":"ack"}` {
+		t.Fatalf("got %s, want the seq-less ack", got)
+	}
+	if got := c.next(t); !strings.HasPrefix(got, `msg:{"type":"error","seq":4,"code":"bad_request"`) {
+		t.Fatalf("got %s, want the error of frame 4", got)
+	}
+}
+
+func TestWSRejections(t *testing.T) {
+	tests := []struct {
+		name   string
+		frame  string
+		binary bool
+		seq    string // the seq part of the answer, "" when unknown
+	}{
+		{name: "invalid JSON", frame: `{"type":"telemetry","seq":5,"values":`, seq: `,"seq":5`},
+		{name: "not JSON at all", frame: `hello`},
+		{name: "bad metric name", frame: `{"type":"telemetry","seq":6,"values":{"a b":1}}`, seq: `,"seq":6`},
+		{name: "nested value", frame: `{"type":"telemetry","seq":7,"values":{"x":{"y":1}}}`, seq: `,"seq":7`},
+		{name: "array value", frame: `{"type":"telemetry","values":{"x":[1]}}`},
+		{name: "wrong ts type", frame: `{"type":"telemetry","seq":8,"ts":true,"values":{"x":1}}`, seq: `,"seq":8`},
+		{name: "wrong seq type", frame: `{"type":"telemetry","seq":"42","values":{"x":1}}`},
+		{name: "negative seq", frame: `{"type":"telemetry","seq":-1,"values":{"x":1}}`},
+		{name: "unknown type", frame: `{"type":"reboot","seq":9}`, seq: `,"seq":9`},
+		{name: "no readings", frame: `{"type":"telemetry","seq":10,"values":{}}`, seq: `,"seq":10`},
+		{name: "binary frame", frame: `{"type":"heartbeat"}`, binary: true},
+	}
+	env := newWSEnv(t, WSConfig{})
+	c := dial(t, env.url("d1"), nil)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.binary {
+				if err := c.conn.WriteMessage(gws.OpcodeBinary, []byte(tt.frame)); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				c.send(t, tt.frame)
+			}
+			got := strings.TrimPrefix(c.next(t), "msg:")
+			var answer struct{ Type, Code, Message string }
+			if err := json.Unmarshal([]byte(got), &answer); err != nil {
+				t.Fatalf("answer %s: %v", got, err)
+			}
+			prefix := `{"type":"error"` + tt.seq + `,"code":"bad_request","message":`
+			if !strings.HasPrefix(got, prefix) || answer.Message == "" {
+				t.Fatalf("answer %s, want %s…", got, prefix)
+			}
+			env.ing.mu.Lock()
+			rejected, in := len(env.ing.rejects), env.ing.rejectIn[len(env.ing.rejectIn)-1]
+			env.ing.mu.Unlock()
+			if rejected != i+1 || in.SourceTopic != "devices/d1/ws" || in.Device != "d1" {
+				t.Fatalf("%d rejections recorded (want %d), last input %+v", rejected, i+1, in)
+			}
+			// The connection stays usable.
+			c.send(t, `{"type":"telemetry","seq":100,"values":{"ok":true}}`)
+			if got := c.next(t); got != `msg:{"type":"ack","seq":100}` {
+				t.Fatalf("after the rejection: %s", got)
+			}
+		})
+	}
+}
+
+func TestWSLongErrorMessage(t *testing.T) {
+	env := newWSEnv(t, WSConfig{})
+	env.ing.submitErr = &bridge.Error{Code: bridge.CodeBadRequest, Message: strings.Repeat("é", 400)}
+	c := dial(t, env.url("d1"), nil)
+	c.send(t, `{"type":"telemetry","seq":1,"values":{"x":1}}`)
+	var answer struct{ Message string }
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(c.next(t), "msg:")), &answer); err != nil {
+		t.Fatal(err)
+	}
+	if answer.Message != strings.Repeat("é", maxAnswerMessage/2) {
+		t.Fatalf("message of %d bytes, want %d", len(answer.Message), maxAnswerMessage)
+	}
+}
+
+func TestWSCloseCodes(t *testing.T) {
+	tests := []struct {
+		name  string
+		frame []byte
+		code  uint16
+	}{
+		{"frame over max payload", []byte(`{"type":"telemetry","values":{"x":"` + strings.Repeat("a", 2048) + `"}}`), 1009},
+		{"invalid UTF-8", []byte("{\"type\":\"telemetry\",\"values\":{\"x\":\"\xff\xfe\"}}"), 1007},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newWSEnv(t, WSConfig{MaxPayload: 1024})
+			c := dial(t, env.url("d1"), nil)
+			if err := c.conn.WriteMessage(gws.OpcodeText, tt.frame); err != nil {
+				t.Fatal(err)
+			}
+			if ce := c.closeError(t); ce.Code != tt.code {
+				t.Fatalf("close code %d (%s), want %d", ce.Code, ce.Reason, tt.code)
+			}
+			if n := env.ing.submitted(); n != 0 {
+				t.Fatalf("%d payloads submitted", n)
+			}
+			got := waitEvents(t, env.rec, 2)
+			wantEvents(t, got, "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
+		})
+	}
+}
+
+// upgradeRequest sends a WebSocket upgrade request with plain net/http.
+func upgradeRequest(t *testing.T, url string, header http.Header) (status int, body string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upgrade := map[string]string{
+		"Connection": "Upgrade", "Upgrade": "websocket",
+		"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+	}
+	for k, v := range upgrade {
+		req.Header.Set(k, v)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return resp.StatusCode, ""
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestWSRefusedBeforeUpgrade(t *testing.T) {
+	env := newWSEnv(t, WSConfig{
+		Authenticate: func(r *http.Request, device string) bool { return RequestToken(r) == "tok-"+device },
+	})
+	tests := []struct {
+		name   string
+		path   string
+		header http.Header
+		status int
+		code   string
+	}{
+		{"leading dash", "/v1/devices/-d1/ws", nil, 400, "bad_request"},
+		{"space", "/v1/devices/a%20b/ws", nil, 400, "bad_request"},
+		{"plus", "/v1/devices/a+b/ws", nil, 400, "bad_request"},
+		{"hash", "/v1/devices/a%23b/ws", nil, 400, "bad_request"},
+		{"too long", "/v1/devices/" + strings.Repeat("x", 65) + "/ws", nil, 400, "bad_request"},
+		{"invalid UTF-8", "/v1/devices/%C3%28/ws", nil, 400, "bad_request"},
+		{"no token", "/v1/devices/d1/ws", nil, 401, "unauthorized"},
+		{"wrong token", "/v1/devices/d1/ws", http.Header{"Authorization": {"Bearer tok-d2"}}, 401, "unauthorized"},
+		{"another device's token in the query", "/v1/devices/d1/ws?token=tok-d2", nil, 401, "unauthorized"},
+		{"bearer token", "/v1/devices/d1/ws", http.Header{"Authorization": {"Bearer tok-d1"}}, 101, ""},
+		{"query token", "/v1/devices/d2/ws?token=tok-d2", nil, 101, ""},
+		{"basic auth and query token", "/v1/devices/d3/ws?token=tok-d3", http.Header{"Authorization": {"Basic eDp5"}}, 101, ""},
+		{"not an upgrade", "/v1/devices/d4/ws?token=tok-d4", http.Header{"Upgrade": {"h2c"}}, 400, "bad_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := upgradeRequest(t, env.base+tt.path, tt.header)
+			if status != tt.status {
+				t.Fatalf("status %d, want %d (%s)", status, tt.status, body)
+			}
+			if tt.code == "" {
+				return
+			}
+			var e struct {
+				Error struct{ Code, Message string }
+			}
+			if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error.Code != tt.code || e.Error.Message == "" {
+				t.Fatalf("body %s, want code %s (%v)", body, tt.code, err)
+			}
+		})
+	}
+}
+
+func TestRequestToken(t *testing.T) {
+	tests := []struct {
+		auth, query, want string
+	}{
+		{"Bearer abc", "", "abc"},
+		{"bearer  abc ", "", "abc"},
+		{"Bearer abc", "token=xyz", "abc"},
+		{"Basic abc", "token=xyz", "xyz"},
+		{"Bearer ", "token=xyz", "xyz"},
+		{"", "token=x%2By", "x+y"},
+		{"", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.auth+"?"+tt.query, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/v1/devices/d1/ws?"+tt.query, nil)
+			if tt.auth != "" {
+				r.Header.Set("Authorization", tt.auth)
+			}
+			if got := RequestToken(r); got != tt.want {
+				t.Fatalf("RequestToken = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzRequestToken(f *testing.F) {
+	f.Add("Bearer abc", "token=xyz")
+	f.Add("Basic eDp5", "token=%zz")
+	f.Add("Bearer", "")
+	f.Fuzz(func(t *testing.T, auth, query string) {
+		r := httptest.NewRequest(http.MethodGet, "/v1/devices/d1/ws", nil)
+		r.URL.RawQuery = query
+		r.Header.Set("Authorization", auth)
+		token := RequestToken(r)
+		if scheme, rest, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(rest) != "" {
+			if token != strings.TrimSpace(rest) {
+				t.Fatalf("RequestToken = %q with Authorization %q", token, auth)
+			}
+		}
+	})
+}
+
+func TestWSReplacedConnection(t *testing.T) {
+	env := newWSEnv(t, WSConfig{})
+	first := dial(t, env.url("d1"), nil)
+	wantEvents(t, waitEvents(t, env.rec, 1), "d1 online=true ws session=1 connect")
+
+	second := dial(t, env.url("d1"), nil)
+	ce := first.closeError(t)
+	if ce.Code != 4000 || string(ce.Reason) != "replaced" {
+		t.Fatalf("old connection closed with %d %q, want 4000 replaced", ce.Code, ce.Reason)
+	}
+	waitFor(t, "the old connection to end", func() bool { return env.openConns() == 1 })
+	wantEvents(t, waitEvents(t, env.rec, 1), "d1 online=true ws session=2 connect")
+	second.barrier(t, "x")
+	wantEvents(t, env.rec.take()) // no offline event for the replaced connection
+	if s, online := env.live.Session("d1"); s != 2 || !online {
+		t.Fatalf("Session = %d, %v; want 2, true", s, online)
+	}
+	if n := env.ws.Connected(); n != 1 {
+		t.Fatalf("Connected = %d, want 1", n)
+	}
+
+	second.send(t, `{"type":"telemetry","seq":1,"values":{"x":1}}`)
+	if got := second.next(t); got != `msg:{"type":"ack","seq":1}` {
+		t.Fatalf("new connection answer %s", got)
+	}
+	second.stop()
+	wantEvents(t, waitEvents(t, env.rec, 1), "d1 online=false ws session=2 disconnect")
+}
+
+func TestWSPings(t *testing.T) {
+	env := newWSEnv(t, WSConfig{Heartbeat: 20 * time.Millisecond})
+	c := dial(t, env.url("d1"), nil)
+	waitEvents(t, env.rec, 1)
+	connected, _, _, _ := env.live.LastSeen("d1")
+	for range 3 {
+		select {
+		case <-c.pings:
+		case <-time.After(waitGuard):
+			t.Fatal("no ping from the hub")
+		}
+	}
+	// The pongs count as signs of life.
+	waitFor(t, "a pong to refresh last-seen", func() bool {
+		seen, online, _, _ := env.live.LastSeen("d1")
+		return online && seen.After(connected)
+	})
+}
+
+func TestWSSilentDeviceTimesOut(t *testing.T) {
+	env := newWSEnv(t, WSConfig{Timeout: 300 * time.Millisecond})
+	c := dial(t, env.url("d1"), nil)
+	c.closeError(t)
+	got := waitEvents(t, env.rec, 2)
+	wantEvents(t, got, "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
+}
+
+func TestWSDeviceCloses(t *testing.T) {
+	env := newWSEnv(t, WSConfig{})
+	c := dial(t, env.url("d1"), nil)
+	waitFor(t, "the device to connect", func() bool { return env.ws.Connected() == 1 })
+	c.stop()
+	got := waitEvents(t, env.rec, 2)
+	wantEvents(t, got, "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
+	waitFor(t, "the connection to end", func() bool { return env.ws.Connected() == 0 && env.openConns() == 0 })
+}
+
+func TestWSMaxInflight(t *testing.T) {
+	env := newWSEnv(t, WSConfig{MaxInflight: 2})
+	env.ing.hold = true
+	c := dial(t, env.url("d1"), nil)
+	for i := range 5 {
+		c.send(t, fmt.Sprintf(`{"type":"telemetry","seq":%d,"values":{"x":1}}`, i+1))
+	}
+	waitFor(t, "two submissions", func() bool { return env.ing.submitted() == 2 })
+	time.Sleep(50 * time.Millisecond) // room for a third, wrongly read frame
+	if n := env.ing.submitted(); n != 2 {
+		t.Fatalf("%d frames submitted with MaxInflight 2", n)
+	}
+	env.ing.release(0)
+	if got := c.next(t); got != `msg:{"type":"ack","seq":1}` {
+		t.Fatalf("got %s", got)
+	}
+	waitFor(t, "the third submission", func() bool { return env.ing.submitted() == 3 })
+	for i := 1; i < 5; i++ {
+		if i > 1 {
+			waitFor(t, "the next submission", func() bool { return env.ing.submitted() > i })
+		}
+		env.ing.release(i)
+		if got, want := c.next(t), fmt.Sprintf(`msg:{"type":"ack","seq":%d}`, i+1); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+}
+
+func TestWSPanicClosesOnlyThatConnection(t *testing.T) {
+	env := newWSEnv(t, WSConfig{})
+	env.ing.panicOn = "boom"
+	bad := dial(t, env.url("d1"), nil)
+	good := dial(t, env.url("d2"), nil)
+	bad.send(t, `{"type":"telemetry","seq":1,"values":{"boom":1}}`)
+	if ce := bad.closeError(t); ce.Code != 1011 {
+		t.Fatalf("close code %d, want 1011", ce.Code)
+	}
+	good.send(t, `{"type":"telemetry","seq":1,"values":{"fine":1}}`)
+	if got := good.next(t); got != `msg:{"type":"ack","seq":1}` {
+		t.Fatalf("other connection: %s", got)
+	}
+}
+
+func TestWSShutdown(t *testing.T) {
+	env := newWSEnv(t, WSConfig{Heartbeat: 10 * time.Millisecond})
+	a := dial(t, env.url("a"), nil)
+	b := dial(t, env.url("b"), nil)
+	waitFor(t, "two devices", func() bool { return env.ws.Connected() == 2 })
+	env.rec.take()
+
+	if err := env.ws.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	for _, c := range []*wsClient{a, b} {
+		if ce := c.closeError(t); ce.Code != 1001 {
+			t.Fatalf("close code %d, want 1001", ce.Code)
+		}
+	}
+	if n := env.ws.Connected(); n != 0 || env.openConns() != 0 {
+		t.Fatalf("after Shutdown: %d devices, %d connections", n, env.openConns())
+	}
+	got := env.rec.take()
+	slices.SortFunc(got, func(x, y presenceEvent) int { return strings.Compare(x.Device, y.Device) })
+	wantEvents(t, got, "a online=false ws session=1 disconnect", "b online=false ws session=1 disconnect")
+
+	if _, err := tryDial(env.url("c"), nil); err == nil {
+		t.Fatal("connected after Shutdown")
+	}
+	status, _ := upgradeRequest(t, env.base+"/v1/devices/c/ws", nil)
+	if status != http.StatusServiceUnavailable {
+		t.Fatalf("upgrade after Shutdown: %d, want 503", status)
+	}
+}
+
+func TestWSShutdownContextEnds(t *testing.T) {
+	env := newWSEnv(t, WSConfig{})
+	env.ing.block = make(chan struct{})
+	c := dial(t, env.url("d1"), nil)
+	c.send(t, `{"type":"telemetry","seq":1,"values":{"x":1}}`) // its read loop stays in Telemetry
+	waitFor(t, "the frame to reach the bridge", func() bool {
+		env.ing.mu.Lock()
+		defer env.ing.mu.Unlock()
+		return env.ing.blocked == 1
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := env.ws.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want the context's error", err)
+	}
+	close(env.ing.block)
+	waitFor(t, "the read loop to end", func() bool { return env.openConns() == 0 })
+}
+
+func TestAppendAnswerJSON(t *testing.T) {
+	tests := []struct {
+		name string
+		a    answer
+		want string
+	}{
+		{"ack", answer{}, `{"type":"ack"}`},
+		{"ack with seq", answer{seq: 18446744073709551615, hasSeq: true}, `{"type":"ack","seq":18446744073709551615}`},
+		{"error", answer{seq: 0, hasSeq: true, err: bridge.Errorf(`metric "a\b": invalid name`)},
+			`{"type":"error","seq":0,"code":"bad_request","message":"metric \"a\\b\": invalid name"}`},
+		{"control and invalid bytes", answer{err: &bridge.Error{Code: "internal", Message: "a\n\x01\xffé"}},
+			`{"type":"error","code":"internal","message":"a\u000a\u0001\ufffdé"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(appendAnswerJSON(nil, &tt.a)); got != tt.want {
+				t.Fatalf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAppendAnswerFrameLengths(t *testing.T) {
+	for _, n := range []int{0, 100, 125, 126, 400, maxAnswerMessage} {
+		a := answer{err: &bridge.Error{Code: "bad_request", Message: strings.Repeat("m", n)}}
+		frame := appendAnswerFrame([]byte("prefix"), &a)
+		payload := appendAnswerJSON(nil, &a)
+		header := frame[len("prefix") : len(frame)-len(payload)]
+		if frame[len("prefix")] != 0x81 || string(frame[len(frame)-len(payload):]) != string(payload) {
+			t.Fatalf("message of %d bytes: bad frame %q", n, frame)
+		}
+		switch l := len(payload); {
+		case l < 126 && (len(header) != 2 || int(header[1]) != l):
+			t.Fatalf("payload %d: header %x", l, header)
+		case l >= 126 && (len(header) != 4 || header[1] != 126 || int(header[2])<<8|int(header[3]) != l):
+			t.Fatalf("payload %d: header %x", l, header)
+		}
+	}
+}
+
+func FuzzAnswerJSON(f *testing.F) {
+	f.Add(uint64(42), true, "bad_request", `metric "a b": invalid name`)
+	f.Add(uint64(0), false, "", "")
+	f.Add(uint64(7), true, "internal", "\xff\x00\u2028é")
+	f.Fuzz(func(t *testing.T, seq uint64, hasSeq bool, code, message string) {
+		a := answer{seq: seq, hasSeq: hasSeq}
+		if code != "" {
+			a.err = &bridge.Error{Code: code, Message: message}
+		}
+		b := appendAnswerJSON(nil, &a)
+		var got struct {
+			Type    string
+			Seq     *uint64
+			Code    string
+			Message string
+		}
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("invalid JSON %q: %v", b, err)
+		}
+		if hasSeq != (got.Seq != nil) || hasSeq && *got.Seq != seq {
+			t.Fatalf("seq lost in %s", b)
+		}
+		if a.err == nil {
+			if got.Type != "ack" {
+				t.Fatalf("ack encoded as %s", b)
+			}
+			return
+		}
+		if got.Type != "error" {
+			t.Fatalf("error encoded as %s", b)
+		}
+		if utf8Valid(code) && len(code) <= maxAnswerMessage && got.Code != code {
+			t.Fatalf("code %q came back as %q", code, got.Code)
+		}
+		if utf8Valid(message) && len(message) <= maxAnswerMessage && got.Message != message {
+			t.Fatalf("message %q came back as %q", message, got.Message)
+		}
+	})
+}
+
+// utf8Valid reports whether s is valid UTF-8 that encoding/json decodes
+// back unchanged.
+func utf8Valid(s string) bool {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return false
+	}
+	var back string
+	return json.Unmarshal(b, &back) == nil && back == s
+}
+
+// discardPresence is a presence writer that keeps nothing.
+type discardPresence struct{}
+
+func (discardPresence) Presence(string, bridge.Presence, time.Time, func(bridge.Result)) error {
+	return nil
+}
+
+// TestWSIdleConnectionMemory measures what an idle device connection costs
+// the hub: Go heap and goroutine stacks, with gws's buffers, the
+// connection's state and its liveness entry. The clients are bare TCP
+// connections of this process after a hand-made handshake; their share is
+// estimated as half of what a bare loopback TCP pair costs, and taken off.
+func TestWSIdleConnectionMemory(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("memory measurement: not in -short or -race runs")
+	}
+	const n = 1000
+	clientShare := float64(tcpPairCost(t, n)) / n / 2
+	live, err := NewLiveness(LivenessConfig{Presence: discardPresence{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	ws, err := NewWS(WSConfig{Bridge: &fakeIngester{}, Liveness: live, Heartbeat: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/devices/{id}/ws", ws)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer func() { _ = ws.Shutdown(context.Background()) }()
+
+	before := memInUse()
+	conns := make([]net.Conn, 0, n)
+	defer func() { closeAll(conns) }()
+	for i := range n {
+		c, err := rawHandshake(srv.Listener.Addr().String(), fmt.Sprintf("idle-%d", i))
+		if err != nil {
+			closeAll(conns)
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	waitFor(t, "all devices", func() bool { return ws.Connected() == n })
+	total := float64(memInUse()-before) / n
+	t.Logf("idle WebSocket device: %.0f bytes per connection with its client, %.0f without (client share %.0f); %d connections",
+		total, total-clientShare, clientShare, n)
+	if total-clientShare > 8<<10 {
+		t.Fatalf("%.0f bytes per idle connection", total-clientShare)
+	}
+}
+
+// tcpPairCost returns the memory n bare loopback TCP connections cost,
+// both ends held by this process.
+func tcpPairCost(t *testing.T, n int) uint64 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, n)
+	go func() {
+		for range n {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	before := memInUse()
+	conns := make([]net.Conn, 0, 2*n)
+	defer func() { closeAll(conns) }()
+	for range n {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			_ = ln.Close()
+			t.Fatal(err)
+		}
+		conns = append(conns, c, <-accepted)
+	}
+	_ = ln.Close()
+	return memInUse() - before
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+// memInUse returns the live heap and the stack memory after a collection.
+func memInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc + m.StackInuse
+}
+
+// rawHandshake opens a WebSocket connection for device with a hand-made
+// upgrade request and keeps nothing but the socket.
+func rawHandshake(addr, device string) (net.Conn, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	req := "GET /v1/devices/" + device + "/ws HTTP/1.1\r\nHost: " + addr +
+		"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := io.WriteString(c, req); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(c, 512), nil)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		_ = c.Close()
+		return nil, fmt.Errorf("upgrade of %s: HTTP %d", device, resp.StatusCode)
+	}
+	return c, nil
+}
+
+// ackCounter is a gws client handler that counts the acks it receives.
+type ackCounter struct {
+	gws.BuiltinEventHandler
+	mu     sync.Mutex
+	acks   int
+	target int
+	done   chan struct{}
+}
+
+func (a *ackCounter) OnMessage(_ *gws.Conn, m *gws.Message) {
+	isAck := strings.HasPrefix(string(m.Bytes()), `{"type":"ack"`)
+	_ = m.Close()
+	if !isAck {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.acks++; a.acks == a.target {
+		close(a.done)
+	}
+}
+
+// BenchmarkWSFrames measures telemetry frames through the endpoint, from
+// the device's write to its ack, with an ingester that commits at once.
+func BenchmarkWSFrames(b *testing.B) {
+	for _, devices := range []int{1, 16} {
+		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+			env := newBenchEnv(b)
+			per := b.N/devices + 1
+			counters := make([]*ackCounter, devices)
+			conns := make([]*gws.Conn, devices)
+			for i := range devices {
+				counters[i] = &ackCounter{target: per, done: make(chan struct{})}
+				conn, _, err := gws.NewClient(counters[i], &gws.ClientOption{Addr: env.url(fmt.Sprintf("bench-%d", i))})
+				if err != nil {
+					b.Fatal(err)
+				}
+				conns[i] = conn
+				go conn.ReadLoop()
+			}
+			frame := []byte(`{"type":"telemetry","seq":1,"ts":1764064800000,"values":{"temp":21.5,"hum":40}}`)
+			b.ReportAllocs()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for i, conn := range conns {
+				wg.Go(func() {
+					for range per {
+						if err := conn.WriteMessage(gws.OpcodeText, frame); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					<-counters[i].done
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(per*devices)/b.Elapsed().Seconds(), "frames/s")
+			for _, conn := range conns {
+				_ = conn.WriteClose(1000, nil)
+			}
+		})
+	}
+}
+
+// newBenchEnv serves an endpoint whose ingester commits at once; it is
+// shut down when the benchmark ends.
+func newBenchEnv(b *testing.B) *wsEnv {
+	b.Helper()
+	env := &wsEnv{ing: &fakeIngester{}}
+	live, err := NewLiveness(LivenessConfig{Presence: discardPresence{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	env.ws, err = NewWS(WSConfig{Bridge: benchIngester{}, Liveness: live, Heartbeat: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/devices/{id}/ws", env.ws)
+	srv := httptest.NewServer(mux)
+	b.Cleanup(func() {
+		_ = env.ws.Shutdown(context.Background())
+		srv.Close()
+		_ = live.Close()
+	})
+	env.base = srv.URL
+	return env
+}
+
+// benchIngester commits every reading at once and keeps nothing.
+type benchIngester struct{}
+
+func (benchIngester) Telemetry(_ bridge.Input, _ bridge.Payload, done func(bridge.Result)) error {
+	done(bridge.Result{})
+	return nil
+}
+
+func (benchIngester) Reject(bridge.Input, error) bridge.Rejection { return bridge.Rejection{} }
+
+func BenchmarkAppendAnswerFrame(b *testing.B) {
+	ack := answer{seq: 1764064800, hasSeq: true, ready: true}
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendAnswerFrame(buf[:0], &ack)
+	}
+}
