@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -68,6 +69,12 @@ type mqttPresence interface {
 	Disconnect(device string, session uint64, reason string)
 	Session(device string) (session uint64, online bool)
 }
+
+// The collaborators telehub wires in satisfy the interfaces above.
+var (
+	_ mqttIngester = (*bridge.Bridge)(nil)
+	_ mqttPresence = (*Liveness)(nil)
+)
 
 // ---------------------------------------------------------------------------
 // Topic routing, shared by the embedded broker and the external client.
@@ -284,15 +291,9 @@ func (c BrokerConfig) withDefaults() (BrokerConfig, error) {
 	case c.MaxPayload > mqttMaxPayload:
 		return c, fmt.Errorf("%w: MaxPayload %d is over the MQTT limit of %d", ErrInvalidConfig, c.MaxPayload, mqttMaxPayload)
 	}
-	if c.Addr == "" {
-		c.Addr = DefaultBrokerAddr
-	}
-	if c.MaxPayload == 0 {
-		c.MaxPayload = DefaultMaxPayload
-	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultMQTTConnectTimeout
-	}
+	c.Addr = cmp.Or(c.Addr, DefaultBrokerAddr)
+	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultMQTTConnectTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -1,11 +1,18 @@
 package devices
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/url"
 	"strings"
@@ -368,7 +375,7 @@ func dialMQTT(t *testing.T, addr string, edit func(*paho.ClientOptions)) (*mqttT
 	t.Helper()
 	c := &mqttTestClient{}
 	o := paho.NewClientOptions().
-		AddBroker("tcp://"+addr).
+		AddBroker("tcp://" + addr).
 		SetClientID(fmt.Sprintf("test-%d", mqttClientSeq.Add(1))).
 		SetAutoReconnect(false).
 		SetConnectTimeout(mqttWait).
@@ -1034,6 +1041,107 @@ func TestBrokerConnectTimeout(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(mqttWait))
 	if _, err := conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Fatalf("silent connection not closed by the broker: %v", err)
+	}
+}
+
+// mqttTestTLS returns a server config with a fresh self-signed certificate
+// for 127.0.0.1 and a client config that trusts it.
+func mqttTestTLS(t *testing.T) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "telehub test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return server, &tls.Config{RootCAs: pool}
+}
+
+func TestBrokerTLS(t *testing.T) {
+	serverTLS, clientTLS := mqttTestTLS(t)
+	b := startMQTTBroker(t, func(c *BrokerConfig) { c.TLS = serverTLS })
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + b.Addr().String()).
+		SetClientID("tls-device").SetTLSConfig(clientTLS).SetAutoReconnect(false).SetConnectTimeout(mqttWait))
+	if tok := c.Connect(); !tok.WaitTimeout(mqttWait) || tok.Error() != nil {
+		t.Fatalf("connect over TLS: %v", tok.Error())
+	}
+	defer c.Disconnect(50)
+	if tok := c.Publish("devices/d1/telemetry", 1, false, `{"temp":1}`); !tok.WaitTimeout(mqttWait) || tok.Error() != nil {
+		t.Fatalf("publish over TLS: %v", tok.Error())
+	}
+	b.bridge.nextWrite(t)
+	// A plain-TCP client gets no MQTT session from the TLS listener.
+	if _, err := dialMQTT(t, b.Addr().String(), func(o *paho.ClientOptions) { o.SetConnectTimeout(time.Second) }); err == nil {
+		t.Fatal("plain connection accepted by the TLS listener")
+	}
+}
+
+// mqttPresenceLog records the presence events of a real Liveness.
+type mqttPresenceLog chan string
+
+func (p mqttPresenceLog) Presence(device string, pr bridge.Presence, _ time.Time, done func(bridge.Result)) error {
+	p <- fmt.Sprintf("%s online=%v %s session=%d %s", device, pr.Online, pr.Transport, pr.Session, pr.Reason)
+	if done != nil {
+		done(bridge.Result{})
+	}
+	return nil
+}
+
+func (p mqttPresenceLog) expect(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case got := <-p:
+		if got != want {
+			t.Fatalf("presence %q, want %q", got, want)
+		}
+	case <-time.After(mqttWait):
+		t.Fatalf("no presence event, want %q", want)
+	}
+}
+
+func TestBrokerWithLiveness(t *testing.T) {
+	events := make(mqttPresenceLog, 64)
+	live, err := NewLiveness(LivenessConfig{Presence: events, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = live.Close() })
+	b := startMQTTBroker(t, func(c *BrokerConfig) {
+		c.Liveness = live
+		c.Authenticate = func(u, p string) bool { return p == "token-"+u }
+	})
+	opts := func(o *paho.ClientOptions) {
+		o.SetUsername("d1").SetPassword("token-d1").SetWill("devices/d1/status", "offline", 1, false)
+	}
+	c := mustDialMQTT(t, b.Addr().String(), opts)
+	events.expect(t, "d1 online=true mqtt session=1 connect")
+	c.publish(t, "devices/d1/telemetry", 1, `{"temp":1}`)
+	c.drop()
+	events.expect(t, "d1 online=false mqtt session=1 will")
+	c = mustDialMQTT(t, b.Addr().String(), opts)
+	events.expect(t, "d1 online=true mqtt session=2 connect")
+	c.Disconnect(250)
+	events.expect(t, "d1 online=false mqtt session=2 disconnect")
+	if _, online, transport, ok := live.LastSeen("d1"); !ok || online || transport != "mqtt" {
+		t.Fatalf("LastSeen: online %v transport %q known %v", online, transport, ok)
 	}
 }
 
