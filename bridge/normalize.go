@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"math"
 	"time"
 )
@@ -48,9 +49,9 @@ func parseTelemetry(payload []byte, now func() time.Time) (Payload, error) {
 	case r.atEnd():
 		return Payload{}, Errorf("empty payload")
 	case c == '{':
-		p, err = r.telemetryObject()
+		p, err = r.telemetryObject(readingsFor(payload, ':'))
 	case c == '[':
-		p.Readings, err = r.senml(now, nil)
+		p.Readings, err = r.senml(now, readingsFor(payload, '{'))
 	default:
 		return Payload{}, Errorf("payload must be a JSON object or a SenML array")
 	}
@@ -64,6 +65,16 @@ func parseTelemetry(payload []byte, now func() time.Time) (Payload, error) {
 		return Payload{}, err
 	}
 	return p, nil
+}
+
+// maxPrealloc bounds the readings preallocated for one payload.
+const maxPrealloc = 256
+
+// readingsFor returns an empty slice with room for about as many readings
+// as the payload has bytes sep (':' per object member, '{' per SenML
+// record), so that appends rarely grow it.
+func readingsFor(payload []byte, sep byte) []Reading {
+	return make([]Reading, 0, min(bytes.Count(payload, []byte{sep}), maxPrealloc))
 }
 
 func errNoReadings() *Error { return Errorf("no readings: the payload holds no metric value") }
@@ -98,9 +109,9 @@ func (s *keySet) add(k keySet, name string) error {
 }
 
 // telemetryObject reads a flat or wrapped telemetry object.
-func (r *reader) telemetryObject() (Payload, error) {
+func (r *reader) telemetryObject(rs []Reading) (Payload, error) {
 	r.pos++ // '{'
-	var st objectState
+	st := objectState{p: Payload{Readings: rs}}
 	for first := true; ; first = false {
 		more, err := r.more('}', first)
 		if err != nil {
