@@ -186,7 +186,7 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 		answers:    make(chan externalAnswer, cfg.AnswerQueue),
 		subscribed: make(chan error, 1),
 		done:       make(chan struct{}),
-		log:        cfg.Logger.With("component", "mqtt-external", "broker", redactURL(cfg.URL)),
+		log:        cfg.Logger.With("broker", redactURL(cfg.URL)),
 	}
 	e.acks.wake = make(chan struct{}, 1)
 	e.client = paho.NewClient(e.options())
@@ -270,7 +270,7 @@ func (e *External) Start(ctx context.Context) error {
 		}
 		e.log.Warn("mqtt broker connection failed", "error", err, "retry_in", delay)
 		if werr := e.sleep(ctx, delay); werr != nil {
-			return fmt.Errorf("connect to %s: %w", redactURL(e.cfg.URL), errors.Join(werr, err))
+			return fmt.Errorf("connect to %s: %w (last attempt: %w)", redactURL(e.cfg.URL), werr, err)
 		}
 		delay = min(2*delay, e.cfg.MaxReconnectInterval)
 	}

@@ -331,7 +331,7 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = mqttWritesPending
 	caps.MaximumPacketSize = uint32(cfg.MaxPayload + mqttPacketOverhead)
-	log := cfg.Logger.With("component", "mqtt")
+	log := cfg.Logger
 	server := mqtt.New(&mqtt.Options{
 		InlineClient:           true,
 		Capabilities:           caps,
@@ -617,7 +617,7 @@ func (h *brokerHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	if v, ok := h.conns.Load(cl); ok {
 		c = v.(*mqttConn)
 	}
-	_, _ = h.handle(cl, c, pk, true)
+	_, _ = h.handle(c, pk, true)
 }
 
 // OnPublish ingests a device publish. It returns once the publish is dealt
@@ -631,7 +631,7 @@ func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if v, ok := h.conns.Load(cl); ok {
 		c = v.(*mqttConn)
 	}
-	return h.handle(cl, c, pk, false)
+	return h.handle(c, pk, false)
 }
 
 // handle is OnPublish and OnWillSent: route, presence, then store or
@@ -639,7 +639,7 @@ func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 // tells mochi what to do with the packet: CodeSuccessIgnore acknowledges
 // it without forwarding it to subscribers (rejections), ErrRejectPacket
 // leaves it unacknowledged (not stored).
-func (h *brokerHook) handle(cl *mqtt.Client, c *mqttConn, pk packets.Packet, will bool) (packets.Packet, error) {
+func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.Packet, error) {
 	now := time.Now()
 	topic := pk.TopicName
 	r, err := routeMQTT(topic, pk.Payload, h.ingest.maxPayload)
