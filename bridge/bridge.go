@@ -203,54 +203,81 @@ func checkTelemetry(device string, p *Payload) error {
 	return nil
 }
 
-// buildTelemetry returns the events of p's readings. All Data and State
-// bytes share one buffer, and all topics one string.
+// buildTelemetry returns the events of p's readings.
 func buildTelemetry(device string, seen time.Time, p *Payload) []Event {
-	const prefix = "telemetry/"
-	n := len(p.Readings)
-	events := make([]Event, n)
+	enc := newEventEncoder(device, p)
+	for i := range p.Readings {
+		enc.add(&p.Readings[i], seen, p)
+	}
+	return enc.events(p)
+}
+
+// eventEncoder encodes the topics, data and state of one payload's events
+// into two buffers, so that all Data and State bytes share one allocation
+// and all topics one string.
+type eventEncoder struct {
+	device string
+	topics []byte
+	buf    []byte
+	ends   []int     // end of each Data, then of each State, in buf
+	ts     []byte    // the formatted time of tsOf
+	tsOf   time.Time // the time ts holds
+}
+
+// newEventEncoder returns an encoder sized for p.
+func newEventEncoder(device string, p *Payload) eventEncoder {
 	topicLen, size := 0, 0
 	for i := range p.Readings {
 		rd := &p.Readings[i]
-		topicLen += len(prefix) + len(device) + 1 + len(rd.Metric)
+		topicLen += len(telemetryRoot) + len(device) + 1 + len(rd.Metric)
 		size += 200 + 2*(len(device)+len(rd.Metric)+len(rd.Unit)+len(rd.Value.Str))
 	}
-	topics := make([]byte, 0, topicLen)
-	buf := make([]byte, 0, size)
-	var endsArr [32]int
-	ends := endsArr[:0] // end of each Data, then of each State
-	var ts []byte
-	var tsOf time.Time
-	for i := range p.Readings {
-		rd := &p.Readings[i]
-		t := rd.Time
-		if t.IsZero() {
-			t = seen
-		}
-		if ts == nil || !t.Equal(tsOf) {
-			ts, tsOf = AppendTime(ts[:0], t), t
-		}
-		start := len(topics)
-		topics = append(append(append(append(topics, prefix...), device...), '/'), rd.Metric...)
-		buf = appendTelemetryData(buf, topics[start:], device, rd, ts, p)
-		ends = append(ends, len(buf))
-		buf = appendState(buf, rd, ts)
-		ends = append(ends, len(buf))
+	return eventEncoder{
+		device: device,
+		topics: make([]byte, 0, topicLen),
+		buf:    make([]byte, 0, size),
+		ends:   make([]int, 0, 2*len(p.Readings)),
 	}
-	all := string(topics)
+}
+
+// add encodes the topic, data and state of one reading.
+func (enc *eventEncoder) add(rd *Reading, seen time.Time, p *Payload) {
+	t := rd.Time
+	if t.IsZero() {
+		t = seen
+	}
+	if enc.ts == nil || !t.Equal(enc.tsOf) {
+		enc.ts, enc.tsOf = AppendTime(enc.ts[:0], t), t
+	}
+	start := len(enc.topics)
+	enc.topics = append(enc.topics, telemetryRoot...)
+	enc.topics = append(enc.topics, enc.device...)
+	enc.topics = append(enc.topics, '/')
+	enc.topics = append(enc.topics, rd.Metric...)
+	enc.buf = appendTelemetryData(enc.buf, enc.topics[start:], enc.device, rd, enc.ts, p)
+	enc.ends = append(enc.ends, len(enc.buf))
+	enc.buf = appendState(enc.buf, rd, enc.ts)
+	enc.ends = append(enc.ends, len(enc.buf))
+}
+
+// events slices the buffers into the events, each Data and State capped so
+// that an append to one cannot overwrite the next.
+func (enc *eventEncoder) events(p *Payload) []Event {
+	events := make([]Event, len(p.Readings))
+	all := string(enc.topics)
 	at, prev := 0, 0
 	for i := range events {
 		rd := &p.Readings[i]
-		topic := all[at : at+len(prefix)+len(device)+1+len(rd.Metric)]
+		topic := all[at : at+len(telemetryRoot)+len(enc.device)+1+len(rd.Metric)]
 		at += len(topic)
-		dataEnd, stateEnd := ends[2*i], ends[2*i+1]
+		dataEnd, stateEnd := enc.ends[2*i], enc.ends[2*i+1]
 		events[i] = Event{
 			Kind:   KindTelemetry,
 			Topic:  topic,
-			Device: device,
+			Device: enc.device,
 			Metric: rd.Metric,
-			Data:   buf[prev:dataEnd:dataEnd],
-			State:  buf[dataEnd:stateEnd:stateEnd],
+			Data:   enc.buf[prev:dataEnd:dataEnd],
+			State:  enc.buf[dataEnd:stateEnd:stateEnd],
 		}
 		prev = stateEnd
 	}
