@@ -1375,3 +1375,93 @@ func BenchmarkBrokerHookPacketRead(b *testing.B) {
 		_, _ = h.OnPacketRead(cl, pk)
 	}
 }
+
+// mqttCountingBridge counts readings and commits them at once.
+type mqttCountingBridge struct {
+	n    atomic.Int64
+	done chan struct{}
+	want int64
+}
+
+func (c *mqttCountingBridge) Telemetry(_ bridge.Input, _ bridge.Payload, done func(bridge.Result)) error {
+	done(bridge.Result{FirstID: 1})
+	if c.n.Add(1) == c.want {
+		close(c.done)
+	}
+	return nil
+}
+
+func (c *mqttCountingBridge) Reject(bridge.Input, error) bridge.Rejection { return bridge.Rejection{} }
+
+// mqttRawPacket encodes an MQTT 3.1.1 packet: type byte, remaining length,
+// body.
+func mqttRawPacket(typ byte, body []byte) []byte {
+	b := []byte{typ}
+	for n := len(body); ; {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if n == 0 {
+			break
+		}
+	}
+	return append(b, body...)
+}
+
+func mqttRawString(s string) []byte { return append([]byte{byte(len(s) >> 8), byte(len(s))}, s...) }
+
+// BenchmarkBrokerIngest measures device messages per second through the
+// embedded broker: one raw TCP client writes pre-encoded PUBLISH packets
+// in large writes; QoS 1 acks are read and discarded.
+func BenchmarkBrokerIngest(b *testing.B) {
+	for _, qos := range []byte{0, 1} {
+		b.Run(fmt.Sprintf("qos%d", qos), func(b *testing.B) {
+			cb := &mqttCountingBridge{done: make(chan struct{}), want: int64(b.N)}
+			tb := startMQTTBroker(b, func(c *BrokerConfig) { c.Bridge = cb })
+			conn, err := net.Dial("tcp", tb.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			connect := append(append(mqttRawString("MQTT"), 4, 0x02, 0, 60), mqttRawString("bench")...)
+			if _, err := conn.Write(mqttRawPacket(0x10, connect)); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(conn, make([]byte, 4)); err != nil { // CONNACK
+				b.Fatal(err)
+			}
+			go func() { _, _ = io.Copy(io.Discard, conn) }() // PUBACKs
+			body := mqttRawString("devices/pump-7/telemetry")
+			if qos == 1 {
+				body = append(body, 0, 1) // packet id
+			}
+			pk := mqttRawPacket(0x30|qos<<1, append(body, `{"temp":21.5,"hum":40}`...))
+			batch := bytesRepeat(pk, 256)
+			b.SetBytes(int64(len(pk)))
+			b.ResetTimer()
+			for sent := 0; sent < b.N; sent += 256 {
+				n := min(256, b.N-sent)
+				if _, err := conn.Write(batch[:n*len(pk)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			select {
+			case <-cb.done:
+			case <-time.After(time.Minute):
+				b.Fatalf("%d of %d messages ingested", cb.n.Load(), b.N)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+		})
+	}
+}
+
+func bytesRepeat(b []byte, n int) []byte {
+	out := make([]byte, 0, len(b)*n)
+	for range n {
+		out = append(out, b...)
+	}
+	return out
+}
