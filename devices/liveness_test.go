@@ -307,6 +307,21 @@ func TestLivenessReconnectBeforeDeadline(t *testing.T) {
 	})
 }
 
+func TestLivenessOfflineDeviceLeavesTheHeap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, rec := newTestLiveness(t)
+		l.Connect("d1", "ws", bridge.ReasonConnect)
+		l.Disconnect("d1", 1, bridge.ReasonDisconnect)
+		time.Sleep(time.Minute)
+		wantEvents(t, rec.take(), "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if n := len(l.deadlines); n != 0 {
+			t.Fatalf("%d deadlines left for an offline device", n)
+		}
+	})
+}
+
 func TestLivenessManyTimeouts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l, rec := newTestLiveness(t)
@@ -337,6 +352,7 @@ func TestLivenessStartupMarksKnownOffline(t *testing.T) {
 			{ID: "b", Transport: "mqtt", Online: false, Session: 3, LastSeen: seen},
 			{ID: "c", Transport: "mqtt", Online: true, Session: 2, LastSeen: seen},
 			{ID: "c", Transport: "mqtt", Online: false, Session: 1}, // an older record of c loses
+			{ID: "d", Transport: "", Session: 1},                    // never seen: no LastSeen
 		}
 		l, rec := newTestLiveness(t, known...)
 		wantEvents(t, rec.take(),
@@ -345,6 +361,9 @@ func TestLivenessStartupMarksKnownOffline(t *testing.T) {
 		)
 		if at, online, transport, ok := l.LastSeen("b"); !ok || online || transport != "mqtt" || !at.Equal(seen) {
 			t.Fatalf("LastSeen(b) = %v %v %q %v", at, online, transport, ok)
+		}
+		if at, _, _, ok := l.LastSeen("d"); !ok || !at.IsZero() {
+			t.Fatalf("LastSeen(d) = %v, %v; want the zero time", at, ok)
 		}
 		l.Connect("a", "ws", bridge.ReasonConnect)
 		time.Sleep(time.Second)

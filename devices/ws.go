@@ -68,12 +68,14 @@ type ingester interface {
 	Reject(in bridge.Input, err error) bridge.Rejection
 }
 
-// wsPresence is what the WebSocket endpoint reports to liveness; *Liveness
-// implements it.
+// wsPresence is what the WebSocket endpoint reports to liveness and asks
+// of it; *Liveness implements it.
 type wsPresence interface {
 	Connect(device, transport, reason string) (session uint64)
 	Heard(device, transport string)
 	Disconnect(device string, session uint64, reason string)
+	Session(device string) (session uint64, online bool)
+	LastSeen(device string) (t time.Time, online bool, transport string, ok bool)
 }
 
 // WSConfig configures the WebSocket device endpoint.
@@ -176,6 +178,10 @@ func NewWS(cfg WSConfig) (*WS, error) {
 		connected: cfg.Metrics.DevicesConnected.WithLabelValues(bridge.TransportWS),
 		devices:   make(map[string]*wsConn),
 		stop:      make(chan struct{}),
+	}
+	if cfg.Heartbeat >= cfg.Timeout {
+		s.log.Warn("websocket heartbeat not shorter than the timeout: idle devices will be disconnected between pings",
+			"heartbeat", cfg.Heartbeat, "timeout", cfg.Timeout)
 	}
 	s.upgrader = gws.NewUpgrader(wsEvents{s}, &gws.ServerOption{
 		ReadMaxPayloadSize: cfg.MaxPayload,
@@ -343,17 +349,36 @@ func (s *WS) open(c *wsConn) {
 func (s *WS) closed(c *wsConn, err error) {
 	c.kill()
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.loops--
-	if s.devices[c.device()] == c {
-		delete(s.devices, c.device())
-	}
-	s.mu.Unlock()
 	if !c.registered {
 		return
 	}
+	session := c.session
+	if s.devices[c.device()] == c {
+		delete(s.devices, c.device())
+		session = s.endingSession(c)
+	}
+	s.cfg.Liveness.Disconnect(c.device(), session, bridge.ReasonDisconnect)
 	s.connected.Dec()
-	s.cfg.Liveness.Disconnect(c.device(), c.session, bridge.ReasonDisconnect)
-	s.log.Debug("device disconnected", "device", c.device(), "session", c.session, "err", err)
+	s.log.Debug("device disconnected", "device", c.device(), "session", session, "err", err)
+}
+
+// endingSession returns the session that the close of c, the device's
+// current connection, ends: c's own, or a later WebSocket session that
+// began when a frame of c arrived after the device had timed out. s.mu must
+// be held, so that no other WebSocket connection of the device starts a
+// session meanwhile; the session is read before the transport, so that an
+// MQTT session begun in between is never taken for c's.
+func (s *WS) endingSession(c *wsConn) uint64 {
+	session, online := s.cfg.Liveness.Session(c.device())
+	if !online || session <= c.session {
+		return c.session
+	}
+	if _, _, transport, _ := s.cfg.Liveness.LastSeen(c.device()); transport != bridge.TransportWS {
+		return c.session
+	}
+	return session
 }
 
 // startHeartbeat starts the ping ticker once. s.mu must be held and the
@@ -454,7 +479,9 @@ func connOf(socket *gws.Conn) *wsConn { return (*wsConn)(socket.Session().(*wsSe
 // gwsLogger routes the logs of gws to slog.
 type gwsLogger struct{ log *slog.Logger }
 
-func (g gwsLogger) Error(v ...any) { g.log.Error("websocket: " + fmt.Sprint(v...)) }
+func (g gwsLogger) Error(v ...any) {
+	g.log.Error("websocket: " + strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
+}
 
 // wsConn is one device connection. The read goroutine owns session and
 // registered; mu guards the rest.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -110,11 +111,17 @@ type wsEnv struct {
 
 // newWSEnv serves an endpoint made from cfg; Bridge and Liveness are
 // filled in, and Heartbeat defaults to an hour so that no pings interfere.
-func newWSEnv(t *testing.T, cfg WSConfig) *wsEnv {
+// The Liveness has the default device timeout unless deviceTimeout is
+// given.
+func newWSEnv(t *testing.T, cfg WSConfig, deviceTimeout ...time.Duration) *wsEnv {
 	t.Helper()
 	env := &wsEnv{ing: &fakeIngester{}, rec: &recordingPresence{}}
+	lc := LivenessConfig{Presence: env.rec}
+	if len(deviceTimeout) > 0 {
+		lc.Timeout = deviceTimeout[0]
+	}
 	var err error
-	env.live, err = NewLiveness(LivenessConfig{Presence: env.rec})
+	env.live, err = NewLiveness(lc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,6 +632,29 @@ func TestWSRefusedBeforeUpgrade(t *testing.T) {
 	}
 }
 
+func TestWSUpgradeRefusedByGWS(t *testing.T) {
+	env := newWSEnv(t, WSConfig{})
+	req, err := http.NewRequest(http.MethodGet, env.base+"/v1/devices/d1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13") // but no Sec-WebSocket-Key
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400", resp.StatusCode)
+	}
+	if n := env.ws.Connected(); n != 0 {
+		t.Fatalf("%d devices connected", n)
+	}
+}
+
 func TestRequestToken(t *testing.T) {
 	tests := []struct {
 		auth, query, want string
@@ -731,6 +761,131 @@ func TestWSDeviceCloses(t *testing.T) {
 	got := waitEvents(t, env.rec, 2)
 	wantEvents(t, got, "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
 	waitFor(t, "the connection to end", func() bool { return env.ws.Connected() == 0 && env.openConns() == 0 })
+}
+
+func TestWSCloseEndsSessionBegunAfterTimeout(t *testing.T) {
+	env := newWSEnv(t, WSConfig{}, 500*time.Millisecond)
+	c := dial(t, env.url("d1"), nil)
+	wantEvents(t, waitEvents(t, env.rec, 2), // nothing heard for the device timeout
+		"d1 online=true ws session=1 connect", "d1 online=false ws session=1 timeout")
+	c.send(t, `{"type":"telemetry","seq":1,"values":{"x":1}}`)
+	if got := c.next(t); got != `msg:{"type":"ack","seq":1}` {
+		t.Fatalf("answer %s", got)
+	}
+	c.stop()
+	wantEvents(t, waitEvents(t, env.rec, 2),
+		"d1 online=true ws session=2 message", "d1 online=false ws session=2 disconnect")
+}
+
+// fakeSessions is a wsPresence whose current session is set by the test.
+type fakeSessions struct {
+	wsPresence
+	session   uint64
+	online    bool
+	transport string
+}
+
+func (f fakeSessions) Session(string) (uint64, bool) { return f.session, f.online }
+
+func (f fakeSessions) LastSeen(string) (time.Time, bool, string, bool) {
+	return time.Time{}, f.online, f.transport, true
+}
+
+func TestEndingSession(t *testing.T) {
+	tests := []struct {
+		name string
+		live fakeSessions
+		want uint64
+	}{
+		{"own session", fakeSessions{session: 3, online: true, transport: "ws"}, 3},
+		{"later websocket session", fakeSessions{session: 4, online: true, transport: "ws"}, 4},
+		{"later mqtt session", fakeSessions{session: 4, online: true, transport: "mqtt"}, 3},
+		{"offline", fakeSessions{session: 4, transport: "ws"}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &WS{cfg: WSConfig{Liveness: tt.live}}
+			c := &wsConn{topic: "devices/d1/ws", session: 3}
+			if got := s.endingSession(c); got != tt.want {
+				t.Fatalf("endingSession = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWSWriteFailureClosesConnection(t *testing.T) {
+	env := newWSEnv(t, WSConfig{})
+	c := dial(t, env.url("d1"), nil)
+	waitFor(t, "the device", func() bool { return env.ws.Connected() == 1 })
+	env.ws.mu.Lock()
+	conn := env.ws.devices["d1"]
+	env.ws.mu.Unlock()
+	conn.mu.Lock()
+	conn.writing = true // as the writer goroutine does before it writes
+	conn.mu.Unlock()
+	if conn.written(0, errors.New("broken pipe")) {
+		t.Fatal("written reported success after a write error")
+	}
+	select {
+	case <-c.closed:
+	case <-time.After(waitGuard):
+		t.Fatal("connection still open after a failed write")
+	}
+	wantEvents(t, waitEvents(t, env.rec, 2), "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
+}
+
+func TestWSConnFree(t *testing.T) {
+	slots := func(n int) []answer {
+		a := make([]answer, n)
+		for i := range a {
+			a[i].seq = uint64(i)
+		}
+		return a
+	}
+	tests := []struct {
+		name      string
+		answers   []answer
+		head, n   int
+		wantLen   int
+		wantHead  int
+		wantNil   bool
+		wantFirst uint64 // seq of the new head slot
+	}{
+		{name: "drained small slice is kept", answers: slots(8), n: 8, wantLen: 0},
+		{name: "drained big slice is dropped", answers: slots(100), n: 100, wantNil: true},
+		{name: "partly freed", answers: slots(10), n: 4, wantLen: 10, wantHead: 4, wantFirst: 4},
+		{name: "compacted", answers: slots(80), head: 30, n: 10, wantLen: 40, wantFirst: 40},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &wsConn{answers: tt.answers, head: tt.head, first: 1000}
+			c.free(tt.n)
+			if got := c.answers == nil; got != tt.wantNil {
+				t.Fatalf("answers nil = %v", got)
+			}
+			if len(c.answers) != tt.wantLen || c.head != tt.wantHead || c.first != 1000+uint64(tt.n) {
+				t.Fatalf("len %d head %d first %d; want %d %d %d", len(c.answers), c.head, c.first, tt.wantLen, tt.wantHead, 1000+tt.n)
+			}
+			if c.head < len(c.answers) && c.answers[c.head].seq != tt.wantFirst {
+				t.Fatalf("head slot %d, want %d", c.answers[c.head].seq, tt.wantFirst)
+			}
+		})
+	}
+}
+
+func TestWSRecoverLogs(t *testing.T) {
+	var logs strings.Builder
+	s := &WS{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	func() {
+		defer s.recover(nil)
+		panic("in a control frame handler")
+	}()
+	gwsLogger{s.log}.Error("gws:", "an error")
+	for _, want := range []string{"panic in websocket device handler", "gws: an error"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("log lacks %q: %s", want, logs.String())
+		}
+	}
 }
 
 func TestWSMaxInflight(t *testing.T) {
