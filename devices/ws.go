@@ -146,9 +146,12 @@ func valueOr[T int | time.Duration](v, def T) T {
 //
 // # Caveats
 //
-// The device's last-seen time is refreshed by frames and pongs; with a
-// Heartbeat longer than the device timeout, an idle but healthy device
-// times out between pings.
+// A device that sends faster than its readings are stored is paced: once
+// MaxInflight of its frames wait for their answer, the hub stops reading
+// from it until acks go out. A Heartbeat not shorter than Timeout
+// disconnects idle but healthy devices between pings (NewWS logs a
+// warning). Answers not yet written when a connection closes are lost;
+// devices resend what was not acked.
 type WS struct {
 	cfg       WSConfig
 	log       *slog.Logger
