@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	firmwaresim "github.com/telehub/telehub/firmware-sim"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestRunExitCodes(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"unknown flag", []string{"--nope"}, 2, "flag provided but not defined"},
+		{"bad transport", []string{"--transport", "udp"}, 2, "transport"},
+		{"bad qos", []string{"--qos", "2"}, 2, "qos"},
+		{"invalid config", []string{"--drop-rate", "2"}, 2, "drop-rate"},
+		{"hub unreachable", []string{"--hub", "http://127.0.0.1:1", "--duration", "50ms",
+			"--drain-timeout", "1ms", "--quiet", "--json"}, 1, "no device could connect"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tt.args, &stdout, &stderr); code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr %s", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.stderr) {
+				t.Fatalf("stderr %q does not mention %q", stderr.String(), tt.stderr)
+			}
+		})
+	}
+}
+
+func TestReportJSON(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	missing, dups := 1, 0
+	sum := &firmwaresim.Summary{Sent: 3, Acked: 2, Missing: &missing, Duplicates: &dups,
+		Verify: &firmwaresim.VerifyResult{Missing: 1}}
+	if code := report(sum, nil, true, &stdout, &stderr); code != 1 {
+		t.Fatalf("failed verify exits %d, want 1", code)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &m); err != nil {
+		t.Fatalf("stdout %q: %v", stdout.String(), err)
+	}
+	if m["sent"] != 3.0 || m["missing"] != 1.0 || m["duplicates"] != 0.0 {
+		t.Fatalf("summary %v", m)
+	}
+	sum.Verify.OK, sum.Verify.Missing = true, 0
+	stdout.Reset()
+	if code := report(sum, nil, false, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "verify OK") {
+		t.Fatalf("exit %d, text %q", code, stdout.String())
+	}
+}

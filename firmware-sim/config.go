@@ -1,0 +1,325 @@
+package firmwaresim
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// ErrInvalidConfig is wrapped by every Config validation error.
+var ErrInvalidConfig = errors.New("invalid simulator config")
+
+// Transport says how simulated devices connect to the hub.
+type Transport string
+
+// The transports of --transport.
+const (
+	// TransportWS connects every device over WebSocket (SPEC §4).
+	TransportWS Transport = "ws"
+	// TransportMQTT connects every device over MQTT (SPEC §3).
+	TransportMQTT Transport = "mqtt"
+	// TransportMixed connects even-numbered devices over WebSocket and odd
+	// ones over MQTT.
+	TransportMixed Transport = "mixed"
+)
+
+// String returns the flag form of t.
+func (t *Transport) String() string { return string(*t) }
+
+// Set parses the flag form of a transport.
+func (t *Transport) Set(s string) error {
+	switch Transport(s) {
+	case TransportWS, TransportMQTT, TransportMixed:
+		*t = Transport(s)
+		return nil
+	}
+	return fmt.Errorf("%w: transport %q is not ws, mqtt or mixed", ErrInvalidConfig, s)
+}
+
+// Format is the payload form MQTT devices publish (SPEC §3). WebSocket
+// devices send "values" frames, or "senml" frames when Format is FormatSenML.
+type Format string
+
+// The payload forms of --format.
+const (
+	// FormatJSON is a flat object of metrics with the reserved keys seq and ts.
+	FormatJSON Format = "json"
+	// FormatWrapped is {"seq":…,"ts":…,"values":{…}}.
+	FormatWrapped Format = "wrapped"
+	// FormatSenML is a SenML pack with a base time. It carries no seq, so
+	// the hub cannot deduplicate resends: see Summary.Verify.
+	FormatSenML Format = "senml"
+	// FormatPlain is one publish per metric on devices/{id}/telemetry/{metric},
+	// with neither seq nor time: verify can only count events.
+	FormatPlain Format = "plain"
+)
+
+// String returns the flag form of f.
+func (f *Format) String() string { return string(*f) }
+
+// Set parses the flag form of a payload format.
+func (f *Format) Set(s string) error {
+	switch Format(s) {
+	case FormatJSON, FormatWrapped, FormatSenML, FormatPlain:
+		*f = Format(s)
+		return nil
+	}
+	return fmt.Errorf("%w: format %q is not json, wrapped, senml or plain", ErrInvalidConfig, s)
+}
+
+// qos returns the MQTT QoS of readings.
+func (c *Config) qos() byte {
+	if c.QoS0 {
+		return 0
+	}
+	return 1
+}
+
+// maxRate is the highest --rate: device clocks step at least 2 ms per
+// reading so that verify can match SenML readings by time.
+const maxRate = 500
+
+// hasSeq reports whether MQTT payloads of the format carry the device seq.
+func (f Format) hasSeq() bool { return f == FormatJSON || f == FormatWrapped }
+
+// Config configures a simulation run. The zero value of every field means
+// its documented default.
+type Config struct {
+	// Hub is the hub's HTTP base URL, used for WebSocket devices
+	// (ws://…/v1/devices/{id}/ws) and by verify (GET /v1/events).
+	// Default "http://127.0.0.1:8080".
+	Hub string
+	// MQTT is the broker URL of MQTT devices. Default "tcp://127.0.0.1:1883".
+	MQTT string
+	// Transport is how devices connect. Default TransportWS.
+	Transport Transport
+	// Format is the MQTT payload form. Default FormatJSON.
+	Format Format
+	// Devices is the number of simulated devices. Default 1.
+	Devices int
+	// Rate is the readings per second of each device. Default 1.
+	Rate float64
+	// Duration is how long devices take readings; 0 means until the context
+	// passed to Run is done.
+	Duration time.Duration
+	// Seed seeds every device's sensor models together with the device's
+	// index, so a run is reproducible. 0 is a seed like any other.
+	Seed uint64
+	// QoS0 publishes MQTT readings at QoS 0 (at most once, no ack). Default
+	// false: QoS 1, acknowledged by the hub after the durable commit.
+	QoS0 bool
+	// IDPrefix prefixes device ids: device n is IDPrefix+n. Default "sim-".
+	IDPrefix string
+	// Token, when set, authenticates every device: as a bearer token over
+	// WebSocket, and as the MQTT password with the device id as username.
+	// Default empty: no credentials.
+	Token string
+	// DropRate is the probability per reading of abruptly closing the
+	// device's connection right after sending it. Default 0.
+	DropRate float64
+	// MalformedRate is the probability per reading of also sending a payload
+	// the hub must reject. Default 0.
+	MalformedRate float64
+	// Verify checks after the run that every reading the hub confirmed is
+	// stored exactly once (GET /v1/events). Default false.
+	Verify bool
+	// Silent is how many devices (the last ones) go silent after
+	// SilentAfter: no readings, heartbeats or pongs, connection left open,
+	// no reconnect. Default 0.
+	Silent int
+	// SilentAfter is when silent devices stop. Default a third of Duration,
+	// or 30 s without a Duration.
+	SilentAfter time.Duration
+	// Heartbeat is the interval of device heartbeats; negative disables
+	// them. Default 10 s.
+	Heartbeat time.Duration
+	// BufferSize bounds each device's store-and-forward buffer of readings
+	// not yet confirmed; when full the oldest is discarded. Default 1024.
+	BufferSize int
+	// BackoffMin and BackoffMax bound the reconnect backoff (exponential,
+	// full jitter). Defaults 100 ms and 5 s.
+	BackoffMin, BackoffMax time.Duration
+	// ConnectTimeout bounds one connection attempt (dial and handshake).
+	// Default 5 s.
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds one write to a connection; a write that takes
+	// longer drops the connection. Default 5 s.
+	WriteTimeout time.Duration
+	// DrainTimeout bounds the wait for outstanding acks after the readings
+	// stop. Default 5 s.
+	DrainTimeout time.Duration
+	// SeqStart is the first device seq of the run; 0 derives it from the
+	// wall clock (Unix milliseconds × 1000) so that a later run's seqs are
+	// above an earlier run's and the hub does not take them for resends.
+	SeqStart uint64
+	// Schedulers is the number of goroutines driving readings and
+	// heartbeats of all devices. Default min(GOMAXPROCS, 4).
+	Schedulers int
+	// Connectors is the number of goroutines making connections. Default 8.
+	Connectors int
+	// MaxProblems bounds how many missing or duplicated readings verify
+	// lists. Default 20.
+	MaxProblems int
+	// Progress, when set, gets a one-line progress report every second.
+	// Default nil: no progress.
+	Progress io.Writer
+	// Logger logs connection trouble. Default: discard.
+	Logger *slog.Logger
+	// HTTPClient is used by verify. Default: a client with a 30 s timeout.
+	HTTPClient *http.Client
+}
+
+// RegisterFlags binds the simulator flags of SPEC §11 (and a few more) to
+// c's fields on fs. Defaults shown are those New fills in.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Hub, "hub", "http://127.0.0.1:8080", "hub HTTP base URL")
+	fs.StringVar(&c.MQTT, "mqtt", "tcp://127.0.0.1:1883", "MQTT broker URL")
+	c.Transport, c.Format = TransportWS, FormatJSON
+	fs.Var(&c.Transport, "transport", "device transport: ws, mqtt or mixed")
+	fs.Var(&c.Format, "format", "MQTT payload form: json, wrapped, senml or plain")
+	fs.IntVar(&c.Devices, "devices", 1, "number of simulated devices")
+	fs.Float64Var(&c.Rate, "rate", 1, "readings per second per device")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long devices take readings (0: until interrupted)")
+	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the sensor models")
+	fs.Func("qos", "MQTT QoS of readings, 0 or 1 (default 1)", c.setQoS)
+	fs.StringVar(&c.IDPrefix, "id-prefix", "sim-", "device id prefix")
+	fs.StringVar(&c.Token, "token", "", "device token (WebSocket bearer, MQTT password)")
+	fs.Float64Var(&c.DropRate, "drop-rate", 0, "probability per reading of abruptly dropping the connection")
+	fs.Float64Var(&c.MalformedRate, "malformed-rate", 0, "probability per reading of also sending a payload the hub must reject")
+	fs.BoolVar(&c.Verify, "verify", false, "after the run, check every confirmed reading is stored exactly once")
+	fs.IntVar(&c.Silent, "silent", 0, "devices that go silent (no readings, heartbeats or pongs) after --silent-after")
+	fs.DurationVar(&c.SilentAfter, "silent-after", 0, "when silent devices stop (default a third of --duration)")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", 10*time.Second, "heartbeat interval (negative: none)")
+	fs.IntVar(&c.BufferSize, "buffer", 1024, "store-and-forward buffer per device (readings)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 5*time.Second, "wait for outstanding acks after the run")
+	fs.Uint64Var(&c.SeqStart, "seq-start", 0, "first device seq (0: derived from the clock)")
+}
+
+func (c *Config) setQoS(s string) error {
+	switch s {
+	case "0", "1":
+		c.QoS0 = s == "0"
+		return nil
+	}
+	return fmt.Errorf("%w: qos %q is not 0 or 1", ErrInvalidConfig, s)
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	setDefault(&c.Hub, "http://127.0.0.1:8080")
+	setDefault(&c.MQTT, "tcp://127.0.0.1:1883")
+	setDefault(&c.Transport, TransportWS)
+	setDefault(&c.Format, FormatJSON)
+	setDefault(&c.IDPrefix, "sim-")
+	setDefault(&c.Devices, 1)
+	setDefault(&c.Rate, 1)
+	if c.SilentAfter == 0 {
+		c.SilentAfter = 30 * time.Second
+		if c.Duration > 0 {
+			c.SilentAfter = c.Duration / 3
+		}
+	}
+	setDefault(&c.Heartbeat, 10*time.Second)
+	setDefault(&c.BufferSize, 1024)
+	setDefault(&c.BackoffMin, 100*time.Millisecond)
+	setDefault(&c.BackoffMax, 5*time.Second)
+	setDefault(&c.ConnectTimeout, 5*time.Second)
+	setDefault(&c.WriteTimeout, 5*time.Second)
+	setDefault(&c.DrainTimeout, 5*time.Second)
+	setDefault(&c.Schedulers, min(runtime.GOMAXPROCS(0), 4))
+	setDefault(&c.Connectors, 8)
+	setDefault(&c.MaxProblems, 20)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	return c
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// validate reports the first invalid field of a defaulted config.
+func (c *Config) validate() error {
+	checks := []struct {
+		bad bool
+		msg string
+	}{
+		{c.Devices < 0, "devices must be positive"},
+		{c.Rate < 0 || c.Rate > maxRate, "rate must be in (0, 500] readings/s"},
+		{c.Duration < 0, "duration must not be negative"},
+		{c.DropRate < 0 || c.DropRate > 1, "drop-rate must be in [0, 1]"},
+		{c.MalformedRate < 0 || c.MalformedRate > 1, "malformed-rate must be in [0, 1]"},
+		{c.Silent < 0 || c.Silent > c.Devices, "silent must be in [0, devices]"},
+		{c.SilentAfter < 0, "silent-after must not be negative"},
+		{c.BufferSize < 1, "buffer must be positive"},
+		{c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin, "backoff bounds must satisfy 0 <= min <= max"},
+		{c.ConnectTimeout < 0 || c.WriteTimeout < 0 || c.DrainTimeout < 0, "timeouts must not be negative"},
+		{c.Schedulers < 1 || c.Connectors < 1 || c.MaxProblems < 1, "schedulers, connectors and max problems must be positive"},
+		{!validID(c.IDPrefix + "0"), "id-prefix must make device ids that match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+	}
+	for _, ch := range checks {
+		if ch.bad {
+			return fmt.Errorf("%w: %s", ErrInvalidConfig, ch.msg)
+		}
+	}
+	if err := c.Transport.Set(string(c.Transport)); err != nil {
+		return err
+	}
+	if err := c.Format.Set(string(c.Format)); err != nil {
+		return err
+	}
+	return c.validateURLs()
+}
+
+func (c *Config) validateURLs() error {
+	hub, err := url.Parse(c.Hub)
+	if err != nil || (hub.Scheme != "http" && hub.Scheme != "https") || hub.Host == "" {
+		return fmt.Errorf("%w: hub %q is not an http(s) URL", ErrInvalidConfig, c.Hub)
+	}
+	broker, err := url.Parse(c.MQTT)
+	if err != nil || (broker.Scheme != "tcp" && broker.Scheme != "mqtt") || broker.Host == "" {
+		return fmt.Errorf("%w: mqtt %q is not a tcp:// URL", ErrInvalidConfig, c.MQTT)
+	}
+	return nil
+}
+
+// validID reports whether s matches the device id rule of SPEC §2.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		alnum := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("._-", rune(ch))) {
+			return false
+		}
+	}
+	return true
+}
+
+// wsURL returns the WebSocket device endpoint of device id on hub.
+func wsURL(hub, id string) string {
+	u := strings.TrimSuffix(hub, "/")
+	switch {
+	case strings.HasPrefix(u, "https://"):
+		u = "wss://" + strings.TrimPrefix(u, "https://")
+	case strings.HasPrefix(u, "http://"):
+		u = "ws://" + strings.TrimPrefix(u, "http://")
+	}
+	return u + "/v1/devices/" + id + "/ws"
+}

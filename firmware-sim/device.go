@@ -1,0 +1,355 @@
+package firmwaresim
+
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// link is one live connection of a device to the hub. send is called with
+// the device's sendMu held; the other methods may be called from any
+// goroutine. drop and close are idempotent.
+type link interface {
+	// send transmits one reading.
+	send(e *entry) error
+	// heartbeat sends a heartbeat.
+	heartbeat() error
+	// malformed sends bad payload number variant (see malformedWS).
+	malformed(variant int) error
+	// confirms reports whether the hub acks readings on this link.
+	confirms() bool
+	// drop closes the connection abruptly, without a goodbye.
+	drop()
+	// close closes the connection cleanly.
+	close()
+	// dead reports whether the connection already ended.
+	dead() bool
+}
+
+// Flags of a reading in the verify log.
+const (
+	flagSent        = 1 << iota // transmitted at least once
+	flagAcked                   // confirmed by the hub
+	flagConfirmable             // transmitted on a link that acks
+	flagResent                  // transmitted more than once
+	flagRejected                // answered with an error
+)
+
+// logEntry is the verify bookkeeping of one reading.
+type logEntry struct {
+	ts    int64 // device time, Unix ms
+	flags uint8
+	sends uint8 // transmissions, saturating
+	seen  uint8 // bit mask of metrics found stored (verify)
+	extra uint8 // metric events found more than once (verify), saturating
+}
+
+// device is one simulated device: its models, its seq, its
+// store-and-forward buffer and its current link.
+type device struct {
+	s      *Sim
+	index  int
+	id     string
+	tr     Transport
+	sched  *scheduler
+	silent bool // goes silent at Config.SilentAfter
+
+	// Owned by the scheduler goroutine of the device.
+	model  *Model
+	faults *rand.Rand
+
+	sendMu sync.Mutex  // serializes transmissions of buffered readings
+	muted  atomic.Bool // silent now: no pongs, no reconnects
+
+	mu       sync.Mutex
+	link     link
+	buf      *sfBuffer
+	seq      uint64 // seq of the next reading
+	lastTS   int64  // device time of the last reading, Unix ms
+	attempt  int    // reconnect attempts since the last connection
+	quiet    bool   // takes no more readings or heartbeats
+	firstSeq uint64
+	log      []logEntry // by seq-firstSeq; only with Config.Verify
+}
+
+// onReadingTick takes a reading, sends it, injects faults and schedules
+// the next reading.
+func (d *device) onReadingTick(at int64) {
+	if !d.s.readingsOn.Load() || d.isQuiet() {
+		return
+	}
+	now := time.Now()
+	d.takeReading(now)
+	d.flush()
+	d.injectFaults()
+	next, mono := at+d.s.period, int64(now.Sub(d.s.start))
+	if next < mono-d.s.period {
+		next = mono // fell behind by more than a period: do not catch up in a burst
+	}
+	d.sched.add(task{at: next, dev: d, kind: taskReading})
+}
+
+// takeReading samples the models and appends the reading to the buffer.
+func (d *device) takeReading(now time.Time) {
+	r := d.model.Next(now)
+	d.mu.Lock()
+	ts := max(now.UnixMilli(), d.lastTS+2)
+	d.lastTS = ts
+	e := entry{seq: d.seq, ts: ts, r: r}
+	d.seq++
+	old, evicted := d.buf.Push(e)
+	if d.s.cfg.Verify {
+		d.log = append(d.log, logEntry{ts: ts})
+	}
+	d.mu.Unlock()
+	d.s.stats.readings.Add(1)
+	d.s.stats.pending.Add(1)
+	if evicted && !old.done {
+		d.s.stats.discarded.Add(1)
+		d.s.stats.pending.Add(-1)
+	}
+}
+
+// injectFaults draws the fault dice of one reading (always, so that a run
+// stays reproducible whatever the connection state) and acts on them.
+func (d *device) injectFaults() {
+	drop := d.faults.Float64() < d.s.cfg.DropRate
+	bad := d.faults.Float64() < d.s.cfg.MalformedRate
+	variant := d.faults.IntN(len(malformedWS))
+	l := d.currentLink()
+	if l == nil {
+		return
+	}
+	if bad && l.malformed(variant) == nil {
+		d.s.stats.malformed.Add(1)
+	}
+	if drop {
+		d.s.stats.drops.Add(1)
+		l.drop()
+	}
+}
+
+// onHeartbeatTick sends a heartbeat and schedules the next one.
+func (d *device) onHeartbeatTick(at int64) {
+	if d.isQuiet() {
+		return
+	}
+	if l := d.currentLink(); l != nil && l.heartbeat() == nil {
+		d.s.stats.heartbeats.Add(1)
+	}
+	d.sched.add(task{at: at + int64(d.s.cfg.Heartbeat), dev: d, kind: taskHeartbeat})
+}
+
+// onSilenceTick stops readings and heartbeats, and mutes the device once
+// every reading it took was confirmed, so that going silent loses nothing.
+func (d *device) onSilenceTick(at int64) {
+	d.mu.Lock()
+	d.quiet = true
+	settled := d.buf.Pending() == 0
+	d.mu.Unlock()
+	if settled {
+		d.muted.Store(true)
+		return
+	}
+	d.sched.add(task{at: at + int64(100*time.Millisecond), dev: d, kind: taskSilence})
+}
+
+func (d *device) isQuiet() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.quiet
+}
+
+func (d *device) currentLink() link {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.link
+}
+
+// flush transmits every buffered reading not yet sent on the current link.
+// Whoever holds sendMu sends; the others leave their readings to it, and
+// the holder looks again after letting go, so no reading is stranded.
+func (d *device) flush() {
+	for {
+		if !d.sendMu.TryLock() {
+			return
+		}
+		d.sendAll()
+		d.sendMu.Unlock()
+		if !d.hasUnsent() {
+			return
+		}
+	}
+}
+
+func (d *device) sendAll() {
+	for {
+		l, e, ok := d.nextToSend()
+		if !ok {
+			return
+		}
+		if err := l.send(&e); err != nil {
+			d.s.log.Debug("send failed", "device", d.id, "err", err)
+			l.drop()
+			d.lost(l)
+			return
+		}
+		if !l.confirms() {
+			d.complete(e.seq, false)
+		}
+	}
+}
+
+// nextToSend takes the next reading to transmit and accounts for it.
+func (d *device) nextToSend() (link, entry, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.link == nil || d.muted.Load() {
+		return nil, entry{}, false
+	}
+	p := d.buf.NextToSend()
+	if p == nil {
+		return nil, entry{}, false
+	}
+	if p.sends > 0 {
+		d.s.stats.resent.Add(1)
+	} else {
+		d.s.stats.sent.Add(1)
+	}
+	p.sends++
+	p.sentAt = d.s.mono()
+	if d.s.cfg.Verify {
+		d.markSent(p.seq, p.sends > 1, d.link.confirms())
+	}
+	return d.link, *p, true
+}
+
+func (d *device) markSent(seq uint64, resent, confirmable bool) {
+	le := &d.log[seq-d.firstSeq]
+	le.flags |= flagSent
+	if resent {
+		le.flags |= flagResent
+	}
+	if confirmable {
+		le.flags |= flagConfirmable
+	}
+	le.sends = min(le.sends, 254) + 1
+}
+
+func (d *device) hasUnsent() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.link != nil && !d.muted.Load() && d.buf.HasUnsent()
+}
+
+// onAck handles the hub's confirmation of reading seq.
+func (d *device) onAck(seq uint64) {
+	now := d.s.mono()
+	e, ok := d.complete(seq, true)
+	if ok {
+		d.s.hist.Record(time.Duration(now - e.sentAt))
+	}
+}
+
+// onError handles an error answer; one naming a buffered reading's seq
+// rejects that reading: the hub will not store it, and a resend could not
+// change that.
+func (d *device) onError(f hubFrame) {
+	d.s.stats.errors.Add(1)
+	if !f.HasSeq {
+		return
+	}
+	d.mu.Lock()
+	_, ok := d.buf.Complete(f.Seq)
+	if ok && d.s.cfg.Verify {
+		d.log[f.Seq-d.firstSeq].flags |= flagRejected
+	}
+	d.mu.Unlock()
+	if ok {
+		d.s.stats.rejected.Add(1)
+		d.s.stats.pending.Add(-1)
+	}
+}
+
+// complete takes reading seq out of the buffer: acked by the hub, or
+// handed to a transport without acks.
+func (d *device) complete(seq uint64, acked bool) (entry, bool) {
+	d.mu.Lock()
+	e, ok := d.buf.Complete(seq)
+	if ok && acked && d.s.cfg.Verify {
+		d.log[seq-d.firstSeq].flags |= flagAcked
+	}
+	d.mu.Unlock()
+	if !ok {
+		return e, false
+	}
+	d.s.stats.pending.Add(-1)
+	if acked {
+		d.s.stats.acked.Add(1)
+	} else {
+		d.s.stats.unconfirmed.Add(1)
+	}
+	return e, true
+}
+
+// attach makes l the device's link and resends what is buffered.
+func (d *device) attach(l link) {
+	d.mu.Lock()
+	ok := !l.dead() && !d.s.stopping.Load()
+	if ok {
+		d.link, d.attempt = l, 0
+		d.buf.Rewind()
+	}
+	d.mu.Unlock()
+	if !ok {
+		l.close()
+		d.retry()
+		return
+	}
+	d.s.stats.connects.Add(1)
+	d.s.stats.online.Add(1)
+	d.flush()
+}
+
+// lost handles the end of link l; a late report about an older link is
+// ignored.
+func (d *device) lost(l link) {
+	d.mu.Lock()
+	current := d.link == l
+	if current {
+		d.link = nil
+	}
+	d.mu.Unlock()
+	if !current {
+		return
+	}
+	d.s.stats.disconnects.Add(1)
+	d.s.stats.online.Add(-1)
+	d.retry()
+}
+
+// retry schedules the next connection attempt after a backoff delay.
+func (d *device) retry() {
+	if d.s.stopping.Load() || d.muted.Load() {
+		return
+	}
+	d.mu.Lock()
+	n := d.attempt
+	d.attempt++
+	d.mu.Unlock()
+	delay := d.s.backoff.Delay(n, rand.Float64())
+	d.sched.add(task{at: d.s.mono() + int64(delay), dev: d, kind: taskConnect})
+}
+
+// detach takes the device's link away for the final close.
+func (d *device) detach() link {
+	d.mu.Lock()
+	l := d.link
+	d.link = nil
+	d.mu.Unlock()
+	if l != nil {
+		d.s.stats.online.Add(-1)
+	}
+	return l
+}

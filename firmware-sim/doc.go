@@ -1,0 +1,40 @@
+// Package firmwaresim simulates IoT devices talking to a telehub hub over
+// the wire contract alone (SPEC §3, §4, §6, §7, §11): WebSocket devices
+// through gws, MQTT devices through paho.
+//
+// Each device has sensor models seeded from the run's seed and its index
+// (a temperature with a daily cycle, an anti-correlated humidity, an
+// energy counter, a door and a pump, occasional stuck or spiking sensors),
+// a device seq that only grows during a run, and a bounded store-and-forward
+// buffer: readings taken while offline or not yet acked are kept in order
+// and resent with their original seq after a reconnect, so the hub's dedup
+// stores each exactly once. Reconnects back off exponentially with full
+// jitter. Faults can be injected: dropped connections, malformed payloads,
+// devices that go silent.
+//
+// After the run, Run waits for outstanding acks and, with Config.Verify,
+// pages through GET /v1/events to check that every confirmed reading is
+// stored exactly once (see VerifyResult for how each payload form is
+// matched).
+//
+// # Concurrency
+//
+// A Sim runs once. Run owns every goroutine it starts and waits for all of
+// them before it returns: a few scheduler goroutines (Config.Schedulers)
+// drive the readings, heartbeats and reconnect timers of all devices from
+// one min-heap and one timer each, never a timer or goroutine per device or
+// per reading; a few connector goroutines (Config.Connectors) dial; each
+// live connection has its read loop (gws) or PUBACK waiter plus paho's own
+// goroutines (MQTT). Scheduler goroutines write readings to the
+// connections themselves, bounded by Config.WriteTimeout; a device's
+// sending is serialized by its own lock, and its state by another lock
+// never held across I/O.
+//
+// # Caveats
+//
+// Device ids are IDPrefix+n: two simulators with the same prefix against
+// one hub replace each other's connections. The default seq start comes
+// from the wall clock so that a later run's seqs stay above an earlier
+// run's; a hub whose clock-derived seqs went further (SeqStart set by hand)
+// will take this run's readings for resends and not store them.
+package firmwaresim

@@ -1,0 +1,325 @@
+package firmwaresim
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// waitFor polls cond until it holds; the timeout only guards against a hang.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func runSim(t *testing.T, cfg Config) (*Sim, *Summary) {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := s.Run(t.Context())
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return s, sum
+}
+
+func requireVerified(t *testing.T, sum *Summary) {
+	t.Helper()
+	v := sum.Verify
+	if v == nil || !v.OK || v.Missing != 0 || v.Duplicates != 0 || v.Events == 0 || v.Expected != int(sum.Acked) {
+		b, _ := json.MarshalIndent(sum, "", "  ")
+		t.Fatalf("verify failed:\n%s", b)
+	}
+}
+
+func TestWSResendAfterLostAcksKeepsOriginalSeq(t *testing.T) {
+	h := newFakeHub(t, func(h *fakeHub) { h.loseFirst = 3 })
+	cfg := h.config()
+	cfg.Rate, cfg.Duration, cfg.Verify = 100, 300*time.Millisecond, true
+	_, sum := runSim(t, cfg)
+
+	h.mu.Lock()
+	conns := slices.Clone(h.conns["sim-0"])
+	h.mu.Unlock()
+	if len(conns) < 2 {
+		t.Fatalf("%d connections, want a reconnect after the drop", len(conns))
+	}
+	// the hub drops the connection on the 4th frame; more may be in flight
+	if want := []uint64{1000, 1001, 1002, 1003}; len(conns[0]) < 4 || !slices.Equal(conns[0][:4], want) {
+		t.Fatalf("first connection got seqs %v, want %v", conns[0], want)
+	}
+	if len(conns[1]) < 4 || !slices.Equal(conns[1][:4], []uint64{1000, 1001, 1002, 1003}) {
+		t.Fatalf("second connection starts with %v, want the unacked readings with their original seqs", conns[1])
+	}
+	for seq, n := range h.storedSeqs("sim-0") {
+		if n != 1 {
+			t.Fatalf("seq %d stored %d times", seq, n)
+		}
+	}
+	if sum.Resent < 4 || sum.Acked != sum.Readings {
+		t.Fatalf("resent %d acked %d of %d readings", sum.Resent, sum.Acked, sum.Readings)
+	}
+	requireVerified(t, sum)
+}
+
+func TestWSDropsAndHeartbeats(t *testing.T) {
+	h := newFakeHub(t, nil)
+	cfg := h.config()
+	cfg.Devices, cfg.Rate, cfg.Duration, cfg.DropRate, cfg.Verify = 5, 50, time.Second, 0.2, true
+	_, sum := runSim(t, cfg)
+	if sum.Drops == 0 || sum.Connects <= 5 || sum.Disconnects == 0 {
+		t.Fatalf("drops %d connects %d disconnects %d: want drops and reconnects", sum.Drops, sum.Connects, sum.Disconnects)
+	}
+	if sum.Heartbeats == 0 || h.count(h.heartbeats, "sim-0") == 0 {
+		t.Fatalf("heartbeats %d sent, %d received", sum.Heartbeats, h.count(h.heartbeats, "sim-0"))
+	}
+	if sum.Unacked != 0 || sum.Acked != sum.Readings {
+		t.Fatalf("acked %d of %d, unacked %d", sum.Acked, sum.Readings, sum.Unacked)
+	}
+	requireVerified(t, sum)
+}
+
+func TestWSMalformedFramesCounted(t *testing.T) {
+	h := newFakeHub(t, nil)
+	cfg := h.config()
+	cfg.Devices, cfg.Rate, cfg.Duration, cfg.MalformedRate, cfg.Verify = 2, 50, 300*time.Millisecond, 1, true
+	_, sum := runSim(t, cfg)
+	h.mu.Lock()
+	answers := h.answers
+	h.mu.Unlock()
+	if sum.Malformed == 0 || sum.Errors != sum.Malformed || sum.Errors != uint64(answers) {
+		t.Fatalf("malformed %d, errors counted %d, answers sent %d: want all equal", sum.Malformed, sum.Errors, answers)
+	}
+	if sum.Rejected != 0 {
+		t.Fatalf("%d readings rejected: malformed frames must not carry a reading's seq", sum.Rejected)
+	}
+	requireVerified(t, sum)
+}
+
+func TestWSSenMLFrames(t *testing.T) {
+	h := newFakeHub(t, nil)
+	cfg := h.config()
+	cfg.Rate, cfg.Duration, cfg.Format, cfg.Verify = 50, 200*time.Millisecond, FormatSenML, true
+	_, sum := runSim(t, cfg)
+	requireVerified(t, sum)
+	if sum.Verify.Matching != "seq" {
+		t.Fatalf("matching %q, want seq for WebSocket", sum.Verify.Matching)
+	}
+}
+
+func TestVerifyDetectsMissingAndDuplicated(t *testing.T) {
+	h := newFakeHub(t, func(h *fakeHub) {
+		h.skipStore = map[uint64]bool{1003: true}
+		h.dupStore = map[uint64]bool{1005: true}
+	})
+	cfg := h.config()
+	cfg.Rate, cfg.Duration, cfg.Verify = 100, 200*time.Millisecond, true
+	_, sum := runSim(t, cfg)
+	v := sum.Verify
+	if v == nil || v.OK || v.Missing != 1 || v.Duplicates != 1 || !sum.Failed() {
+		t.Fatalf("verify %+v: want 1 missing, 1 duplicate, failed", v)
+	}
+	if *sum.Missing != 1 || *sum.Duplicates != 1 {
+		t.Fatalf("summary missing %d duplicates %d", *sum.Missing, *sum.Duplicates)
+	}
+	text := strings.Join(v.Problems, "\n")
+	if !strings.Contains(text, "sim-0 seq 1003") || !strings.Contains(text, "sim-0 seq 1005") {
+		t.Fatalf("problems do not name the readings:\n%s", text)
+	}
+}
+
+func TestVerifyListsBoundedProblems(t *testing.T) {
+	skip := map[uint64]bool{}
+	for s := uint64(1000); s < 1100; s++ {
+		skip[s] = true
+	}
+	h := newFakeHub(t, func(h *fakeHub) { h.skipStore = skip })
+	cfg := h.config()
+	cfg.Rate, cfg.Duration, cfg.Verify, cfg.MaxProblems = 200, 200*time.Millisecond, true, 3
+	_, sum := runSim(t, cfg)
+	v := sum.Verify
+	if len(v.Problems) != 3 || v.MoreProblems != v.Missing-3 || v.Missing < 10 {
+		t.Fatalf("%d problems listed, %d more, %d missing", len(v.Problems), v.MoreProblems, v.Missing)
+	}
+}
+
+func TestMQTTFormatsVerify(t *testing.T) {
+	tests := []struct {
+		format   Format
+		qos0     bool
+		matching string
+	}{
+		{FormatJSON, false, "seq"},
+		{FormatWrapped, false, "seq"},
+		{FormatSenML, false, "ts"},
+		{FormatPlain, false, "count"},
+		{FormatJSON, true, "seq"},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.format)+map[bool]string{true: "-qos0", false: "-qos1"}[tt.qos0], func(t *testing.T) {
+			h := newFakeHub(t, nil)
+			cfg := h.config()
+			cfg.Transport, cfg.Format, cfg.QoS0 = TransportMQTT, tt.format, tt.qos0
+			cfg.Devices, cfg.Rate, cfg.Duration, cfg.Verify = 2, 40, 300*time.Millisecond, true
+			_, sum := runSim(t, cfg)
+			requireVerified(t, sum)
+			if sum.Verify.Matching != tt.matching {
+				t.Fatalf("matching %q, want %q", sum.Verify.Matching, tt.matching)
+			}
+			if tt.qos0 && (sum.Acked != 0 || sum.Unconfirmed != sum.Readings) {
+				t.Fatalf("QoS 0: acked %d unconfirmed %d of %d", sum.Acked, sum.Unconfirmed, sum.Readings)
+			}
+			if !tt.qos0 && sum.Acked != sum.Readings {
+				t.Fatalf("QoS 1: acked %d of %d", sum.Acked, sum.Readings)
+			}
+			if h.count(h.online, "sim-0") == 0 || h.count(h.heartbeats, "sim-1") == 0 {
+				t.Fatal("no online status or no heartbeat published")
+			}
+		})
+	}
+}
+
+func TestMQTTDropsSendWillAndResend(t *testing.T) {
+	h := newFakeHub(t, nil)
+	cfg := h.config()
+	cfg.Transport, cfg.Devices, cfg.Rate, cfg.Duration = TransportMQTT, 3, 50, time.Second
+	cfg.DropRate, cfg.Verify = 0.2, true
+	_, sum := runSim(t, cfg)
+	wills := 0
+	for i := range 3 {
+		wills += h.count(h.wills, "sim-"+string(rune('0'+i)))
+	}
+	if sum.Drops == 0 || wills == 0 || sum.Connects <= 3 {
+		t.Fatalf("drops %d, wills %d, connects %d", sum.Drops, wills, sum.Connects)
+	}
+	requireVerified(t, sum)
+}
+
+func TestMQTTMalformedCounted(t *testing.T) {
+	h := newFakeHub(t, nil)
+	cfg := h.config()
+	cfg.Transport, cfg.Rate, cfg.Duration, cfg.MalformedRate, cfg.Verify = TransportMQTT, 50, 300*time.Millisecond, 1, true
+	s, sum := runSim(t, cfg)
+	_ = s
+	h.mu.Lock()
+	answers := h.answers
+	h.mu.Unlock()
+	if sum.Malformed == 0 || answers == 0 || sum.Errors == 0 || sum.Errors > uint64(answers) {
+		t.Fatalf("malformed %d, answers sent %d, errors counted %d", sum.Malformed, answers, sum.Errors)
+	}
+	requireVerified(t, sum)
+}
+
+func TestMixedTransport(t *testing.T) {
+	h := newFakeHub(t, nil)
+	cfg := h.config()
+	cfg.Transport, cfg.Devices, cfg.Rate, cfg.Duration, cfg.Verify = TransportMixed, 4, 30, 300*time.Millisecond, true
+	_, sum := runSim(t, cfg)
+	requireVerified(t, sum)
+	if h.count(h.online, "sim-1") == 0 || len(h.storedSeqs("sim-0")) == 0 {
+		t.Fatal("mixed run did not use both transports")
+	}
+}
+
+func TestSilentDeviceStopsAndIgnoresPings(t *testing.T) {
+	h := newFakeHub(t, nil)
+	cfg := h.config()
+	cfg.Devices, cfg.Silent, cfg.SilentAfter, cfg.Rate = 2, 1, 100*time.Millisecond, 50
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan *Summary)
+	go func() {
+		sum, _ := s.Run(ctx)
+		done <- sum
+	}()
+	silent := s.devices[1]
+	waitFor(t, "the silent device to go silent", silent.muted.Load)
+	framesAtSilence := h.count(h.frames, "sim-1")
+	loudFrames := h.count(h.frames, "sim-0")
+	waitFor(t, "the other device to keep sending", func() bool { return h.count(h.frames, "sim-0") > loudFrames+5 })
+	h.pingAll()
+	waitFor(t, "a pong from the other device", func() bool { return h.count(h.pongs, "sim-0") > 0 })
+	if got := h.count(h.frames, "sim-1"); got != framesAtSilence {
+		t.Fatalf("silent device sent %d frames after going silent", got-framesAtSilence)
+	}
+	if got := h.count(h.pongs, "sim-1"); got != 0 {
+		t.Fatalf("silent device answered %d pings", got)
+	}
+	cancel()
+	if sum := <-done; sum == nil || sum.Acked != sum.Readings {
+		t.Fatalf("summary %+v: want every reading acked", sum)
+	}
+}
+
+func TestStoreAndForwardWhileHubDown(t *testing.T) {
+	h := newFakeHub(t, nil)
+	cfg := h.config()
+	cfg.Hub = "http://127.0.0.1:1" // nothing listens: readings pile up
+	cfg.Rate, cfg.Duration, cfg.DrainTimeout, cfg.BufferSize = 200, 200*time.Millisecond, time.Millisecond, 10
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := s.Run(t.Context())
+	if err == nil || sum.Sent != 0 || sum.Unacked != 10 || sum.Discarded != sum.Readings-10 {
+		t.Fatalf("err %v, sent %d unacked %d discarded %d of %d", err, sum.Sent, sum.Unacked, sum.Discarded, sum.Readings)
+	}
+}
+
+func TestSummaryJSONShape(t *testing.T) {
+	h := newFakeHub(t, nil)
+	for _, verify := range []bool{false, true} {
+		cfg := h.config()
+		cfg.Duration, cfg.Verify, cfg.IDPrefix = 100*time.Millisecond, verify, map[bool]string{false: "a-", true: "b-"}[verify]
+		_, sum := runSim(t, cfg)
+		b, err := json.Marshal(sum)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"sent", "acked", "resent", "errors", "devices", "transport", "duration_s", "rate"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("verify=%v: no %q in %s", verify, k, b)
+			}
+		}
+		lat, _ := m["ack_latency_ms"].(map[string]any)
+		if _, ok := lat["p50"]; !ok {
+			t.Errorf("no ack_latency_ms.p50 in %s", b)
+		}
+		if _, ok := lat["p99"]; !ok {
+			t.Errorf("no ack_latency_ms.p99 in %s", b)
+		}
+		_, hasMissing := m["missing"]
+		_, hasDups := m["duplicates"]
+		if hasMissing != verify || hasDups != verify {
+			t.Errorf("verify=%v: missing present %v, duplicates present %v", verify, hasMissing, hasDups)
+		}
+		var text strings.Builder
+		if err := sum.WriteText(&text); err != nil || !strings.Contains(text.String(), "acked") {
+			t.Errorf("text summary %q, %v", text.String(), err)
+		}
+	}
+}

@@ -1,0 +1,312 @@
+package firmwaresim
+
+import (
+	"context"
+	"fmt"
+	"math/bits"
+	"sort"
+	"strings"
+	"time"
+)
+
+// VerifyResult is what verify found in the hub's event log.
+//
+// How readings are matched to events depends on what the payload carries:
+// by device seq (WebSocket, MQTT json and wrapped), by device time to the
+// millisecond (MQTT senml: SenML has no seq, so a reading resent after a
+// lost PUBACK can be stored twice; those are counted apart, as
+// ResentDuplicates, not as failures), or, for MQTT plain (neither seq nor
+// time), by counting each device's events per metric.
+type VerifyResult struct {
+	// OK is true when nothing expected is missing and nothing is duplicated.
+	OK bool `json:"ok"`
+	// Matching is how events were matched: "seq", "ts", "count", or a
+	// "+"-joined mix for mixed runs.
+	Matching string `json:"matching"`
+	// Events is the number of telemetry events of this run's devices read.
+	Events int `json:"events"`
+	// Expected is the number of readings that must be stored exactly once:
+	// those the hub acked, and those sent on a link that acks (WebSocket,
+	// MQTT QoS 1) and not refused.
+	Expected int `json:"expected"`
+	// Missing counts expected readings not stored (with all their metrics).
+	Missing int `json:"missing"`
+	// Duplicates counts readings stored more than once.
+	Duplicates int `json:"duplicates"`
+	// ResentDuplicates counts readings without a seq stored twice after a
+	// resend: the hub cannot tell those apart, so they are not failures.
+	ResentDuplicates int `json:"resent_duplicates"`
+	// LostUnconfirmed counts QoS 0 readings not stored: QoS 0 promises at
+	// most once, so they are not failures.
+	LostUnconfirmed int `json:"lost_unconfirmed"`
+	// Unexpected counts events of this run's devices that match no reading
+	// the run sent (another simulator with the same ids, for one).
+	Unexpected int `json:"unexpected"`
+	// Problems lists the first missing or duplicated readings.
+	Problems []string `json:"problems,omitempty"`
+	// MoreProblems counts problems beyond the listed ones.
+	MoreProblems int `json:"more_problems,omitempty"`
+}
+
+// matchMode is how the events of a device are matched to its readings.
+type matchMode uint8
+
+const (
+	matchSeq   matchMode = iota // by device_seq
+	matchTS                     // by device time, within 1 ms
+	matchCount                  // by counting events per metric
+)
+
+var matchNames = [...]string{"seq", "ts", "count"}
+
+func (s *Sim) matchMode(d *device) matchMode {
+	switch {
+	case d.tr == TransportWS || s.cfg.Format.hasSeq():
+		return matchSeq
+	case s.cfg.Format == FormatSenML:
+		return matchTS
+	}
+	return matchCount
+}
+
+// verifier matches the hub's events against the readings of the run.
+type verifier struct {
+	s       *Sim
+	res     *VerifyResult
+	byID    map[string]*device
+	counts  map[*device]*[len(metricNames)]int // matchCount devices
+	startMS int64                              // events older than this predate the run
+}
+
+// verify reads the hub's event log and checks every reading of the run.
+func (s *Sim) verify(ctx context.Context) (*VerifyResult, error) {
+	v := &verifier{
+		s: s, res: &VerifyResult{}, byID: make(map[string]*device, len(s.devices)),
+		counts: make(map[*device]*[len(metricNames)]int), startMS: s.start.UnixMilli() - 1000,
+	}
+	modes := map[string]bool{}
+	for _, d := range s.devices {
+		v.byID[d.id] = d
+		modes[matchNames[s.matchMode(d)]] = true
+	}
+	v.res.Matching = joinKeys(modes)
+	if err := s.readEvents(ctx, v.match); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	for _, d := range s.devices {
+		v.evaluate(d)
+	}
+	v.res.OK = v.res.Missing == 0 && v.res.Duplicates == 0
+	return v.res, nil
+}
+
+// match accounts for one event.
+func (v *verifier) match(ev *storedEvent) {
+	d := v.byID[ev.Data.Device]
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ms, okTS := eventMillis(ev.Data.TS)
+	mi := metricIndex(ev.Data.Metric)
+	switch v.s.matchMode(d) {
+	case matchSeq:
+		v.matchSeq(d, ev.Data.DeviceSeq, mi, okTS && ms >= v.startMS)
+	case matchTS:
+		v.matchTS(d, ms, okTS, mi)
+	default:
+		v.matchCount(d, ms, okTS, mi)
+	}
+}
+
+func (v *verifier) matchSeq(d *device, seq *uint64, mi int, recent bool) {
+	switch {
+	case seq == nil:
+		if recent {
+			v.unexpected()
+		}
+	case *seq < d.firstSeq:
+		// a reading of an earlier run
+	case *seq-d.firstSeq >= uint64(len(d.log)) || mi < 0:
+		v.unexpected()
+	default:
+		v.mark(&d.log[*seq-d.firstSeq], mi)
+	}
+}
+
+func (v *verifier) matchTS(d *device, ms int64, okTS bool, mi int) {
+	if !okTS || ms < v.startMS || (len(d.log) > 0 && ms < d.log[0].ts-1) {
+		return
+	}
+	i := sort.Search(len(d.log), func(i int) bool { return d.log[i].ts >= ms-1 })
+	if i == len(d.log) || d.log[i].ts > ms+1 || mi < 0 {
+		v.unexpected()
+		return
+	}
+	v.mark(&d.log[i], mi)
+}
+
+func (v *verifier) matchCount(d *device, ms int64, okTS bool, mi int) {
+	if !okTS || ms < v.startMS {
+		return
+	}
+	if mi < 0 {
+		v.unexpected()
+		return
+	}
+	c := v.counts[d]
+	if c == nil {
+		c = new([len(metricNames)]int)
+		v.counts[d] = c
+	}
+	c[mi]++
+	v.res.Events++
+}
+
+func (v *verifier) unexpected() {
+	v.res.Events++
+	v.res.Unexpected++
+}
+
+// mark records that metric mi of a reading was found stored.
+func (v *verifier) mark(le *logEntry, mi int) {
+	v.res.Events++
+	bit := uint8(1) << mi
+	if le.seen&bit != 0 {
+		le.extra = min(le.extra, 254) + 1
+		return
+	}
+	le.seen |= bit
+}
+
+// evaluate turns the marks of one device into counts and problems.
+func (v *verifier) evaluate(d *device) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	mode := v.s.matchMode(d)
+	if mode == matchCount {
+		v.evaluateCounts(d)
+		return
+	}
+	for i := range d.log {
+		v.evaluateReading(d, d.firstSeq+uint64(i), &d.log[i], mode)
+	}
+}
+
+func (v *verifier) evaluateReading(d *device, seq uint64, le *logEntry, mode matchMode) {
+	sent := le.flags&flagSent != 0
+	expected := le.flags&flagAcked != 0 ||
+		(sent && le.flags&flagConfirmable != 0 && le.flags&flagRejected == 0)
+	switch {
+	case expected:
+		v.res.Expected++
+		if le.seen != allMetrics {
+			v.res.Missing++
+			v.problem("%s seq %d ts %d: confirmed, stored %d of %d metrics",
+				d.id, seq, le.ts, bits.OnesCount8(le.seen), len(metricNames))
+		}
+	case sent && le.seen == 0:
+		v.res.LostUnconfirmed++
+	case !sent && le.seen != 0:
+		v.res.Unexpected++
+	}
+	if le.extra == 0 {
+		return
+	}
+	if mode == matchTS && le.flags&flagResent != 0 {
+		v.res.ResentDuplicates++
+		return
+	}
+	v.res.Duplicates++
+	v.problem("%s seq %d ts %d: stored again %d times", d.id, seq, le.ts, le.extra)
+}
+
+// evaluateCounts checks a device whose events carry neither seq nor time:
+// per metric, at least every acked reading and at most every transmission.
+func (v *verifier) evaluateCounts(d *device) {
+	var acked, sent, transmissions int
+	for _, le := range d.log {
+		if le.flags&flagAcked != 0 || (le.flags&(flagSent|flagConfirmable) == flagSent|flagConfirmable && le.flags&flagRejected == 0) {
+			acked++
+		}
+		if le.flags&flagSent != 0 {
+			sent++
+			transmissions += int(le.sends)
+		}
+	}
+	v.res.Expected += acked
+	stored := new([len(metricNames)]int)
+	if c := v.counts[d]; c != nil {
+		stored = c
+	}
+	var missing, dups, resentDups, lost int
+	for mi, n := range stored {
+		missing = max(missing, acked-n)
+		dups = max(dups, n-transmissions)
+		resentDups = max(resentDups, min(n, transmissions)-sent)
+		lost = max(lost, sent-acked-max(n-acked, 0))
+		if acked > n || n > transmissions {
+			v.problem("%s %s: %d confirmed, %d sent %d times, %d stored",
+				d.id, metricNames[mi], acked, sent, transmissions, n)
+		}
+	}
+	v.res.Missing += missing
+	v.res.Duplicates += dups
+	v.res.ResentDuplicates += resentDups
+	v.res.LostUnconfirmed += lost
+}
+
+func (v *verifier) problem(format string, args ...any) {
+	if len(v.res.Problems) >= v.s.cfg.MaxProblems {
+		v.res.MoreProblems++
+		return
+	}
+	v.res.Problems = append(v.res.Problems, fmt.Sprintf(format, args...))
+}
+
+func (r *VerifyResult) writeText(b *strings.Builder) {
+	verdict := "OK"
+	if !r.OK {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(b, "verify %s (by %s): %d events, %d expected, %d missing, %d duplicates, %d resent duplicates, %d unconfirmed lost, %d unexpected\n",
+		verdict, r.Matching, r.Events, r.Expected, r.Missing, r.Duplicates, r.ResentDuplicates, r.LostUnconfirmed, r.Unexpected)
+	for _, p := range r.Problems {
+		fmt.Fprintf(b, "  %s\n", p)
+	}
+	if r.MoreProblems > 0 {
+		fmt.Fprintf(b, "  … and %d more\n", r.MoreProblems)
+	}
+}
+
+// verifyInto runs verify and records its outcome in sum. QoS 0 readings may
+// still be on their way into the hub, so it waits a moment for them first.
+func (s *Sim) verifyInto(sum *Summary) error {
+	if s.stats.unconfirmed.Load() > 0 {
+		time.Sleep(settleTime)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
+	defer cancel()
+	res, err := s.verify(ctx)
+	if err != nil {
+		return err
+	}
+	sum.Verify, sum.Missing, sum.Duplicates = res, &res.Missing, &res.Duplicates
+	return nil
+}
+
+// Timing of verify.
+const (
+	settleTime    = time.Second
+	verifyTimeout = 5 * time.Minute
+)
+
+func joinKeys(m map[string]bool) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, "+")
+}
