@@ -16,6 +16,7 @@ const TOPICS = ["telemetry/#", "presence/#", "errors/#"];
 const MAX_LOG = 200; // errors and presence changes kept
 const SERIES_CAP = 2000; // points kept per device metric
 const LIST_EVERY = 250; // ms between device list and log renders
+const SPARK_POINTS = 60; // readings in a metric card's sparkline
 const DETAIL_FETCHES = 4; // parallel GET /v1/devices/{id} (one connection is the stream)
 
 const $ = (id) => document.getElementById(id);
@@ -262,6 +263,12 @@ function resetModel() {
 
 // ---- selection and filters ------------------------------------------
 
+/** unitOf is the unit to show with a metric: numbers only (a SenML base
+ * unit also lands on the pack's booleans and strings). */
+function unitOf(m) {
+  return typeof m.value === "number" ? formatUnit(m.unit) : "";
+}
+
 function firstChartable(d) {
   const names = [...d.metrics.keys()].sort();
   return names.find((n) => model.series.has(seriesKey(d.id, n))) ||
@@ -354,7 +361,7 @@ function renderRow(id, now) {
   let i = 0;
   for (const kv of r.values.children) {
     const m = d.metrics.get(names[i++]);
-    setText(kv.lastChild, formatValue(m.value) + formatUnit(m.unit));
+    setText(kv.lastChild, formatValue(m.value) + unitOf(m));
   }
   r.values.title = names.map((n) => n + " " + formatValue(d.metrics.get(n).value)).join(", ");
 }
@@ -444,17 +451,17 @@ function renderCards(now) {
     c.btn.setAttribute("aria-pressed", String(n === view.metric));
     c.value.className = "value " + valueClass(m.value);
     setText(c.num, formatValue(m.value));
-    setText(c.unit, formatUnit(m.unit));
+    setText(c.unit, unitOf(m));
     setText(c.ts, m.ts ? clock(m.ts) + " · " + ago(m.ts, now) : "–");
     c.value.title = formatValue(m.value);
   }
 }
 
-function renderSparks(now) {
+function renderSparks() {
   for (const [name, c] of cards) {
     const s = model.series.get(seriesKey(view.selected, name));
     const m = model.devices.get(view.selected)?.metrics.get(name);
-    sparkline(c.spark, s, view.windowMs, now, colors, typeof m?.value === "boolean");
+    sparkline(c.spark, s, SPARK_POINTS, colors, typeof m?.value === "boolean");
   }
 }
 
@@ -462,7 +469,7 @@ function renderChart(now) {
   const d = model.devices.get(view.selected);
   const m = d?.metrics.get(view.metric);
   const s = d ? model.series.get(seriesKey(d.id, view.metric)) : undefined;
-  const unit = formatUnit(m?.unit);
+  const unit = m ? unitOf(m) : "";
   ui.chartTitle.replaceChildren();
   if (d && view.metric) {
     ui.chartTitle.append(document.createTextNode(d.id + " · " + view.metric));
@@ -553,7 +560,7 @@ function render() {
     if (dirty.detail) renderDetail(now);
     if (dirty.cards) {
       renderCards(now);
-      renderSparks(now);
+      renderSparks();
     }
     dirty.detail = dirty.cards = false;
   }
@@ -577,7 +584,7 @@ function tick(t, now) {
   renderSeen(now);
   renderDetail(now);
   renderCards(now);
-  renderSparks(now);
+  renderSparks();
 }
 
 // ---- connection -----------------------------------------------------------

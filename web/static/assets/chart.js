@@ -253,21 +253,40 @@ export class TimeChart {
   }
 }
 
-/** sparkline draws a small line of series over the window, no axes. */
-export function sparkline(canvas, series, windowMs, now, colors, stepped) {
+/**
+ * sparkline draws the last points of series as a small line, evenly
+ * spaced and without axes: a trend at a glance, full from the first
+ * readings on, whatever the chart's time window.
+ */
+export function sparkline(canvas, series, points, colors, stepped) {
   const { ctx, w, h } = fit(canvas);
   if (!series || series.length < 2) return;
-  const { start, end } = span(series, windowMs, now);
-  const from = Math.max(0, series.lowerBound(start) - 1);
   const to = series.length;
+  const from = Math.max(0, to - points);
   const { lo, hi } = yRange(series, from, to);
-  const x = (t) => ((t - start) / (end - start)) * w;
-  const y = (v) => h - 2 - ((v - lo) / (hi - lo)) * (h - 4);
+  const last = Math.max(1, points - 1);
+  const x = (i) => w - 4 - ((to - 1 - i) / last) * (w - 8);
+  const y = (v) => h - 3 - ((v - lo) / (hi - lo)) * (h - 6);
   ctx.beginPath();
-  tracePath(ctx, series, from, to, x, y, stepped);
+  let prevY = 0;
+  for (let i = from; i < to; i++) {
+    const px = x(i);
+    const py = y(series.v[i]);
+    if (i === from) ctx.moveTo(px, py);
+    else if (stepped) {
+      ctx.lineTo(px, prevY);
+      ctx.lineTo(px, py);
+    } else ctx.lineTo(px, py);
+    prevY = py;
+  }
   ctx.strokeStyle = colors.line;
-  ctx.globalAlpha = 0.85;
+  ctx.globalAlpha = 0.8;
   ctx.lineWidth = 1.2;
+  ctx.lineJoin = "round";
   ctx.stroke();
   ctx.globalAlpha = 1;
+  ctx.fillStyle = colors.line;
+  ctx.beginPath();
+  ctx.arc(x(to - 1), y(series.v[to - 1]), 2, 0, 2 * Math.PI);
+  ctx.fill();
 }

@@ -9,6 +9,11 @@
 // "reset" event means the hub no longer has that id (or it is another hub):
 // Stream drops the replay, starts a fresh live stream and tells the app to
 // reload its state.
+//
+// The hub names its rejected-payload events "error", which is also the
+// name of EventSource's own connection error event: both reach the same
+// listeners. A hub event is a MessageEvent carrying data; a connection
+// error is a plain Event. Each listener below tells them apart that way.
 
 const kinds = ["telemetry", "presence", "error"];
 
@@ -61,12 +66,15 @@ export class Stream {
       this.fresh = false;
       this.opts.onOpen(fresh);
     };
-    es.onerror = () => this.failed(es);
+    es.onerror = (e) => {
+      if (!(e instanceof MessageEvent)) this.failed(es);
+    };
     for (const kind of kinds) es.addEventListener(kind, (e) => this.deliver(kind, e));
     es.addEventListener("reset", () => this.reset(es));
   }
 
   deliver(kind, e) {
+    if (!(e instanceof MessageEvent)) return; // a connection error, see above
     if (e.lastEventId) this.lastId = e.lastEventId;
     let data;
     try {
