@@ -157,24 +157,29 @@ func wave(n int, base, swing, period float64) float64 {
 // and the hub's acks are drained. The test's cleanup stops and waits for
 // it.
 type feeder struct {
-	stop chan struct{}
-	done chan struct{}
-	mu   sync.Mutex
-	err  error
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+	mu       sync.Mutex
+	err      error
 }
 
 func feed(t *testing.T, talkers []talker) *feeder {
 	t.Helper()
 	f := &feeder{stop: make(chan struct{}), done: make(chan struct{})}
 	go f.run(talkers)
-	t.Cleanup(func() {
-		close(f.stop)
-		<-f.done
-		if err := f.failure(); err != nil {
-			t.Errorf("feeding devices: %v", err)
-		}
-	})
+	t.Cleanup(func() { f.halt(t) })
 	return f
+}
+
+// halt stops the feeder, waits for it, and reports a failed send.
+func (f *feeder) halt(t *testing.T) {
+	t.Helper()
+	f.stopOnce.Do(func() { close(f.stop) })
+	<-f.done
+	if err := f.failure(); err != nil {
+		t.Errorf("feeding devices: %v", err)
+	}
 }
 
 func (f *feeder) run(talkers []talker) {
@@ -254,7 +259,7 @@ func TestDashboard(t *testing.T) {
 	quiet := dialDevice(t, h, "sensor-9")
 	quiet.send(t, `{"type":"telemetry","seq":1,"values":{"temp":18.5,"door":"<img src=x onerror=alert(1)>"}}`)
 	quiet.next(t)
-	feed(t, []talker{
+	f := feed(t, []talker{
 		wsTalker(pump1, "pump-1", pump(21)),
 		wsTalker(pump2, "pump-2", pump(24)),
 		wsTalker(dialDevice(t, h, "boiler-3"), "boiler-3", boiler),
@@ -360,6 +365,26 @@ func TestDashboard(t *testing.T) {
 		}
 		waitDOM(t, ctx, "only pump-2 listed",
 			`(() => { const rows = [...document.querySelectorAll('#device-rows tr')]; return rows.length === 1 && rows[0].dataset.device === 'pump-2'; })()`)
+	})
+
+	// A hub restarted on another data directory no longer knows the
+	// page's last event id: the browser reconnects with it by itself, the
+	// hub answers "reset", and the page drops its state and reloads it.
+	t.Run("reset after the hub changed reloads state", func(t *testing.T) {
+		evalJS[bool](t, ctx, `(() => { const f = document.querySelector('#filter'); f.value = ''; f.dispatchEvent(new Event('input')); return true; })()`)
+		f.halt(t)
+		stopHub(t, h)
+		waitDOM(t, ctx, "the stream as down", `document.querySelector('#conn').dataset.state !== 'live'`)
+
+		cfg2 := testConfig(t)
+		cfg2.HTTPAddr = h.HTTPAddr()
+		h2 := startHub(t, cfg2)
+		fresh := dialDevice(t, h2, "fresh-1")
+		fresh.send(t, `{"type":"telemetry","seq":1,"values":{"temp":30}}`)
+		fresh.next(t)
+		waitDOM(t, ctx, "the new hub's devices only",
+			`document.querySelector('#conn').dataset.state === 'live' &&
+			 [...document.querySelectorAll('#device-rows tr')].map(r => r.dataset.device).join() === 'fresh-1'`)
 	})
 
 	errs.check(t)
