@@ -59,8 +59,9 @@ type device struct {
 	model  *Model
 	faults *rand.Rand
 
-	sendMu sync.Mutex  // serializes transmissions of buffered readings
-	muted  atomic.Bool // silent now: no pongs, no reconnects
+	sendMu  sync.Mutex  // serializes transmissions of buffered readings
+	sending entry       // the reading being transmitted; under sendMu
+	muted   atomic.Bool // silent now: no pongs, no reconnects
 
 	mu       sync.Mutex
 	link     link
@@ -183,34 +184,37 @@ func (d *device) flush() {
 	}
 }
 
+// sendAll transmits readings until none is left or the link fails; the
+// caller holds sendMu.
 func (d *device) sendAll() {
 	for {
-		l, e, ok := d.nextToSend()
-		if !ok {
+		l := d.nextToSend(&d.sending)
+		if l == nil {
 			return
 		}
-		if err := l.send(&e); err != nil {
+		if err := l.send(&d.sending); err != nil {
 			d.s.log.Debug("send failed", "device", d.id, "err", err)
 			l.drop()
 			d.lost(l)
 			return
 		}
 		if !l.confirms() {
-			d.complete(e.seq, false)
+			d.complete(d.sending.seq, false)
 		}
 	}
 }
 
-// nextToSend takes the next reading to transmit and accounts for it.
-func (d *device) nextToSend() (link, entry, bool) {
+// nextToSend copies the next reading to transmit into dst, accounts for
+// it and returns the link to send it on; nil when there is none.
+func (d *device) nextToSend(dst *entry) link {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.link == nil || d.muted.Load() {
-		return nil, entry{}, false
+		return nil
 	}
 	p := d.buf.NextToSend()
 	if p == nil {
-		return nil, entry{}, false
+		return nil
 	}
 	if p.sends > 0 {
 		d.s.stats.resent.Add(1)
@@ -222,7 +226,8 @@ func (d *device) nextToSend() (link, entry, bool) {
 	if d.s.cfg.Verify {
 		d.markSent(p.seq, p.sends > 1, d.link.confirms())
 	}
-	return d.link, *p, true
+	*dst = *p
+	return d.link
 }
 
 func (d *device) markSent(seq uint64, resent, confirmable bool) {
