@@ -243,3 +243,32 @@ func BenchmarkServeAsset(b *testing.B) {
 		}
 	}
 }
+
+// FuzzHandler feeds arbitrary request paths to the handler: only "/" and
+// "/assets/{embedded name}" may succeed, everything else is a JSON 404,
+// and nothing panics.
+func FuzzHandler(f *testing.F) {
+	for _, p := range []string{"/", "/assets/app.js", "/assets/", "/assets/../web.go", "/assets//app.js",
+		"/assets/app.js/", "/index.html", "//", "/assets/%2e%2e", "/ASSETS/app.js", "/assets/app.js\x00"} {
+		f.Add(p)
+	}
+	h := Handler().(*handler)
+	f.Fuzz(func(t *testing.T, path string) {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.URL.Path = path
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		name, isAsset := strings.CutPrefix(path, "/assets/")
+		_, known := h.assets[name]
+		want := http.StatusNotFound
+		if path == "/" || (isAsset && known) {
+			want = http.StatusOK
+		}
+		if w.Code != want {
+			t.Fatalf("GET %q: status %d, want %d", path, w.Code, want)
+		}
+		if want == http.StatusNotFound && w.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("GET %q: 404 without the JSON error body", path)
+		}
+	})
+}

@@ -10,7 +10,7 @@
 import { Stream } from "./stream.js";
 import { Series } from "./series.js";
 import { TimeChart, sparkline, theme } from "./chart.js";
-import { el, setText, formatUnit, formatValue, valueClass, ago, clock, parseTime } from "./dom.js";
+import { el, setText, formatNumber, formatUnit, formatValue, valueClass, ago, clock, parseTime } from "./dom.js";
 
 const TOPICS = ["telemetry/#", "presence/#", "errors/#"];
 const MAX_LOG = 200; // errors and presence changes kept
@@ -26,7 +26,7 @@ const ui = {
   rows: $("device-rows"), devicesEmpty: $("devices-empty"), devicesCount: $("devices-count"),
   statusSeg: $("status-filter"), windowSeg: $("window-select"),
   detailTitle: $("detail-title"), detailMeta: $("detail-meta"), grid: $("metric-grid"),
-  chartTitle: $("chart-title"), chart: $("chart"), chartEmpty: $("chart-empty"),
+  chartTitle: $("chart-title"), chartStats: $("chart-stats"), chart: $("chart"), chartEmpty: $("chart-empty"),
   errors: $("error-list"), errorsEmpty: $("errors-empty"), errorsCount: $("errors-count"),
   presence: $("presence-list"), presenceEmpty: $("presence-empty"),
 };
@@ -477,13 +477,33 @@ function renderChart(now) {
   } else {
     ui.chartTitle.append(document.createTextNode("No metric selected"));
   }
-  const points = chart.draw(s, { windowMs: view.windowMs, now, stepped: typeof m?.value === "boolean", unit });
-  ui.chart.dataset.points = String(points);
+  const stepped = typeof m?.value === "boolean";
+  const drawn = chart.draw(s, { windowMs: view.windowMs, now, stepped, unit });
+  ui.chart.dataset.points = String(drawn.points);
+  renderChartStats(drawn, stepped);
   ui.chart.dataset.series = d && view.metric ? seriesKey(d.id, view.metric) : "";
   ui.chartEmpty.hidden = !!(s && s.length);
   if (!d) setText(ui.chartEmpty, "Pick a device to see its metrics.");
   else if (m && typeof m.value === "string") setText(ui.chartEmpty, "“" + view.metric + "” is a text metric: its latest value is " + m.value + ".");
   else setText(ui.chartEmpty, "Waiting for live readings of “" + view.metric + "”…");
+}
+
+/** renderChartStats shows the window's min, mean and max next to the title. */
+function renderChartStats(drawn, stepped) {
+  if (!drawn.points || stepped) {
+    ui.chartStats.replaceChildren();
+    return;
+  }
+  const parts = [["min", drawn.min], ["avg", drawn.mean], ["max", drawn.max]];
+  if (ui.chartStats.children.length !== parts.length) {
+    ui.chartStats.replaceChildren(...parts.map(([k]) => {
+      const span = el("span", "st");
+      span.append(el("b", "", k), el("span", "n"));
+      return span;
+    }));
+  }
+  parts.forEach(([, v], i) => setText(ui.chartStats.children[i].lastChild, formatNumber(v)));
+  ui.chartStats.title = drawn.points + " readings in the window";
 }
 
 // ---- rendering: logs and stats ----------------------------------------

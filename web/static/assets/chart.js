@@ -132,6 +132,20 @@ function traceDense(ctx, series, from, to, x, y) {
   if (!Number.isNaN(col)) flush();
 }
 
+/** summary is the min, max and mean of points [from, to), to > from. */
+function summary(series, from, to) {
+  let min = Infinity;
+  let max = -Infinity;
+  let sum = 0;
+  for (let i = from; i < to; i++) {
+    const v = series.v[i];
+    if (v < min) min = v;
+    if (v > max) max = v;
+    sum += v;
+  }
+  return { min, max, mean: sum / (to - from) };
+}
+
 /** TimeChart draws one series with axes, grid, area and the latest value. */
 export class TimeChart {
   constructor(canvas) {
@@ -140,12 +154,14 @@ export class TimeChart {
   }
 
   /**
-   * draw renders series over the last windowMs and returns how many points
-   * fell inside the window. stepped draws booleans as steps.
+   * draw renders series over the last windowMs. It returns the number of
+   * points inside the window and their min, max and mean (null when there
+   * are none). stepped draws booleans as steps.
    */
   draw(series, { windowMs, now, stepped = false, unit = "" }) {
     const { ctx, w, h } = fit(this.canvas);
-    if (!series || series.length === 0) return 0;
+    const none = { points: 0, min: null, max: null, mean: null };
+    if (!series || series.length === 0) return none;
     const c = this.colors;
     const { start, end } = span(series, windowMs, now);
     const first = series.lowerBound(start);
@@ -189,7 +205,7 @@ export class TimeChart {
     ctx.restore();
 
     this.lastValue(ctx, plot, lastX, y(series.v[to - 1]), series.v[to - 1], unit, stepped);
-    return to - first;
+    return first < to ? { points: to - first, ...summary(series, first, to) } : none;
   }
 
   /** grid draws the horizontal value lines and the time ticks. */
