@@ -29,20 +29,29 @@ var static embed.FS
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-// contentTypes are the types of the files the dashboard is made of. A
-// fixed table, not mime.TypeByExtension: that one reads the host's
-// mime.types, which would let the machine change what the hub answers.
-var contentTypes = map[string]string{
-	".html": "text/html; charset=utf-8",
-	".css":  "text/css; charset=utf-8",
-	".js":   "text/javascript; charset=utf-8",
-	".svg":  "image/svg+xml",
-	".txt":  "text/plain; charset=utf-8",
-}
-
 // ErrUnknownType is returned when an embedded file's extension has no
-// content type in the table above; tests catch it before a build ships.
-var ErrUnknownType = errors.New("no content type for this file extension")
+// content type in contentType; tests catch it before a build ships.
+var ErrUnknownType = errors.New("web: no content type for this file extension")
+
+// contentType is the type of a file the dashboard is made of, by
+// extension. A fixed table, not mime.TypeByExtension: that one reads the
+// host's mime.types, which would let the machine change what the hub
+// answers.
+func contentType(ext string) (string, bool) {
+	switch ext {
+	case ".html":
+		return "text/html; charset=utf-8", true
+	case ".css":
+		return "text/css; charset=utf-8", true
+	case ".js":
+		return "text/javascript; charset=utf-8", true
+	case ".svg":
+		return "image/svg+xml", true
+	case ".txt":
+		return "text/plain; charset=utf-8", true
+	}
+	return "", false
+}
 
 // file is one embedded file ready to serve.
 type file struct {
@@ -104,7 +113,7 @@ func readFile(fsys fs.FS, name string) (file, error) {
 	if err != nil {
 		return file{}, fmt.Errorf("web: read %s: %w", name, err)
 	}
-	ctype, ok := contentTypes[path.Ext(name)]
+	ctype, ok := contentType(path.Ext(name))
 	if !ok {
 		return file{}, fmt.Errorf("web: %s: %w", name, ErrUnknownType)
 	}

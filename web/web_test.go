@@ -51,7 +51,7 @@ func TestServesPageAndAssets(t *testing.T) {
 	tests := []struct {
 		path, ctype, contains string
 	}{
-		{"/", "text/html; charset=utf-8", `<script type="module" src="/assets/app.js">`},
+		{"/", "text/html; charset=utf-8", `<script type="module" src="assets/app.js">`},
 		{"/assets/app.js", "text/javascript; charset=utf-8", "new Stream("},
 		{"/assets/stream.js", "text/javascript; charset=utf-8", "EventSource"},
 		{"/assets/chart.js", "text/javascript; charset=utf-8", "class TimeChart"},
@@ -146,11 +146,11 @@ func TestHeadAndConditional(t *testing.T) {
 }
 
 // TestSelfContained checks that every asset the page and its modules refer
-// to is served, and that nothing is loaded from another origin: the
-// dashboard must work with no network beyond the hub.
+// to is served, by a relative reference, and that nothing is loaded from
+// another origin: the dashboard must work with no network beyond the hub.
 func TestSelfContained(t *testing.T) {
 	srv := serve(t)
-	refs := regexp.MustCompile(`(?:src|href)="(/[^"]*)"|from "\./([^"]+)"`)
+	refs := regexp.MustCompile(`(?:src|href)="([^"]*)"|from "\./([^"]+)"`)
 	external := regexp.MustCompile(`(?:src|href|url)\s*[=(]\s*["']?(?:https?:)?//|import\s*\(?\s*["'](?:https?:)?//`)
 	seen := map[string]bool{}
 	queue := []string{"/"}
@@ -169,10 +169,17 @@ func TestSelfContained(t *testing.T) {
 		if loc := external.FindString(body); loc != "" {
 			t.Errorf("%s refers to another origin: %q", path, loc)
 		}
+		if strings.Contains(body, `"/v1/`) {
+			t.Errorf("%s calls the API by an absolute path", path)
+		}
 		for _, m := range refs.FindAllStringSubmatch(body, -1) {
 			switch {
+			case strings.HasPrefix(m[1], "/"):
+				// Relative references keep the page working under a
+				// reverse proxy's path prefix.
+				t.Errorf("%s: absolute reference %q", path, m[1])
 			case m[1] != "":
-				queue = append(queue, m[1])
+				queue = append(queue, "/"+m[1])
 			case m[2] != "":
 				queue = append(queue, "/assets/"+m[2])
 			}

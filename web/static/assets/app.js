@@ -1,5 +1,8 @@
 // telehub dashboard: the live view of a hub for an operator.
 //
+// Every URL is relative to the page, so the dashboard also works behind a
+// reverse proxy that serves the hub under a path prefix.
+//
 // Data: initial state from GET /v1/devices and GET /v1/devices/{id}, then
 // one EventSource (stream.js) on telemetry/#, presence/# and errors/#.
 // Events update the model only; a requestAnimationFrame loop renders what
@@ -192,7 +195,7 @@ async function getJSON(path) {
 async function loadState() {
   model.loading = true;
   try {
-    const list = await getJSON("/v1/devices");
+    const list = await getJSON("v1/devices");
     for (const s of Array.isArray(list) ? list : []) applySummary(s);
   } catch (err) {
     console.warn("telehub: loading devices failed, retrying", err);
@@ -235,7 +238,7 @@ function applyDetail(det) {
 
 async function loadDetail(id) {
   try {
-    applyDetail(await getJSON("/v1/devices/" + encodeURIComponent(id)));
+    applyDetail(await getJSON("v1/devices/" + encodeURIComponent(id)));
   } catch (err) {
     console.warn("telehub: loading device failed", id, err);
   }
@@ -612,7 +615,7 @@ function tick(t, now) {
 const stateText = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", offline: "offline" };
 
 const stream = new Stream({
-  url: "/v1/stream",
+  url: "v1/stream",
   topics: TOPICS,
   onEvent,
   onState(state, detail) {

@@ -20,7 +20,7 @@ const kinds = ["telemetry", "presence", "error"];
 export class Stream {
   /**
    * @param {object} opts
-   * @param {string} opts.url        stream endpoint, e.g. "/v1/stream"
+   * @param {string} opts.url        stream endpoint, e.g. "v1/stream"
    * @param {string[]} opts.topics   topic filters
    * @param {(kind: string, data: object) => void} opts.onEvent
    * @param {(state: string, detail: string) => void} opts.onState
