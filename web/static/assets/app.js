@@ -47,6 +47,7 @@ const model = {
   rejected: 0,
   loading: false,
   pending: [], // events received while the initial state loads
+  generation: 0, // bumped by a reset: answers to older requests are dropped
   eventsSinceTick: 0,
 };
 
@@ -120,7 +121,8 @@ function onTelemetry(e) {
     if (!s) model.series.set(key, (s = new Series(SERIES_CAP)));
     s.push(ts, Number(e.value));
   }
-  d.lastSeen = Math.max(d.lastSeen, Math.min(ts, now));
+  // Heard now: the reading's own ts is the device's clock, which may be off.
+  d.lastSeen = now;
   if (d.id === view.selected && !view.metric) view.metric = firstChartable(d);
   touched(d, e.metric);
 }
@@ -136,7 +138,7 @@ function onPresence(e) {
   d.session = session;
   d.online = e.online === true;
   if (typeof e.transport === "string" && e.transport) d.transport = e.transport;
-  if (d.online) d.lastSeen = Math.max(d.lastSeen, Math.min(ts, Date.now()));
+  if (d.online) d.lastSeen = Date.now();
   log(model.presence, {
     ts, device: d.id, online: d.online, reason: String(e.reason || ""), transport: d.transport, session,
   });
@@ -193,13 +195,15 @@ async function getJSON(path) {
  * latest values a few at a time, the selected device first.
  */
 async function loadState() {
+  const gen = model.generation;
   model.loading = true;
   try {
     const list = await getJSON("v1/devices");
+    if (gen !== model.generation) return;
     for (const s of Array.isArray(list) ? list : []) applySummary(s);
   } catch (err) {
     console.warn("telehub: loading devices failed, retrying", err);
-    setTimeout(loadState, 3000);
+    setTimeout(() => gen === model.generation && loadState(), 3000);
     return;
   } finally {
     model.loading = false;
@@ -237,8 +241,10 @@ function applyDetail(det) {
 }
 
 async function loadDetail(id) {
+  const gen = model.generation;
   try {
-    applyDetail(await getJSON("v1/devices/" + encodeURIComponent(id)));
+    const det = await getJSON("v1/devices/" + encodeURIComponent(id));
+    if (gen === model.generation) applyDetail(det);
   } catch (err) {
     console.warn("telehub: loading device failed", id, err);
   }
@@ -255,6 +261,7 @@ async function loadDetails() {
 }
 
 function resetModel() {
+  model.generation++;
   model.devices.clear();
   model.series.clear();
   rows.clear();
