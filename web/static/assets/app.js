@@ -6,8 +6,8 @@
 // Data: initial state from GET /v1/devices and GET /v1/devices/{id}, then
 // one EventSource (stream.js) on telemetry/#, presence/# and errors/#.
 // Events update the model only; a requestAnimationFrame loop renders what
-// changed, the device list and logs at most four times a second, so a busy
-// hub cannot make the page fall behind. Every string from a device goes
+// changed: the selected device every frame, the device list and logs at
+// most four times a second, so a busy hub cannot make the page fall behind. Every string from a device goes
 // into the DOM as text (dom.js), never as markup.
 
 import { Stream } from "./stream.js";
@@ -62,7 +62,7 @@ const view = {
 
 const dirty = {
   order: true, rows: new Set(), detail: true, cards: true, chart: true,
-  errors: true, presence: true, stats: true,
+  errors: true, presence: true, stats: true, sparks: true,
 };
 
 function readSetting(key) {
@@ -586,14 +586,17 @@ function render() {
     if (dirty.errors) renderErrors();
     if (dirty.presence) renderPresence();
     if (dirty.stats) renderStats();
-    dirty.errors = dirty.presence = dirty.stats = false;
-    if (dirty.detail) renderDetail(now);
-    if (dirty.cards) {
-      renderCards(now);
-      renderSparks();
-    }
-    dirty.detail = dirty.cards = false;
+    if (dirty.sparks) renderSparks();
+    dirty.errors = dirty.presence = dirty.stats = dirty.sparks = false;
   }
+  // The selected device's values keep pace with the chart: text only,
+  // every frame they changed; its sparklines follow with the list.
+  if (dirty.detail) renderDetail(now);
+  if (dirty.cards) {
+    renderCards(now);
+    dirty.sparks = true;
+  }
+  dirty.detail = dirty.cards = false;
   // The chart scrolls about one pixel at a time: redraw when the window has
   // moved by a pixel, or when data or selection changed.
   const msPerPixel = view.windowMs / Math.max(100, ui.chart.clientWidth);
