@@ -93,8 +93,8 @@ func TestVerifySkipsEarlierRunsAndCountsUnexpected(t *testing.T) {
 		fakeEvent{device: "other-1", metric: MetricTemp, ts: time.Now().UnixMilli(), seq: &stray},
 	)
 	cfg := h.config()
-	cfg.Rate, cfg.Duration, cfg.Verify = 50, 100*time.Millisecond, true
-	_, sum := runSim(t, cfg)
+	cfg.Rate, cfg.Verify = 50, true
+	_, sum := runUntil(t, cfg, "5 acks", acked(5))
 	requireVerified(t, sum)
 	if sum.Verify.Unexpected != 1 {
 		t.Fatalf("unexpected %d, want 1 (the stray seq)", sum.Verify.Unexpected)

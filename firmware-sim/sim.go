@@ -38,10 +38,10 @@ type Sim struct {
 	links   sync.WaitGroup // read loops and ack waiters of links
 	start   time.Time
 
-	readingsOn atomic.Bool  // devices take readings
-	stopping   atomic.Bool  // no more connections
-	ran        atomic.Bool  // Run was called
-	lastErr    atomic.Value // error of the latest failed connection attempt
+	readingsOn atomic.Bool           // devices take readings
+	stopping   atomic.Bool           // no more connections
+	ran        atomic.Bool           // Run was called
+	lastErr    atomic.Pointer[error] // error of the latest failed connection attempt
 }
 
 // New validates cfg, fills its defaults and prepares the devices.
@@ -111,12 +111,20 @@ func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 	s.links.Wait()
 	sum := s.summarize(elapsed)
 	if sum.Connects == 0 {
-		return sum, fmt.Errorf("%w: %v", ErrNoConnection, s.lastErr.Load())
+		return sum, s.noConnection()
 	}
 	if s.cfg.Verify {
 		return sum, s.verifyInto(sum)
 	}
 	return sum, nil
+}
+
+// noConnection returns ErrNoConnection with the latest connection error.
+func (s *Sim) noConnection() error {
+	if last := s.lastErr.Load(); last != nil {
+		return fmt.Errorf("%w: %w", ErrNoConnection, *last)
+	}
+	return ErrNoConnection
 }
 
 // begin fixes the run's clock and seqs and schedules every device's first
@@ -209,9 +217,12 @@ func (s *Sim) connect(ctx context.Context, d *device) {
 		dial = s.dialMQTT
 	}
 	l, err := dial(ctx, d)
+	if err != nil && ctx.Err() != nil {
+		return // the run is ending
+	}
 	if err != nil {
 		s.stats.connectFails.Add(1)
-		s.lastErr.Store(err)
+		s.lastErr.Store(&err)
 		s.log.Debug("connect failed", "device", d.id, "err", err)
 		d.retry()
 		return

@@ -27,17 +27,39 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func runSim(t *testing.T, cfg Config) (*Sim, *Summary) {
+// runUntil runs the simulator until cond holds, then stops it the way an
+// interrupt does (drain, close, verify) and returns the summary. cond is
+// polled; only a hang hits the timeout.
+func runUntil(t *testing.T, cfg Config, what string, cond func(s *Sim) bool) (*Sim, *Summary) {
 	t.Helper()
+	cfg.Duration = 0
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := s.Run(t.Context())
-	if err != nil {
-		t.Fatalf("Run: %v", err)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	type result struct {
+		sum *Summary
+		err error
 	}
-	return s, sum
+	done := make(chan result, 1)
+	go func() {
+		sum, err := s.Run(ctx)
+		done <- result{sum, err}
+	}()
+	waitFor(t, what, func() bool { return cond(s) })
+	cancel()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Run: %v", r.err)
+	}
+	return s, r.sum
+}
+
+// acked returns a condition: at least n readings acked.
+func acked(n uint64) func(*Sim) bool {
+	return func(s *Sim) bool { return s.stats.acked.Load() >= n }
 }
 
 func requireVerified(t *testing.T, sum *Summary) {
@@ -52,8 +74,8 @@ func requireVerified(t *testing.T, sum *Summary) {
 func TestWSResendAfterLostAcksKeepsOriginalSeq(t *testing.T) {
 	h := newFakeHub(t, func(h *fakeHub) { h.loseFirst = 3 })
 	cfg := h.config()
-	cfg.Rate, cfg.Duration, cfg.Verify = 100, 300*time.Millisecond, true
-	_, sum := runSim(t, cfg)
+	cfg.Rate, cfg.Verify = 100, true
+	_, sum := runUntil(t, cfg, "10 acks", acked(10))
 
 	h.mu.Lock()
 	conns := slices.Clone(h.conns["sim-0"])
@@ -82,8 +104,10 @@ func TestWSResendAfterLostAcksKeepsOriginalSeq(t *testing.T) {
 func TestWSDropsAndHeartbeats(t *testing.T) {
 	h := newFakeHub(t, nil)
 	cfg := h.config()
-	cfg.Devices, cfg.Rate, cfg.Duration, cfg.DropRate, cfg.Verify = 5, 50, time.Second, 0.2, true
-	_, sum := runSim(t, cfg)
+	cfg.Devices, cfg.Rate, cfg.DropRate, cfg.Verify = 5, 50, 0.2, true
+	_, sum := runUntil(t, cfg, "drops, acks and heartbeats", func(s *Sim) bool {
+		return s.stats.drops.Load() >= 3 && s.stats.acked.Load() >= 100 && h.count(h.heartbeats, "sim-0") > 0
+	})
 	if sum.Drops == 0 || sum.Connects <= 5 || sum.Disconnects == 0 {
 		t.Fatalf("drops %d connects %d disconnects %d: want drops and reconnects", sum.Drops, sum.Connects, sum.Disconnects)
 	}
@@ -99,8 +123,8 @@ func TestWSDropsAndHeartbeats(t *testing.T) {
 func TestWSMalformedFramesCounted(t *testing.T) {
 	h := newFakeHub(t, nil)
 	cfg := h.config()
-	cfg.Devices, cfg.Rate, cfg.Duration, cfg.MalformedRate, cfg.Verify = 2, 50, 300*time.Millisecond, 1, true
-	_, sum := runSim(t, cfg)
+	cfg.Devices, cfg.Rate, cfg.MalformedRate, cfg.Verify = 2, 50, 1, true
+	_, sum := runUntil(t, cfg, "malformed frames", func(s *Sim) bool { return s.stats.malformed.Load() >= 5 })
 	h.mu.Lock()
 	answers := h.answers
 	h.mu.Unlock()
@@ -116,8 +140,8 @@ func TestWSMalformedFramesCounted(t *testing.T) {
 func TestWSSenMLFrames(t *testing.T) {
 	h := newFakeHub(t, nil)
 	cfg := h.config()
-	cfg.Rate, cfg.Duration, cfg.Format, cfg.Verify = 50, 200*time.Millisecond, FormatSenML, true
-	_, sum := runSim(t, cfg)
+	cfg.Rate, cfg.Format, cfg.Verify = 50, FormatSenML, true
+	_, sum := runUntil(t, cfg, "10 acks", acked(10))
 	requireVerified(t, sum)
 	if sum.Verify.Matching != "seq" {
 		t.Fatalf("matching %q, want seq for WebSocket", sum.Verify.Matching)
@@ -130,8 +154,8 @@ func TestVerifyDetectsMissingAndDuplicated(t *testing.T) {
 		h.dupStore = map[uint64]bool{1005: true}
 	})
 	cfg := h.config()
-	cfg.Rate, cfg.Duration, cfg.Verify = 100, 200*time.Millisecond, true
-	_, sum := runSim(t, cfg)
+	cfg.Rate, cfg.Verify = 100, true
+	_, sum := runUntil(t, cfg, "10 acks", acked(10))
 	v := sum.Verify
 	if v == nil || v.OK || v.Missing != 1 || v.Duplicates != 1 || !sum.Failed() {
 		t.Fatalf("verify %+v: want 1 missing, 1 duplicate, failed", v)
@@ -152,8 +176,8 @@ func TestVerifyListsBoundedProblems(t *testing.T) {
 	}
 	h := newFakeHub(t, func(h *fakeHub) { h.skipStore = skip })
 	cfg := h.config()
-	cfg.Rate, cfg.Duration, cfg.Verify, cfg.MaxProblems = 200, 200*time.Millisecond, true, 3
-	_, sum := runSim(t, cfg)
+	cfg.Rate, cfg.Verify, cfg.MaxProblems = 200, true, 3
+	_, sum := runUntil(t, cfg, "10 acks", acked(10))
 	v := sum.Verify
 	if len(v.Problems) != 3 || v.MoreProblems != v.Missing-3 || v.Missing < 10 {
 		t.Fatalf("%d problems listed, %d more, %d missing", len(v.Problems), v.MoreProblems, v.Missing)
@@ -177,8 +201,11 @@ func TestMQTTFormatsVerify(t *testing.T) {
 			h := newFakeHub(t, nil)
 			cfg := h.config()
 			cfg.Transport, cfg.Format, cfg.QoS0 = TransportMQTT, tt.format, tt.qos0
-			cfg.Devices, cfg.Rate, cfg.Duration, cfg.Verify = 2, 40, 300*time.Millisecond, true
-			_, sum := runSim(t, cfg)
+			cfg.Devices, cfg.Rate, cfg.Verify = 2, 40, true
+			_, sum := runUntil(t, cfg, "readings, online status and heartbeats", func(s *Sim) bool {
+				return s.stats.acked.Load()+s.stats.unconfirmed.Load() >= 10 &&
+					h.count(h.online, "sim-0") > 0 && h.count(h.heartbeats, "sim-1") > 0
+			})
 			requireVerified(t, sum)
 			if sum.Verify.Matching != tt.matching {
 				t.Fatalf("matching %q, want %q", sum.Verify.Matching, tt.matching)
@@ -199,15 +226,16 @@ func TestMQTTFormatsVerify(t *testing.T) {
 func TestMQTTDropsSendWillAndResend(t *testing.T) {
 	h := newFakeHub(t, nil)
 	cfg := h.config()
-	cfg.Transport, cfg.Devices, cfg.Rate, cfg.Duration = TransportMQTT, 3, 50, time.Second
+	cfg.Transport, cfg.Devices, cfg.Rate = TransportMQTT, 3, 50
 	cfg.DropRate, cfg.Verify = 0.2, true
-	_, sum := runSim(t, cfg)
-	wills := 0
-	for i := range 3 {
-		wills += h.count(h.wills, "sim-"+string(rune('0'+i)))
+	wills := func() int {
+		return h.count(h.wills, "sim-0") + h.count(h.wills, "sim-1") + h.count(h.wills, "sim-2")
 	}
-	if sum.Drops == 0 || wills == 0 || sum.Connects <= 3 {
-		t.Fatalf("drops %d, wills %d, connects %d", sum.Drops, wills, sum.Connects)
+	_, sum := runUntil(t, cfg, "drops, wills and acks", func(s *Sim) bool {
+		return s.stats.drops.Load() >= 3 && wills() > 0 && s.stats.acked.Load() >= 100
+	})
+	if sum.Drops == 0 || wills() == 0 || sum.Connects <= 3 {
+		t.Fatalf("drops %d, wills %d, connects %d", sum.Drops, wills(), sum.Connects)
 	}
 	requireVerified(t, sum)
 }
@@ -215,9 +243,10 @@ func TestMQTTDropsSendWillAndResend(t *testing.T) {
 func TestMQTTMalformedCounted(t *testing.T) {
 	h := newFakeHub(t, nil)
 	cfg := h.config()
-	cfg.Transport, cfg.Rate, cfg.Duration, cfg.MalformedRate, cfg.Verify = TransportMQTT, 50, 300*time.Millisecond, 1, true
-	s, sum := runSim(t, cfg)
-	_ = s
+	cfg.Transport, cfg.Rate, cfg.MalformedRate, cfg.Verify = TransportMQTT, 50, 1, true
+	_, sum := runUntil(t, cfg, "malformed payloads answered", func(s *Sim) bool {
+		return s.stats.malformed.Load() >= 5 && s.stats.errors.Load() >= 1
+	})
 	h.mu.Lock()
 	answers := h.answers
 	h.mu.Unlock()
@@ -230,8 +259,8 @@ func TestMQTTMalformedCounted(t *testing.T) {
 func TestMixedTransport(t *testing.T) {
 	h := newFakeHub(t, nil)
 	cfg := h.config()
-	cfg.Transport, cfg.Devices, cfg.Rate, cfg.Duration, cfg.Verify = TransportMixed, 4, 30, 300*time.Millisecond, true
-	_, sum := runSim(t, cfg)
+	cfg.Transport, cfg.Devices, cfg.Rate, cfg.Verify = TransportMixed, 4, 30, true
+	_, sum := runUntil(t, cfg, "20 acks", acked(20))
 	requireVerified(t, sum)
 	if h.count(h.online, "sim-1") == 0 || len(h.storedSeqs("sim-0")) == 0 {
 		t.Fatal("mixed run did not use both transports")
@@ -290,8 +319,8 @@ func TestSummaryJSONShape(t *testing.T) {
 	h := newFakeHub(t, nil)
 	for _, verify := range []bool{false, true} {
 		cfg := h.config()
-		cfg.Duration, cfg.Verify, cfg.IDPrefix = 100*time.Millisecond, verify, map[bool]string{false: "a-", true: "b-"}[verify]
-		_, sum := runSim(t, cfg)
+		cfg.Verify, cfg.IDPrefix = verify, map[bool]string{false: "a-", true: "b-"}[verify]
+		_, sum := runUntil(t, cfg, "an ack", acked(1))
 		b, err := json.Marshal(sum)
 		if err != nil {
 			t.Fatal(err)

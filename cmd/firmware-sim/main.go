@@ -2,6 +2,15 @@
 // (SPEC §11): a load generator, a fault injector and, with --verify, a check
 // that every confirmed reading is stored exactly once.
 //
+// Examples:
+//
+//	firmware-sim --devices 100 --rate 10 --duration 30s
+//	firmware-sim --transport mixed --format senml --drop-rate 0.01 --malformed-rate 0.01 --verify --json
+//	firmware-sim --transport mqtt --qos 0 --devices 1000 --duration 0   # until Ctrl-C
+//
+// A progress line goes to stderr every second (--quiet turns it off); the
+// summary goes to stdout, as text or with --json as one JSON object.
+//
 // Exit codes: 0 success, 1 run or verify failure, 2 bad flags.
 package main
 
