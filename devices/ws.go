@@ -48,6 +48,9 @@ const (
 	// wsCloseTimeout bounds writing a close frame to a peer that does not
 	// read.
 	wsCloseTimeout = time.Second
+	// readGrace is how long past the device timeout a silent connection
+	// is kept before its read deadline closes it.
+	readGrace = time.Second
 	// maxAnswerMessage bounds the message of an error answer, in bytes.
 	maxAnswerMessage = 512
 	// maxPooledBuffer is the largest write buffer kept for reuse.
@@ -540,9 +543,12 @@ func (c *wsConn) alive(now time.Time) {
 	c.ws.cfg.Liveness.Heard(c.device(), bridge.TransportWS)
 }
 
-// extend moves the read deadline to Timeout from now.
+// extend moves the read deadline to Timeout (plus a grace) from now. The
+// grace lets the liveness engine declare the silent device offline with
+// reason timeout before the connection is closed for it; the close that
+// follows is then for a session already offline and publishes nothing.
 func (c *wsConn) extend(now time.Time) {
-	_ = c.socket.SetReadDeadline(now.Add(c.ws.cfg.Timeout)) // a failure closes the connection
+	_ = c.socket.SetReadDeadline(now.Add(c.ws.cfg.Timeout + readGrace)) // a failure closes the connection
 }
 
 // receive handles one data frame on the read goroutine. A panic while

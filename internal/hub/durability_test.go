@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -216,15 +215,7 @@ func TestCrashKeepsEveryAckedReadingExactlyOnce(t *testing.T) {
 		t.Fatalf("only %d readings acked: the test did not exercise much", len(acked))
 	}
 
-	resp, err := http.Get("http://" + child.http + "/v1/events?topic=telemetry/crashy/n&limit=10000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var evs []apiEvent
-	if err := json.NewDecoder(resp.Body).Decode(&evs); err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	evs := eventsAt(t, child.http, "telemetry/crashy/n")
 	count := map[uint64]int{}
 	for _, e := range evs {
 		count[uint64(e.Data["device_seq"].(float64))]++

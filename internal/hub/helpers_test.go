@@ -3,13 +3,11 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -181,16 +179,28 @@ func getJSON(t *testing.T, h *Hub, path string, v any) int {
 // /v1/events.
 func events(t *testing.T, h *Hub, filter string) []apiEvent {
 	t.Helper()
+	return eventsAt(t, h.HTTPAddr(), filter)
+}
+
+// eventsAt is events for the hub at addr (host:port).
+func eventsAt(t *testing.T, addr, filter string) []apiEvent {
+	t.Helper()
 	var all []apiEvent
 	after := ""
 	for {
-		var page []apiEvent
 		q := url.Values{"topic": {filter}, "limit": {"10000"}}
 		if after != "" {
 			q.Set("after", after)
 		}
-		if code := getJSON(t, h, "/v1/events?"+q.Encode(), &page); code != http.StatusOK {
-			t.Fatalf("GET /v1/events: status %d", code)
+		resp, err := http.Get("http://" + addr + "/v1/events?" + q.Encode())
+		if err != nil {
+			t.Fatalf("GET /v1/events: %v", err)
+		}
+		var page []apiEvent
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("GET /v1/events: status %d, %v", resp.StatusCode, err)
 		}
 		all = append(all, page...)
 		if len(page) < 10000 {
@@ -210,24 +220,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// readingKey names a stored reading for exactly-once checks.
-func readingKey(e apiEvent) string {
-	return fmt.Sprintf("%v/%v/%v", e.Data["device"], e.Data["metric"], e.Data["device_seq"])
-}
-
-// collector gathers messages from concurrent callbacks.
-type collector struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (c *collector) add(s string) { c.mu.Lock(); c.msgs = append(c.msgs, s); c.mu.Unlock() }
-func (c *collector) snapshot() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.msgs...)
 }
 
 // requireExternal skips a test whose external program is missing, or fails

@@ -36,60 +36,86 @@ func stalledWatcher(t *testing.T, h *Hub, filter string) net.Conn {
 	return conn
 }
 
+// countEvents reads an SSE stream until it has seen want events or the
+// guard timeout passes, without parsing them; it returns the count.
+func countEvents(t *testing.T, h *Hub, filter string, want int, ready chan<- struct{}) int {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+h.HTTPAddr()+"/v1/stream?topic="+url.QueryEscape(filter), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Error(err)
+		close(ready)
+		return 0
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	if line, err := br.ReadString('\n'); err != nil || line != "retry: 2000\n" {
+		t.Errorf("first line %q: %v", line, err)
+	}
+	close(ready)
+	timer := time.AfterFunc(60*time.Second, func() { resp.Body.Close() })
+	defer timer.Stop()
+	n := 0
+	for n < want {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			break
+		}
+		if len(line) > 4 && string(line[:4]) == "id: " {
+			n++
+		}
+	}
+	return n
+}
+
 func TestSlowWatcherIsDisconnectedAndOthersKeepUp(t *testing.T) {
 	const (
 		healthy = 100
-		frames  = 100
-		metrics = 20 // events per frame
+		frames  = 150
+		metrics = 20 // events per frame, about 1.6 KB each
+		total   = frames * metrics
 	)
 	cfg := testConfig(t)
-	cfg.WatcherQueue = 64
+	cfg.WatcherQueue = 256
 	h := startHub(t, cfg)
 
 	slow := stalledWatcher(t, h, "telemetry/#")
-	var readers []*sseReader
-	for range healthy {
-		readers = append(readers, openSSE(t, h, url.Values{"topic": {"telemetry/#"}}, ""))
-	}
-	// The healthy watchers each count their events concurrently.
 	var wg sync.WaitGroup
 	counts := make([]int, healthy)
-	for i, r := range readers {
+	for i := range healthy {
+		ready := make(chan struct{})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for counts[i] < frames*metrics {
-				select {
-				case <-r.events:
-					counts[i]++
-				case <-time.After(30 * time.Second):
-					return
-				}
-			}
+			counts[i] = countEvents(t, h, "telemetry/#", total, ready)
 		}()
+		<-ready
 	}
 
 	d := dialDevice(t, h, "burst")
+	blob := strings.Repeat("x", 1500)
 	var values strings.Builder
 	for m := range metrics {
 		if m > 0 {
 			values.WriteByte(',')
 		}
-		fmt.Fprintf(&values, `"m%d":%d`, m, m)
+		fmt.Fprintf(&values, `"m%d":"%s"`, m, blob)
 	}
+	// A steady producer, one frame per commit: healthy watchers keep up
+	// with it. Ingest is not held back by the stalled watcher: every frame
+	// is acked.
 	for seq := 1; seq <= frames; seq++ {
 		d.send(t, fmt.Sprintf(`{"type":"telemetry","seq":%d,"values":{%s}}`, seq, values.String()))
-	}
-	// Ingest is not held back by the stalled watcher: every frame is acked.
-	for seq := 1; seq <= frames; seq++ {
 		if m := d.next(t); m["type"] != "ack" {
 			t.Fatalf("frame %d: %v", seq, m)
 		}
 	}
 	wg.Wait()
 	for i, n := range counts {
-		if n != frames*metrics {
-			t.Fatalf("healthy watcher %d got %d of %d events", i, n, frames*metrics)
+		if n != total {
+			t.Fatalf("healthy watcher %d got %d of %d events", i, n, total)
 		}
 	}
 
@@ -100,7 +126,7 @@ func TestSlowWatcherIsDisconnectedAndOthersKeepUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	br := bufio.NewReader(resp.Body)
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
 	lastID, got := "", 0
 	for {
 		line, err := br.ReadString('\n')
@@ -112,14 +138,14 @@ func TestSlowWatcherIsDisconnectedAndOthersKeepUp(t *testing.T) {
 			got++
 		}
 	}
-	if lastID == "" || got >= frames*metrics {
-		t.Fatalf("the stalled watcher received %d of %d events: it was never cut off mid-stream", got, frames*metrics)
+	if lastID == "" || got >= total {
+		t.Fatalf("the stalled watcher received %d of %d events: it was never cut off mid-stream", got, total)
 	}
 	r := openSSE(t, h, url.Values{"topic": {"telemetry/#"}}, lastID)
-	for i := got; i < frames*metrics; i++ {
+	for i := got; i < total; i++ {
 		if ev := r.next(t); ev.Event != "telemetry" {
 			t.Fatalf("resume: %+v", ev)
 		}
 	}
-	t.Logf("stalled watcher got %d events before being cut off, resumed the other %d", got, frames*metrics-got)
+	t.Logf("stalled watcher got %d events before being cut off, resumed the other %d", got, total-got)
 }
