@@ -388,14 +388,18 @@ func (h *Hub) shutdown(ctx context.Context) error {
 	h.stopping.Store(true)
 	// Stop accepting first, then close what http.Server.Shutdown leaves
 	// open: hijacked WebSockets and streams.
+	// The listener is closed by hand so that no new device or watcher
+	// arrives while those are closed; http.Server.Shutdown closing it again
+	// is then expected.
 	h.server.SetKeepAlivesEnabled(false)
-	closeListener := h.httpLn.Close()
-	if closeListener != nil && !errors.Is(closeListener, net.ErrClosed) {
-		keep("http listener", closeListener)
+	if err := h.httpLn.Close(); !errors.Is(err, net.ErrClosed) {
+		keep("http listener", err)
 	}
 	keep("websocket devices", h.wsDev.Shutdown(ctx))
 	keep("watchers", h.fanout.Shutdown(ctx))
-	keep("http server", h.server.Shutdown(ctx))
+	if err := h.server.Shutdown(ctx); !errors.Is(err, net.ErrClosed) {
+		keep("http server", err)
+	}
 	if h.debug != nil {
 		keep("debug server", h.debug.Shutdown(ctx))
 	}
