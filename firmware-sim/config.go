@@ -164,6 +164,21 @@ type Config struct {
 	Schedulers int
 	// Connectors is the number of goroutines making connections. Default 8.
 	Connectors int
+	// Watchers is the number of watchers that stream the hub's events
+	// (SPEC §6) during the run, each on its own connection, opened before
+	// the devices start. Default 0: none.
+	Watchers int
+	// WatchHub is the HTTP base URL watchers connect to. Default Hub.
+	WatchHub string
+	// WatchTransport is how watchers connect. Default WatchSSE.
+	WatchTransport WatchTransport
+	// WatchFilter is the watchers' topic filters, comma-separated. Default
+	// DefaultWatchFilter.
+	WatchFilter string
+	// WatchSettle is how long the watchers must have received nothing,
+	// after the devices' last ack, before they stop (bounded by
+	// DrainTimeout). Default 500 ms.
+	WatchSettle time.Duration
 	// MaxProblems bounds how many missing or duplicated readings verify
 	// lists. Default 20.
 	MaxProblems int
@@ -200,6 +215,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BufferSize, "buffer", 1024, "store-and-forward buffer per device (readings)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 5*time.Second, "wait for outstanding acks after the run")
 	fs.Uint64Var(&c.SeqStart, "seq-start", 0, "first device seq (0: derived from the clock)")
+	c.WatchTransport = WatchSSE
+	fs.IntVar(&c.Watchers, "watchers", 0, "watchers streaming the hub's events, opened before the devices start")
+	fs.Var(&c.WatchTransport, "watch-transport", "watcher transport: sse or ws")
+	fs.StringVar(&c.WatchHub, "watch-hub", "", "HTTP base URL of watchers (default --hub)")
+	fs.StringVar(&c.WatchFilter, "watch-filter", DefaultWatchFilter, "watchers' topic filters, comma-separated")
 }
 
 func (c *Config) setQoS(s string) error {
@@ -236,6 +256,10 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.Schedulers, min(runtime.GOMAXPROCS(0), 4))
 	setDefault(&c.Connectors, 8)
 	setDefault(&c.MaxProblems, 20)
+	setDefault(&c.WatchHub, c.Hub)
+	setDefault(&c.WatchTransport, WatchSSE)
+	setDefault(&c.WatchFilter, DefaultWatchFilter)
+	setDefault(&c.WatchSettle, 500*time.Millisecond)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -270,6 +294,8 @@ func (c *Config) validate() error {
 		{c.ConnectTimeout < 0 || c.WriteTimeout < 0 || c.DrainTimeout < 0, "timeouts must not be negative"},
 		{c.Schedulers < 1 || c.Connectors < 1 || c.MaxProblems < 1, "schedulers, connectors and max problems must be positive"},
 		{!validID(c.IDPrefix + "0"), "id-prefix must make device ids that match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+		{c.Watchers < 0, "watchers must not be negative"},
+		{c.WatchSettle < 0, "watch settle time must not be negative"},
 	}
 	for _, ch := range checks {
 		if ch.bad {
@@ -282,13 +308,21 @@ func (c *Config) validate() error {
 	if err := c.Format.Set(string(c.Format)); err != nil {
 		return err
 	}
+	if err := c.WatchTransport.Set(string(c.WatchTransport)); err != nil {
+		return err
+	}
+	if _, err := parseWatchFilter(c.WatchFilter); err != nil {
+		return err
+	}
 	return c.validateURLs()
 }
 
 func (c *Config) validateURLs() error {
-	hub, err := url.Parse(c.Hub)
-	if err != nil || (hub.Scheme != "http" && hub.Scheme != "https") || hub.Host == "" {
-		return fmt.Errorf("%w: hub %q is not an http(s) URL", ErrInvalidConfig, c.Hub)
+	for _, u := range []struct{ name, value string }{{"hub", c.Hub}, {"watch-hub", c.WatchHub}} {
+		hub, err := url.Parse(u.value)
+		if err != nil || (hub.Scheme != "http" && hub.Scheme != "https") || hub.Host == "" {
+			return fmt.Errorf("%w: %s %q is not an http(s) URL", ErrInvalidConfig, u.name, u.value)
+		}
 	}
 	broker, err := url.Parse(c.MQTT)
 	if err != nil || (broker.Scheme != "tcp" && broker.Scheme != "mqtt") || broker.Host == "" {
@@ -313,7 +347,10 @@ func validID(s string) bool {
 }
 
 // wsURL returns the WebSocket device endpoint of device id on hub.
-func wsURL(hub, id string) string {
+func wsURL(hub, id string) string { return wsBase(hub) + "/v1/devices/" + id + "/ws" }
+
+// wsBase returns the hub's base URL with the matching WebSocket scheme.
+func wsBase(hub string) string {
 	u := strings.TrimSuffix(hub, "/")
 	switch {
 	case strings.HasPrefix(u, "https://"):
@@ -321,5 +358,5 @@ func wsURL(hub, id string) string {
 	case strings.HasPrefix(u, "http://"):
 		u = "ws://" + strings.TrimPrefix(u, "http://")
 	}
-	return u + "/v1/devices/" + id + "/ws"
+	return u
 }

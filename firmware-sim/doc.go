@@ -12,6 +12,12 @@
 // jitter. Faults can be injected: dropped connections, malformed payloads,
 // devices that go silent.
 //
+// With Config.Watchers, the run also opens watchers on the hub's SSE or
+// WebSocket stream before the devices start. They count the events
+// delivered to them and measure device → watcher latency (receive time
+// minus the event's "ts", the device's reading time in milliseconds); one
+// the hub disconnects (a slow consumer) resumes after its last event.
+//
 // After the run, Run waits for outstanding acks and, with Config.Verify,
 // pages through GET /v1/events to check that every confirmed reading is
 // stored exactly once (see VerifyResult for how each payload form is
@@ -25,10 +31,11 @@
 // one min-heap and one timer each, never a timer or goroutine per device or
 // per reading; a few connector goroutines (Config.Connectors) dial; each
 // live connection has its read loop (gws) or PUBACK waiter plus paho's own
-// goroutines (MQTT). Scheduler goroutines write readings to the
-// connections themselves, bounded by Config.WriteTimeout; a device's
-// sending is serialized by its own lock, and its state by another lock
-// never held across I/O.
+// goroutines (MQTT); each watcher has one goroutine that connects, reads
+// (the WebSocket read loop runs on it) and reconnects. Scheduler goroutines
+// write readings to the connections themselves, bounded by
+// Config.WriteTimeout; a device's sending is serialized by its own lock,
+// and its state by another lock never held across I/O.
 //
 // # Caveats
 //
@@ -37,4 +44,8 @@
 // from the wall clock so that a later run's seqs stay above an earlier
 // run's; a hub whose clock-derived seqs went further (SeqStart set by hand)
 // will take this run's readings for resends and not store them.
+//
+// Watchers measure latency against the device clock, so hub and simulator
+// must share a clock (one machine); a resent reading keeps its original
+// time, so resends after a reconnect show up as long latencies.
 package firmwaresim

@@ -27,6 +27,7 @@ import (
 type fakeHub struct {
 	t        *testing.T
 	srv      *httptest.Server
+	mux      *http.ServeMux // more routes may be added before the simulator starts
 	broker   *mqttsrv.Server
 	mqttAddr string
 	up       *gws.Upgrader
@@ -69,7 +70,7 @@ func newFakeHub(t *testing.T, knobs func(*fakeHub)) *fakeHub {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/devices/{id}/ws", h.serveWS)
 	mux.HandleFunc("GET /v1/events", h.serveEvents)
-	h.srv = httptest.NewServer(mux)
+	h.mux, h.srv = mux, httptest.NewServer(mux)
 	h.startBroker()
 	t.Cleanup(h.close)
 	return h

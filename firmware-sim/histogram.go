@@ -87,3 +87,20 @@ func bucketUpper(i int) uint64 {
 	width := uint64(1) << (exp - subBits)
 	return (1 << exp) + (sub+1)*width - 1
 }
+
+// merge adds the durations recorded in o to h. o should not be recorded
+// into meanwhile, or the result mixes two moments.
+func (h *Histogram) merge(o *Histogram) {
+	for i := range o.counts {
+		if n := o.counts[i].Load(); n > 0 {
+			h.counts[i].Add(n)
+		}
+	}
+	h.total.Add(o.total.Load())
+	for {
+		m, om := h.maxUS.Load(), o.maxUS.Load()
+		if om <= m || h.maxUS.CompareAndSwap(m, om) {
+			return
+		}
+	}
+}

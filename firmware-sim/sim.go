@@ -35,6 +35,7 @@ type Sim struct {
 	connq   chan *device // devices due for a connection attempt
 	stats   stats
 	hist    Histogram
+	watch   *watchGroup    // nil without watchers
 	links   sync.WaitGroup // read loops and ack waiters of links
 	start   time.Time
 
@@ -62,6 +63,7 @@ func New(cfg Config) (*Sim, error) {
 	for i := range cfg.Devices {
 		s.devices = append(s.devices, s.newDevice(i))
 	}
+	s.watch = newWatchGroup(s)
 	return s, nil
 }
 
@@ -89,14 +91,16 @@ func (s *Sim) DeviceID(n int) string { return s.cfg.IDPrefix + strconv.Itoa(n) }
 // mono returns the time since the run started, in ns.
 func (s *Sim) mono() int64 { return int64(time.Since(s.start)) }
 
-// Run connects the devices and has them take readings for the configured
-// duration, or until ctx is done. Then it waits up to the drain timeout for
-// outstanding acks, closes every connection and, with Verify, checks the
-// hub's event log. The summary is returned even with an error.
+// Run opens the watchers, if any, then connects the devices and has them
+// take readings for the configured duration, or until ctx is done. Then it
+// waits up to the drain timeout for outstanding acks (and for the watchers
+// to settle), closes every connection and, with Verify, checks the hub's
+// event log. The summary is returned even with an error.
 func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 	if !s.ran.CompareAndSwap(false, true) {
 		return nil, ErrAlreadyRun
 	}
+	s.watch.start(ctx)
 	s.begin()
 	dialCtx, cancelDial := context.WithCancel(context.Background())
 	w := s.startWorkers(dialCtx)
@@ -104,6 +108,8 @@ func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 	s.readingsOn.Store(false)
 	elapsed := time.Since(s.start)
 	s.drain()
+	s.watch.settle(s.cfg.WatchSettle, s.cfg.DrainTimeout)
+	s.watch.stop()
 	s.stopping.Store(true)
 	cancelDial()
 	w.stop()
@@ -112,6 +118,9 @@ func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 	sum := s.summarize(elapsed)
 	if sum.Connects == 0 {
 		return sum, s.noConnection()
+	}
+	if err := s.watch.noConnection(); err != nil {
+		return sum, err
 	}
 	if s.cfg.Verify {
 		return sum, s.verifyInto(sum)

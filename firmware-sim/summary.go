@@ -64,6 +64,9 @@ type Summary struct {
 	AckedPerS  float64 `json:"acked_per_s"`
 	AckLatency Latency `json:"ack_latency_ms"`
 
+	// Watchers is set when the run had watchers.
+	Watchers *WatcherSummary `json:"watchers,omitempty"`
+
 	// Missing and Duplicates are set with --verify (see VerifyResult).
 	Missing    *int          `json:"missing,omitempty"`
 	Duplicates *int          `json:"duplicates,omitempty"`
@@ -87,6 +90,9 @@ func (s *Summary) WriteText(w io.Writer) error {
 		s.Connects, s.Drops, s.Disconnects, s.ConnectFail)
 	fmt.Fprintf(&b, "ack latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n",
 		s.AckLatency.P50, s.AckLatency.P90, s.AckLatency.P99, s.AckLatency.Max)
+	if w := s.Watchers; w != nil {
+		w.writeText(&b)
+	}
 	if v := s.Verify; v != nil {
 		v.writeText(&b)
 	}
@@ -106,10 +112,8 @@ func (s *Sim) summarize(elapsed time.Duration) *Summary {
 		Rejected: st.rejected.Load(), Errors: st.errors.Load(), Malformed: st.malformed.Load(),
 		Heartbeats: st.heartbeats.Load(), Connects: st.connects.Load(), Drops: st.drops.Load(),
 		Disconnects: st.disconnects.Load(), ConnectFail: st.connectFails.Load(),
-		AckLatency: Latency{
-			P50: ms(s.hist.Quantile(0.50)), P90: ms(s.hist.Quantile(0.90)),
-			P99: ms(s.hist.Quantile(0.99)), Max: ms(s.hist.Max()),
-		},
+		AckLatency: latencyOf(&s.hist),
+		Watchers:   s.watch.summary(s.start),
 	}
 	if elapsed > 0 {
 		sum.AckedPerS = float64(sum.Acked) / elapsed.Seconds()
@@ -121,13 +125,21 @@ func (s *Sim) summarize(elapsed time.Duration) *Summary {
 	return sum
 }
 
+// latencyOf returns the percentiles of h in milliseconds.
+func latencyOf(h *Histogram) Latency {
+	return Latency{
+		P50: ms(h.Quantile(0.50)), P90: ms(h.Quantile(0.90)),
+		P99: ms(h.Quantile(0.99)), Max: ms(h.Max()),
+	}
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // progressLine writes the one-line progress report of second t.
 func (s *Sim) progressLine(w io.Writer, t time.Duration) {
 	st := &s.stats
-	fmt.Fprintf(w, "t=%ds online=%d/%d sent=%d acked=%d pending=%d resent=%d err=%d drops=%d p99=%.1fms\n",
+	fmt.Fprintf(w, "t=%ds online=%d/%d sent=%d acked=%d pending=%d resent=%d err=%d drops=%d p99=%.1fms%s\n",
 		int(t.Round(time.Second)/time.Second), st.online.Load(), len(s.devices), st.sent.Load(),
 		st.acked.Load(), st.pending.Load(), st.resent.Load(), st.errors.Load(), st.drops.Load(),
-		ms(s.hist.Quantile(0.99)))
+		ms(s.hist.Quantile(0.99)), s.watch.progress())
 }

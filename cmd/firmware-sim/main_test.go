@@ -24,6 +24,8 @@ func TestRunExitCodes(t *testing.T) {
 		{"unknown flag", []string{"--nope"}, 2, "flag provided but not defined"},
 		{"bad transport", []string{"--transport", "udp"}, 2, "transport"},
 		{"bad qos", []string{"--qos", "2"}, 2, "qos"},
+		{"bad watch transport", []string{"--watch-transport", "mqtt"}, 2, "watch-transport"},
+		{"bad watch filter", []string{"--watchers", "1", "--watch-filter", "telemetry/sim-+/#"}, 2, "watch-filter"},
 		{"invalid config", []string{"--drop-rate", "2"}, 2, "drop-rate"},
 		{"hub unreachable", []string{"--hub", "http://127.0.0.1:1", "--duration", "50ms",
 			"--drain-timeout", "1ms", "--quiet", "--json"}, 1, "no device could connect"},
