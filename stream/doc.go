@@ -10,10 +10,11 @@
 // in id order. Publish matches every record's topic against the index (a
 // trie of topic levels with '+' and '#' nodes, so watchers whose filters do
 // not match cost nothing), encodes the record at most once per wire format,
-// and appends a pointer to the shared bytes to each matching watcher's
-// backlog. It then wakes each touched watcher once. Publish never blocks on
-// a watcher: it only takes the hub lock and each watcher's small backlog
-// lock, which no one holds across I/O.
+// and stages a pointer to the shared bytes for each matching watcher. At
+// the end of the batch it appends each watcher's staged frames to its
+// bounded backlog at once and wakes it. Publish never blocks on a watcher:
+// it only takes the hub lock and each watcher's small backlog lock, which
+// no one holds across I/O.
 //
 // Each watcher has exactly one writer goroutine (the SSE handler goroutine,
 // or one goroutine per WebSocket connection). It takes the whole backlog and

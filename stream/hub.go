@@ -19,15 +19,15 @@ import (
 // Errors of the hub.
 var (
 	// ErrInvalidConfig: New was given a Config it cannot work with.
-	ErrInvalidConfig = errors.New("stream: invalid config")
+	ErrInvalidConfig = errors.New("invalid stream config")
 	// ErrClosed: the hub is shutting down and accepts no more watchers or
 	// subscriptions.
-	ErrClosed = errors.New("stream: hub closed")
+	ErrClosed = errors.New("hub shutting down")
 	// ErrSlowWatcher: a watcher did not keep up and was disconnected.
-	ErrSlowWatcher = errors.New("stream: watcher too slow")
+	ErrSlowWatcher = errors.New("watcher too slow")
 	// ErrTooManyFilters: a watcher asked for more filters than
 	// Config.MaxFilters.
-	ErrTooManyFilters = errors.New("stream: too many topic filters")
+	ErrTooManyFilters = errors.New("too many topic filters")
 )
 
 // Log is the event log the hub replays from; *storage.Store implements it.
@@ -96,6 +96,7 @@ type Hub struct {
 	origins  map[string]bool
 	upgrader *gws.Upgrader
 	stats    [2]transportStats // by format
+	latency  prometheus.Observer
 
 	done chan struct{} // closed when Shutdown begins
 	wg   sync.WaitGroup
@@ -103,7 +104,6 @@ type Hub struct {
 	mu       sync.Mutex // guards the fields below and every watcher's hub-side state
 	closed   bool
 	last     uint64 // last published id
-	epoch    uint64 // number of Publish calls that fanned out anything
 	index    index
 	watchers map[*watcher]struct{}
 	enc      encoder
@@ -113,7 +113,6 @@ type Hub struct {
 
 // transportStats are the metrics of one transport, resolved once.
 type transportStats struct {
-	name      string
 	delivered prometheus.Counter
 	slow      prometheus.Counter
 	connected prometheus.Gauge
@@ -136,9 +135,9 @@ func New(cfg Config) (*Hub, error) {
 		watchers: make(map[*watcher]struct{}),
 	}
 	h.enc.ids = h.ids
+	h.latency = m.FanoutLatency
 	for f, name := range [2]string{transportSSE, transportWS} {
 		h.stats[f] = transportStats{
-			name:      name,
 			delivered: m.EventsDelivered.WithLabelValues(name),
 			slow:      m.SlowWatchers.WithLabelValues(name),
 			connected: m.WatchersConnected.WithLabelValues(name),
@@ -192,39 +191,48 @@ func (h *Hub) Publish(recs []storage.Record) {
 		return
 	}
 	h.mu.Lock()
-	h.epoch++
+	prev := h.last
 	for i := range recs {
 		if recs[i].ID > h.last {
 			h.last = recs[i].ID
 			h.fanout(&recs[i])
 		}
 	}
-	touched := h.touched
-	h.touched = h.touched[:0]
-	for _, w := range touched {
-		w.seal()
+	hard := 4 * h.cfg.QueueLimit
+	for _, w := range h.touched {
+		w.flushStage(hard)
 	}
+	clear(h.touched)
+	h.touched = h.touched[:0]
 	h.mu.Unlock()
-	for i, w := range touched {
-		w.wakeUp()
-		touched[i] = nil
+	h.observeLatency(recs, prev)
+}
+
+// observeLatency records, for the records above prev, the time from the
+// hub receiving their reading to their fan-out.
+func (h *Hub) observeLatency(recs []storage.Record, prev uint64) {
+	now := time.Now()
+	for i := range recs {
+		if recs[i].ID > prev && !recs[i].Time.IsZero() {
+			h.latency.Observe(now.Sub(recs[i].Time).Seconds())
+		}
 	}
 }
 
-// fanout appends rec to every watcher with a matching filter, once per
+// fanout stages rec for every watcher with a matching filter, once per
 // watcher, encoding it at most once per wire format. h.mu is held.
 func (h *Hub) fanout(rec *storage.Record) {
 	h.matched = h.index.match(rec.Topic, h.matched[:0])
 	var ev pending
-	hard := 4 * h.cfg.QueueLimit
 	for _, w := range h.matched {
 		if w.mark == rec.ID {
 			continue // matched through another filter too
 		}
 		w.mark = rec.ID
-		if w.push(h.enc.frame(&ev, w.format, rec), h.epoch, hard) {
+		if len(w.stage) == 0 {
 			h.touched = append(h.touched, w)
 		}
+		w.stage = append(w.stage, h.enc.frame(&ev, w.format, rec))
 	}
 	clear(h.matched)
 }
@@ -333,6 +341,6 @@ func (h *Hub) cutAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for w := range h.watchers {
-		w.cut()
+		w.abort()
 	}
 }

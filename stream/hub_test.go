@@ -181,59 +181,57 @@ func startMemNoWriter(t testing.TB, h *Hub, f format, filters ...string) (*watch
 	return w, cuts
 }
 
+// commitTo stages n copies of f for w as one commit, as Publish does.
+func commitTo(w *watcher, f *frame, n, hard int) {
+	for range n {
+		w.stage = append(w.stage, f)
+	}
+	w.flushStage(hard)
+}
+
 func TestWatcherBacklog(t *testing.T) {
 	f := &frame{b: []byte("x"), event: true}
-	t.Run("unsealed frames wait for the end of the commit", func(t *testing.T) {
-		w := newWatcher(formatSSE, func() {})
-		w.push(f, 1, 100)
-		w.push(f, 1, 100)
-		if batch, _ := w.take(nil); len(batch) != 0 {
-			t.Fatalf("took %d unsealed frames", len(batch))
-		}
-		w.seal()
-		if batch, _ := w.take(nil); len(batch) != 2 {
-			t.Fatalf("took %d frames, want 2", len(batch))
-		}
-	})
 	t.Run("one commit may exceed the hard limit", func(t *testing.T) {
 		w := newWatcher(formatSSE, func() {})
-		for range 50 {
-			w.push(f, 1, 10)
-		}
-		w.seal()
+		commitTo(w, f, 50, 10)
 		if w.isSlow() {
 			t.Fatal("slow after one commit")
 		}
 		if batch, slow := w.take(nil); slow || len(batch) != 50 {
 			t.Fatalf("took %d, slow %v", len(batch), slow)
 		}
+		if len(w.stage) != 0 {
+			t.Fatal("stage not emptied")
+		}
 	})
 	t.Run("a backlog over the hard limit at the next commit is slow", func(t *testing.T) {
 		cuts := 0
 		w := newWatcher(formatSSE, func() { cuts++ })
-		for range 11 {
-			w.push(f, 1, 10)
+		commitTo(w, f, 10, 10)
+		commitTo(w, f, 1, 10) // 10 is not over 10
+		if w.isSlow() {
+			t.Fatal("slow at the limit")
 		}
-		if first := w.push(f, 2, 10); !first || !w.isSlow() || cuts != 1 {
-			t.Fatalf("first %v slow %v cuts %d", first, w.isSlow(), cuts)
+		commitTo(w, f, 1, 10)
+		if !w.isSlow() || cuts != 1 || !w.aborted.Load() {
+			t.Fatalf("slow %v cuts %d", w.isSlow(), cuts)
 		}
 		if _, slow := w.take(nil); !slow {
 			t.Fatal("take did not report slow")
 		}
-		w.push(f, 3, 10) // ignored
-		w.pushControl(f) // ignored
+		commitTo(w, f, 1, 10) // ignored
+		w.pushControl(f)      // ignored
+		if cuts != 1 {
+			t.Fatalf("cut %d times", cuts)
+		}
 	})
 	t.Run("over the queue limit after a write", func(t *testing.T) {
 		w := newWatcher(formatSSE, func() {})
-		for range 5 {
-			w.push(f, 1, 100)
-		}
-		w.seal()
+		commitTo(w, f, 5, 100)
 		if w.overLimit(5) {
 			t.Fatal("5 is not over 5")
 		}
-		w.push(f, 2, 100)
-		w.seal()
+		w.pushControl(f)
 		if !w.overLimit(5) || !w.isSlow() {
 			t.Fatal("6 is over 5")
 		}

@@ -39,7 +39,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := h.serve(wt, s, r.Context().Done())
 	h.logEnd(transportSSE, r.RemoteAddr, e, err)
-	s.finish(e)
+	s.finish(e, wt.aborted.Load())
 }
 
 // logEnd logs why a watcher's stream ended.
@@ -103,11 +103,11 @@ func (s *sseSink) deadline(t time.Time) error {
 }
 
 // finish prepares the connection for the end of the response. A watcher
-// that is too slow or whose write failed is cut off: its connection is
-// closed. Otherwise the server's last write (the end of the chunked body)
-// gets one more write timeout.
-func (s *sseSink) finish(e end) {
-	if e != endSlow && e != endError {
+// that is too slow, whose write failed, or that was aborted is cut off: its
+// connection is closed. Otherwise the server's last write (the end of the
+// chunked body) gets one more write timeout.
+func (s *sseSink) finish(e end, aborted bool) {
+	if e != endSlow && e != endError && !aborted {
 		_ = s.deadline(time.Now().Add(s.timeout))
 		return
 	}

@@ -18,7 +18,7 @@ func parseFilters(topics []string, limit int) ([]bridge.Filter, error) {
 	for _, t := range topics {
 		f, err := bridge.ParseFilter(t)
 		if err != nil {
-			return nil, fmt.Errorf("topic filter %q: %w", t, err)
+			return nil, err // a *bridge.Error naming the filter
 		}
 		if !hasFilter(out, f.String()) {
 			out = append(out, f)

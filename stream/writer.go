@@ -1,5 +1,11 @@
 package stream
 
+import "errors"
+
+// errAborted: the watcher's connection was cut (too slow, or Shutdown ran
+// out of time).
+var errAborted = errors.New("watcher connection cut")
+
 // sink is a watcher's connection as its writer goroutine sees it.
 type sink interface {
 	// write sends bufs, in order, with one write and one flush under a
@@ -114,7 +120,10 @@ func (wr *writer) flush() error {
 	if len(wr.bufs) == 0 {
 		return nil
 	}
-	err := wr.s.write(wr.bufs)
+	err := errAborted
+	if !wr.w.aborted.Load() {
+		err = wr.s.write(wr.bufs)
+	}
 	if err == nil && wr.events > 0 {
 		wr.h.stats[wr.w.format].delivered.Add(float64(wr.events))
 	}

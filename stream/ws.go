@@ -15,9 +15,11 @@ import (
 	"github.com/telehub/telehub/internal/httpx"
 )
 
-// WebSocket limits and close codes of watcher connections.
+// WebSocket limits and close codes of watcher connections. Watchers send
+// small messages, so a small read buffer spares idle connections memory.
 const (
 	wsMaxMessage   = 64 << 10
+	wsReadBuffer   = 1 << 10
 	closeGoingAway = 1001
 	closePolicy    = 1008 // sent to watchers that do not keep up
 	closeInternal  = 1011
@@ -27,6 +29,7 @@ const (
 func newUpgrader(h *Hub) *gws.Upgrader {
 	return gws.NewUpgrader(wsEvents{h: h}, &gws.ServerOption{
 		ReadMaxPayloadSize: wsMaxMessage,
+		ReadBufferSize:     wsReadBuffer,
 		CheckUtf8Enabled:   true,
 		ParallelEnabled:    false,
 		HandshakeTimeout:   h.cfg.WriteTimeout,
@@ -96,7 +99,8 @@ type wsConn struct {
 // newWSConn returns the watcher state of conn.
 func newWSConn(h *Hub, conn *gws.Conn) *wsConn {
 	c := &wsConn{h: h, conn: conn, readerDone: make(chan struct{})}
-	c.w = newWatcher(formatWS, func() { _ = conn.NetConn().Close() })
+	// Cut by deadline, not Close: closing a TLS connection may block.
+	c.w = newWatcher(formatWS, func() { _ = conn.NetConn().SetWriteDeadline(time.Unix(1, 0)) })
 	c.readWait = 2*h.cfg.Heartbeat + h.cfg.Heartbeat/2
 	return c
 }
@@ -116,17 +120,15 @@ func (c *wsConn) writeLoop(remote string) {
 	s := newWSSink(c.conn.NetConn(), c.h.cfg.WriteTimeout)
 	e, err := c.h.serve(c.w, s, c.readerDone)
 	c.h.logEnd(transportWS, remote, e, err)
-	switch e {
-	case endShutdown:
+	switch {
+	case c.w.aborted.Load():
+		_ = c.conn.NetConn().Close() // a close frame could not get through
+	case e == endShutdown:
 		c.close(closeGoingAway, "server shutting down")
-	case endSlow:
+	case e == endSlow:
 		c.close(closePolicy, "slow consumer")
-	case endError:
-		if errors.Is(err, errReplay) {
-			c.close(closeInternal, "replay failed")
-			return
-		}
-		_ = c.conn.NetConn().Close()
+	case e == endError && errors.Is(err, errReplay):
+		c.close(closeInternal, "replay failed")
 	default:
 		_ = c.conn.NetConn().Close()
 	}

@@ -256,12 +256,25 @@ func TestWSSilentPeerClosed(t *testing.T) {
 	waitFor(t, "unregistered", func() bool { return th.Watchers() == 0 })
 }
 
-func TestWSMessageTooLarge(t *testing.T) {
-	th := newTestHub(t, Config{})
-	c := dialWS(t, th, nil)
+func TestWSProtocolViolations(t *testing.T) {
 	big, _ := json.Marshal(map[string]any{"op": "subscribe", "topics": []string{strings.Repeat("a", 70000)}})
-	c.sendRaw(big)
-	if ce := c.waitClosed(); ce == nil || ce.Code != 1009 {
-		t.Fatalf("closed with %+v, want 1009", ce)
+	tests := []struct {
+		name string
+		msg  []byte
+		code uint16
+	}{
+		{"message over 64 KiB", big, 1009},
+		{"invalid UTF-8", []byte("{\"op\":\"subscribe\",\"topics\":[\"\xff\"]}"), 1007},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			th := newTestHub(t, Config{})
+			c := dialWS(t, th, nil)
+			c.sendRaw(tt.msg)
+			if ce := c.waitClosed(); ce == nil || ce.Code != tt.code {
+				t.Fatalf("closed with %+v, want %d", ce, tt.code)
+			}
+			waitFor(t, "unregistered", func() bool { return th.Watchers() == 0 })
+		})
 	}
 }
