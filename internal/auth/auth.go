@@ -134,6 +134,14 @@ func New(cfg Config) (*Auth, error) {
 	return a, nil
 }
 
+// Check validates the credentials of cfg as New does, without looking at
+// the credentials file (Path may be empty). Errors wrap ErrInvalidConfig
+// and, where it applies, ErrBadToken, ErrBadName or ErrBadScope.
+func (cfg Config) Check() error {
+	_, err := configSnapshot(cfg)
+	return err
+}
+
 // configSnapshot builds the snapshot of the credentials cfg defines.
 func configSnapshot(cfg Config) (*snapshot, error) {
 	snap := &snapshot{

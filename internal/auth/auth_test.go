@@ -90,6 +90,12 @@ func TestNewRejects(t *testing.T) {
 			if !errors.Is(err, tt.is) || !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("New = %v, want %v wrapping ErrInvalidConfig", err, tt.is)
 			}
+			if cfg.Path == "" {
+				return // Check does not need one
+			}
+			if err := cfg.Check(); !errors.Is(err, tt.is) {
+				t.Fatalf("Check = %v, want %v", err, tt.is)
+			}
 		})
 	}
 }

@@ -7,8 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/telehub/telehub/internal/auth"
 )
 
 // Config is the whole configuration of one hub. Default returns the zero
@@ -61,6 +65,16 @@ type Config struct {
 	// Insecure (--insecure): allow listening beyond loopback without
 	// credentials.
 	Insecure bool `yaml:"insecure"`
+
+	// AdminToken (--admin-token): the token of the admin API, plain or
+	// "sha256:<hex>" of it. Default "": no admin API.
+	AdminToken string `yaml:"admin_token"`
+	// DeviceTokens (YAML only): device id -> its token, plain or
+	// "sha256:<hex>". Default none.
+	DeviceTokens map[string]string `yaml:"device_tokens"`
+	// WatcherTokens (YAML only): watcher credentials with their topic
+	// scopes. Default none.
+	WatcherTokens []WatcherToken `yaml:"watcher_tokens"`
 	// DebugAddr (--debug-addr): serve pprof there; empty disables it.
 	DebugAddr string `yaml:"debug_addr"`
 
@@ -68,6 +82,16 @@ type Config struct {
 	// (--log-format): text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
+}
+
+// WatcherToken is a watcher credential of the configuration.
+type WatcherToken struct {
+	// Name identifies the credential (device id rules); unique.
+	Name string `yaml:"name"`
+	// Token is plain or "sha256:<hex>"; unique among watchers.
+	Token string `yaml:"token"`
+	// Topics are the filters the watcher may watch within (one at least).
+	Topics []string `yaml:"topics"`
 }
 
 // Default returns the configuration of SPEC §10.
@@ -91,8 +115,10 @@ func Default() Config {
 // ErrInvalid is wrapped by every validation error of Validate.
 var ErrInvalid = errors.New("invalid configuration")
 
-// Validate checks the values and the loopback rule of SPEC §9: without
-// credentials the hub listens on loopback only, unless Insecure is set.
+// Validate checks the values, the credentials, and the loopback rule of
+// SPEC §9: without credentials the hub listens on loopback only, unless
+// Insecure is set. Credentials are those of the configuration or, when it
+// has none, a credentials file in the data directory.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
@@ -131,14 +157,58 @@ func (c Config) Validate() error {
 	if !oneOf(c.LogFormat, "text", "json") {
 		bad("log_format must be text or json, got %q", c.LogFormat)
 	}
-	if !c.Insecure {
-		for name, addr := range map[string]string{"http_addr": c.HTTPAddr, "mqtt_addr": c.MQTTAddr} {
-			if addr != "" && !IsLoopback(addr) {
-				bad("%s %q is not a loopback address: without credentials telehub listens on loopback only; pass --insecure to listen there anyway", name, addr)
-			}
+	if err := c.Credentials().Check(); err != nil {
+		bad("credentials: %v", err)
+	}
+	if !c.Insecure && !c.HasCredentials() && !c.hasCredentialsFile() {
+		for _, name := range c.Exposed() {
+			bad("%s is not a loopback address: without credentials telehub listens on loopback only; configure credentials (admin_token, device_tokens, watcher_tokens) or pass --insecure to listen there anyway", name)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// HasCredentials reports whether the configuration gives any credential:
+// an admin token, a device token or a watcher token.
+func (c Config) HasCredentials() bool {
+	return c.AdminToken != "" || len(c.DeviceTokens) > 0 || len(c.WatcherTokens) > 0
+}
+
+// Exposed names the listen addresses that are not loopback, as
+// "http_addr \"0.0.0.0:8080\"".
+func (c Config) Exposed() []string {
+	var out []string
+	if c.HTTPAddr != "" && !IsLoopback(c.HTTPAddr) {
+		out = append(out, fmt.Sprintf("http_addr %q", c.HTTPAddr))
+	}
+	if c.MQTTAddr != "" && c.MQTTBroker == "" && !IsLoopback(c.MQTTAddr) {
+		out = append(out, fmt.Sprintf("mqtt_addr %q", c.MQTTAddr))
+	}
+	return out
+}
+
+// CredentialsPath is the credentials file of the admin API:
+// <data-dir>/credentials.json.
+func (c Config) CredentialsPath() string { return filepath.Join(c.DataDir, auth.FileName) }
+
+// hasCredentialsFile reports whether the data directory holds a
+// credentials file. It lets the hub start beyond loopback on credentials
+// issued through the admin API; the hub then checks that the file really
+// holds some.
+func (c Config) hasCredentialsFile() bool {
+	st, err := os.Stat(c.CredentialsPath())
+	return err == nil && st.Mode().IsRegular()
+}
+
+// Credentials returns the credentials of the configuration as the auth
+// package takes them, with the credentials file at CredentialsPath. The
+// logger is left for the caller to set.
+func (c Config) Credentials() auth.Config {
+	watchers := make([]auth.WatcherConfig, len(c.WatcherTokens))
+	for i, w := range c.WatcherTokens {
+		watchers[i] = auth.WatcherConfig{Name: w.Name, Token: w.Token, Topics: w.Topics}
+	}
+	return auth.Config{Path: c.CredentialsPath(), AdminToken: c.AdminToken, Devices: c.DeviceTokens, Watchers: watchers}
 }
 
 // IsLoopback reports whether the listen address addr (host:port) binds to

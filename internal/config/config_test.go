@@ -114,6 +114,15 @@ func TestRejections(t *testing.T) {
 		{"cert without key", []string{"--tls-cert", "c.pem"}, nil, "", "tls_key"},
 		{"public without credentials", []string{"--http-addr", "0.0.0.0:8080"}, nil, "", "--insecure"},
 		{"public mqtt without credentials", []string{"--mqtt-addr", ":1883"}, nil, "", "loopback"},
+		{"short admin token", []string{"--admin-token", "secret"}, nil, "", "admin token"},
+		{"bad admin hash env", nil, map[string]string{"TELEHUB_ADMIN_TOKEN": "sha256:beef"}, "", "hex digits"},
+		{"bad device id", nil, nil, "device_tokens:\n  a/b: device-token-0123456789\n", "device id"},
+		{"bad device token", nil, nil, "device_tokens:\n  d1: short\n", "device \"d1\""},
+		{"watcher without topics", nil, nil, "watcher_tokens:\n  - name: ops\n    token: watcher-token-0123456789\n", "no topics"},
+		{"watcher bad topic", nil, nil, "watcher_tokens:\n  - name: ops\n    token: watcher-token-0123456789\n    topics: [\"a/#/b\"]\n", "last level"},
+		{"watcher unknown key", nil, nil, "watcher_tokens:\n  - name: ops\n    tokn: x\n", "tokn"},
+		{"watchers share a name", nil, nil, "watcher_tokens:\n  - {name: w, token: watcher-token-0123456789, topics: [\"#\"]}\n  - {name: w, token: watcher-token-9876543210, topics: [\"#\"]}\n", "defined twice"},
+		{"public with bad credentials", []string{"--http-addr", "0.0.0.0:0", "--admin-token", "x"}, nil, "", "admin token"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -147,6 +156,104 @@ func TestInsecureAllowsPublicAddresses(t *testing.T) {
 	}
 }
 
+func TestCredentialsFromFile(t *testing.T) {
+	file := writeFile(t, `admin_token: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+device_tokens:
+  pump-7: device-token-0123456789
+watcher_tokens:
+  - name: ops
+    token: watcher-token-0123456789
+    topics: ["telemetry/#", "presence/+"]
+`)
+	cfg, err := Load([]string{"--config", file, "--data-dir", "/var/lib/telehub"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.HasCredentials() {
+		t.Fatal("HasCredentials = false")
+	}
+	got := cfg.Credentials()
+	if got.Path != filepath.Join("/var/lib/telehub", "credentials.json") || got.AdminToken != cfg.AdminToken ||
+		got.Devices["pump-7"] != "device-token-0123456789" || len(got.Watchers) != 1 ||
+		got.Watchers[0].Name != "ops" || !reflect.DeepEqual(got.Watchers[0].Topics, []string{"telemetry/#", "presence/+"}) {
+		t.Fatalf("Credentials() = %+v", got)
+	}
+}
+
+func TestAdminTokenPrecedence(t *testing.T) {
+	file := writeFile(t, "admin_token: admin-token-from-file\n")
+	e := map[string]string{"TELEHUB_CONFIG": file}
+	cases := []struct {
+		name string
+		args []string
+		env  string
+		want string
+	}{
+		{"file", nil, "", "admin-token-from-file"},
+		{"env over file", nil, "admin-token-from-env", "admin-token-from-env"},
+		{"flag over env", []string{"--admin-token", "admin-token-from-flag"}, "admin-token-from-env", "admin-token-from-flag"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e["TELEHUB_ADMIN_TOKEN"] = c.env
+			cfg, err := Load(c.args, env(e), io.Discard)
+			if err != nil || cfg.AdminToken != c.want {
+				t.Fatalf("admin token %q, err %v; want %q", cfg.AdminToken, err, c.want)
+			}
+		})
+	}
+}
+
+// SPEC §9: listening elsewhere needs credentials or --insecure.
+func TestCredentialsAllowPublicAddresses(t *testing.T) {
+	withFile := t.TempDir()
+	if err := os.WriteFile(filepath.Join(withFile, "credentials.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	public := []string{"--http-addr", "0.0.0.0:0", "--mqtt-addr", ":0"}
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+	}{
+		{"admin token flag", []string{"--admin-token", "admin-token-0123456789"}, nil, ""},
+		{"admin token env", nil, map[string]string{"TELEHUB_ADMIN_TOKEN": "admin-token-0123456789"}, ""},
+		{"device token", nil, nil, "device_tokens: {d1: device-token-0123456789}\n"},
+		{"watcher token", nil, nil, "watcher_tokens: [{name: w, token: watcher-token-0123456789, topics: [\"#\"]}]\n"},
+		{"credentials file", []string{"--data-dir", withFile}, nil, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := map[string]string{}
+			for k, v := range c.env {
+				e[k] = v
+			}
+			if c.file != "" {
+				e["TELEHUB_CONFIG"] = writeFile(t, c.file)
+			}
+			if _, err := Load(append(public, c.args...), env(e), io.Discard); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestExposed(t *testing.T) {
+	c := Default()
+	if got := c.Exposed(); len(got) != 0 {
+		t.Fatalf("defaults exposed: %v", got)
+	}
+	c.HTTPAddr, c.MQTTAddr = "0.0.0.0:8080", ":1883"
+	if got := c.Exposed(); len(got) != 2 {
+		t.Fatalf("Exposed = %v, want both addresses", got)
+	}
+	c.MQTTBroker = "tcp://127.0.0.1:1883" // the embedded broker does not run
+	if got := c.Exposed(); len(got) != 1 || !strings.Contains(got[0], "http_addr") {
+		t.Fatalf("Exposed = %v, want http_addr only", got)
+	}
+}
+
 func TestIsLoopback(t *testing.T) {
 	for addr, want := range map[string]bool{
 		"127.0.0.1:80": true, "127.3.4.5:0": true, "[::1]:1883": true, "localhost:1": true,
@@ -166,8 +273,41 @@ func TestExampleConfigFile(t *testing.T) {
 	}
 	want := Default()
 	want.AllowedOrigins = []string{}
+	want.DeviceTokens = map[string]string{}
+	want.WatcherTokens = []WatcherToken{}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("configs/telehub.yaml differs from the defaults:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+// The commented credential examples of the example file load, and allow a
+// public address.
+func TestExampleCredentials(t *testing.T) {
+	data, err := os.ReadFile("../../configs/telehub.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	inExample := false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case line == "device_tokens: {}" || line == "watcher_tokens: []":
+			out = append(out, strings.Fields(line)[0])
+			inExample = true
+		case inExample && strings.HasPrefix(line, "#   "):
+			out = append(out, line[1:])
+		default:
+			inExample = false
+			out = append(out, line)
+		}
+	}
+	file := writeFile(t, strings.Join(out, "\n"))
+	cfg, err := Load([]string{"--config", file, "--http-addr", "0.0.0.0:0"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.DeviceTokens) != 2 || len(cfg.WatcherTokens) != 2 {
+		t.Fatalf("examples not all loaded: %+v %+v", cfg.DeviceTokens, cfg.WatcherTokens)
 	}
 }
 

@@ -100,6 +100,7 @@ var options = []option{
 	str("tls-cert", "TLS certificate file (HTTPS/WSS and MQTTS)", func(c *Config) *string { return &c.TLSCert }),
 	str("tls-key", "TLS key file", func(c *Config) *string { return &c.TLSKey }),
 	boolean("insecure", "allow listening beyond loopback without credentials (logs a warning)", func(c *Config) *bool { return &c.Insecure }),
+	str("admin-token", "admin API token, plain or sha256:<hex> (prefer the environment or the file: flags show in ps)", func(c *Config) *string { return &c.AdminToken }),
 	str("debug-addr", "serve pprof on this address; empty disables it", func(c *Config) *string { return &c.DebugAddr }),
 	str("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 	str("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }),
