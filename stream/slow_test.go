@@ -150,7 +150,10 @@ func waitAll(t *testing.T, rs []*reader, n int64) {
 func TestSlowWatcherDisconnected(t *testing.T) {
 	for _, transport := range []string{transportSSE, transportWS} {
 		t.Run(transport, func(t *testing.T) {
-			th := newTestHubListener(t, Config{QueueLimit: 64}, func(l net.Listener) net.Listener { return smallBuffers{l} })
+			// Only the backlog rule may disconnect: no write timeout or
+			// silent-peer timeout within the test.
+			cfg := Config{QueueLimit: 64, WriteTimeout: time.Hour, Heartbeat: time.Hour}
+			th := newTestHubListener(t, cfg, func(l net.Listener) net.Listener { return smallBuffers{l} })
 			pad := strings.Repeat("x", 1000)
 			slow := stalledClient(t, th, transport)
 			readers := startReaders(t, th, transport, 100)
@@ -200,6 +203,31 @@ func TestBigCommitDoesNotDisconnect(t *testing.T) {
 			if n := testutil.ToFloat64(th.m.EventsDelivered.WithLabelValues(transport)); n != 2*3001 {
 				t.Errorf("events delivered = %v, want %d", n, 2*3001)
 			}
+		})
+	}
+}
+
+func TestWriteTimeoutIsSlow(t *testing.T) {
+	for _, transport := range []string{transportSSE, transportWS} {
+		t.Run(transport, func(t *testing.T) {
+			cfg := Config{QueueLimit: 1 << 20, WriteTimeout: 100 * time.Millisecond, Heartbeat: time.Hour}
+			th := newTestHubListener(t, cfg, func(l net.Listener) net.Listener { return smallBuffers{l} })
+			stalledClient(t, th, transport)
+			waitFor(t, "watcher", func() bool { return th.Watchers() == 1 })
+			if transport == transportWS { // the subscription is in force once an event arrives
+				waitFor(t, "subscription", func() bool {
+					commit(th.Hub, th.log, "telemetry/d1/temp")
+					return testutil.ToFloat64(th.m.EventsDelivered.WithLabelValues(transport)) > 0
+				})
+			}
+			pad := strings.Repeat("x", 1000)
+			for range 20 { // far more than the socket buffers hold, in one write
+				commit(th.Hub, th.log, repeat("telemetry/d1/"+pad, 16)...)
+			}
+			waitFor(t, "slow disconnect", func() bool {
+				return testutil.ToFloat64(th.m.SlowWatchers.WithLabelValues(transport)) == 1
+			})
+			waitFor(t, "watcher gone", func() bool { return th.Watchers() == 0 })
 		})
 	}
 }

@@ -1,6 +1,10 @@
 package stream
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"os"
+)
 
 // errAborted: the watcher's connection was cut (too slow, or Shutdown ran
 // out of time).
@@ -75,6 +79,10 @@ func (wr *writer) round() (end, error) {
 	wr.recycle(batch)
 	if err != nil && wr.w.isSlow() {
 		return endSlow, ErrSlowWatcher // Publish cut the connection
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && !wr.w.aborted.Load() {
+		// The peer did not take one write within WriteTimeout.
+		return endSlow, fmt.Errorf("%w: %w", ErrSlowWatcher, err)
 	}
 	if err != nil {
 		return endError, err

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -121,8 +122,10 @@ func (c *wsConn) writeLoop(remote string) {
 	e, err := c.h.serve(c.w, s, c.readerDone)
 	c.h.logEnd(transportWS, remote, e, err)
 	switch {
-	case c.w.aborted.Load():
-		_ = c.conn.NetConn().Close() // a close frame could not get through
+	case c.w.aborted.Load(), errors.Is(err, os.ErrDeadlineExceeded):
+		// A write was cut or timed out, maybe inside a frame: a close
+		// frame can neither get through nor be framed right.
+		_ = c.conn.NetConn().Close()
 	case e == endShutdown:
 		c.close(closeGoingAway, "server shutting down")
 	case e == endSlow:
