@@ -67,7 +67,7 @@ func (h *Hub) serve(w *watcher, s sink, gone <-chan struct{}) (end, error) {
 	}
 }
 
-// round writes the sealed backlog and the heartbeat if due, then applies
+// round writes the whole backlog and the heartbeat if due, then applies
 // the slow-consumer rule. A round that replayed from the log skips the rule:
 // the events held during a replay are not a sign of a slow connection.
 func (wr *writer) round() (end, error) {
