@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/httpx"
 	"github.com/telehub/telehub/storage"
 )
@@ -35,7 +36,14 @@ type Config struct {
 	Presence Presence
 	// Ready reports whether the hub can do its work (storage open, broker
 	// connected); nil means always ready.
-	Ready  func() error
+	Ready func() error
+	// Auth, when set, serves the admin API (/v1/admin/…, admin token
+	// required) and, while it holds any credential, guards the read
+	// endpoints: /v1/devices, /v1/devices/{id} and /v1/events need a
+	// watcher or the admin token, and a watcher reads only within its
+	// scopes. The health probes stay open. Default nil: no admin API,
+	// everything open.
+	Auth   *auth.Auth
 	Logger *slog.Logger // default slog.Default()
 }
 
@@ -61,11 +69,14 @@ func New(cfg Config) (*API, error) {
 
 // Register adds the API's routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/devices", a.listDevices)
-	mux.HandleFunc("GET /v1/devices/{id}", a.getDevice)
-	mux.HandleFunc("GET /v1/events", a.listEvents)
+	mux.HandleFunc("GET /v1/devices", a.reader(a.listDevices))
+	mux.HandleFunc("GET /v1/devices/{id}", a.reader(a.getDevice))
+	mux.HandleFunc("GET /v1/events", a.reader(a.listEvents))
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
+	if a.cfg.Auth != nil {
+		a.registerAdmin(mux)
+	}
 }
 
 func (a *API) internalError(w http.ResponseWriter, what string, err error) {

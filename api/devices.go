@@ -64,8 +64,12 @@ func (a *API) getDevice(w http.ResponseWriter, r *http.Request) {
 	online, transport, seen := a.liveness(d)
 	out := deviceDetail{ID: d.ID, Online: online, Transport: transport, LastSeen: seen,
 		State: make(map[string]json.RawMessage, len(states))}
+	acc := accessOf(r)
 	for _, s := range states {
-		out.State[s.Metric] = s.State
+		// A watcher sees every device, but only the values its scopes cover.
+		if acc.allowTopic(bridge.TelemetryTopic(d.ID, s.Metric)) {
+			out.State[s.Metric] = s.State
+		}
 	}
 	httpx.JSON(w, http.StatusOK, out)
 }

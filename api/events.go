@@ -33,6 +33,12 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
 		return
 	}
+	if acc := accessOf(r); !acc.all {
+		if denied, ok := acc.deniedFilter(q["topic"]); ok {
+			acc.forbidden(w, denied)
+			return
+		}
+	}
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
