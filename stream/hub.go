@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -28,6 +29,9 @@ var (
 	// ErrTooManyFilters: a watcher asked for more filters than
 	// Config.MaxFilters.
 	ErrTooManyFilters = errors.New("too many topic filters")
+	// ErrForbidden: Config.Authorize does not allow the watcher a filter
+	// it asked for.
+	ErrForbidden = errors.New("topic filter not allowed")
 )
 
 // Log is the event log the hub replays from; *storage.Store implements it.
@@ -68,6 +72,14 @@ type Config struct {
 	// MaxFilters is the number of topic filters one watcher may hold.
 	// Default 256.
 	MaxFilters int
+	// Authorize, when set, decides who may watch what. It is called with
+	// each watcher's request before the stream starts or the WebSocket is
+	// upgraded: an error answers 401 with a Bearer challenge and the
+	// error's text. Otherwise every filter the watcher asks for (the SSE
+	// topics, each WebSocket subscribe) must satisfy allow: a denied SSE
+	// filter answers 403, a denied subscribe an {"op":"error"} message.
+	// Default nil: anyone may watch anything.
+	Authorize func(r *http.Request) (allow func(bridge.Filter) bool, err error)
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the hub's metrics. Default: a private set.

@@ -12,13 +12,22 @@ import (
 // query parameters (default "#") as Server-Sent Events, resuming after the
 // Last-Event-ID header or the last_event_id query parameter when given. An
 // invalid filter gets 400 before any stream bytes; a hub shutting down
-// gets 503. The stream ends cleanly (so browsers reconnect) on Shutdown,
+// gets 503. With Config.Authorize, a refused request gets 401 and a
+// filter it does not allow 403, both before the stream. The stream ends cleanly (so browsers reconnect) on Shutdown,
 // and ends when the client cannot keep up or a write fails.
 func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
+	allow, ok := h.authorize(w, r)
+	if !ok {
+		return
+	}
 	q := r.URL.Query()
 	filters, err := parseFilters(q["topic"], h.cfg.MaxFilters)
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
+		return
+	}
+	if err := allowed(allow, filters); err != nil {
+		httpx.Error(w, http.StatusForbidden, httpx.CodeForbidden, err.Error())
 		return
 	}
 	from := r.Header.Get("Last-Event-ID")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lxzan/gws"
 
+	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/httpx"
 )
 
@@ -42,10 +43,15 @@ func newUpgrader(h *Hub) *gws.Upgrader {
 
 // ServeWS serves GET /v1/stream/ws: a WebSocket watcher that subscribes
 // and unsubscribes with JSON messages (SPEC §6). A request whose Origin is
-// not allowed gets 403 before the upgrade; a hub shutting down gets 503.
+// not allowed gets 403 before the upgrade, one Config.Authorize refuses
+// 401; a hub shutting down gets 503.
 func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	if !h.originAllowed(r) {
 		httpx.Error(w, http.StatusForbidden, httpx.CodeForbidden, "origin not allowed")
+		return
+	}
+	allow, ok := h.authorize(w, r)
+	if !ok {
 		return
 	}
 	if h.isClosed() {
@@ -58,6 +64,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newWSConn(h, conn)
+	c.allow = allow
 	if err := h.register(c.w, nil, "", false, 2); err != nil {
 		c.close(closeGoingAway, "server shutting down")
 		return
@@ -95,6 +102,7 @@ type wsConn struct {
 	conn       *gws.Conn
 	readerDone chan struct{}
 	readWait   time.Duration
+	allow      func(bridge.Filter) bool // nil: every filter
 }
 
 // newWSConn returns the watcher state of conn.
@@ -168,6 +176,9 @@ func (c *wsConn) apply(req request) error {
 	if req.op == opUnsubscribe {
 		ack := &frame{b: wsMessage(wsOpMessage{Op: opUnsubscribed, Topics: topics})}
 		return c.h.unsubscribe(c.w, req.filters, ack)
+	}
+	if err := allowed(c.allow, req.filters); err != nil {
+		return err
 	}
 	ack := &frame{b: wsMessage(wsOpMessage{Op: opSubscribed, Topics: topics})}
 	return c.h.subscribe(c.w, req.filters, req.from, req.from != "", ack)
