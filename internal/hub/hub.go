@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/telehub/telehub/api"
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/devices"
+	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/config"
 	"github.com/telehub/telehub/internal/httpx"
 	"github.com/telehub/telehub/internal/metrics"
@@ -43,6 +45,11 @@ type Hub struct {
 	cfg     config.Config
 	log     *slog.Logger
 	metrics *metrics.Metrics
+
+	// auth holds the credentials; secured is whether any existed at build
+	// time, which turns authentication on for every transport.
+	auth    *auth.Auth
+	secured bool
 
 	store    *storage.Store
 	bridge   *bridge.Bridge
@@ -82,6 +89,9 @@ func New(cfg config.Config, logger *slog.Logger) (*Hub, error) {
 }
 
 func (h *Hub) build() error {
+	if err := h.buildAuth(); err != nil {
+		return err
+	}
 	if err := h.buildStorage(); err != nil {
 		return err
 	}
@@ -89,6 +99,45 @@ func (h *Hub) build() error {
 		return err
 	}
 	return h.buildHTTP()
+}
+
+// buildAuth loads the credentials: the configuration's and those of the
+// credentials file. Without any, the hub listens on loopback only unless
+// --insecure (SPEC §9); the configuration let a non-loopback address pass
+// on the mere presence of the file, checked here for real.
+func (h *Hub) buildAuth() error {
+	cfg := h.cfg.Credentials()
+	cfg.Logger = h.log.With("component", "auth")
+	var err error
+	if h.auth, err = auth.New(cfg); err != nil {
+		return fmt.Errorf("credentials: %w", err)
+	}
+	h.secured = h.auth.Enabled()
+	if exposed := h.cfg.Exposed(); !h.secured && !h.cfg.Insecure && len(exposed) > 0 {
+		return fmt.Errorf("%w: %s: not loopback, and no credentials are configured nor in %s; configure some or pass --insecure",
+			config.ErrInvalid, strings.Join(exposed, ", "), cfg.Path)
+	}
+	return nil
+}
+
+// authorizeWatcher is the watchers' stream.Config.Authorize: the admin
+// token watches anything, a watcher token within its scopes.
+func (h *Hub) authorizeWatcher(r *http.Request) (func(bridge.Filter) bool, error) {
+	token := auth.RequestToken(r)
+	if h.auth.Admin(token) {
+		return nil, nil
+	}
+	scopes, ok := h.auth.Watcher(token)
+	if !ok {
+		return nil, errors.New("missing or invalid watcher token")
+	}
+	return func(f bridge.Filter) bool { return auth.AllowFilter(scopes, f) }, nil
+}
+
+// authenticateWS is the WebSocket devices' Authenticate: the device's
+// token in the Authorization header or ?token=.
+func (h *Hub) authenticateWS(r *http.Request, device string) bool {
+	return h.auth.Device(device, devices.RequestToken(r))
 }
 
 func (h *Hub) buildStorage() error {
@@ -110,14 +159,18 @@ func (h *Hub) buildStorage() error {
 	if err != nil {
 		return fmt.Errorf("open storage: %w", err)
 	}
-	h.fanout, err = stream.New(stream.Config{
+	streamCfg := stream.Config{
 		Log:            h.store,
 		QueueLimit:     h.cfg.WatcherQueue,
 		Heartbeat:      h.cfg.HeartbeatInterval,
 		AllowedOrigins: h.cfg.AllowedOrigins,
 		Logger:         h.log.With("component", "stream"),
 		Metrics:        h.metrics,
-	})
+	}
+	if h.secured {
+		streamCfg.Authorize = h.authorizeWatcher
+	}
+	h.fanout, err = stream.New(streamCfg)
 	if err != nil {
 		return fmt.Errorf("watcher streams: %w", err)
 	}
@@ -147,7 +200,7 @@ func (h *Hub) buildDevices() error {
 	if err != nil {
 		return fmt.Errorf("liveness: %w", err)
 	}
-	h.wsDev, err = devices.NewWS(devices.WSConfig{
+	wsCfg := devices.WSConfig{
 		Bridge:     h.bridge,
 		Liveness:   h.liveness,
 		MaxPayload: h.cfg.MaxPayload,
@@ -155,7 +208,11 @@ func (h *Hub) buildDevices() error {
 		Timeout:    h.cfg.DeviceTimeout,
 		Logger:     h.log.With("component", "ws-devices"),
 		Metrics:    h.metrics,
-	})
+	}
+	if h.secured {
+		wsCfg.Authenticate = h.authenticateWS
+	}
+	h.wsDev, err = devices.NewWS(wsCfg)
 	if err != nil {
 		return fmt.Errorf("websocket devices: %w", err)
 	}
@@ -173,7 +230,7 @@ func (h *Hub) buildBroker() error {
 	if err != nil {
 		return err
 	}
-	h.broker, err = devices.NewBroker(devices.BrokerConfig{
+	brokerCfg := devices.BrokerConfig{
 		Addr:       h.cfg.MQTTAddr,
 		TLS:        tlsCfg,
 		Bridge:     h.bridge,
@@ -181,7 +238,11 @@ func (h *Hub) buildBroker() error {
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt"),
 		Metrics:    h.metrics,
-	})
+	}
+	if h.secured {
+		brokerCfg.Authenticate = h.auth.Device // username = device id, password = token
+	}
+	h.broker, err = devices.NewBroker(brokerCfg)
 	if err != nil {
 		return fmt.Errorf("embedded mqtt broker: %w", err)
 	}
@@ -228,6 +289,7 @@ func (h *Hub) buildHTTP() error {
 		Store:    h.store,
 		Presence: h.liveness,
 		Ready:    h.ready,
+		Auth:     h.auth,
 		Logger:   h.log.With("component", "api"),
 	})
 	if err != nil {
@@ -339,8 +401,9 @@ func (h *Hub) Start(ctx context.Context) error {
 		h.serve(h.debug, h.debugLn)
 		h.log.Info("pprof listening", "addr", h.debugLn.Addr().String())
 	}
-	h.log.Info("telehub listening", "http", h.HTTPAddr(), "mqtt", h.mqttDescription(), "data", h.cfg.DataDir, "version", Version)
-	if h.cfg.Insecure && (!config.IsLoopback(h.cfg.HTTPAddr) || (h.cfg.MQTTAddr != "" && !config.IsLoopback(h.cfg.MQTTAddr))) {
+	h.log.Info("telehub listening", "http", h.HTTPAddr(), "mqtt", h.mqttDescription(), "data", h.cfg.DataDir,
+		"credentials", h.secured, "version", Version)
+	if h.cfg.Insecure && !h.secured && len(h.cfg.Exposed()) > 0 {
 		h.log.Warn("--insecure: listening beyond loopback without credentials; anyone who reaches these ports can publish and watch")
 	}
 	return nil
