@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/lxzan/gws"
 
@@ -470,4 +471,29 @@ func TestCredentialsFileAloneAllowsListeningBeyondLoopback(t *testing.T) {
 	if _, err := New(empty, testLogger(t)); !errors.Is(err, config.ErrInvalid) || !strings.Contains(fmt.Sprint(err), "--insecure") {
 		t.Fatalf("New with an empty credentials file: %v, want a refusal", err)
 	}
+}
+
+// The dashboard on a hub with credentials: opened as /?token=…, it passes
+// the token on to its REST requests and its EventSource.
+func TestDashboardWithToken(t *testing.T) {
+	path := chromiumPath()
+	if path == "" {
+		requireExternal(t, "chromium")
+	}
+	h := startHub(t, securedConfig(t))
+	d := dialDeviceWith(t, h, "pump-7", "", bearer(pumpTok))
+	d.send(t, `{"type":"telemetry","seq":1,"values":{"temp":21.5}}`)
+	d.next(t)
+
+	ctx := browser(t, path)
+	errs := watchConsole(t, ctx)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+h.HTTPAddr()+"/?token="+url.QueryEscape(opsTok))); err != nil {
+		t.Fatalf("open dashboard: %v", err)
+	}
+	waitDOM(t, ctx, "its stream as live", `document.querySelector('#conn').dataset.state === 'live'`)
+	waitDOM(t, ctx, "pump-7 from REST", `!!document.querySelector('#device-rows tr[data-device="pump-7"]')`)
+	d.send(t, `{"type":"telemetry","seq":2,"values":{"temp":42.25}}`)
+	d.next(t)
+	waitDOM(t, ctx, "the live value 42.25", `document.querySelector('tr[data-device="pump-7"] [data-metric="temp"] .v')?.textContent.includes('42.25')`)
+	errs.check(t)
 }

@@ -16,6 +16,10 @@ import { TimeChart, sparkline, theme } from "./chart.js";
 import { el, setText, formatNumber, formatUnit, formatValue, valueClass, ago, clock, parseTime } from "./dom.js";
 
 const TOPICS = ["telemetry/#", "presence/#", "errors/#"];
+// A hub with credentials needs a watcher (or admin) token: open the page as
+// /?token=… and it is sent with every request (EventSource cannot set
+// headers, so the stream gets it as ?token= too).
+const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const MAX_LOG = 200; // errors and presence changes kept
 const SERIES_CAP = 2000; // points kept per device metric
 const LIST_EVERY = 250; // ms between device list and log renders
@@ -184,7 +188,9 @@ function onEvent(kind, data) {
 // ---- loading state over REST -----------------------------------------
 
 async function getJSON(path) {
-  const resp = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+  const headers = { Accept: "application/json" };
+  if (TOKEN) headers.Authorization = "Bearer " + TOKEN;
+  const resp = await fetch(path, { headers, cache: "no-store" });
   if (!resp.ok) throw new Error(path + ": HTTP " + resp.status);
   return resp.json();
 }
@@ -627,6 +633,7 @@ const stateText = { connecting: "connecting…", live: "live", reconnecting: "re
 const stream = new Stream({
   url: "v1/stream",
   topics: TOPICS,
+  token: TOKEN,
   onEvent,
   onState(state, detail) {
     ui.conn.dataset.state = state;

@@ -22,6 +22,7 @@ export class Stream {
    * @param {object} opts
    * @param {string} opts.url        stream endpoint, e.g. "v1/stream"
    * @param {string[]} opts.topics   topic filters
+   * @param {string} [opts.token]   watcher token, sent as ?token= when set
    * @param {(kind: string, data: object) => void} opts.onEvent
    * @param {(state: string, detail: string) => void} opts.onState
    *        state is "connecting", "live", "reconnecting" or "offline"
@@ -55,6 +56,7 @@ export class Stream {
     const q = new URLSearchParams();
     for (const t of this.opts.topics) q.append("topic", t);
     if (this.lastId) q.set("last_event_id", this.lastId);
+    if (this.opts.token) q.set("token", this.opts.token);
     this.fresh = !this.lastId;
     const es = new EventSource(this.opts.url + "?" + q.toString());
     this.es = es;
