@@ -205,7 +205,9 @@ func TestEventsRejections(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var body struct{ Error struct{ Code, Message string } }
+			var body struct {
+				Error struct{ Code, Message string }
+			}
 			if code := get(t, srv, "/v1/events"+c.query, &body); code != c.status {
 				t.Fatalf("status %d, want %d", code, c.status)
 			}
@@ -244,7 +246,9 @@ func TestStoreFailureIs500(t *testing.T) {
 	f.err = errors.New("disk on fire")
 	srv := serve(t, Config{Store: f})
 	for _, path := range []string{"/v1/events", "/v1/devices", "/v1/devices/d1"} {
-		var body struct{ Error struct{ Code, Message string } }
+		var body struct {
+			Error struct{ Code, Message string }
+		}
 		if code := get(t, srv, path, &body); code != http.StatusInternalServerError || body.Error.Code != "internal" {
 			t.Errorf("%s: %d %+v", path, code, body)
 		}
@@ -286,7 +290,9 @@ func TestDevices(t *testing.T) {
 	if one.ID != "d1" || one.State["temp"]["value"] != 21.5 || one.State["temp"]["unit"] != "Cel" {
 		t.Errorf("d1: %+v", one)
 	}
-	var body struct{ Error struct{ Code, Message string } }
+	var body struct {
+		Error struct{ Code, Message string }
+	}
 	if code := get(t, srv, "/v1/devices/nope", &body); code != http.StatusNotFound || body.Error.Code != "not_found" {
 		t.Errorf("unknown device: %d %+v", code, body)
 	}
@@ -305,7 +311,9 @@ func TestHealth(t *testing.T) {
 		t.Errorf("readyz %d", code)
 	}
 	ready = errors.New("not connected to the external MQTT broker")
-	var body struct{ Error struct{ Code, Message string } }
+	var body struct {
+		Error struct{ Code, Message string }
+	}
 	if code := get(t, srv, "/readyz", &body); code != http.StatusServiceUnavailable || body.Error.Code != "unavailable" ||
 		!strings.Contains(body.Error.Message, "broker") {
 		t.Errorf("not ready: %d %+v", code, body)
