@@ -92,7 +92,7 @@ func (a *API) reader(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 			return
 		}
-		token := auth.RequestToken(r)
+		token := httpx.RequestToken(r)
 		if a.cfg.Auth.Admin(token) {
 			h(w, r)
 			return

@@ -103,7 +103,7 @@ type WSConfig struct {
 	// reading from it. Default 256.
 	MaxInflight int
 	// Authenticate decides whether the upgrade request may connect as
-	// device, typically by checking RequestToken(r). false answers HTTP
+	// device, typically by checking httpx.RequestToken(r). false answers HTTP
 	// 401 before the upgrade. Default nil: no authentication.
 	Authenticate func(r *http.Request, device string) bool
 	// Logger receives the endpoint's logs. Default: logs are discarded.
@@ -230,18 +230,6 @@ func (s *WS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serve(socket, device)
-}
-
-// RequestToken returns the token of a device's upgrade request: the Bearer
-// token of the Authorization header, else the token query parameter.
-func RequestToken(r *http.Request) string {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if ok && strings.EqualFold(scheme, "Bearer") {
-		if token = strings.TrimSpace(token); token != "" {
-			return token
-		}
-	}
-	return r.URL.Query().Get("token")
 }
 
 // Connected returns how many devices are connected.

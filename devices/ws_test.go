@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/telehub/telehub/internal/httpx"
 	"io"
 	"log/slog"
 	"net"
@@ -590,7 +591,7 @@ func upgradeRequest(t *testing.T, url string, header http.Header) (status int, b
 
 func TestWSRefusedBeforeUpgrade(t *testing.T) {
 	env := newWSEnv(t, WSConfig{
-		Authenticate: func(r *http.Request, device string) bool { return RequestToken(r) == "tok-"+device },
+		Authenticate: func(r *http.Request, device string) bool { return httpx.RequestToken(r) == "tok-"+device },
 	})
 	tests := []struct {
 		name   string
@@ -653,48 +654,6 @@ func TestWSUpgradeRefusedByGWS(t *testing.T) {
 	if n := env.ws.Connected(); n != 0 {
 		t.Fatalf("%d devices connected", n)
 	}
-}
-
-func TestRequestToken(t *testing.T) {
-	tests := []struct {
-		auth, query, want string
-	}{
-		{"Bearer abc", "", "abc"},
-		{"bearer  abc ", "", "abc"},
-		{"Bearer abc", "token=xyz", "abc"},
-		{"Basic abc", "token=xyz", "xyz"},
-		{"Bearer ", "token=xyz", "xyz"},
-		{"", "token=x%2By", "x+y"},
-		{"", "", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.auth+"?"+tt.query, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodGet, "/v1/devices/d1/ws?"+tt.query, nil)
-			if tt.auth != "" {
-				r.Header.Set("Authorization", tt.auth)
-			}
-			if got := RequestToken(r); got != tt.want {
-				t.Fatalf("RequestToken = %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
-
-func FuzzRequestToken(f *testing.F) {
-	f.Add("Bearer abc", "token=xyz")
-	f.Add("Basic eDp5", "token=%zz")
-	f.Add("Bearer", "")
-	f.Fuzz(func(t *testing.T, auth, query string) {
-		r := httptest.NewRequest(http.MethodGet, "/v1/devices/d1/ws", nil)
-		r.URL.RawQuery = query
-		r.Header.Set("Authorization", auth)
-		token := RequestToken(r)
-		if scheme, rest, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(rest) != "" {
-			if token != strings.TrimSpace(rest) {
-				t.Fatalf("RequestToken = %q with Authorization %q", token, auth)
-			}
-		}
-	})
 }
 
 func TestWSReplacedConnection(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -542,33 +541,5 @@ func TestConcurrentChecksAndChanges(t *testing.T) {
 	wg.Wait()
 	if n := len(a.Devices()); n != 4 {
 		t.Fatalf("%d devices, want 4", n)
-	}
-}
-
-func TestRequestToken(t *testing.T) {
-	tests := []struct {
-		name, auth, query, want string
-	}{
-		{"bearer", "Bearer abc", "", "abc"},
-		{"bearer case", "bearer abc", "", "abc"},
-		{"bearer wins", "Bearer abc", "token=q", "abc"},
-		{"query", "", "token=q", "q"},
-		{"basic ignored", "Basic abc", "token=q", "q"},
-		{"empty bearer", "Bearer  ", "token=q", "q"},
-		{"none", "", "", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/v1/stream?"+tt.query, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tt.auth != "" {
-				r.Header.Set("Authorization", tt.auth)
-			}
-			if got := RequestToken(r); got != tt.want {
-				t.Fatalf("RequestToken = %q, want %q", got, tt.want)
-			}
-		})
 	}
 }

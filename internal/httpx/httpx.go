@@ -1,10 +1,11 @@
 // Package httpx holds the small HTTP helpers shared by telehub's handlers:
-// the JSON error body of SPEC §7 and JSON responses.
+// the JSON error body of SPEC §7, JSON responses and request tokens.
 package httpx
 
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 )
 
 // Error codes of the JSON error body.
@@ -39,4 +40,17 @@ func JSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	_ = enc.Encode(v) // the status is out; a failed write means the client left
+}
+
+// RequestToken returns the credential of a request: the Bearer token of the
+// Authorization header, else the token query parameter (browsers cannot
+// set headers on WebSockets and EventSource). "" when there is none.
+func RequestToken(r *http.Request) string {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if ok && strings.EqualFold(scheme, "Bearer") {
+		if token = strings.TrimSpace(token); token != "" {
+			return token
+		}
+	}
+	return r.URL.Query().Get("token")
 }

@@ -123,7 +123,7 @@ func (h *Hub) buildAuth() error {
 // authorizeWatcher is the watchers' stream.Config.Authorize: the admin
 // token watches anything, a watcher token within its scopes.
 func (h *Hub) authorizeWatcher(r *http.Request) (func(bridge.Filter) bool, error) {
-	token := auth.RequestToken(r)
+	token := httpx.RequestToken(r)
 	if h.auth.Admin(token) {
 		return nil, nil
 	}
@@ -137,7 +137,7 @@ func (h *Hub) authorizeWatcher(r *http.Request) (func(bridge.Filter) bool, error
 // authenticateWS is the WebSocket devices' Authenticate: the device's
 // token in the Authorization header or ?token=.
 func (h *Hub) authenticateWS(r *http.Request, device string) bool {
-	return h.auth.Device(device, devices.RequestToken(r))
+	return h.auth.Device(device, httpx.RequestToken(r))
 }
 
 func (h *Hub) buildStorage() error {
