@@ -10,7 +10,7 @@ import (
 
 // FuzzParseSecret checks that a configuration token either parses to a
 // "sha256:" hash that parses again to itself, or fails with ErrBadToken
-// without repeating a plain token.
+// with a message that does not reveal a plain token.
 func FuzzParseSecret(f *testing.F) {
 	for _, s := range []string{"", "short", "correct-horse-battery-staple", "sha256:", "sha256:" + strings.Repeat("ab", 32),
 		"sha256:" + strings.Repeat("AB", 32), "sha256:" + strings.Repeat("g", 64), "spaces are not allowed here"} {
@@ -22,8 +22,19 @@ func FuzzParseSecret(f *testing.F) {
 			if !errors.Is(err, ErrBadToken) {
 				t.Fatalf("error %v does not wrap ErrBadToken", err)
 			}
-			if len(s) >= MinTokenLen && !strings.HasPrefix(s, HashPrefix) && strings.Contains(err.Error(), s) {
-				t.Fatalf("error repeats the token: %v", err)
+			if !strings.HasPrefix(s, HashPrefix) {
+				// The message may depend on the token's length and on where
+				// its bad bytes are, never on its printable content: the
+				// same token with every printable byte masked fails alike.
+				masked := []byte(s)
+				for i, c := range masked {
+					if c > ' ' && c <= '~' {
+						masked[i] = 'x'
+					}
+				}
+				if _, err2 := ParseSecret(string(masked)); err2 == nil || err2.Error() != err.Error() {
+					t.Fatalf("error %q depends on the token's content (masked: %v)", err, err2)
+				}
 			}
 			return
 		}
