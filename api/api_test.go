@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/storage"
 )
@@ -319,3 +321,5 @@ func TestHealth(t *testing.T) {
 		t.Errorf("not ready: %d %+v", code, body)
 	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
