@@ -51,6 +51,13 @@ type Config struct {
 	// ErrorBurst is how many error events a device may cause at once
 	// before ErrorRate applies. Default: 5.
 	ErrorBurst int
+	// DeviceRate is how many telemetry messages per second one device may
+	// send; Telemetry refuses more with CodeRateLimited. Default: 0, no
+	// limit.
+	DeviceRate float64
+	// DeviceBurst is how many messages a device may send at once before
+	// DeviceRate applies. Default: twice DeviceRate, at least 1.
+	DeviceBurst int
 	// Now is the clock, for rate limits and missing receive times.
 	// Default: time.Now.
 	Now func() time.Time
@@ -77,6 +84,7 @@ type Bridge struct {
 	now   func() time.Time
 
 	errLimit *limiter // per-device error events
+	msgLimit *limiter // per-device telemetry messages; nil: no limit
 
 	logMu     sync.Mutex
 	logBucket bucket // rejection log lines, all devices together
@@ -115,6 +123,10 @@ func New(cfg Config) (*Bridge, error) {
 	for _, code := range []string{CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal} {
 		b.rejected[code] = m.Rejected.WithLabelValues(code)
 	}
+	if cfg.DeviceRate > 0 {
+		b.msgLimit = newLimiter(cfg.DeviceRate, cfg.DeviceBurst, limiterMaxEntries)
+		b.msgLimit.failOpen = true // more active devices than tracked: never refuse for that
+	}
 	return b, nil
 }
 
@@ -131,6 +143,14 @@ func (cfg *Config) fillDefaults() error {
 		cfg.ErrorBurst = DefaultErrorBurst
 	case cfg.ErrorBurst < 0:
 		return fmt.Errorf("%w: ErrorBurst %d must be positive", ErrBadConfig, cfg.ErrorBurst)
+	}
+	switch {
+	case cfg.DeviceRate < 0 || math.IsNaN(cfg.DeviceRate) || math.IsInf(cfg.DeviceRate, 0):
+		return fmt.Errorf("%w: DeviceRate %v must be 0 (no limit) or a positive number", ErrBadConfig, cfg.DeviceRate)
+	case cfg.DeviceBurst < 0:
+		return fmt.Errorf("%w: DeviceBurst %d must be positive", ErrBadConfig, cfg.DeviceBurst)
+	case cfg.DeviceBurst == 0:
+		cfg.DeviceBurst = max(1, int(math.Ceil(2*cfg.DeviceRate)))
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -149,13 +169,20 @@ func (cfg *Config) fillDefaults() error {
 //
 // An invalid device id, an empty payload, an invalid metric name or a
 // non-finite number is rejected with an *Error before anything is
-// submitted; a store failure is returned wrapped. In both cases done is
-// never called.
+// submitted, and so is a message over the device's rate limit
+// (CodeRateLimited); a store failure is returned wrapped. In all these cases
+// done is never called, and the caller records the rejection (Reject).
 func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error {
 	if err := checkTelemetry(in.Device, &p); err != nil {
 		return err
 	}
 	seen := b.seen(in.Received)
+	if b.msgLimit != nil {
+		if ok, _ := b.msgLimit.allow(in.Device, seen); !ok {
+			return &Error{Code: CodeRateLimited, Message: fmt.Sprintf(
+				"device %s sends more than %g messages a second: reading not stored", in.Device, b.msgLimit.rate)}
+		}
+	}
 	w := &Write{
 		Device:    in.Device,
 		Transport: in.Transport,

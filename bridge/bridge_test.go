@@ -142,6 +142,9 @@ func TestNewConfig(t *testing.T) {
 		{"NaN rate", Config{Store: store, ErrorRate: math.NaN()}, ErrBadConfig},
 		{"infinite rate", Config{Store: store, ErrorRate: math.Inf(1)}, ErrBadConfig},
 		{"negative burst", Config{Store: store, ErrorBurst: -1}, ErrBadConfig},
+		{"negative device rate", Config{Store: store, DeviceRate: -1}, ErrBadConfig},
+		{"NaN device rate", Config{Store: store, DeviceRate: math.NaN()}, ErrBadConfig},
+		{"negative device burst", Config{Store: store, DeviceRate: 1, DeviceBurst: -1}, ErrBadConfig},
 		{"defaults", Config{Store: store}, nil},
 	}
 	for _, tt := range tests {
@@ -311,6 +314,47 @@ func TestTelemetryStoreError(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(h.m.EventsIngested.WithLabelValues("telemetry")); n != 0 {
 		t.Errorf("events ingested = %v after a store error", n)
+	}
+}
+
+func TestTelemetryDeviceRateLimit(t *testing.T) {
+	h := newHarness(t, Config{DeviceRate: 2, DeviceBurst: 3})
+	send := func(device string) error {
+		p := Payload{Readings: []Reading{{Metric: "temp", Value: NumberValue(1)}}}
+		return h.b.Telemetry(Input{Device: device, Transport: TransportWS}, p, nil)
+	}
+	for i := range 3 {
+		if err := send("d1"); err != nil {
+			t.Fatalf("message %d within the burst: %v", i, err)
+		}
+	}
+	err := send("d1")
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeRateLimited || !strings.Contains(e.Message, "d1") {
+		t.Fatalf("over the limit: err %v, want a rate_limited *Error naming the device", err)
+	}
+	if err := send("d2"); err != nil {
+		t.Fatalf("another device is limited by d1: %v", err)
+	}
+	h.clock.add(500 * time.Millisecond) // one token at 2/s
+	if err := send("d1"); err != nil {
+		t.Fatalf("after refill: %v", err)
+	}
+	if err := send("d1"); err == nil {
+		t.Fatal("second message after one token's refill went through")
+	}
+	if n := len(h.store.all()); n != 5 {
+		t.Fatalf("%d writes stored, want 5 (3 burst + d2 + 1 refilled)", n)
+	}
+}
+
+func TestTelemetryNoDeviceRateLimitByDefault(t *testing.T) {
+	h := newHarness(t, Config{})
+	for i := range 1000 {
+		p := Payload{Readings: []Reading{{Metric: "temp", Value: NumberValue(1)}}}
+		if err := h.b.Telemetry(Input{Device: "d1"}, p, nil); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
 	}
 }
 

@@ -57,6 +57,9 @@ func (b *bucket) take() (bool, uint64) {
 type limiter struct {
 	rate, burst float64
 	maxEntries  int
+	// failOpen lets the events of untracked keys through when the limiter
+	// is full, instead of suppressing them.
+	failOpen bool
 
 	mu        sync.Mutex
 	entries   map[string]bucket
@@ -72,7 +75,7 @@ func newLimiter(rate float64, burst int, maxEntries int) *limiter {
 // allow reports whether an event of key may go out at now, and how many of
 // key's events were suppressed since the last one that went out (when
 // allowed) or so far (when not). When the limiter is full of active keys, a
-// new key's event is suppressed and not tracked.
+// new key's event is not tracked, and suppressed unless failOpen.
 func (l *limiter) allow(key string, now time.Time) (bool, uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -85,7 +88,7 @@ func (l *limiter) allow(key string, now time.Time) (bool, uint64) {
 			l.sweep(now)
 		}
 		if len(l.entries) >= l.maxEntries {
-			return false, 0
+			return l.failOpen, 0
 		}
 		b = bucket{tokens: l.burst, last: now}
 	}

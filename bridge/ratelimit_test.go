@@ -106,3 +106,19 @@ func TestLimiterBounded(t *testing.T) {
 		t.Errorf("len = %d, over the bound %d", n, max)
 	}
 }
+
+func TestLimiterFullFailOpen(t *testing.T) {
+	for _, failOpen := range []bool{false, true} {
+		l := newLimiter(1, 1, 1)
+		l.failOpen = failOpen
+		if ok, _ := l.allow("a", fixedNow); !ok {
+			t.Fatal("first key refused")
+		}
+		if ok, _ := l.allow("b", fixedNow); ok != failOpen {
+			t.Errorf("failOpen %v: untracked key allowed = %v", failOpen, ok)
+		}
+		if l.len() != 1 {
+			t.Errorf("untracked key was tracked: %d entries", l.len())
+		}
+	}
+}

@@ -576,7 +576,11 @@ func (c *wsConn) telemetry(in bridge.Input, f bridge.Frame) {
 	}
 	err := c.ws.cfg.Bridge.Telemetry(in, f.Payload, func(r bridge.Result) { c.stored(n, r) })
 	if err != nil {
-		c.ws.log.Warn("reading not submitted", "device", c.device(), "err", err)
+		if errors.As(err, new(*bridge.Error)) {
+			c.ws.cfg.Bridge.Reject(in, err) // refused, e.g. over the rate limit: counted like any rejection
+		} else {
+			c.ws.log.Warn("reading not submitted", "device", c.device(), "err", err)
+		}
 		c.resolve(n, wireError(err, bridge.CodeInternal))
 	}
 }

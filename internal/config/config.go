@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -53,6 +54,12 @@ type Config struct {
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 	// MaxPayload (--max-payload): bytes, WebSocket frames and MQTT payloads.
 	MaxPayload int `yaml:"max_payload"`
+	// DeviceRate (--device-rate): telemetry messages per second one device
+	// may send; more are refused with rate_limited. 0 means no limit.
+	// DeviceBurst (--device-burst): messages at once before the rate
+	// applies; 0 means twice the rate.
+	DeviceRate  float64 `yaml:"device_rate"`
+	DeviceBurst int     `yaml:"device_burst"`
 	// WatcherQueue (--watcher-queue): events a watcher may fall behind.
 	WatcherQueue int `yaml:"watcher_queue"`
 	// AllowedOrigins (--allowed-origin, repeatable): Origins allowed to open
@@ -144,6 +151,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayload < 64 || c.MaxPayload > 16<<20 {
 		bad("max_payload must be between 64 and 16777216 bytes, got %d", c.MaxPayload)
+	}
+	if c.DeviceRate < 0 || math.IsNaN(c.DeviceRate) || math.IsInf(c.DeviceRate, 0) {
+		bad("device_rate must be 0 (no limit) or a positive number, got %v", c.DeviceRate)
+	}
+	if c.DeviceBurst < 0 {
+		bad("device_burst must not be negative, got %d", c.DeviceBurst)
 	}
 	if c.WatcherQueue < 1 {
 		bad("watcher_queue must be at least 1, got %d", c.WatcherQueue)

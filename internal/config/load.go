@@ -56,6 +56,17 @@ func integer(name, usage string, field func(*Config) *int) option {
 	}}
 }
 
+func float(name, usage string, field func(*Config) *float64) option {
+	return option{name: name, usage: usage, set: func(c *Config, s string) error {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", s)
+		}
+		*field(c) = v
+		return nil
+	}}
+}
+
 func duration(name, usage string, field func(*Config) *time.Duration) option {
 	return option{name: name, usage: usage, set: func(c *Config, s string) error {
 		v, err := time.ParseDuration(s)
@@ -95,6 +106,8 @@ var options = []option{
 	duration("device-timeout", "a device with nothing heard for this long goes offline", func(c *Config) *time.Duration { return &c.DeviceTimeout }),
 	duration("heartbeat-interval", "pings to devices and watchers", func(c *Config) *time.Duration { return &c.HeartbeatInterval }),
 	integer("max-payload", "max bytes of a WebSocket frame or MQTT payload", func(c *Config) *int { return &c.MaxPayload }),
+	float("device-rate", "telemetry messages per second one device may send; 0 means no limit", func(c *Config) *float64 { return &c.DeviceRate }),
+	integer("device-burst", "messages a device may send at once before --device-rate applies (0: twice the rate)", func(c *Config) *int { return &c.DeviceBurst }),
 	integer("watcher-queue", "events a watcher may fall behind before it is disconnected", func(c *Config) *int { return &c.WatcherQueue }),
 	list("allowed-origin", "Origin allowed to open watcher WebSockets (repeatable)", func(c *Config) *[]string { return &c.AllowedOrigins }),
 	str("tls-cert", "TLS certificate file (HTTPS/WSS and MQTTS)", func(c *Config) *string { return &c.TLSCert }),

@@ -175,9 +175,11 @@ func (h *Hub) buildStorage() error {
 		return fmt.Errorf("watcher streams: %w", err)
 	}
 	h.bridge, err = bridge.New(bridge.Config{
-		Store:   h.store,
-		Logger:  h.log.With("component", "bridge"),
-		Metrics: h.metrics,
+		Store:       h.store,
+		DeviceRate:  h.cfg.DeviceRate,
+		DeviceBurst: h.cfg.DeviceBurst,
+		Logger:      h.log.With("component", "bridge"),
+		Metrics:     h.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)

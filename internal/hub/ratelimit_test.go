@@ -1,0 +1,64 @@
+package hub
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// A device over its rate limit gets rate_limited answers on both
+// transports; what it sent within the limit is stored, the rest is not.
+func TestDeviceRateLimit(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DeviceRate, cfg.DeviceBurst = 0.001, 3 // three messages, then none for the test's length
+	h := startHub(t, cfg)
+
+	d := dialDevice(t, h, "fast-ws")
+	for seq := 1; seq <= 5; seq++ {
+		d.send(t, fmt.Sprintf(`{"type":"telemetry","seq":%d,"values":{"n":%d}}`, seq, seq))
+	}
+	var acks, limited int
+	for range 5 {
+		switch m := d.next(t); {
+		case m["type"] == "ack":
+			acks++
+		case m["type"] == "error" && m["code"] == "rate_limited":
+			limited++
+		default:
+			t.Fatalf("unexpected answer %v", m)
+		}
+	}
+	if acks != 3 || limited != 2 {
+		t.Fatalf("%d acks and %d rate_limited errors, want 3 and 2", acks, limited)
+	}
+	if n := len(events(t, h, "telemetry/fast-ws/#")); n != 3 {
+		t.Fatalf("%d readings stored, want 3", n)
+	}
+
+	c := mqttClient(t, h, "fast-mqtt-client", nil)
+	answers := subscribe(t, c, "devices/fast-mqtt/errors")
+	for i := range 4 {
+		publish(t, c, "devices/fast-mqtt/telemetry", 1, fmt.Sprintf(`{"n":%d}`, i))
+	}
+	select {
+	case m := <-answers:
+		var ans struct{ Code, Topic string }
+		if err := json.Unmarshal(m.Payload(), &ans); err != nil || ans.Code != "rate_limited" || ans.Topic != "devices/fast-mqtt/telemetry" {
+			t.Fatalf("answer %s (%v), want code rate_limited", m.Payload(), err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no rate_limited answer")
+	}
+	if n := len(events(t, h, "telemetry/fast-mqtt/#")); n != 3 {
+		t.Fatalf("%d MQTT readings stored, want 3", n)
+	}
+	waitFor(t, "the rate_limited error events", func() bool {
+		for _, e := range events(t, h, "errors/#") {
+			if e.Data["code"] == "rate_limited" {
+				return true
+			}
+		}
+		return false
+	})
+}
