@@ -129,3 +129,55 @@ func BenchmarkSubmitParallel(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(b.N)/float64(max(1, txs.Load())), "writes/tx")
 }
+
+// BenchmarkIngestHub mimics the hub's ingest at its ceiling: many devices,
+// five metrics per device message, fsync on, a deep queue (devices send
+// without waiting for acks, so the writer commits large batches) and
+// retention active at MaxEvents from the start (every event appended is
+// matched by one trimmed).
+func BenchmarkIngestHub(b *testing.B) {
+	const (
+		devices   = 1000
+		maxEvents = 50_000
+		inFlight  = 4096
+	)
+	metrics := []string{"temp", "hum", "energy", "door", "pump"}
+	cfg := testConfig(b)
+	cfg.NoFsync = false
+	cfg.MaxEvents = maxEvents
+	var txs atomic.Int64
+	cfg.OnCommit = func([]Record) { txs.Add(1) }
+	s := openStore(b, cfg)
+	names := make([]string, devices)
+	seqs := make([]uint64, devices)
+	for i := range names {
+		names[i] = fmt.Sprintf("dev-%d", i)
+	}
+	slots := make(chan struct{}, inFlight)
+	var pending sync.WaitGroup
+	submit := func(i int) {
+		d := i % devices
+		seqs[d]++
+		w := withSeq(reading(names[d], t0, i, metrics...), seqs[d])
+		slots <- struct{}{}
+		pending.Add(1)
+		w.Done = func(bridge.Result) { <-slots; pending.Done() }
+		if err := s.Submit(w); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range maxEvents / len(metrics) {
+		submit(i)
+	}
+	pending.Wait()
+	b.ReportAllocs()
+	txs.Store(0)
+	b.ResetTimer()
+	for i := range b.N {
+		submit(i)
+	}
+	pending.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
+	b.ReportMetric(float64(b.N)/float64(max(1, txs.Load())), "writes/tx")
+}

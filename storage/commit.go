@@ -150,7 +150,7 @@ func (w *writer) putEvent(b buckets, rec *deviceRec, device string, e *bridge.Ev
 	w.arena = appendEvent(w.arena, e.Kind, ms, e.Topic, e.Data)
 	// bbolt keeps the value until the commit; later appends to the arena
 	// never write into it.
-	if err := b.events.Put(putID(w.key[:0], id), w.arena[start:]); err != nil {
+	if err := b.events.Put(w.setKey(putID(w.key[:0], id)), w.arena[start:]); err != nil {
 		return fmt.Errorf("event %d: %w", id, err)
 	}
 	w.nextID++
@@ -162,7 +162,7 @@ func (w *writer) putEvent(b buckets, rec *deviceRec, device string, e *bridge.Ev
 	if e.Metric == "" || e.State == nil {
 		return nil
 	}
-	if err := b.state.Put(stateKey(w.key[:0], device, e.Metric), e.State); err != nil {
+	if err := b.state.Put(w.setKey(stateKey(w.key[:0], device, e.Metric)), e.State); err != nil {
 		return fmt.Errorf("state of %s/%s: %w", device, e.Metric, err)
 	}
 	rec.addMetric(e.Metric)

@@ -33,28 +33,27 @@ func (s *Store) trim(tx *bolt.Tx, budget int) (int, error) {
 	if !s.needsTrim() {
 		return 0, nil
 	}
-	w := &s.w
 	over, cutoff := s.over(), s.cutoffMs()
-	ids := w.trimIDs[:0]
+	// One cursor deletes from the front. After a Delete the cursor's
+	// position is stale (Next would skip a key) and First would walk the
+	// leaves emptied so far, so it seeks the id after the deleted one.
+	w := &s.w
 	c := tx.Bucket(bucketEvents).Cursor()
-	for k, v := c.First(); k != nil && len(ids) < budget; k, v = c.Next() {
-		if len(ids) >= over && retentionTime(v) >= cutoff {
+	n := 0
+	for k, v := c.First(); k != nil && n < budget; n++ {
+		if n >= over && retentionTime(v) >= cutoff {
 			break
 		}
-		ids = append(ids, getID(k))
-	}
-	w.trimIDs = ids
-	// Deleting while a cursor walks can skip keys: delete after the walk.
-	events := tx.Bucket(bucketEvents)
-	for _, id := range ids {
-		if err := events.Delete(putID(w.key[:0], id)); err != nil {
+		id := getID(k)
+		if err := c.Delete(); err != nil {
 			return 0, fmt.Errorf("trim event %d: %w", id, err)
 		}
+		k, v = c.Seek(w.setKey(putID(w.key[:0], id+1)))
 	}
-	if len(ids) > 0 {
+	if n > 0 {
 		w.loadOldest(tx)
 	}
-	return len(ids), nil
+	return n, nil
 }
 
 // retentionTime returns the time of an encoded event for retention, in unix

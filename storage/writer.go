@@ -29,8 +29,7 @@ type writer struct {
 	results []bridge.Result
 	recs    []Record
 	arena   []byte // encoded values of the batch; bbolt keeps them until commit
-	key     []byte
-	trimIDs []uint64
+	key     []byte // scratch key; bbolt copies keys it keeps
 
 	appended int // events appended by the batch
 	dups     int // duplicate writes in the batch
@@ -134,4 +133,10 @@ func (s *Store) flush() {
 			return
 		}
 	}
+}
+
+// setKey keeps k's buffer as the scratch key for the next one and returns k.
+func (w *writer) setKey(k []byte) []byte {
+	w.key = k
+	return k
 }
