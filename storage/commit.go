@@ -94,6 +94,9 @@ func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 		}
 		w.results = append(w.results, res)
 	}
+	if err := w.putStates(b.state); err != nil {
+		return err
+	}
 	if err := w.putDevices(b.devices); err != nil {
 		return err
 	}
@@ -162,10 +165,30 @@ func (w *writer) putEvent(b buckets, rec *deviceRec, device string, e *bridge.Ev
 	if e.Metric == "" || e.State == nil {
 		return nil
 	}
-	if err := b.state.Put(w.setKey(stateKey(w.key[:0], device, e.Metric)), e.State); err != nil {
-		return fmt.Errorf("state of %s/%s: %w", device, e.Metric, err)
-	}
+	w.setState(device, e.Metric, e.State)
 	rec.addMetric(e.Metric)
+	return nil
+}
+
+// setState records state as the batch's latest of device and metric; only
+// the last one of the batch is written.
+func (w *writer) setState(device, metric string, state []byte) {
+	ref := stateRef{device: device, metric: metric}
+	if i, ok := w.stateIdx[ref]; ok {
+		w.states[i].state = state
+		return
+	}
+	w.stateIdx[ref] = len(w.states)
+	w.states = append(w.states, stateVal{stateRef: ref, state: state})
+}
+
+// putStates stores the latest states the batch recorded.
+func (w *writer) putStates(bucket *bolt.Bucket) error {
+	for _, v := range w.states {
+		if err := bucket.Put(w.setKey(stateKey(w.key[:0], v.device, v.metric)), v.state); err != nil {
+			return fmt.Errorf("state of %s/%s: %w", v.device, v.metric, err)
+		}
+	}
 	return nil
 }
 

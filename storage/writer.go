@@ -24,6 +24,11 @@ type writer struct {
 	// they replace the cached ones only after the commit succeeded.
 	pending map[string]*deviceRec
 
+	// stateIdx indexes states by device and metric: the latest state of
+	// each that the batch wrote, in order of first appearance.
+	stateIdx map[stateRef]int
+	states   []stateVal
+
 	// Buffers reused from batch to batch.
 	batch   []*bridge.Write
 	results []bridge.Result
@@ -37,9 +42,19 @@ type writer struct {
 
 func newWriter() writer {
 	return writer{
-		devices: make(map[string]*deviceRec),
-		pending: make(map[string]*deviceRec),
+		devices:  make(map[string]*deviceRec),
+		pending:  make(map[string]*deviceRec),
+		stateIdx: make(map[stateRef]int),
 	}
+}
+
+// stateRef names the latest state of one metric of one device.
+type stateRef struct{ device, metric string }
+
+// stateVal is a latest state the batch writes.
+type stateVal struct {
+	stateRef
+	state []byte
 }
 
 // retained returns the number of retained events: ids are assigned
@@ -69,6 +84,8 @@ func (w *writer) restoreRange(r rangeState) {
 // startBatch resets the per-batch state.
 func (w *writer) startBatch() {
 	clear(w.pending)
+	clear(w.stateIdx)
+	w.states = w.states[:0]
 	w.results = w.results[:0]
 	w.recs = w.recs[:0]
 	w.arena = w.arena[:0]
@@ -81,6 +98,8 @@ func (w *writer) endBatch() {
 	clear(w.batch)
 	clear(w.recs)
 	clear(w.pending)
+	clear(w.stateIdx)
+	clear(w.states)
 	w.batch = w.batch[:0]
 	if cap(w.arena) > maxArena {
 		w.arena = nil
