@@ -33,27 +33,52 @@ func (s *Store) trim(tx *bolt.Tx, budget int) (int, error) {
 	if !s.needsTrim() {
 		return 0, nil
 	}
-	over, cutoff := s.over(), s.cutoffMs()
-	// One cursor deletes from the front. After a Delete the cursor's
-	// position is stale (Next would skip a key) and First would walk the
-	// leaves emptied so far, so it seeks the id after the deleted one.
-	w := &s.w
 	c := tx.Bucket(bucketEvents).Cursor()
-	n := 0
-	for k, v := c.First(); k != nil && n < budget; n++ {
+	n, last := s.trimRun(c, budget)
+	if n == 0 {
+		return 0, nil
+	}
+	if err := s.deleteRun(c, n, last); err != nil {
+		return 0, err
+	}
+	s.w.loadOldest(tx)
+	return n, nil
+}
+
+// trimRun returns the length of the run of oldest events trim deletes, at
+// most budget, and the id of the run's last event.
+func (s *Store) trimRun(c *bolt.Cursor, budget int) (n int, last uint64) {
+	over, cutoff := s.over(), s.cutoffMs()
+	for k, v := c.First(); k != nil && n < budget; k, v = c.Next() {
 		if n >= over && retentionTime(v) >= cutoff {
 			break
 		}
-		id := getID(k)
-		if err := c.Delete(); err != nil {
-			return 0, fmt.Errorf("trim event %d: %w", id, err)
+		n++
+		last = getID(k)
+	}
+	return n, last
+}
+
+// deleteRun deletes the n oldest events, last being the id of the newest of
+// them. It walks the run backwards with one cursor: a Delete leaves the
+// cursor's position stale for Next (it would skip a key) but not for Prev,
+// and deleting the last entries of a leaf moves no other entry.
+func (s *Store) deleteRun(c *bolt.Cursor, n int, last uint64) error {
+	w := &s.w
+	k, _ := c.Seek(w.setKey(putID(w.key[:0], last)))
+	if k == nil || getID(k) != last {
+		return fmt.Errorf("%w: trim: event %d not found", ErrCorrupt, last)
+	}
+	for i := range n {
+		if k == nil {
+			return fmt.Errorf("%w: trim: %d events before event %d, want %d", ErrCorrupt, i, last, n)
 		}
-		k, v = c.Seek(w.setKey(putID(w.key[:0], id+1)))
+		if err := c.Delete(); err != nil {
+			return fmt.Errorf("trim event %d: %w", getID(k), err)
+		}
+		k, _ = c.Prev()
 	}
-	if n > 0 {
-		w.loadOldest(tx)
-	}
-	return n, nil
+	return nil
 }
 
 // retentionTime returns the time of an encoded event for retention, in unix

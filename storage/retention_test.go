@@ -128,3 +128,42 @@ func TestRetentionByAge(t *testing.T) {
 		t.Errorf("OldestID = %d %v, want 8", oldest, ok)
 	}
 }
+
+// TestRetentionSteadyState trims in the transactions that append, as the
+// hub does once MaxEvents is reached: every batch deletes a run of oldest
+// events spanning several B-tree leaves, and exactly the newest MaxEvents
+// stay, in order.
+func TestRetentionSteadyState(t *testing.T) {
+	const maxEvents = 1000
+	cfg := testConfig(t)
+	cfg.MaxEvents = maxEvents
+	s := openStore(t, cfg)
+	last := uint64(0)
+	for batch := range 12 {
+		release := hold(t, s) // one event of device "hold"
+		last++
+		var pending []<-chan bridge.Result
+		for i := range 60 + batch*20 {
+			w := reading("d"+string(rune('a'+i%7)), t0, i, "temp", "hum", "energy", "door", "pump")
+			pending = append(pending, submitAsync(t, s, w))
+			last += 5
+		}
+		release()
+		for _, ch := range pending {
+			if r := wait(t, ch); r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		}
+		first := uint64(1)
+		if last > maxEvents {
+			first = last - maxEvents + 1
+		}
+		want := idRange(first, last)
+		if got := ids(scanAll(t, s)); !slices.Equal(got, want) {
+			t.Fatalf("batch %d: retained %d events %v..., want %d..%d", batch, len(got), got[:min(3, len(got))], want[0], last)
+		}
+		if oldest, ok := s.OldestID(); !ok || oldest != want[0] {
+			t.Fatalf("batch %d: OldestID = %d %v, want %d", batch, oldest, ok, want[0])
+		}
+	}
+}
