@@ -418,7 +418,7 @@ func (e *External) onMessage(_ paho.Client, m paho.Message) {
 	in := mqttInput(r.device, topic, now)
 	if err := e.ingest.bridge.Telemetry(in, r.payload, slot.committed); err != nil {
 		e.reject(in, mqttStoreError(err))
-		e.acks.release(slot, errors.As(err, new(*bridge.Error)))
+		e.acks.release(slot, acknowledgeRefusal(err))
 	}
 }
 

@@ -756,7 +756,7 @@ func (h *brokerHook) storeAndWait(in bridge.Input, p bridge.Payload) error {
 	if err := h.ingest.bridge.Telemetry(in, p, w.done); err != nil {
 		// done is never called; w is left to the garbage collector all the same.
 		h.reject(in, mqttStoreError(err))
-		if errors.As(err, new(*bridge.Error)) {
+		if acknowledgeRefusal(err) {
 			return packets.CodeSuccessIgnore
 		}
 		return packets.ErrRejectPacket
@@ -772,6 +772,16 @@ func (h *brokerHook) storeAndWait(in bridge.Input, p bridge.Payload) error {
 	case <-h.closing:
 		return packets.ErrRejectPacket // w is dropped: its done may still come
 	}
+}
+
+// acknowledgeRefusal reports whether a QoS 1 publish the bridge refused is
+// acknowledged all the same: yes for a payload that can never be stored
+// (bad JSON, bad names), which the device must not resend; no for a
+// refusal that passes (over the rate limit) or a store failure, which the
+// device should resend later.
+func acknowledgeRefusal(err error) bool {
+	var e *bridge.Error
+	return errors.As(err, &e) && e.Code != bridge.CodeRateLimited
 }
 
 // reject records a rejection and answers the device through the inline

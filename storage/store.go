@@ -158,7 +158,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		cfg:     cfg,
-		log:     cfg.Logger.With("component", "storage"),
+		log:     cfg.Logger,
 		met:     cfg.Metrics,
 		db:      db,
 		queue:   make(chan *bridge.Write, cfg.QueueSize),

@@ -38,9 +38,12 @@ func TestDeviceRateLimit(t *testing.T) {
 
 	c := mqttClient(t, h, "fast-mqtt-client", nil)
 	answers := subscribe(t, c, "devices/fast-mqtt/errors")
-	for i := range 4 {
+	for i := range 3 {
 		publish(t, c, "devices/fast-mqtt/telemetry", 1, fmt.Sprintf(`{"n":%d}`, i))
 	}
+	// Over the limit: answered, and left unacknowledged so that the device
+	// resends it later instead of losing it.
+	over := c.Publish("devices/fast-mqtt/telemetry", 1, false, `{"n":3}`)
 	select {
 	case m := <-answers:
 		var ans struct{ Code, Topic string }
@@ -49,6 +52,9 @@ func TestDeviceRateLimit(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no rate_limited answer")
+	}
+	if over.WaitTimeout(300 * time.Millisecond) {
+		t.Fatal("a QoS 1 publish refused for the rate limit was acknowledged")
 	}
 	if n := len(events(t, h, "telemetry/fast-mqtt/#")); n != 3 {
 		t.Fatalf("%d MQTT readings stored, want 3", n)
