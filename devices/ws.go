@@ -216,8 +216,8 @@ func (s *WS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusUnauthorized, httpx.CodeUnauthorized, "missing or invalid device token")
 		return
 	}
-	if r.ProtoMajor != 1 || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, "expected a WebSocket upgrade over HTTP/1.1")
+	if problem := httpx.UpgradeProblem(r); problem != "" {
+		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, problem)
 		return
 	}
 	if s.isClosing() {

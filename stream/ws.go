@@ -58,6 +58,10 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusServiceUnavailable, httpx.CodeUnavailable, ErrClosed.Error())
 		return
 	}
+	if problem := httpx.UpgradeProblem(r); problem != "" {
+		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, problem)
+		return
+	}
 	conn, err := h.upgrader.Upgrade(w, r)
 	if err != nil {
 		h.log.Debug("websocket watcher upgrade failed", "remote", r.RemoteAddr, "err", err)

@@ -64,3 +64,76 @@ func FuzzRequestToken(f *testing.F) {
 		}
 	})
 }
+
+func TestUpgradeProblem(t *testing.T) {
+	ok := func(r *http.Request) {
+		r.Header.Set("Upgrade", "websocket")
+		r.Header.Set("Connection", "keep-alive, Upgrade")
+		r.Header.Set("Sec-WebSocket-Version", "13")
+		r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	}
+	tests := []struct {
+		name    string
+		edit    func(r *http.Request)
+		mention string
+	}{
+		{"valid", func(r *http.Request) {}, ""},
+		{"plain GET", func(r *http.Request) { r.Header = http.Header{} }, "Upgrade: websocket"},
+		{"no connection upgrade", func(r *http.Request) { r.Header.Set("Connection", "keep-alive") }, "Connection"},
+		{"old version", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Version", "8") }, "version"},
+		{"no version", func(r *http.Request) { r.Header.Del("Sec-WebSocket-Version") }, "version"},
+		{"no key", func(r *http.Request) { r.Header.Del("Sec-WebSocket-Key") }, "Key"},
+		{"HTTP/2", func(r *http.Request) { r.ProtoMajor, r.ProtoMinor = 2, 0 }, "HTTP/1.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/v1/stream/ws", nil)
+			ok(r)
+			tt.edit(r)
+			got := UpgradeProblem(r)
+			if (tt.mention == "") != (got == "") || !strings.Contains(got, tt.mention) {
+				t.Fatalf("UpgradeProblem = %q, want one mentioning %q", got, tt.mention)
+			}
+		})
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/devices/{id}", func(w http.ResponseWriter, r *http.Request) {
+		JSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id")})
+	})
+	srv := httptest.NewServer(Routes(mux))
+	defer srv.Close()
+	tests := []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{http.MethodGet, "/v1/devices/d1", 200, "", ""},
+		{http.MethodPost, "/v1/devices/d1", 405, CodeMethodNotAllowed, "GET, HEAD"},
+		{http.MethodDelete, "/v1/devices/d1", 405, CodeMethodNotAllowed, "GET, HEAD"},
+		{http.MethodGet, "/nope", 404, CodeNotFound, ""},
+		{http.MethodPost, "/nope", 404, CodeNotFound, ""},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			ID    string
+			Error struct{ Code, Message string }
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || body.Error.Code != tt.code || resp.Header.Get("Allow") != tt.allow {
+			t.Errorf("%s %s: %d %+v Allow %q, want %d %q Allow %q", tt.method, tt.path, resp.StatusCode, body,
+				resp.Header.Get("Allow"), tt.status, tt.code, tt.allow)
+		}
+		if tt.status == 200 && body.ID != "d1" {
+			t.Errorf("path value lost: %+v", body)
+		}
+	}
+}

@@ -307,9 +307,6 @@ func (h *Hub) buildHTTP() error {
 	}))
 	mux.Handle("GET /{$}", web.Handler())
 	mux.Handle("GET /assets/", web.Handler())
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httpx.Error(w, http.StatusNotFound, httpx.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
-	})
 
 	tlsCfg, err := h.tlsConfig()
 	if err != nil {
@@ -323,7 +320,7 @@ func (h *Hub) buildHTTP() error {
 		h.httpLn = tls.NewListener(h.httpLn, tlsCfg)
 	}
 	h.server = &http.Server{
-		Handler: mux,
+		Handler: httpx.Routes(mux),
 		// No WriteTimeout: it would cut every stream. Streams set a
 		// deadline per write instead.
 		ReadHeaderTimeout: 10 * time.Second,
