@@ -35,6 +35,12 @@ type LivenessConfig struct {
 	// marked offline (reason "disconnect") by Start, since their
 	// connections did not survive the restart. Default none.
 	Known []storage.Device
+	// Resume, when set, picks the Known devices recorded online whose
+	// connections may have outlived the hub (devices of an external broker
+	// stay connected to it): they stay online with their session and go
+	// offline with reason "timeout" unless heard within Timeout of Start.
+	// Default nil: every device recorded online is marked offline.
+	Resume func(storage.Device) bool
 	// Timeout is how long a device may stay silent before it goes offline
 	// with reason "timeout" (--device-timeout). Default 45s.
 	Timeout time.Duration
@@ -116,6 +122,7 @@ type deviceState struct {
 	online    bool
 	queued    bool // has an entry in the deadline heap
 	wasOnline bool // recorded online before the start and not seen since
+	resume    bool // recorded online, and its connection may have survived
 }
 
 // NewLiveness returns a Liveness that knows cfg.Known. It emits nothing and
@@ -138,14 +145,14 @@ func NewLiveness(cfg LivenessConfig) (*Liveness, error) {
 	}
 	l.stored = l.logStored
 	for _, d := range cfg.Known {
-		l.know(d)
+		l.know(d, cfg.Resume != nil && d.Online && cfg.Resume(d))
 	}
 	return l, nil
 }
 
 // know records a device from storage. Of two records of one id, the one
 // with the higher session wins.
-func (l *Liveness) know(d storage.Device) {
+func (l *Liveness) know(d storage.Device, resume bool) {
 	if old := l.devices[d.ID]; old != nil && old.session >= d.Session {
 		return
 	}
@@ -155,6 +162,7 @@ func (l *Liveness) know(d storage.Device) {
 		session:   d.Session,
 		lastHeard: l.since(d.LastSeen),
 		wasOnline: d.Online,
+		resume:    resume,
 	}
 	l.devices[d.ID] = st
 	if d.Online {
@@ -163,8 +171,8 @@ func (l *Liveness) know(d storage.Device) {
 }
 
 // Start marks offline, with reason "disconnect", the known devices that
-// were recorded online and have not connected since, and starts the timeout
-// goroutine. It returns ErrStarted when called twice and ErrClosed after
+// were recorded online and have not connected since (except those Resume
+// keeps online), and starts the timeout goroutine. It returns ErrStarted when called twice and ErrClosed after
 // Close.
 func (l *Liveness) Start() error {
 	l.mu.Lock()
@@ -178,7 +186,13 @@ func (l *Liveness) Start() error {
 	l.started = true
 	now := l.now()
 	for _, d := range l.startup {
-		if d.wasOnline {
+		switch {
+		case !d.wasOnline: // connected again before Start
+		case d.resume: // still online; the timeout decides from now on
+			d.wasOnline, d.online = false, true
+			d.lastHeard = now.Sub(l.epoch)
+			l.schedule(d)
+		default:
 			d.wasOnline = false
 			l.emit(d, bridge.ReasonDisconnect, now)
 		}

@@ -380,6 +380,43 @@ func TestLivenessStartupMarksKnownOffline(t *testing.T) {
 	})
 }
 
+// Devices whose connections may outlive the hub (an external broker's)
+// stay online across the start and are then judged by the timeout.
+func TestLivenessStartupResumesSurvivingConnections(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		seen := time.Now().Add(-time.Hour)
+		rec := &recordingPresence{}
+		l, err := NewLiveness(LivenessConfig{
+			Presence: rec,
+			Known: []storage.Device{
+				{ID: "ext", Transport: "mqtt", Online: true, Session: 4, LastSeen: seen},
+				{ID: "quiet", Transport: "mqtt", Online: true, Session: 9, LastSeen: seen},
+				{ID: "ws", Transport: "ws", Online: true, Session: 2, LastSeen: seen},
+			},
+			Resume:  func(d storage.Device) bool { return d.Transport == "mqtt" },
+			Timeout: 45 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		wantEvents(t, rec.take(), "ws online=false ws session=2 disconnect")
+		if s, online := l.Session("ext"); !online || s != 4 {
+			t.Fatalf("ext: session %d online %v, want 4 and online", s, online)
+		}
+		time.Sleep(30 * time.Second)
+		l.Heard("ext", "mqtt") // still publishing through the broker
+		time.Sleep(20 * time.Second)
+		wantEvents(t, rec.take(), "quiet online=false mqtt session=9 timeout")
+		if s, online := l.Session("ext"); !online || s != 4 {
+			t.Fatalf("ext after being heard: session %d online %v, want 4 and online", s, online)
+		}
+	})
+}
+
 func TestLivenessConnectBeforeStart(t *testing.T) {
 	rec := &recordingPresence{}
 	l, err := NewLiveness(LivenessConfig{

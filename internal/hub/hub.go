@@ -120,6 +120,14 @@ func (h *Hub) buildAuth() error {
 	return nil
 }
 
+// resumesPresence is the liveness engine's Resume: MQTT devices of an
+// external broker stay connected to it while the hub restarts, so they stay
+// online and are judged by the device timeout; every other connection ended
+// with the hub.
+func (h *Hub) resumesPresence(d storage.Device) bool {
+	return h.cfg.MQTTBroker != "" && d.Transport == bridge.TransportMQTT
+}
+
 // authorizeWatcher is the watchers' stream.Config.Authorize: the admin
 // token watches anything, a watcher token within its scopes.
 func (h *Hub) authorizeWatcher(r *http.Request) (func(bridge.Filter) bool, error) {
@@ -195,6 +203,7 @@ func (h *Hub) buildDevices() error {
 	h.liveness, err = devices.NewLiveness(devices.LivenessConfig{
 		Presence: h.bridge,
 		Known:    known,
+		Resume:   h.resumesPresence,
 		Timeout:  h.cfg.DeviceTimeout,
 		Logger:   h.log.With("component", "liveness"),
 		Metrics:  h.metrics,
