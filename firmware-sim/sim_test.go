@@ -352,3 +352,19 @@ func TestSummaryJSONShape(t *testing.T) {
 		}
 	}
 }
+
+// A reading sent at QoS 0 and missing from the hub fails the verification:
+// SPEC §11 counts every reading sent, confirmed or not.
+func TestVerifyFailsOnLostQoS0Reading(t *testing.T) {
+	h := newFakeHub(t, func(h *fakeHub) { h.skipStore = map[uint64]bool{1003: true} })
+	cfg := h.config()
+	cfg.Transport, cfg.QoS0, cfg.Rate, cfg.Verify = TransportMQTT, true, 100, true
+	_, sum := runUntil(t, cfg, "10 readings", func(s *Sim) bool { return s.stats.unconfirmed.Load() >= 10 })
+	v := sum.Verify
+	if v == nil || v.OK || v.LostUnconfirmed != 1 || !sum.Failed() {
+		t.Fatalf("verify %+v: want 1 lost QoS 0 reading and a failure", v)
+	}
+	if !strings.Contains(strings.Join(v.Problems, "\n"), "sim-0 seq 1003") {
+		t.Fatalf("problems do not name the reading: %v", v.Problems)
+	}
+}

@@ -18,7 +18,9 @@ import (
 // ResentDuplicates, not as failures), or, for MQTT plain (neither seq nor
 // time), by counting each device's events per metric.
 type VerifyResult struct {
-	// OK is true when nothing expected is missing and nothing is duplicated.
+	// OK is true when every reading the run sent is stored, once: nothing
+	// is missing (Missing and LostUnconfirmed are 0) and nothing is
+	// duplicated.
 	OK bool `json:"ok"`
 	// Matching is how events were matched: "seq", "ts", "count", or a
 	// "+"-joined mix for mixed runs.
@@ -29,15 +31,17 @@ type VerifyResult struct {
 	// those the hub acked, and those sent on a link that acks (WebSocket,
 	// MQTT QoS 1) and not refused.
 	Expected int `json:"expected"`
-	// Missing counts expected readings not stored (with all their metrics).
+	// Missing counts expected readings not stored (with all their metrics),
+	// and sent readings the hub refused (for one, over its rate limit).
 	Missing int `json:"missing"`
 	// Duplicates counts readings stored more than once.
 	Duplicates int `json:"duplicates"`
 	// ResentDuplicates counts readings without a seq stored twice after a
 	// resend: the hub cannot tell those apart, so they are not failures.
 	ResentDuplicates int `json:"resent_duplicates"`
-	// LostUnconfirmed counts QoS 0 readings not stored: QoS 0 promises at
-	// most once, so they are not failures.
+	// LostUnconfirmed counts readings sent without confirmation (QoS 0) and
+	// not stored. QoS 0 promises at most once, but a reading sent and
+	// missing from the hub fails the verification all the same.
 	LostUnconfirmed int `json:"lost_unconfirmed"`
 	// Unexpected counts events of this run's devices that match no reading
 	// the run sent (another simulator with the same ids, for one).
@@ -96,7 +100,7 @@ func (s *Sim) verify(ctx context.Context) (*VerifyResult, error) {
 	for _, d := range s.devices {
 		v.evaluate(d)
 	}
-	v.res.OK = v.res.Missing == 0 && v.res.Duplicates == 0
+	v.res.OK = v.res.Missing == 0 && v.res.Duplicates == 0 && v.res.LostUnconfirmed == 0
 	return v.res, nil
 }
 
@@ -206,8 +210,12 @@ func (v *verifier) evaluateReading(d *device, seq uint64, le *logEntry, mode mat
 			v.problem("%s seq %d ts %d: confirmed, stored %d of %d metrics",
 				d.id, seq, le.ts, bits.OnesCount8(le.seen), len(metricNames))
 		}
+	case sent && le.flags&flagRejected != 0 && le.seen == 0:
+		v.res.Missing++
+		v.problem("%s seq %d ts %d: refused by the hub, not stored", d.id, seq, le.ts)
 	case sent && le.seen == 0:
 		v.res.LostUnconfirmed++
+		v.problem("%s seq %d ts %d: sent without confirmation, not stored", d.id, seq, le.ts)
 	case !sent && le.seen != 0:
 		v.res.Unexpected++
 	}
