@@ -27,34 +27,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// runUntil runs the simulator until cond holds, then stops it the way an
-// interrupt does (drain, close, verify) and returns the summary. cond is
-// polled; only a hang hits the timeout.
+// runUntil is runSim for runs that must end without error.
 func runUntil(t *testing.T, cfg Config, what string, cond func(s *Sim) bool) (*Sim, *Summary) {
 	t.Helper()
-	cfg.Duration = 0
-	s, err := New(cfg)
+	s, sum, err := runSim(t, cfg, what, cond)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("Run: %v", err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	type result struct {
-		sum *Summary
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		sum, err := s.Run(ctx)
-		done <- result{sum, err}
-	}()
-	waitFor(t, what, func() bool { return cond(s) })
-	cancel()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("Run: %v", r.err)
-	}
-	return s, r.sum
+	return s, sum
 }
 
 // acked returns a condition: at least n readings acked.

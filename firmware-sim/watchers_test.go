@@ -208,8 +208,9 @@ func (s fakeStreamWS) OnMessage(c *gws.Conn, msg *gws.Message) {
 }
 
 // runSim runs the simulator until cond holds, stops it like an interrupt
-// and returns the summary and Run's error.
-func runSim(t *testing.T, cfg Config, what string, cond func(*Sim) bool) (*Summary, error) {
+// (drain, close, verify) and returns the simulator, the summary and Run's
+// error. cond is polled; only a hang hits the timeout.
+func runSim(t *testing.T, cfg Config, what string, cond func(*Sim) bool) (*Sim, *Summary, error) {
 	t.Helper()
 	cfg.Duration = 0
 	s, err := New(cfg)
@@ -230,7 +231,7 @@ func runSim(t *testing.T, cfg Config, what string, cond func(*Sim) bool) (*Summa
 	waitFor(t, what, func() bool { return cond(s) })
 	cancel()
 	r := <-done
-	return r.sum, r.err
+	return s, r.sum, r.err
 }
 
 // TestWatchersResume runs watchers against the scripted fake stream: each
@@ -244,7 +245,7 @@ func TestWatchersResume(t *testing.T) {
 			cfg := h.config()
 			cfg.Watchers, cfg.WatchTransport = 3, tr
 			cfg.WatchFilter = "telemetry/+/door, presence/#"
-			sum, err := runSim(t, cfg, "every event served", func(*Sim) bool { return f.servedEvents() >= 3*f.total })
+			_, sum, err := runSim(t, cfg, "every event served", func(*Sim) bool { return f.servedEvents() >= 3*f.total })
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -317,7 +318,7 @@ func TestWatchersNeverConnect(t *testing.T) {
 			}
 			cfg := h.config()
 			cfg.Watchers, cfg.WatchTransport, cfg.ConnectTimeout = 2, tt.tr, 300*time.Millisecond
-			sum, err := runSim(t, cfg, "a device connected and failed watcher attempts", func(s *Sim) bool {
+			_, sum, err := runSim(t, cfg, "a device connected and failed watcher attempts", func(s *Sim) bool {
 				if s.stats.connects.Load() == 0 {
 					return false
 				}
@@ -539,7 +540,7 @@ func TestE2EWatchers(t *testing.T) {
 				proxy = startCutProxy(t, h.HTTPAddr(), 32<<10)
 				cfg.WatchHub = "http://" + proxy.ln.Addr().String()
 			}
-			sum, err := runSim(t, cfg, "600 acks", func(s *Sim) bool { return s.stats.acked.Load() >= 600 })
+			_, sum, err := runSim(t, cfg, "600 acks", func(s *Sim) bool { return s.stats.acked.Load() >= 600 })
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}

@@ -107,29 +107,6 @@ func upgradeStatus(t *testing.T, h *Hub, path string, header http.Header) int {
 
 func bearer(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
 
-// dialDeviceWith connects a WebSocket device with a token in header or
-// query; dialDevice connects without one.
-func dialDeviceWith(t *testing.T, h *Hub, id, query string, header http.Header) *wsDevice {
-	t.Helper()
-	d := &wsDevice{in: make(chan map[string]any, 1024), closed: make(chan error, 1), done: make(chan struct{})}
-	addr := "ws://" + h.HTTPAddr() + "/v1/devices/" + url.PathEscape(id) + "/ws"
-	if query != "" {
-		addr += "?" + query
-	}
-	conn, resp, err := gws.NewClient(d, &gws.ClientOption{Addr: addr, RequestHeader: header})
-	if err != nil {
-		t.Fatalf("dial device %s: %v", id, err)
-	}
-	_ = resp.Body.Close()
-	d.conn = conn
-	go func() { defer close(d.done); conn.ReadLoop() }()
-	t.Cleanup(func() {
-		_ = conn.WriteClose(1000, nil)
-		<-d.done
-	})
-	return d
-}
-
 // mqttConnect connects a paho client as user/password and returns the
 // connect error; a connected client is disconnected at cleanup.
 func mqttConnect(t *testing.T, h *Hub, clientID, user, password string) (mqtt.Client, error) {

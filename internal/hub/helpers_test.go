@@ -79,8 +79,19 @@ func (d *wsDevice) OnClose(c *gws.Conn, err error) { d.closed <- err }
 
 func dialDevice(t *testing.T, h *Hub, id string) *wsDevice {
 	t.Helper()
+	return dialDeviceWith(t, h, id, "", nil)
+}
+
+// dialDeviceWith connects a WebSocket device with a token in header or
+// query; dialDevice connects without one.
+func dialDeviceWith(t *testing.T, h *Hub, id, query string, header http.Header) *wsDevice {
+	t.Helper()
 	d := &wsDevice{in: make(chan map[string]any, 1024), closed: make(chan error, 1), done: make(chan struct{})}
-	conn, resp, err := gws.NewClient(d, &gws.ClientOption{Addr: "ws://" + h.HTTPAddr() + "/v1/devices/" + url.PathEscape(id) + "/ws"})
+	addr := "ws://" + h.HTTPAddr() + "/v1/devices/" + url.PathEscape(id) + "/ws"
+	if query != "" {
+		addr += "?" + query
+	}
+	conn, resp, err := gws.NewClient(d, &gws.ClientOption{Addr: addr, RequestHeader: header})
 	if err != nil {
 		t.Fatalf("dial device %s: %v", id, err)
 	}
