@@ -480,8 +480,21 @@ func (h *Hub) shutdown(ctx context.Context) error {
 }
 
 // closeBuilt closes what build made, in reverse order; parts never built
-// are nil and skipped.
+// are nil and skipped. After Shutdown the endpoints are closed already and
+// their second Shutdown returns at once.
 func (h *Hub) closeBuilt() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if h.wsDev != nil {
+		if err := h.wsDev.Shutdown(ctx); err != nil {
+			h.log.Warn("closing websocket devices", "err", err)
+		}
+	}
+	if h.fanout != nil {
+		if err := h.fanout.Shutdown(ctx); err != nil {
+			h.log.Warn("closing watcher streams", "err", err)
+		}
+	}
 	if h.broker != nil {
 		if err := h.broker.Close(); err != nil {
 			h.log.Warn("closing mqtt broker", "err", err)
@@ -502,10 +515,11 @@ func (h *Hub) closeBuilt() {
 			h.log.Error("closing storage", "err", err)
 		}
 	}
-	if h.httpLn != nil && h.server == nil {
-		_ = h.httpLn.Close()
-	}
-	if h.debugLn != nil && h.debug == nil {
-		_ = h.debugLn.Close()
+	// Listeners of a hub that never served (New failed) are still open;
+	// after Shutdown they are closed already and this is a no-op.
+	for _, ln := range []net.Listener{h.httpLn, h.debugLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
 	}
 }

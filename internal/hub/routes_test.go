@@ -2,6 +2,7 @@ package hub
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"testing"
 )
@@ -37,4 +38,33 @@ func TestErrorsAreJSON(t *testing.T) {
 			t.Errorf("%s %s: %d %+v (%v), want %d with code %s", tt.method, tt.path, resp.StatusCode, body, err, tt.status, tt.code)
 		}
 	}
+}
+
+// A hub that cannot be built releases what it had taken: here the HTTP
+// port stays free when the debug address is unusable.
+func TestNewFailureReleasesListeners(t *testing.T) {
+	cfg := testConfig(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTPAddr = free.Addr().String()
+	free.Close()
+	cfg.DebugAddr = busy.Addr().String() // taken: New fails after binding HTTP
+	if _, err := New(cfg, testLogger(t)); err == nil {
+		t.Fatal("New succeeded with a busy debug address")
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		t.Fatalf("the HTTP port was not released: %v", err)
+	}
+	ln.Close()
+	// The data directory was released too: a second hub opens it.
+	cfg.DebugAddr = ""
+	startHub(t, cfg)
 }
