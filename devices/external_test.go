@@ -5,12 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,92 +15,19 @@ import (
 
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/mosquittotest"
 )
 
 // ---------------------------------------------------------------------------
 // A real Mosquitto for the external broker tests.
 
-// requireMosquitto returns the mosquitto binary, or skips the test when it
-// is not installed (fails instead with TELEHUB_REQUIRE_EXTERNAL=1).
-func requireMosquitto(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if os.Getenv("TELEHUB_REQUIRE_EXTERNAL") == "1" {
-			t.Fatalf("mosquitto not on PATH and TELEHUB_REQUIRE_EXTERNAL=1: %v", err)
-		}
-		t.Skip("mosquitto not on PATH: install it (Debian: apt-get install mosquitto) to run the external broker tests")
-	}
-	return path
-}
-
-// mqttMosquitto is a mosquitto process on a loopback port.
-type mqttMosquitto struct {
-	path, conf, addr string
-	cmd              *exec.Cmd
-}
-
-// startMosquitto runs mosquitto with a temporary config; extra is appended
-// to it.
-func startMosquitto(t *testing.T, extra string) *mqttMosquitto {
-	t.Helper()
-	m := &mqttMosquitto{path: requireMosquitto(t)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.addr = ln.Addr().String()
-	_ = ln.Close()
-	_, port, _ := net.SplitHostPort(m.addr)
-	m.conf = filepath.Join(t.TempDir(), "mosquitto.conf")
-	conf := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n%s", port, extra)
-	if err := os.WriteFile(m.conf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m.start(t)
-	t.Cleanup(m.stop)
-	return m
-}
-
-// start runs the process and waits until it accepts connections.
-func (m *mqttMosquitto) start(t *testing.T) {
-	t.Helper()
-	m.cmd = exec.Command(m.path, "-c", m.conf)
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("start mosquitto: %v", err)
-	}
-	deadline := time.Now().Add(mqttWait)
-	for {
-		conn, err := net.Dial("tcp", m.addr)
-		if err == nil {
-			_ = conn.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			m.stop()
-			t.Fatalf("mosquitto does not listen on %s: %v", m.addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// stop terminates the process and waits for it.
-func (m *mqttMosquitto) stop() {
-	if m.cmd == nil {
-		return
-	}
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	_ = m.cmd.Wait()
-	m.cmd = nil
-}
-
 // startExternal starts an External on m with fakes; edit adjusts its
 // config first.
-func startExternal(t *testing.T, m *mqttMosquitto, edit func(*ExternalConfig)) (*External, *mqttFakeBridge, *mqttFakeLiveness, *metrics.Metrics) {
+func startExternal(t *testing.T, m *mosquittotest.Broker, edit func(*ExternalConfig)) (*External, *mqttFakeBridge, *mqttFakeLiveness, *metrics.Metrics) {
 	t.Helper()
 	fb, fl, mt := newMQTTFakeBridge(), newMQTTFakeLiveness(), metrics.New("test")
 	cfg := ExternalConfig{
-		URL: "tcp://" + m.addr, ClientID: fmt.Sprintf("hub-%d", mqttClientSeq.Add(1)),
+		URL: "tcp://" + m.Addr, ClientID: fmt.Sprintf("hub-%d", mqttClientSeq.Add(1)),
 		Bridge: fb, Liveness: fl, ConnectTimeout: 2 * time.Second, MaxReconnectInterval: 200 * time.Millisecond,
 		Logger: mqttDiscardLogger(), Metrics: mt,
 	}
@@ -142,13 +65,13 @@ func mqttWaitFor(t *testing.T, what string, cond func() bool) {
 func TestExternalAckAfterCommit(t *testing.T) {
 	// With one message in flight per client, Mosquitto sends the hub the
 	// second message only once the first is acknowledged.
-	m := startMosquitto(t, "max_inflight_messages 1\n")
+	m := mosquittotest.Start(t, "max_inflight_messages 1\n")
 	e, fb, _, mt := startExternal(t, m, nil)
 	if !e.Connected() || testutil.ToFloat64(mt.BrokerConnected) != 1 {
 		t.Fatal("not connected after Start")
 	}
 	fb.setHold()
-	device := mustDialMQTT(t, m.addr, nil)
+	device := mustDialMQTT(t, m.Addr, nil)
 	device.publish(t, "devices/d1/telemetry", 1, `{"temp":1,"seq":1}`)
 	device.publish(t, "devices/d1/telemetry", 1, `{"temp":2,"seq":2}`)
 	if w := fb.nextWrite(t); w.p.Seq != 1 || w.in.Device != "d1" || w.in.Transport != bridge.TransportMQTT {
@@ -166,9 +89,9 @@ func TestExternalAckAfterCommit(t *testing.T) {
 }
 
 func TestExternalRejectionAndPresence(t *testing.T) {
-	m := startMosquitto(t, "")
+	m := mosquittotest.Start(t, "")
 	_, fb, fl, _ := startExternal(t, m, func(c *ExternalConfig) { c.MaxPayload = 1024 })
-	device := mustDialMQTT(t, m.addr, nil)
+	device := mustDialMQTT(t, m.Addr, nil)
 	answers := device.subscribe(t, "devices/d1/errors")
 
 	device.publish(t, "devices/d1/telemetry", 1, `{"temp":`)
@@ -198,9 +121,9 @@ func TestExternalRejectionAndPresence(t *testing.T) {
 }
 
 func TestExternalWillThroughBroker(t *testing.T) {
-	m := startMosquitto(t, "")
+	m := mosquittotest.Start(t, "")
 	_, _, fl, _ := startExternal(t, m, nil)
-	device := mustDialMQTT(t, m.addr, func(o *paho.ClientOptions) {
+	device := mustDialMQTT(t, m.Addr, func(o *paho.ClientOptions) {
 		o.SetWill("devices/d1/status", "offline", 1, false)
 	})
 	device.publish(t, "devices/d1/status", 1, "online")
@@ -210,16 +133,16 @@ func TestExternalWillThroughBroker(t *testing.T) {
 }
 
 func TestExternalReconnectsAfterBrokerRestart(t *testing.T) {
-	m := startMosquitto(t, "")
+	m := mosquittotest.Start(t, "")
 	e, fb, _, mt := startExternal(t, m, nil)
-	m.stop()
+	m.Stop()
 	mqttWaitFor(t, "the connection loss", func() bool { return !e.Connected() })
 	mqttWaitFor(t, "the gauge to drop", func() bool { return testutil.ToFloat64(mt.BrokerConnected) == 0 })
-	m.start(t)
+	m.Restart(t)
 	mqttWaitFor(t, "the reconnection", e.Connected)
 	// The restarted broker kept no session: messages reach the hub once it
 	// has subscribed again.
-	device := mustDialMQTT(t, m.addr, nil)
+	device := mustDialMQTT(t, m.Addr, nil)
 	deadline := time.Now().Add(mqttWait)
 	for {
 		device.publish(t, "devices/d1/telemetry", 1, `{"temp":1}`)
@@ -241,9 +164,9 @@ func TestExternalReconnectsAfterBrokerRestart(t *testing.T) {
 }
 
 func TestExternalShareGroup(t *testing.T) {
-	m := startMosquitto(t, "")
+	m := mosquittotest.Start(t, "")
 	_, fb, _, _ := startExternal(t, m, func(c *ExternalConfig) { c.ShareGroup = "hubs" })
-	device := mustDialMQTT(t, m.addr, nil)
+	device := mustDialMQTT(t, m.Addr, nil)
 	device.publish(t, "devices/d1/telemetry", 1, `{"temp":1}`)
 	if w := fb.nextWrite(t); w.in.SourceTopic != "devices/d1/telemetry" {
 		t.Fatalf("write %+v", w.in)
