@@ -27,6 +27,80 @@ func appendEvent(b []byte, kind bridge.Kind, ms int64, topic string, data []byte
 	return append(b, data...)
 }
 
+// Records of the event log hold all events of one bridge.Write, stored
+// under the id of its first event; the others follow with consecutive ids.
+// A record is, in order: the number of events (uvarint, at least one), then
+// each event's encoding (see appendEvent) with its uvarint length.
+
+// appendRecordEvent appends one encoded event, with its length, to the
+// record being built in b; scratch is reused for the encoding and returned.
+func appendRecordEvent(b, scratch []byte, kind bridge.Kind, ms int64, topic string, data []byte) (rec, buf []byte) {
+	scratch = appendEvent(scratch[:0], kind, ms, topic, data)
+	return appendBytes(b, scratch), scratch
+}
+
+// appendRecord appends a record holding the encoded events evs to b.
+func appendRecord(b []byte, evs [][]byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(evs)))
+	for _, ev := range evs {
+		b = appendBytes(b, ev)
+	}
+	return b
+}
+
+// decodeRecord splits a record into its encoded events, appended to evs;
+// they alias v.
+func decodeRecord(evs [][]byte, v []byte) ([][]byte, error) {
+	d := decoder{b: v}
+	n := d.uvarint()
+	switch {
+	case d.err != nil:
+	case n == 0:
+		d.err = errors.New("no events")
+	case n > uint64(len(d.b)):
+		// Each event takes at least one byte: checking first bounds the
+		// allocation.
+		d.err = fmt.Errorf("%d events in %d bytes", n, len(d.b))
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		evs = append(evs, d.bytes())
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	if d.err != nil {
+		return evs[:0], fmt.Errorf("%w: record: %w", ErrCorrupt, d.err)
+	}
+	return evs, nil
+}
+
+// recordLen returns the number of events of a record, reading only its
+// count.
+func recordLen(v []byte) (uint64, error) {
+	d := decoder{b: v}
+	n := d.uvarint()
+	if d.err == nil && n == 0 {
+		d.err = errors.New("no events")
+	}
+	if d.err != nil {
+		return 0, fmt.Errorf("%w: record: %w", ErrCorrupt, d.err)
+	}
+	return n, nil
+}
+
+// recordTime returns Record.Time of the first event of a record, in unix
+// milliseconds.
+func recordTime(v []byte) (int64, error) {
+	d := decoder{b: v}
+	if d.uvarint(); d.err == nil {
+		ms, err := eventTime(d.bytes())
+		if d.err == nil {
+			return ms, err
+		}
+	}
+	return 0, fmt.Errorf("%w: record: %w", ErrCorrupt, d.err)
+}
+
 // eventFields is an encoded event split into its parts; topic and data
 // alias the encoded bytes.
 type eventFields struct {
@@ -131,6 +205,12 @@ func decodeDevice(v []byte) (deviceRec, error) {
 		return deviceRec{}, fmt.Errorf("%w: device record: %w", ErrCorrupt, d.err)
 	}
 	return r, nil
+}
+
+// appendBytes appends v with its uvarint length.
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 // appendString appends s with its uvarint length.

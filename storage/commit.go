@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -131,13 +132,10 @@ func (s *Store) applyWrite(b buckets, wr *bridge.Write) (bridge.Result, error) {
 	if seen.IsZero() {
 		seen = s.cfg.Now()
 	}
-	ms := seen.UnixMilli()
 	var res bridge.Result
 	if len(wr.Events) > 0 {
 		res.FirstID = w.nextID
-	}
-	for i := range wr.Events {
-		if err := w.putEvent(b, rec, wr.Device, &wr.Events[i], ms); err != nil {
+		if err := w.putRecord(b, rec, wr, seen.UnixMilli()); err != nil {
 			return bridge.Result{}, err
 		}
 	}
@@ -145,29 +143,39 @@ func (s *Store) applyWrite(b buckets, wr *bridge.Write) (bridge.Result, error) {
 	return res, nil
 }
 
-// putEvent appends e under the next id and updates the latest state of its
-// metric.
-func (w *writer) putEvent(b buckets, rec *deviceRec, device string, e *bridge.Event, ms int64) error {
-	id := w.nextID
+// putRecord appends the events of wr, at least one, as one record under the
+// next id, and updates the latest state of their metrics.
+func (w *writer) putRecord(b buckets, rec *deviceRec, wr *bridge.Write, ms int64) error {
+	first := w.nextID
 	start := len(w.arena)
-	w.arena = appendEvent(w.arena, e.Kind, ms, e.Topic, e.Data)
+	w.arena = binary.AppendUvarint(w.arena, uint64(len(wr.Events)))
+	for i := range wr.Events {
+		w.addEvent(rec, wr.Device, &wr.Events[i], ms)
+	}
 	// bbolt keeps the value until the commit; later appends to the arena
 	// never write into it.
-	if err := b.events.Put(w.setKey(putID(w.key[:0], id)), w.arena[start:]); err != nil {
-		return fmt.Errorf("event %d: %w", id, err)
+	if err := b.events.Put(w.setKey(putID(w.key[:0], first)), w.arena[start:]); err != nil {
+		return fmt.Errorf("events %d..%d: %w", first, w.nextID-1, err)
 	}
+	if w.oldest == 0 {
+		w.oldest, w.oldestMs = first, ms
+	}
+	return nil
+}
+
+// addEvent appends e to the record being built in the arena under the next
+// id, and records its Record and the latest state of its metric.
+func (w *writer) addEvent(rec *deviceRec, device string, e *bridge.Event, ms int64) {
+	id := w.nextID
+	w.arena, w.scratch = appendRecordEvent(w.arena, w.scratch, e.Kind, ms, e.Topic, e.Data)
 	w.nextID++
 	w.appended++
-	if w.oldest == 0 {
-		w.oldest, w.oldestMs = id, ms
-	}
 	w.recs = append(w.recs, Record{ID: id, Kind: e.Kind, Topic: e.Topic, Time: time.UnixMilli(ms).UTC(), Data: e.Data})
 	if e.Metric == "" || e.State == nil {
-		return nil
+		return
 	}
 	w.setState(device, e.Metric, e.State)
 	rec.addMetric(e.Metric)
-	return nil
 }
 
 // setState records state as the batch's latest of device and metric; only

@@ -12,7 +12,9 @@
 // Config.MaxBatch) without waiting, and commits them in one transaction with
 // one fsync (group commit). Inside that transaction it drops duplicate
 // device seqs, appends events under consecutive ids, updates latest state and
-// device records, and trims retention in bounded steps. After a successful
+// device records, and trims retention in bounded steps. The event log keeps
+// one record per write, under the id of its first event; retention still
+// counts events, and cuts the oldest record when only part of it must go. After a successful
 // commit it publishes the new last id, calls Config.OnCommit with the
 // batch's records in id order, then calls each write's Done. After a failed
 // commit every write of the batch gets the error in its Done and nothing of

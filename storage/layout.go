@@ -8,7 +8,8 @@ import (
 
 // Buckets of the data file.
 var (
-	// bucketEvents: event id (8 bytes big-endian) -> encoded event.
+	// bucketEvents: id of a write's first event (8 bytes big-endian) ->
+	// the record of all the write's events (see appendRecord).
 	bucketEvents = []byte("events")
 	// bucketState: stateKey(device, metric) -> latest State JSON.
 	bucketState = []byte("state")
@@ -30,7 +31,8 @@ var (
 )
 
 // formatVersion is the layout version this package writes and reads.
-const formatVersion = 1
+// Version 1 stored one event per key; version 2 stores one record per write.
+const formatVersion = 2
 
 // load creates what is missing in the file, then reads the identity, the
 // id high-water mark and the retained range into the store.
@@ -75,8 +77,15 @@ func checkFormat(meta *bolt.Bucket) error {
 	if v == nil {
 		return meta.Put(metaFormat, []byte{formatVersion})
 	}
-	if len(v) != 1 || v[0] != formatVersion {
+	if len(v) != 1 {
 		return fmt.Errorf("%w: layout version %v, want %d", ErrCorrupt, v, formatVersion)
+	}
+	if v[0] < formatVersion {
+		return fmt.Errorf("%w: layout version %d is older than %d and cannot be read; start with an empty data directory",
+			ErrCorrupt, v[0], formatVersion)
+	}
+	if v[0] != formatVersion {
+		return fmt.Errorf("%w: layout version %d, want %d", ErrCorrupt, v[0], formatVersion)
 	}
 	return nil
 }
@@ -119,8 +128,8 @@ func (s *Store) loadRange(tx *bolt.Tx, meta *bolt.Bucket) error {
 		high = getID(v)
 	}
 	c := tx.Bucket(bucketEvents).Cursor()
-	if k, _ := c.Last(); k != nil {
-		high = max(high, getID(k))
+	if k, v := c.Last(); k != nil {
+		high = max(high, lastInRecord(k, v))
 	}
 	s.w.nextID = high + 1
 	s.w.loadOldest(tx)
@@ -128,14 +137,15 @@ func (s *Store) loadRange(tx *bolt.Tx, meta *bolt.Bucket) error {
 	return nil
 }
 
-// loadOldest reads the oldest retained event into the writer state.
+// loadOldest reads the oldest retained event, the first of the first
+// record, into the writer state.
 func (w *writer) loadOldest(tx *bolt.Tx) {
 	k, v := tx.Bucket(bucketEvents).Cursor().First()
 	if k == nil {
 		w.oldest, w.oldestMs = 0, 0
 		return
 	}
-	w.oldest, w.oldestMs = getID(k), retentionTime(v)
+	w.oldest, w.oldestMs = getID(k), retentionTime(recordTime(v))
 }
 
 // publishRange makes the writer's committed range visible to readers and
@@ -144,4 +154,15 @@ func (s *Store) publishRange() {
 	s.lastID.Store(s.w.nextID - 1)
 	s.oldestID.Store(s.w.oldest)
 	s.met.RetainedEvents.Set(float64(s.w.retained()))
+}
+
+// lastInRecord returns the id of the last event of the record k, v: its
+// first id when the record cannot be read (the high-water mark still covers
+// the rest).
+func lastInRecord(k, v []byte) uint64 {
+	n, err := recordLen(v)
+	if err != nil {
+		return getID(k)
+	}
+	return getID(k) + n - 1
 }

@@ -9,7 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// scanWindow is the most records one Scan looks at, so that its read
+// scanWindow is the most events one Scan looks at, so that its read
 // transaction stays short.
 const scanWindow = 4096
 
@@ -47,33 +47,102 @@ func (s *Store) Scan(after, upTo uint64, match func(topic string) bool, limit in
 	if after >= upTo {
 		return nil, upTo, nil
 	}
-	next = after
 	err = s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketEvents).Cursor()
-		looked := 0
-		for k, v := c.Seek(putID(nil, after+1)); ; k, v = c.Next() {
-			if k == nil || getID(k) > upTo {
-				next = upTo
-				return nil
-			}
-			if looked == scanWindow || (limit > 0 && len(recs) == limit) {
-				return nil
-			}
-			looked++
-			next = getID(k)
-			rec, ok, err := readRecord(next, v, match)
-			if err != nil {
-				return err
-			}
-			if ok {
-				recs = append(recs, rec)
-			}
-		}
+		sc := scan{after: after, upTo: upTo, match: match, limit: limit, next: after}
+		err := sc.run(tx.Bucket(bucketEvents).Cursor())
+		recs, next = sc.recs, sc.next
+		return err
 	})
 	if err != nil {
 		return nil, after, viewErr("scan", err)
 	}
 	return recs, next, nil
+}
+
+// scan is the state of one Scan call.
+type scan struct {
+	after, upTo uint64
+	match       func(string) bool
+	limit       int
+
+	recs   []Record
+	next   uint64 // id of the last event looked at
+	looked int    // events looked at
+	evs    [][]byte
+}
+
+// run walks the records from the one holding event after+1 until the range,
+// the window or the limit ends.
+func (sc *scan) run(c *bolt.Cursor) error {
+	for k, v := seekEvent(c, sc.after+1); k != nil; k, v = c.Next() {
+		done, err := sc.record(getID(k), v)
+		if err != nil || done {
+			return err
+		}
+	}
+	sc.next = sc.upTo
+	return nil
+}
+
+// record looks at the events of the record with first id first, and
+// reports whether the scan is done.
+func (sc *scan) record(first uint64, v []byte) (done bool, err error) {
+	sc.evs, err = decodeRecord(sc.evs[:0], v)
+	if err != nil {
+		return true, fmt.Errorf("event %d: %w", first, err)
+	}
+	for i, ev := range sc.evs {
+		id := first + uint64(i)
+		if id <= sc.after {
+			continue
+		}
+		if id > sc.upTo {
+			sc.next = sc.upTo
+			return true, nil
+		}
+		if sc.looked == scanWindow || (sc.limit > 0 && len(sc.recs) == sc.limit) {
+			return true, nil
+		}
+		sc.looked++
+		sc.next = id
+		rec, ok, err := readRecord(id, ev, sc.match)
+		if err != nil {
+			return true, err
+		}
+		if ok {
+			sc.recs = append(sc.recs, rec)
+		}
+	}
+	return false, nil
+}
+
+// seekEvent positions c on the record holding event id, or on the first
+// record after it when no record holds it, and returns that record.
+func seekEvent(c *bolt.Cursor, id uint64) (k, v []byte) {
+	key := putID(nil, id)
+	k, v = c.Seek(key)
+	if k != nil && getID(k) == id {
+		return k, v
+	}
+	// The record before the next one may start before id and hold it.
+	var pk, pv []byte
+	if k == nil {
+		pk, pv = c.Last()
+	} else {
+		pk, pv = c.Prev()
+	}
+	if pk != nil && holds(pk, pv, id) {
+		return pk, pv
+	}
+	return c.Seek(key)
+}
+
+// holds reports whether the record k, v holds event id, or cannot be read
+// and might: ids are consecutive, so the record before the first one after
+// id holds it unless id is past the end of the log.
+func holds(k, v []byte, id uint64) bool {
+	n, err := recordLen(v)
+	return err != nil || getID(k)+n > id
 }
 
 // readRecord decodes the event stored under id when match accepts its

@@ -29,63 +29,126 @@ func (s *Store) needsTrim() bool {
 // trim deletes, oldest first, at most budget events that are over MaxEvents
 // or older than MaxAge, and returns how many it deleted. It stops at the
 // first event that is neither, so events are always dropped oldest first.
+// Whole records are deleted; when only a prefix of the oldest remaining
+// record must go, the rest is stored again under the id of its first event.
 func (s *Store) trim(tx *bolt.Tx, budget int) (int, error) {
 	if !s.needsTrim() {
 		return 0, nil
 	}
-	c := tx.Bucket(bucketEvents).Cursor()
-	n, last := s.trimRun(c, budget)
-	if n == 0 {
+	bucket := tx.Bucket(bucketEvents)
+	c := bucket.Cursor()
+	run := s.trimRun(c, budget)
+	if run.events == 0 {
 		return 0, nil
 	}
-	if err := s.deleteRun(c, n, last); err != nil {
-		return 0, err
+	if run.records > 0 {
+		if err := s.deleteRun(c, run.records, run.last); err != nil {
+			return 0, err
+		}
+	}
+	if run.rest != nil {
+		if err := s.rewrite(bucket, run); err != nil {
+			return 0, err
+		}
 	}
 	s.w.loadOldest(tx)
-	return n, nil
+	return run.events, nil
 }
 
-// trimRun returns the length of the run of oldest events trim deletes, at
-// most budget, and the id of the run's last event.
-func (s *Store) trimRun(c *bolt.Cursor, budget int) (n int, last uint64) {
+// trimPlan is what one trim deletes: the run of whole oldest records, and
+// the prefix of the record after them when only part of it goes.
+type trimPlan struct {
+	events  int    // events deleted
+	records int    // whole records deleted
+	last    uint64 // id of the newest whole record deleted
+	// cut is the id of the record losing a prefix, rest its remaining
+	// events as a record, first the id of the first of them; rest is nil
+	// when no record is cut.
+	cut, first uint64
+	rest       []byte
+}
+
+// trimRun plans the trim of at most budget of the oldest events.
+func (s *Store) trimRun(c *bolt.Cursor, budget int) trimPlan {
+	w := &s.w
 	over, cutoff := s.over(), s.cutoffMs()
-	for k, v := c.First(); k != nil && n < budget; k, v = c.Next() {
-		if n >= over && retentionTime(v) >= cutoff {
+	var p trimPlan
+	for k, v := c.First(); k != nil && p.events < budget; k, v = c.Next() {
+		evs, err := decodeRecord(w.evs[:0], v)
+		w.evs = evs
+		if err != nil {
+			// A record that cannot be read counts as one expired event,
+			// so that it is trimmed instead of stopping every later commit.
+			p.events++
+			p.records++
+			p.last = getID(k)
+			continue
+		}
+		drop := 0
+		for _, ev := range evs {
+			if p.events == budget || (p.events >= over && retentionTime(eventTime(ev)) >= cutoff) {
+				break
+			}
+			drop++
+			p.events++
+		}
+		if drop < len(evs) {
+			if drop > 0 {
+				p.cut, p.first = getID(k), getID(k)+uint64(drop)
+				start := len(w.arena)
+				w.arena = appendRecord(w.arena, evs[drop:])
+				p.rest = w.arena[start:]
+			}
 			break
 		}
-		n++
-		last = getID(k)
+		p.records++
+		p.last = getID(k)
 	}
-	return n, last
+	clear(w.evs)
+	return p
 }
 
-// deleteRun deletes the n oldest events, last being the id of the newest of
-// them. It walks the run backwards with one cursor: a Delete leaves the
+// deleteRun deletes the n oldest records, last being the id of the newest
+// of them. It walks the run backwards with one cursor: a Delete leaves the
 // cursor's position stale for Next (it would skip a key) but not for Prev,
 // and deleting the last entries of a leaf moves no other entry.
 func (s *Store) deleteRun(c *bolt.Cursor, n int, last uint64) error {
 	w := &s.w
 	k, _ := c.Seek(w.setKey(putID(w.key[:0], last)))
 	if k == nil || getID(k) != last {
-		return fmt.Errorf("%w: trim: event %d not found", ErrCorrupt, last)
+		return fmt.Errorf("%w: trim: record %d not found", ErrCorrupt, last)
 	}
 	for i := range n {
 		if k == nil {
-			return fmt.Errorf("%w: trim: %d events before event %d, want %d", ErrCorrupt, i, last, n)
+			return fmt.Errorf("%w: trim: %d records before record %d, want %d", ErrCorrupt, i, last, n)
 		}
 		if err := c.Delete(); err != nil {
-			return fmt.Errorf("trim event %d: %w", getID(k), err)
+			return fmt.Errorf("trim record %d: %w", getID(k), err)
 		}
 		k, _ = c.Prev()
 	}
 	return nil
 }
 
-// retentionTime returns the time of an encoded event for retention, in unix
-// ms. An event that cannot be decoded counts as expired, so that it is
-// trimmed instead of stopping every later commit.
-func retentionTime(v []byte) int64 {
-	ms, err := eventTime(v)
+// rewrite stores the rest of the cut record under the id of its first
+// remaining event.
+func (s *Store) rewrite(bucket *bolt.Bucket, p trimPlan) error {
+	w := &s.w
+	if err := bucket.Delete(w.setKey(putID(w.key[:0], p.cut))); err != nil {
+		return fmt.Errorf("trim record %d: %w", p.cut, err)
+	}
+	// bbolt keeps the value until the commit; it lives in the arena.
+	if err := bucket.Put(w.setKey(putID(w.key[:0], p.first)), p.rest); err != nil {
+		return fmt.Errorf("trim record %d to %d: %w", p.cut, p.first, err)
+	}
+	return nil
+}
+
+// retentionTime returns the time of an event for retention, in unix ms,
+// from the result of eventTime or recordTime. An event that cannot be
+// decoded counts as expired, so that it is trimmed instead of stopping
+// every later commit.
+func retentionTime(ms int64, err error) int64 {
 	if err != nil {
 		return math.MinInt64
 	}
@@ -116,6 +179,7 @@ func (s *Store) commitTrim() bool {
 	start := time.Now()
 	var size int64
 	var n int
+	s.w.arena = s.w.arena[:0] // the last batch is committed
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
 		n, err = s.trim(tx, idleTrimChunk)

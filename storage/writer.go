@@ -33,8 +33,10 @@ type writer struct {
 	batch   []*bridge.Write
 	results []bridge.Result
 	recs    []Record
-	arena   []byte // encoded values of the batch; bbolt keeps them until commit
-	key     []byte // scratch key; bbolt copies keys it keeps
+	arena   []byte   // encoded values of the batch; bbolt keeps them until commit
+	key     []byte   // scratch key; bbolt copies keys it keeps
+	scratch []byte   // scratch encoding of one event
+	evs     [][]byte // scratch encoded events of one record
 
 	appended int // events appended by the batch
 	dups     int // duplicate writes in the batch
