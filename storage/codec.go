@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/telehub/telehub/bridge"
 )
@@ -61,6 +62,9 @@ func decodeRecord(evs [][]byte, v []byte) ([][]byte, error) {
 		// Each event takes at least one byte: checking first bounds the
 		// allocation.
 		d.err = fmt.Errorf("%d events in %d bytes", n, len(d.b))
+	}
+	if d.err == nil {
+		evs = slices.Grow(evs, int(n))
 	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		evs = append(evs, d.bytes())
