@@ -84,14 +84,8 @@ func (s *Store) trimRun(c *bolt.Cursor, budget int) trimPlan {
 			p.last = getID(k)
 			continue
 		}
-		drop := 0
-		for _, ev := range evs {
-			if p.events == budget || (p.events >= over && retentionTime(eventTime(ev)) >= cutoff) {
-				break
-			}
-			drop++
-			p.events++
-		}
+		drop := expired(evs, p.events, budget, over, cutoff)
+		p.events += drop
 		if drop < len(evs) {
 			if drop > 0 {
 				p.cut, p.first = getID(k), getID(k)+uint64(drop)
@@ -106,6 +100,20 @@ func (s *Store) trimRun(c *bolt.Cursor, budget int) trimPlan {
 	}
 	clear(w.evs)
 	return p
+}
+
+// expired returns how many of the leading events evs trim deletes, when
+// done of the oldest events are already deleted: while fewer than budget
+// are, those over MaxEvents (over in all) and those before cutoff.
+func expired(evs [][]byte, done, budget, over int, cutoff int64) int {
+	n := 0
+	for _, ev := range evs {
+		if done+n == budget || (done+n >= over && retentionTime(eventTime(ev)) >= cutoff) {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // deleteRun deletes the n oldest records, last being the id of the newest
