@@ -286,8 +286,8 @@ func (h *Hub) unregister(w *watcher) {
 
 // newReplay returns a replay of the events up to the last published id
 // that match one of added and none of held. h.mu is held.
-func (h *Hub) newReplay(from string, added, held []bridge.Filter) *replay {
-	return &replay{from: from, upTo: h.last, match: replayMatch(added, held)}
+func (h *Hub) newReplay(from string, added []bridge.Filter, held []liveFilter) *replay {
+	return &replay{from: from, upTo: h.last, match: func(topic string) bool { return anyMatch(added, topic) }, live: held}
 }
 
 // heartbeat asks every watcher for a ping each Heartbeat until Shutdown.

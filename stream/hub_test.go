@@ -345,7 +345,7 @@ func TestReplayChunks(t *testing.T) {
 	s := new(memSink)
 	wr := writer{h: h, w: w, s: s}
 	fs, _ := parseFilters([]string{"a"}, 1)
-	if err := wr.replay(&replay{from: l.ids.Format(0), upTo: 1000, match: replayMatch(fs, nil)}); err != nil {
+	if err := wr.replay(&replay{from: l.ids.Format(0), upTo: 1000, match: func(topic string) bool { return anyMatch(fs, topic) }}); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(s.String(), "id: "); n != 500 {

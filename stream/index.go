@@ -30,7 +30,8 @@ type sub struct {
 	w      *watcher
 	filter bridge.Filter
 	n      *node
-	i      int // position in n.subs
+	i      int    // position in n.subs
+	since  uint64 // last published id when it was added: later events went out live
 }
 
 // add places a subscription of w to filter, split into levels, and returns it.

@@ -26,14 +26,40 @@ type replay struct {
 	from  string
 	upTo  uint64
 	match func(topic string) bool
+	// live are the filters the watcher held already: their events after
+	// their since went out live and are not replayed again.
+	live []liveFilter
 }
 
-// replayMatch matches topics that one of added matches and none of held:
-// events that held filters matched were delivered live already.
-func replayMatch(added, held []bridge.Filter) func(string) bool {
-	return func(topic string) bool {
-		return anyMatch(added, topic) && !anyMatch(held, topic)
+// liveFilter is a filter a watcher holds and the last published id when it
+// was added.
+type liveFilter struct {
+	filter bridge.Filter
+	since  uint64
+}
+
+// dropLive removes from recs, in place, the records a live filter already
+// delivered.
+func (r *replay) dropLive(recs []storage.Record) []storage.Record {
+	if len(r.live) == 0 {
+		return recs
 	}
+	kept := recs[:0]
+	for _, rec := range recs {
+		if !r.wentLive(rec) {
+			kept = append(kept, rec)
+		}
+	}
+	return kept
+}
+
+func (r *replay) wentLive(rec storage.Record) bool {
+	for _, l := range r.live {
+		if rec.ID > l.since && l.filter.Match(rec.Topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // anyMatch reports whether one of fs matches topic.
@@ -67,7 +93,7 @@ func (wr *writer) replay(r *replay) error {
 		if next <= after {
 			return fmt.Errorf("%w after %d: %w", errReplay, after, errNoProgress)
 		}
-		if err := wr.writeRecords(recs); err != nil {
+		if err := wr.writeRecords(r.dropLive(recs)); err != nil {
 			return err
 		}
 		after = next

@@ -45,7 +45,9 @@ func (h *Hub) addFilters(w *watcher, filters []bridge.Filter) []bridge.Filter {
 		if w.sub(f.String()) >= 0 {
 			continue
 		}
-		w.subs = append(w.subs, h.index.add(w, f, f.Levels()))
+		s := h.index.add(w, f, f.Levels())
+		s.since = h.last
+		w.subs = append(w.subs, s)
 		added = append(added, f)
 	}
 	return added
@@ -62,19 +64,20 @@ func (w *watcher) sub(filter string) int {
 	return -1
 }
 
-// heldFilters returns the filters w holds. Hub.mu is held.
-func (w *watcher) heldFilters() []bridge.Filter {
-	fs := make([]bridge.Filter, len(w.subs))
+// heldFilters returns the filters w holds, each with the id after which
+// its events went out live. Hub.mu is held.
+func (w *watcher) heldFilters() []liveFilter {
+	fs := make([]liveFilter, len(w.subs))
 	for i, s := range w.subs {
-		fs[i] = s.filter
+		fs[i] = liveFilter{filter: s.filter, since: s.since}
 	}
 	return fs
 }
 
 // subscribe adds filters to w and queues ack, then, when resume is set,
 // a replay of the newly added filters from the event after id from. The
-// replay skips events that filters w held before matched: those were
-// delivered live.
+// replay skips the events that a filter w held before delivered live (those
+// after it was added); earlier ones it replays.
 func (h *Hub) subscribe(w *watcher, filters []bridge.Filter, from string, resume bool, ack *frame) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -140,6 +140,22 @@ func TestWSResumeNewFiltersOnly(t *testing.T) {
 	wantEvent(t, th.log.ids, c.next(), rec) // once, though two filters match
 }
 
+// A held filter delivered live only what came after it was added: a resume
+// from before that point replays the earlier events it also matches.
+func TestWSResumeBeforeHeldFilter(t *testing.T) {
+	th := newTestHub(t, Config{})
+	early := commit(th.Hub, th.log, "telemetry/d1/temp", "telemetry/d1/temp")
+	c := dialWS(t, th, nil)
+	c.subscribe("", "telemetry/+/temp")
+	late := commit(th.Hub, th.log, "telemetry/d1/temp", "telemetry/d1/hum")
+	wantEvent(t, th.log.ids, c.next(), late[0]) // live through +/temp
+	c.subscribe(th.log.ids.Format(early[0].ID), "telemetry/d1/#")
+	wantEvent(t, th.log.ids, c.next(), early[1]) // before +/temp was held: never sent
+	wantEvent(t, th.log.ids, c.next(), late[1])  // hum: only d1/# matches
+	rec := commit(th.Hub, th.log, "telemetry/d1/temp")[0]
+	wantEvent(t, th.log.ids, c.next(), rec) // once, though two filters match
+}
+
 func TestWSResumeWhilePublishing(t *testing.T) {
 	th := newTestHub(t, Config{})
 	commit(th.Hub, th.log, repeat("telemetry/d1/temp", 500)...)
