@@ -58,6 +58,12 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		a.internalError(w, "reading events", err)
 		return
 	}
+	// Retention may have trimmed past the resume point while the log was
+	// read; the scan may then have skipped events.
+	if _, status, err := a.resumePoint(q.Get("after")); err != nil {
+		httpx.Error(w, status, httpx.CodeGone, err.Error())
+		return
+	}
 	ids := a.cfg.Store.IDs()
 	out := make([]event, len(recs))
 	for i, rec := range recs {

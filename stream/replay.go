@@ -93,6 +93,9 @@ func (wr *writer) replay(r *replay) error {
 		if next <= after {
 			return fmt.Errorf("%w after %d: %w", errReplay, after, errNoProgress)
 		}
+		if skippedByTrim(wr.h.cfg.Log, after, r.upTo, recs) {
+			continue // the next round resets
+		}
 		if err := wr.writeRecords(r.dropLive(recs)); err != nil {
 			return err
 		}
@@ -109,6 +112,17 @@ func (wr *writer) resumePoint(r *replay) (after uint64, reset bool) {
 		return 0, true
 	}
 	return seq, false
+}
+
+// skippedByTrim reports whether a scan from after may have skipped events
+// that retention trimmed while it ran: the oldest retained event is now
+// past after+1, and the scan did not visibly start at after+1.
+func skippedByTrim(l Log, after, upTo uint64, recs []storage.Record) bool {
+	if len(recs) > 0 && recs[0].ID == after+1 {
+		return false
+	}
+	oldest, ok := l.OldestID()
+	return gapAfter(after, upTo, oldest, ok)
 }
 
 // gapAfter reports whether events in (after, upTo] are no longer retained.
