@@ -48,6 +48,9 @@ func (s *Store) commit(batch []*bridge.Write) {
 // committed publishes a successful commit: metrics, range, OnCommit, Done.
 func (s *Store) committed(batch []*bridge.Write, size int64) {
 	w := &s.w
+	if len(w.devices) > maxCachedDevices {
+		clear(w.devices) // refilled from the file as devices write again
+	}
 	for id, r := range w.pending {
 		w.devices[id] = r
 	}

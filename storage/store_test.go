@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -579,5 +580,36 @@ func rawPut(t *testing.T, path string, bucket, key, value []byte) {
 	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put(key, value) })
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The writer's device cache is bounded: past the bound it is dropped, and
+// dedup and device records carry on from the file.
+func TestDeviceCacheBound(t *testing.T) {
+	saved := maxCachedDevices
+	maxCachedDevices = 4
+	t.Cleanup(func() { maxCachedDevices = saved })
+	s := openStore(t, testConfig(t))
+	write := func(device string, seq uint64) bridge.Result {
+		return submitSync(t, s, &bridge.Write{Device: device, Transport: bridge.TransportWS, Seen: time.Now(), Seq: seq, HasSeq: true,
+			Events: []bridge.Event{{Kind: bridge.KindTelemetry, Topic: "telemetry/" + device + "/n", Device: device, Metric: "n",
+				State: []byte(`{"value":1}`), Data: []byte(`{"n":1}`)}}})
+	}
+	for i := range 10 {
+		if r := write(fmt.Sprintf("d%d", i), 5); r.Err != nil || r.Duplicate {
+			t.Fatalf("d%d: %+v", i, r)
+		}
+	}
+	if n := len(s.w.devices); n > 4+1 {
+		t.Errorf("device cache holds %d records, bound 4 (+1 of the last batch)", n)
+	}
+	for i := range 10 {
+		if r := write(fmt.Sprintf("d%d", i), 5); r.Err != nil || !r.Duplicate {
+			t.Fatalf("d%d resend after the cache was dropped: %+v, want a duplicate", i, r)
+		}
+	}
+	devs, err := s.Devices()
+	if err != nil || len(devs) != 10 {
+		t.Fatalf("devices %d, %v", len(devs), err)
 	}
 }

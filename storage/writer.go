@@ -10,6 +10,11 @@ import (
 // a commit instead of being kept for the next one.
 const maxArena = 16 << 20
 
+// maxCachedDevices bounds the writer's cache of device records: past it the
+// cache is dropped and refilled from the file on use, so that a stream of
+// new device ids cannot grow it without end.
+var maxCachedDevices = 1 << 17
+
 // writer is the state of the writer goroutine; nothing else touches it
 // while the goroutine runs.
 type writer struct {
