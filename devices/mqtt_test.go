@@ -1,18 +1,11 @@
 package devices
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/url"
 	"strings"
@@ -28,6 +21,7 @@ import (
 
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/testcert"
 )
 
 // mqttWait bounds every wait of these tests. It only guards against a
@@ -1044,36 +1038,9 @@ func TestBrokerConnectTimeout(t *testing.T) {
 	}
 }
 
-// mqttTestTLS returns a server config with a fresh self-signed certificate
-// for 127.0.0.1 and a client config that trusts it.
-func mqttTestTLS(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "telehub test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	return server, &tls.Config{RootCAs: pool}
-}
-
 func TestBrokerTLS(t *testing.T) {
-	serverTLS, clientTLS := mqttTestTLS(t)
+	cert := testcert.New(t)
+	serverTLS, clientTLS := cert.Server, cert.Client
 	b := startMQTTBroker(t, func(c *BrokerConfig) { c.TLS = serverTLS })
 	c := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + b.Addr().String()).
 		SetClientID("tls-device").SetTLSConfig(clientTLS).SetAutoReconnect(false).SetConnectTimeout(mqttWait))

@@ -19,7 +19,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/lxzan/gws"
 
 	"github.com/telehub/telehub/internal/config"
 )
@@ -284,21 +283,6 @@ func TestWatcherScopes(t *testing.T) {
 	if m := w.next(t); m["op"] != "event" {
 		t.Fatalf("ws watcher got %v", m)
 	}
-}
-
-// dialWatcherWith is dialWatcher with request headers.
-func dialWatcherWith(t *testing.T, h *Hub, header http.Header) *wsWatcher {
-	t.Helper()
-	w := &wsWatcher{in: make(chan map[string]any, 1000), done: make(chan struct{})}
-	conn, resp, err := gws.NewClient(w, &gws.ClientOption{Addr: "ws://" + h.HTTPAddr() + "/v1/stream/ws", RequestHeader: header})
-	if err != nil {
-		t.Fatalf("dial watcher: %v", err)
-	}
-	_ = resp.Body.Close()
-	w.conn = conn
-	go func() { defer close(w.done); conn.ReadLoop() }()
-	t.Cleanup(func() { _ = conn.WriteClose(1000, nil); <-w.done })
-	return w
 }
 
 func TestReadEndpointsAndOpenEndpoints(t *testing.T) {

@@ -245,8 +245,14 @@ func (w *wsWatcher) OnMessage(c *gws.Conn, m *gws.Message) {
 
 func dialWatcher(t *testing.T, h *Hub) *wsWatcher {
 	t.Helper()
+	return dialWatcherWith(t, h, nil)
+}
+
+// dialWatcherWith is dialWatcher with request headers.
+func dialWatcherWith(t *testing.T, h *Hub, header http.Header) *wsWatcher {
+	t.Helper()
 	w := &wsWatcher{in: make(chan map[string]any, 10000), done: make(chan struct{})}
-	conn, resp, err := gws.NewClient(w, &gws.ClientOption{Addr: "ws://" + h.HTTPAddr() + "/v1/stream/ws"})
+	conn, resp, err := gws.NewClient(w, &gws.ClientOption{Addr: "ws://" + h.HTTPAddr() + "/v1/stream/ws", RequestHeader: header})
 	if err != nil {
 		t.Fatalf("dial watcher: %v", err)
 	}
