@@ -19,6 +19,7 @@ import (
 
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // Defaults of BrokerConfig and ExternalConfig.
@@ -132,15 +133,15 @@ func routeMQTT(topic string, payload []byte, maxPayload int) (mqttRoute, error) 
 }
 
 // parseDeviceTopic routes a topic without looking at the payload.
-func parseDeviceTopic(topic string) (mqttRoute, error) {
-	rest, ok := strings.CutPrefix(topic, "devices/")
+func parseDeviceTopic(name string) (mqttRoute, error) {
+	rest, ok := strings.CutPrefix(name, "devices/")
 	if !ok {
 		return mqttRoute{kind: mqttForeign}, nil
 	}
 	id, sub, _ := strings.Cut(rest, "/")
 	r := mqttRoute{kind: mqttInvalid, rawID: id}
-	if err := bridge.ValidDeviceID(id); err != nil {
-		return r, err
+	if err := topic.ValidDeviceID(id); err != nil {
+		return r, bridge.Errorf("%v", err)
 	}
 	r.device = id
 	switch sub {
@@ -156,10 +157,10 @@ func parseDeviceTopic(topic string) (mqttRoute, error) {
 		metric, ok := strings.CutPrefix(sub, "telemetry/")
 		if !ok {
 			return r, bridge.Errorf("unknown topic %q: devices publish to devices/{id}/telemetry, "+
-				"devices/{id}/telemetry/{metric}, devices/{id}/heartbeat or devices/{id}/status", topic)
+				"devices/{id}/telemetry/{metric}, devices/{id}/heartbeat or devices/{id}/status", name)
 		}
-		if err := bridge.ValidMetric(metric); err != nil {
-			return r, err
+		if err := topic.ValidMetric(metric); err != nil {
+			return r, bridge.Errorf("%v", err)
 		}
 		r.kind, r.metric = mqttMetric, metric
 	}
@@ -206,9 +207,9 @@ func mqttInput(device, topic string, at time.Time) bridge.Input {
 
 // reject records a rejected publish with the bridge. When the device
 // should be answered now, it returns the answer's topic and body.
-func (g *mqttIngest) reject(in bridge.Input, err error) (topic string, body []byte, answer bool) {
+func (g *mqttIngest) reject(in bridge.Input, err error) (answerTopic string, body []byte, answer bool) {
 	rej := g.bridge.Reject(in, err)
-	if !rej.Answer || bridge.ValidDeviceID(in.Device) != nil {
+	if !rej.Answer || topic.ValidDeviceID(in.Device) != nil {
 		return "", nil, false
 	}
 	code, msg := bridge.CodeBadRequest, err.Error()
@@ -482,7 +483,7 @@ func (h *brokerHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 		return true
 	}
 	device := string(cl.Properties.Username)
-	if bridge.ValidDeviceID(device) != nil || !h.auth(device, string(pk.Connect.Password)) {
+	if topic.ValidDeviceID(device) != nil || !h.auth(device, string(pk.Connect.Password)) {
 		h.log.Debug("mqtt client refused: bad credentials", "client", cl.ID, "remote", cl.Net.Remote)
 		return false
 	}
