@@ -8,8 +8,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/auth"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 const tokenHelp = `
@@ -89,9 +89,9 @@ func (req *tokenRequest) check() error {
 		return errors.New("give one of --device, --watcher and --admin")
 	case len(req.topics) > 0 && req.watcher == "":
 		return errors.New("--topic goes with --watcher NAME")
-	case req.device != "" && bridge.ValidDeviceID(req.device) != nil:
+	case req.device != "" && topic.ValidDeviceID(req.device) != nil:
 		return fmt.Errorf("device id %q: want 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit", req.device)
-	case req.watcher != "" && bridge.ValidDeviceID(req.watcher) != nil:
+	case req.watcher != "" && topic.ValidDeviceID(req.watcher) != nil:
 		return fmt.Errorf("watcher name %q: want 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit", req.watcher)
 	}
 	if req.watcher == "" {
