@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // runChild runs a hub configured by TELEHUB_* variables and prints its
 // addresses on one line of stdout.
 func runChild() int {
-	cfg, err := config.Load(nil, os.Getenv, os.Stderr)
+	cfg, err := config.Load(nil, os.LookupEnv, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
