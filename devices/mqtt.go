@@ -460,6 +460,9 @@ type brokerHook struct {
 	conns sync.Map // *mqtt.Client -> *mqttConn
 	mu    sync.Mutex
 	byID  map[string]*mqttConn // client id -> its current connection
+	// parked holds the sessions that outlived their connection, with
+	// when it ended (mqtt_limits_hook.go).
+	parked map[*mqtt.Client]time.Time
 }
 
 func newBrokerHook(cfg BrokerConfig, server *mqtt.Server, closing <-chan struct{}, log *slog.Logger) *brokerHook {
@@ -474,6 +477,7 @@ func newBrokerHook(cfg BrokerConfig, server *mqtt.Server, closing <-chan struct{
 		dropped:   cfg.Metrics.MQTTDropped,
 		waits:     sync.Pool{New: func() any { return newCommitWait() }},
 		byID:      make(map[string]*mqttConn),
+		parked:    make(map[*mqtt.Client]time.Time),
 		limits:    cfg.Limits,
 		maxPacket: uint32(cfg.MaxPayload + mqttPacketOverhead),
 		retained:  newMQTTRetained(cfg.Limits),
@@ -603,9 +607,7 @@ func (h *brokerHook) heard(c *mqttConn, now time.Time) {
 // will or a status "offline", another connection took its session over,
 // or a delayed will is pending.
 func (h *brokerHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
-	if expire || cl.IsTakenOver() {
-		h.queues.forget(cl)
-	}
+	h.sessionEnded(cl, expire)
 	v, ok := h.conns.LoadAndDelete(cl)
 	if !ok {
 		return

@@ -52,9 +52,12 @@ type BrokerLimits struct {
 	// are dropped and counted. Default 1000.
 	MaxQueued int
 	// MaxQueuedBytes bounds the bytes (payload and topic) of those messages
-	// per session. Default 1 MiB.
+	// per session: a session takes messages while it holds less. Default
+	// 1 MiB.
 	MaxQueuedBytes int
-	// MaxQueuedBytesTotal bounds them across all sessions. Default 256 MiB.
+	// MaxQueuedBytesTotal bounds them across all sessions; a session's
+	// newest message counts from its next delivery on, so the total may
+	// pass the bound by one message a session. Default 256 MiB.
 	MaxQueuedBytesTotal int
 	// MaxSubscriptions is how many topic filters one client may subscribe
 	// to; more are refused in the SUBACK (MQTT 5: 0x97 quota exceeded,

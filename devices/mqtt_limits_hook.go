@@ -1,6 +1,8 @@
 package devices
 
 import (
+	"time"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -88,34 +90,60 @@ func (h *brokerHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // messages (mochi forgets the client but not its subscriptions).
 func (h *brokerHook) OnClientExpired(cl *mqtt.Client) { h.release(cl) }
 
+// sessionEnded follows the end of cl's connection: a session that
+// outlives it is parked (the oldest parked one is the first makeRoom
+// drops); one that does not is no longer counted.
+func (h *brokerHook) sessionEnded(cl *mqtt.Client, expire bool) {
+	if expire || cl.IsTakenOver() {
+		h.queues.forget(cl)
+		return
+	}
+	h.mu.Lock()
+	h.parked[cl] = time.Now()
+	h.mu.Unlock()
+}
+
 // release drops the subscriptions and stored messages of cl's session.
 func (h *brokerHook) release(cl *mqtt.Client) {
 	h.server.UnsubscribeClient(cl)
 	cl.ClearInflights()
 	h.queues.forget(cl)
+	h.mu.Lock()
+	delete(h.parked, cl)
+	h.mu.Unlock()
 }
 
-// makeRoom keeps the sessions within MaxSessions before cl's session is
-// added: the session disconnected the longest is dropped.
+// makeRoom runs before cl's session is set up. A session cl resumes is no
+// longer parked; a new one must fit within MaxSessions: past it, the
+// session parked the longest is dropped.
 func (h *brokerHook) makeRoom(cl *mqtt.Client) {
+	if old, resumes := h.server.Clients.Get(cl.ID); resumes {
+		h.mu.Lock()
+		delete(h.parked, old)
+		h.mu.Unlock()
+		h.queues.forget(old) // counted afresh under cl
+		return
+	}
 	// The inline client is one of the broker's clients.
 	if h.server.Clients.Len()-1 < h.limits.MaxSessions {
 		return
 	}
-	if _, resumes := h.server.Clients.Get(cl.ID); resumes {
-		return
-	}
+	h.mu.Lock()
 	var oldest *mqtt.Client
-	for _, cl := range h.server.Clients.GetAll() {
-		if t := cl.StopTime(); t > 0 && !cl.Net.Inline && (oldest == nil || t < oldest.StopTime()) {
-			oldest = cl
+	var since time.Time
+	for p, at := range h.parked {
+		if oldest == nil || at.Before(since) {
+			oldest, since = p, at
 		}
 	}
+	h.mu.Unlock()
 	if oldest == nil {
 		return // all connected: MaxClients refuses new ones
 	}
 	h.release(oldest)
-	h.server.Clients.Delete(oldest.ID)
+	if cur, ok := h.server.Clients.Get(oldest.ID); ok && cur == oldest {
+		h.server.Clients.Delete(oldest.ID)
+	}
 	h.dropLog.Warn("mqtt session dropped: session limit reached", "client", oldest.ID,
 		"limit", h.limits.MaxSessions)
 }
