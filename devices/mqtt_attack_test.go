@@ -38,7 +38,7 @@ func TestBrokerExhaustionAttack(t *testing.T) {
 		queueMax  = 16 << 20 // MaxQueuedBytesTotal of the test
 		allowance = 48 << 20 // connections, buffers, the test's own clients
 	)
-	cb := &mqttCountingBridge{done: make(chan struct{}), want: -1}
+	cb := &countingBridge{done: make(chan struct{}), want: -1}
 	b := startMQTTBroker(t, func(c *BrokerConfig) {
 		c.Bridge = cb
 		c.Limits.MaxQueuedBytesTotal = queueMax

@@ -36,7 +36,7 @@ func TestBrokerLimitsDefaultsAndRejections(t *testing.T) {
 	}
 	for name, l := range bad {
 		t.Run(name, func(t *testing.T) {
-			cfg := BrokerConfig{Bridge: newMQTTFakeBridge(), Liveness: newMQTTFakeLiveness(), Limits: l}
+			cfg := BrokerConfig{Bridge: &fakeBridge{}, Presence: newFakePresence(), Limits: l}
 			if _, err := NewBroker(cfg); !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("NewBroker: %v", err)
 			}
@@ -136,7 +136,7 @@ func TestBrokerSessionExpiry(t *testing.T) {
 
 	persistentSubscriber(t, b, "s1", "devices/d1/telemetry")
 	mustDialMQTT(t, b.Addr().String(), nil).publish(t, "devices/d1/telemetry", 1, `{"temp":1}`)
-	deadline := time.Now().Add(mqttWait)
+	deadline := time.Now().Add(waitGuard)
 	for {
 		_, kept := b.server.Clients.Get("s1")
 		subs := b.server.Topics.Subscribers("devices/d1/telemetry").Subscriptions
@@ -179,7 +179,7 @@ func TestBrokerRetainedLimits(t *testing.T) {
 	retain := func(topic, payload string) {
 		t.Helper()
 		tok := c.Publish(topic, 1, true, payload)
-		if !tok.WaitTimeout(mqttWait) || tok.Error() != nil {
+		if !tok.WaitTimeout(waitGuard) || tok.Error() != nil {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}

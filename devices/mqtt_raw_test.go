@@ -138,7 +138,7 @@ func (m *rawMQTT) nextOf(typ byte) packets.Packet {
 
 // read reads and decodes one packet.
 func (m *rawMQTT) read() (packets.Packet, error) {
-	_ = m.conn.SetReadDeadline(time.Now().Add(mqttWait))
+	_ = m.conn.SetReadDeadline(time.Now().Add(waitGuard))
 	var pk packets.Packet
 	b, err := m.r.ReadByte()
 	if err != nil {
