@@ -89,6 +89,9 @@ type Config struct {
 	// (--log-format): text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
+
+	// MQTTLimits bound the embedded broker's clients and sessions.
+	MQTTLimits `yaml:",inline"`
 }
 
 // WatcherToken is a watcher credential of the configuration.
@@ -116,6 +119,7 @@ func Default() Config {
 		WatcherQueue:      4096,
 		LogLevel:          "info",
 		LogFormat:         "text",
+		MQTTLimits:        DefaultMQTTLimits(),
 	}
 }
 
@@ -170,6 +174,7 @@ func (c Config) Validate() error {
 	if !oneOf(c.LogFormat, "text", "json") {
 		bad("log_format must be text or json, got %q", c.LogFormat)
 	}
+	c.MQTTLimits.validate(bad)
 	if err := c.Credentials().Check(); err != nil {
 		bad("credentials: %v", err)
 	}

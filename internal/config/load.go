@@ -119,6 +119,10 @@ var options = []option{
 	str("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }),
 }
 
+// allOptions returns every option: the table above and the embedded
+// broker's limits.
+func allOptions() []option { return append(options[:len(options):len(options)], mqttOptions...) }
+
 // ErrHelp is returned by Load when -h or --help was asked for; the usage
 // has been written.
 var ErrHelp = flag.ErrHelp
@@ -139,7 +143,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	}
 	var given []setting
 	var scratch Config // checks each flag's value as it is parsed
-	for _, o := range options {
+	for _, o := range allOptions() {
 		record := func(s string) error {
 			if err := o.set(&scratch, s); err != nil {
 				return err
@@ -170,7 +174,7 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 			return Config{}, err
 		}
 	}
-	for _, o := range options {
+	for _, o := range allOptions() {
 		if v, ok := lookup(getenv, o.env()); ok {
 			if err := o.set(&cfg, v); err != nil {
 				return Config{}, fmt.Errorf("%s: %w", o.env(), err)
