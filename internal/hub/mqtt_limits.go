@@ -6,7 +6,7 @@ import (
 )
 
 // brokerLimits are the embedded broker's limits of the configuration.
-func brokerLimits(l config.MQTTLimits) devices.BrokerLimits {
+func brokerLimits(l config.Config) devices.BrokerLimits {
 	return devices.BrokerLimits{
 		MaxClients:           l.MQTTMaxClients,
 		MaxSessions:          l.MQTTMaxSessions,

@@ -16,7 +16,7 @@ func TestBrokerLimitsDefaultsAgree(t *testing.T) {
 		MaxSubscriptions: devices.DefaultMQTTMaxSubscriptions, MaxRetained: devices.DefaultMQTTMaxRetained,
 		MaxRetainedPerDevice: devices.DefaultMQTTMaxRetainedPerDevice, MaxRetainedBytes: devices.DefaultMQTTMaxRetainedBytes,
 	}
-	if got := brokerLimits(config.DefaultMQTTLimits()); got != want {
+	if got := brokerLimits(config.Default()); got != want {
 		t.Fatalf("config defaults %+v, broker defaults %+v", got, want)
 	}
 }
