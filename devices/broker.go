@@ -2,6 +2,7 @@ package devices
 
 import (
 	"cmp"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -87,6 +88,9 @@ type Broker struct {
 	hook    *brokerHook
 	ln      *mqttListener
 	closing chan struct{}
+	// closeDone is closed once the close ends; closeErr is its error.
+	closeDone chan struct{}
+	closeErr  error
 
 	mu      sync.Mutex
 	started bool
@@ -94,7 +98,7 @@ type Broker struct {
 }
 
 // NewBroker builds the broker and binds its listener; it does not accept
-// connections before Serve.
+// connections before Start.
 func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -108,7 +112,7 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 		Logger:                 newMQTTLogger(log, time.Now),
 		SysTopicResendInterval: mqttSysInterval,
 	})
-	b := &Broker{cfg: cfg, server: server, closing: make(chan struct{})}
+	b := &Broker{cfg: cfg, server: server, closing: make(chan struct{}), closeDone: make(chan struct{})}
 	b.hook = newBrokerHook(cfg, server, b.closing, log)
 	if err := server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("mqtt hook: %w", err)
@@ -124,8 +128,13 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 // Addr returns the address the broker listens on, with port 0 resolved.
 func (b *Broker) Addr() net.Addr { return b.ln.ln.Addr() }
 
-// Serve starts accepting connections and returns at once.
-func (b *Broker) Serve() error {
+// Start starts accepting connections and returns at once. ctx is not
+// kept: the broker serves until Shutdown. It returns ErrStarted when
+// called twice and ErrClosed after Shutdown.
+func (b *Broker) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mqtt start: %w", err)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
@@ -143,20 +152,32 @@ func (b *Broker) Serve() error {
 	return nil
 }
 
-// Close disconnects every client, releases publishes waiting for their
+// Shutdown disconnects every client, releases publishes waiting for their
 // commit unacknowledged (the devices resend them), closes the listener and
-// waits for the connection goroutines. It is safe to call more than once.
-func (b *Broker) Close() error {
+// waits for the connection goroutines. When ctx ends first it returns
+// ctx's error while the close goes on; a later call waits for it again.
+// Every call after the close returns the close's error.
+func (b *Broker) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil
+	if !b.closed {
+		b.closed = true
+		close(b.closing)
+		go b.close()
 	}
-	b.closed = true
 	b.mu.Unlock()
-	close(b.closing)
-	if err := b.server.Close(); err != nil {
-		return fmt.Errorf("mqtt close: %w", err)
+	select {
+	case <-b.closeDone:
+		return b.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt shutdown: %w", ctx.Err())
 	}
-	return nil
+}
+
+// close stops the mochi server, whose listener waits for every connection
+// goroutine, and then reports its error through closeErr and closeDone.
+func (b *Broker) close() {
+	defer close(b.closeDone)
+	if err := b.server.Close(); err != nil {
+		b.closeErr = fmt.Errorf("mqtt close: %w", err)
+	}
 }
