@@ -42,6 +42,9 @@ type BrokerConfig struct {
 	Logger *slog.Logger
 	// Metrics receives the broker's metrics. Default a private set.
 	Metrics *metrics.Metrics
+	// Limits bounds clients, sessions and retained messages; zero fields
+	// take their defaults.
+	Limits BrokerLimits
 }
 
 // withDefaults validates c and returns it with defaults filled.
@@ -56,6 +59,11 @@ func (c BrokerConfig) withDefaults() (BrokerConfig, error) {
 	case c.MaxPayload > mqttMaxPayload:
 		return c, fmt.Errorf("%w: MaxPayload %d is over the MQTT limit of %d", ErrInvalidConfig, c.MaxPayload, mqttMaxPayload)
 	}
+	limits, err := c.Limits.withDefaults()
+	if err != nil {
+		return c, err
+	}
+	c.Limits = limits
 	c.Addr = cmp.Or(c.Addr, DefaultBrokerAddr)
 	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
 	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultMQTTConnectTimeout)
@@ -96,14 +104,12 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = mqttWritesPending
-	caps.MaximumPacketSize = uint32(cfg.MaxPayload + mqttPacketOverhead)
+	maxPacket := cfg.MaxPayload + mqttPacketOverhead
 	log := cfg.Logger
 	server := mqtt.New(&mqtt.Options{
 		InlineClient:           true,
-		Capabilities:           caps,
-		Logger:                 log,
+		Capabilities:           mqttCapabilities(cfg.Limits, uint32(maxPacket)),
+		Logger:                 newMQTTLogger(log, time.Now),
 		SysTopicResendInterval: mqttSysInterval,
 	})
 	b := &Broker{cfg: cfg, server: server, closing: make(chan struct{}), closeDone: make(chan struct{})}
@@ -112,6 +118,7 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 		return nil, fmt.Errorf("mqtt hook: %w", err)
 	}
 	b.ln = newMQTTListener(cfg.Addr, cfg.TLS, cfg.ConnectTimeout, log)
+	b.ln.maxPacket = maxPacket
 	if err := server.AddListener(b.ln); err != nil {
 		return nil, fmt.Errorf("mqtt listen on %s: %w", cfg.Addr, err)
 	}

@@ -252,6 +252,7 @@ func (h *Hub) buildBroker() error {
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt"),
 		Metrics:    h.metrics,
+		Limits:     brokerLimits(h.cfg),
 	}
 	if h.secured {
 		brokerCfg.Authenticate = h.auth.Device // username = device id, password = token
