@@ -2,6 +2,7 @@ package devices
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -133,7 +134,7 @@ func TestBrokerNeverLogsPassword(t *testing.T) {
 		c.closed()
 	})
 	b.waitConns(t, 0)
-	_ = b.Close()
+	_ = b.Shutdown(context.Background())
 	out := buf.String()
 	if out == "" {
 		t.Fatal("nothing logged")
