@@ -2,6 +2,7 @@ package devices
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -133,7 +134,9 @@ func TestBrokerNeverLogsPassword(t *testing.T) {
 		c.closed()
 	})
 	b.waitConns(t, 0)
-	_ = b.Close()
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	out := buf.String()
 	if out == "" {
 		t.Fatal("nothing logged")
