@@ -134,7 +134,9 @@ func TestBrokerNeverLogsPassword(t *testing.T) {
 		c.closed()
 	})
 	b.waitConns(t, 0)
-	_ = b.Shutdown(context.Background())
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	out := buf.String()
 	if out == "" {
 		t.Fatal("nothing logged")
