@@ -139,7 +139,7 @@ func (h *Hub) authorizeWatcher(r *http.Request) (func(topic.Filter) bool, error)
 	}
 	scopes, ok := h.auth.Watcher(token)
 	if !ok {
-		return nil, errors.New("missing or invalid watcher token")
+		return nil, errors.New("a watcher or admin token is required")
 	}
 	return func(f topic.Filter) bool { return auth.AllowFilter(scopes, f) }, nil
 }
