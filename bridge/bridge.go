@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/telehub/telehub/internal/jsonx"
 	"github.com/telehub/telehub/internal/metrics"
 	"github.com/telehub/telehub/internal/topic"
 )
@@ -364,7 +365,7 @@ func errorParts(err error) (code, msg string) {
 		msg = e.Message
 	}
 	if len(msg) > maxMessage {
-		msg = truncate(msg, maxMessage) + "..."
+		msg = jsonx.Truncate(msg, maxMessage) + "..."
 	}
 	return code, msg
 }
@@ -403,9 +404,9 @@ func (b *Bridge) logReject(in Input, code, msg string, now time.Time) {
 		return
 	}
 	b.log.Warn("rejected device payload",
-		"device", truncate(in.Device, maxQuoted),
+		"device", jsonx.Truncate(in.Device, maxQuoted),
 		"transport", in.Transport,
-		"source_topic", truncate(in.SourceTopic, maxQuoted),
+		"source_topic", jsonx.Truncate(in.SourceTopic, maxQuoted),
 		"code", code,
 		"message", msg,
 		"log_lines_skipped", skipped)
