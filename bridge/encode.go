@@ -125,7 +125,7 @@ func appendTelemetryData(b []byte, topic []byte, device string, rd *Reading, ts 
 	}
 	if p.Boot != "" {
 		b = append(b, `,"device_boot":`...)
-		b = appendString(b, p.Boot)
+		b = jsonx.AppendString(b, p.Boot)
 	}
 	return append(b, '}')
 }
