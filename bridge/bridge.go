@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telehub/telehub/internal/jsonx"
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
 	"github.com/telehub/telehub/internal/topic"
 )
@@ -154,9 +155,7 @@ func (cfg *Config) fillDefaults() error {
 	case cfg.DeviceBurst == 0:
 		cfg.DeviceBurst = max(1, int(math.Ceil(2*cfg.DeviceRate)))
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = logx.Or(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

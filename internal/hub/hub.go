@@ -30,6 +30,7 @@ import (
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/config"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
 	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
@@ -72,14 +73,13 @@ type Hub struct {
 }
 
 // New builds a hub from cfg: it opens storage and binds the listeners (so
-// HTTPAddr and MQTTAddr are known), but serves nothing until Start.
+// HTTPAddr and MQTTAddr are known), but serves nothing until Start or Run.
+// A nil logger discards (logx.Or).
 func New(cfg config.Config, logger *slog.Logger) (*Hub, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
+	logger = logx.Or(logger)
 	h := &Hub{cfg: cfg, log: logger, metrics: metrics.New(Version)}
 	if err := h.build(); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), buildCloseTimeout)
