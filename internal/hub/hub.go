@@ -207,6 +207,7 @@ func (h *Hub) buildDevices() error {
 	}
 	h.liveness, err = presence.New(presence.Config{
 		Sink:    h.bridge,
+		Records: storedPresence{h.store},
 		Known:   presenceRecords(known),
 		Resume:  h.resumesPresence,
 		Timeout: h.cfg.DeviceTimeout,
@@ -254,6 +255,7 @@ func (h *Hub) buildBroker() error {
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt"),
 		Metrics:    h.metrics,
+		Limits:     brokerLimits(h.cfg),
 	}
 	if h.secured {
 		brokerCfg.Authenticate = h.auth.Device // username = device id, password = token
@@ -369,8 +371,10 @@ func (h *Hub) ready() error {
 	if h.sup.stopping.Load() {
 		return errors.New("shutting down")
 	}
-	if h.external != nil && !h.external.Connected() {
-		return errors.New("not connected to the external MQTT broker")
+	if h.external != nil {
+		if err := h.external.Ready(); err != nil {
+			return fmt.Errorf("external MQTT broker: %w", err)
+		}
 	}
 	return nil
 }

@@ -29,9 +29,9 @@ func (h *Hub) parts() []part {
 		run:  func(context.Context) error { return serve(h.debug, h.debugLn) },
 		stop: h.debug.Shutdown})
 	add(h.debugLn != nil, part{name: "debug listener", stop: closeListener(h.debugLn)})
-	add(h.broker != nil, part{name: "embedded mqtt broker", start: h.broker.Serve, stop: closer(h.broker.Close)})
-	add(h.external != nil, part{name: "external mqtt broker", run: h.external.Start, stop: closer(h.external.Close)})
-	add(h.liveness != nil, part{name: "liveness", start: h.liveness.Start, stop: closer(h.liveness.Close)})
+	add(h.broker != nil, part{name: "embedded mqtt broker", start: h.broker.Start, stop: h.broker.Shutdown})
+	add(h.external != nil, part{name: "external mqtt broker", run: h.external.Start, stop: h.external.Shutdown})
+	add(h.liveness != nil, part{name: "liveness", start: h.liveness.Start, stop: h.liveness.Shutdown})
 	add(h.store != nil, part{name: "storage", stop: closer(h.store.Close)})
 	return ps
 }

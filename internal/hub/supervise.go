@@ -14,7 +14,7 @@ type part struct {
 	name string
 	// start starts the part and returns at once; an error stops the hub's
 	// Start.
-	start func() error
+	start func(ctx context.Context) error
 	// run serves until the part is stopped or fails; it runs in its own
 	// goroutine, and an error it returns before the hub stops is a failure
 	// of the whole hub.
@@ -44,7 +44,7 @@ func (s *supervisor) start(ctx context.Context) error {
 	for i := len(s.parts) - 1; i >= 0; i-- {
 		p := s.parts[i]
 		if p.start != nil {
-			if err := p.start(); err != nil {
+			if err := p.start(ctx); err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
 		}

@@ -36,7 +36,7 @@ func fakePart(tr *trace, name string, fail <-chan error, stopErr error) part {
 	stopped := make(chan struct{})
 	return part{
 		name:  name,
-		start: func() error { tr.add("start " + name); return nil },
+		start: func(context.Context) error { tr.add("start " + name); return nil },
 		run: func(context.Context) error {
 			select {
 			case err := <-fail:
@@ -120,7 +120,7 @@ func TestSupervisorStartError(t *testing.T) {
 	tr := new(trace)
 	refused := errors.New("listen tcp :1883: address already in use")
 	broker := fakePart(tr, "embedded mqtt broker", nil, nil)
-	broker.start = func() error { return refused }
+	broker.start = func(context.Context) error { return refused }
 	s := newSupervisor([]part{fakePart(tr, "http", nil, nil), broker, fakePart(tr, "storage", nil, nil)})
 	if err := s.start(t.Context()); !errors.Is(err, refused) {
 		t.Fatalf("start = %v, want the broker's error", err)
