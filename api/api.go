@@ -9,6 +9,7 @@ import (
 
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -47,7 +48,7 @@ type Config struct {
 	// Revoker, when set, ends the live connections of a credential the
 	// admin API revokes. Default nil: open connections stay open.
 	Revoker Revoker
-	Logger  *slog.Logger // default slog.Default()
+	Logger  *slog.Logger // nil: discard
 }
 
 // Revoker ends the live connections of revoked credentials.
@@ -74,9 +75,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Store == nil {
 		return nil, ErrNoStore
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = logx.Or(cfg.Logger)
 	return &API{cfg: cfg, log: cfg.Logger}, nil
 }
 
