@@ -287,3 +287,20 @@ func TestBrokerHookWillRetainLimit(t *testing.T) {
 		t.Fatalf("dropped %v, want 1", d)
 	}
 }
+
+// BenchmarkBrokerHookDeliver measures the check of each delivery to a
+// subscriber against its session's limits.
+func BenchmarkBrokerHookDeliver(b *testing.B) {
+	h, server, _, _ := newMQTTHookHarness(b, nil)
+	cl := mqttHookClient(server, "sub", "")
+	for i := range 20 { // a subscriber with messages in flight
+		cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			TopicName: "devices/d1/telemetry", PacketID: uint16(i + 1), Payload: []byte("{}")})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !h.OnACLCheck(cl, "devices/d1/telemetry", false) {
+			b.Fatal("delivery refused")
+		}
+	}
+}
