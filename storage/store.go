@@ -181,6 +181,9 @@ func openDB(cfg Config) (*bolt.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o750); err != nil {
 		return nil, fmt.Errorf("storage: create data directory: %w", err)
 	}
+	if err := checkBeforeOpen(cfg); err != nil {
+		return nil, err
+	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
 		Timeout:        cfg.OpenTimeout,
 		NoFreelistSync: true,
