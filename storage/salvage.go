@@ -34,7 +34,7 @@ type salvager struct {
 	all  bool
 
 	nRecords, nEvents, nDevices int // copied
-	conflicts        int // event records dropped for differing copies
+	conflicts                   int // event records dropped for differing copies
 	// found holds the ids of the event records salvage copied, true, and
 	// of those it dropped, false.
 	found map[uint64]bool
