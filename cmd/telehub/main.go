@@ -4,6 +4,7 @@
 //	telehub [flags]            run the hub (see telehub --help)
 //	telehub version            print the version
 //	telehub healthcheck [flags] exit 0 when the configured hub answers /healthz
+//	telehub recover --from DAMAGED.db --to NEW.db  copy what is readable of a damaged data file
 package main
 
 import (
@@ -33,6 +34,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return 0
 		case "healthcheck":
 			return healthcheck(args[1:], getenv, stderr)
+		case "recover":
+			return recoverData(args[1:], stdout, stderr)
 		}
 	}
 	cfg, err := config.Load(args, getenv, stderr)

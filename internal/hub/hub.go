@@ -152,9 +152,10 @@ func (h *Hub) buildStorage() error {
 	if !h.cfg.Fsync {
 		h.log.Warn("fsync is off: a crash or power loss can take back readings that were already acknowledged")
 	}
+	path := filepath.Join(h.cfg.DataDir, "telehub.db")
 	var err error
 	h.store, err = storage.Open(storage.Config{
-		Path:      filepath.Join(h.cfg.DataDir, "telehub.db"),
+		Path:      path,
 		NoFsync:   !h.cfg.Fsync,
 		MaxEvents: h.cfg.MaxEvents,
 		MaxAge:    h.cfg.MaxAge,
@@ -164,6 +165,9 @@ func (h *Hub) buildStorage() error {
 		Logger:   h.log.With("component", "storage"),
 		Metrics:  h.metrics,
 	})
+	if errors.Is(err, storage.ErrDamaged) {
+		return damagedFile(err, path)
+	}
 	if err != nil {
 		return fmt.Errorf("open storage: %w", err)
 	}
