@@ -357,7 +357,7 @@ func errorParts(err error) (code, msg string) {
 	var e *Error
 	if errors.As(err, &e) {
 		switch e.Code {
-		case CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal:
+		case CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal, CodeStorageFull:
 			code = e.Code
 		}
 		msg = e.Message

@@ -142,6 +142,9 @@ type Store struct {
 	lastID   atomic.Uint64 // last committed id, 0 = none
 	oldestID atomic.Uint64 // oldest retained id, 0 = none retained
 
+	writeErr atomic.Pointer[error] // see WriteErr; nil while commits succeed
+	health   writeHealth           // owned by the writer goroutine
+
 	w writer // owned by the writer goroutine
 }
 
