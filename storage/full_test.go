@@ -22,8 +22,8 @@ type logLines struct {
 }
 
 func (l *logLines) Enabled(_ context.Context, lv slog.Level) bool { return lv >= l.level }
-func (l *logLines) WithAttrs([]slog.Attr) slog.Handler           { return l }
-func (l *logLines) WithGroup(string) slog.Handler                { return l }
+func (l *logLines) WithAttrs([]slog.Attr) slog.Handler            { return l }
+func (l *logLines) WithGroup(string) slog.Handler                 { return l }
 func (l *logLines) Handle(_ context.Context, r slog.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
