@@ -103,6 +103,7 @@ var options = []option{
 	boolean("fsync", "fsync every group commit; false trades durability for speed", func(c *Config) *bool { return &c.Fsync }),
 	integer("max-events", "retained events at most", func(c *Config) *int { return &c.MaxEvents }),
 	duration("max-age", "retained events at most this old", func(c *Config) *time.Duration { return &c.MaxAge }),
+	integer("max-bytes", "the largest the data file may grow, in bytes; at the cap readings are refused as on a full disk (0: no cap)", func(c *Config) *int { return &c.MaxBytes }),
 	duration("device-timeout", "a device with nothing heard for this long goes offline", func(c *Config) *time.Duration { return &c.DeviceTimeout }),
 	duration("heartbeat-interval", "pings to devices and watchers", func(c *Config) *time.Duration { return &c.HeartbeatInterval }),
 	integer("max-payload", "max bytes of a WebSocket frame or MQTT payload", func(c *Config) *int { return &c.MaxPayload }),

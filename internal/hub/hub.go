@@ -159,6 +159,7 @@ func (h *Hub) buildStorage() error {
 		NoFsync:   !h.cfg.Fsync,
 		MaxEvents: h.cfg.MaxEvents,
 		MaxAge:    h.cfg.MaxAge,
+		MaxBytes:  h.cfg.MaxBytes,
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
 		OnCommit: func(recs []storage.Record) { h.fanout.Publish(recs) },
@@ -362,13 +363,17 @@ func (h *Hub) buildDebug() error {
 	return nil
 }
 
-// ready is /readyz: storage open and, with an external broker, connected.
+// ready is /readyz: storage open and writing and, with an external broker,
+// connected.
 func (h *Hub) ready() error {
 	if h.stopping.Load() {
 		return errors.New("shutting down")
 	}
 	if h.external != nil && !h.external.Connected() {
 		return errors.New("not connected to the external MQTT broker")
+	}
+	if err := h.store.WriteErr(); err != nil {
+		return fmt.Errorf("storage cannot write: %w", err)
 	}
 	return nil
 }
