@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -137,9 +137,9 @@ func parseFilters(raw []string) (func(string) bool, error) {
 	if len(raw) == 0 {
 		return nil, nil
 	}
-	filters := make([]bridge.Filter, 0, len(raw))
+	filters := make([]topic.Filter, 0, len(raw))
 	for _, s := range raw {
-		f, err := bridge.ParseFilter(s)
+		f, err := topic.ParseFilter(s)
 		if err != nil {
 			return nil, fmt.Errorf("topic %q: %v", s, err)
 		}

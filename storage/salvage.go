@@ -6,7 +6,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // When part of the tree is lost, the pages it led to are often still in
@@ -147,7 +147,7 @@ func isRecord(k, v []byte) bool {
 
 func isDevice(k, v []byte) bool {
 	_, err := decodeDevice(v)
-	return err == nil && bridge.ValidDeviceID(string(k)) == nil
+	return err == nil && topic.ValidDeviceID(string(k)) == nil
 }
 
 func isMeta(k, _ []byte) bool {

@@ -27,10 +27,12 @@ import (
 	"github.com/telehub/telehub/api"
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/devices"
+	"github.com/telehub/telehub/devices/presence"
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/config"
 	"github.com/telehub/telehub/internal/httpx"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 	"github.com/telehub/telehub/stream"
 	"github.com/telehub/telehub/web"
@@ -54,7 +56,7 @@ type Hub struct {
 	store    *storage.Store
 	bridge   *bridge.Bridge
 	fanout   *stream.Hub
-	liveness *devices.Liveness
+	liveness *presence.Tracker
 	wsDev    *devices.WS
 	broker   *devices.Broker   // nil unless the embedded broker runs
 	external *devices.External // nil unless --mqtt-broker
@@ -124,13 +126,13 @@ func (h *Hub) buildAuth() error {
 // external broker stay connected to it while the hub restarts, so they stay
 // online and are judged by the device timeout; every other connection ended
 // with the hub.
-func (h *Hub) resumesPresence(d storage.Device) bool {
+func (h *Hub) resumesPresence(d presence.Record) bool {
 	return h.cfg.MQTTBroker != "" && d.Transport == bridge.TransportMQTT
 }
 
 // authorizeWatcher is the watchers' stream.Config.Authorize: the admin
 // token watches anything, a watcher token within its scopes.
-func (h *Hub) authorizeWatcher(r *http.Request) (func(bridge.Filter) bool, error) {
+func (h *Hub) authorizeWatcher(r *http.Request) (func(topic.Filter) bool, error) {
 	token := httpx.RequestToken(r)
 	if h.auth.Admin(token) {
 		return nil, nil
@@ -139,7 +141,7 @@ func (h *Hub) authorizeWatcher(r *http.Request) (func(bridge.Filter) bool, error
 	if !ok {
 		return nil, errors.New("missing or invalid watcher token")
 	}
-	return func(f bridge.Filter) bool { return auth.AllowFilter(scopes, f) }, nil
+	return func(f topic.Filter) bool { return auth.AllowFilter(scopes, f) }, nil
 }
 
 // authenticateWS is the WebSocket devices' Authenticate: the device's
@@ -205,20 +207,20 @@ func (h *Hub) buildDevices() error {
 	if err != nil {
 		return fmt.Errorf("load devices: %w", err)
 	}
-	h.liveness, err = devices.NewLiveness(devices.LivenessConfig{
-		Presence: h.bridge,
-		Known:    known,
-		Resume:   h.resumesPresence,
-		Timeout:  h.cfg.DeviceTimeout,
-		Logger:   h.log.With("component", "liveness"),
-		Metrics:  h.metrics,
+	h.liveness, err = presence.New(presence.Config{
+		Sink:    h.bridge,
+		Known:   presenceRecords(known),
+		Resume:  h.resumesPresence,
+		Timeout: h.cfg.DeviceTimeout,
+		Logger:  h.log.With("component", "liveness"),
+		Metrics: h.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("liveness: %w", err)
 	}
 	wsCfg := devices.WSConfig{
 		Bridge:     h.bridge,
-		Liveness:   h.liveness,
+		Presence:   h.liveness,
 		MaxPayload: h.cfg.MaxPayload,
 		Heartbeat:  h.cfg.HeartbeatInterval,
 		Timeout:    h.cfg.DeviceTimeout,
@@ -250,7 +252,7 @@ func (h *Hub) buildBroker() error {
 		Addr:       h.cfg.MQTTAddr,
 		TLS:        tlsCfg,
 		Bridge:     h.bridge,
-		Liveness:   h.liveness,
+		Presence:   h.liveness,
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt"),
 		Metrics:    h.metrics,
@@ -278,7 +280,7 @@ func (h *Hub) buildExternal() error {
 		Username:   h.cfg.MQTTUsername,
 		Password:   h.cfg.MQTTPassword,
 		Bridge:     h.bridge,
-		Liveness:   h.liveness,
+		Presence:   h.liveness,
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt-external"),
 		Metrics:    h.metrics,
