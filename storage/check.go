@@ -44,15 +44,16 @@ func (e *DamageError) Unwrap() error { return ErrDamaged }
 // file, a file shorter than its pages, a page that is not what its parent
 // says. A missing file is no error (Open creates it). Check reads every
 // page in use once, with plain reads; it never crashes on a damaged file.
+// It waits up to DefaultOpenTimeout while another process writes the file.
 func Check(path string) error {
-	_, err := checkFile(path)
+	_, err := checkFile(path, DefaultOpenTimeout)
 	return err
 }
 
 // checkFile is Check that also returns a note on a header page that could
 // not be read while the other one could: a crash during a commit leaves
 // that, and bbolt uses the other copy.
-func checkFile(path string) (note string, err error) {
+func checkFile(path string, timeout time.Duration) (note string, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
@@ -61,6 +62,11 @@ func checkFile(path string) (note string, err error) {
 		return "", fmt.Errorf("storage: check %s: %w", path, err)
 	}
 	defer f.Close()
+	// A hub writing the file meanwhile would make a sound file look
+	// damaged: wait for it to let go, as bbolt's open does.
+	if err := lockShared(f, timeout); err != nil {
+		return "", fmt.Errorf("storage: check %s: %w", path, err)
+	}
 	info, err := f.Stat()
 	if err != nil {
 		return "", fmt.Errorf("storage: check %s: %w", path, err)
@@ -132,7 +138,7 @@ func (bf *boltFile) checkFreelist() error {
 // logs the note of a header page that could not be read.
 func checkBeforeOpen(cfg Config) error {
 	start := time.Now()
-	note, err := checkFile(cfg.Path)
+	note, err := checkFile(cfg.Path, cfg.OpenTimeout)
 	if note != "" {
 		cfg.Logger.Warn("data file header page unreadable; the other copy is used, as after a crash during a commit",
 			"path", cfg.Path, "detail", note)
