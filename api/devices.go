@@ -18,6 +18,20 @@ type deviceSummary struct {
 	Transport string   `json:"transport,omitempty"`
 	LastSeen  string   `json:"last_seen,omitempty"`
 	Metrics   []string `json:"metrics"`
+	seqEpoch
+}
+
+// seqEpoch is the seq bookkeeping of a device record: readings acked as
+// duplicates, seq epochs started after the first, and the current epoch's
+// boot.
+type seqEpoch struct {
+	Duplicates  uint64 `json:"duplicates"`
+	SeqRestarts uint64 `json:"seq_restarts"`
+	Boot        string `json:"boot,omitempty"`
+}
+
+func epochOf(d storage.Device) seqEpoch {
+	return seqEpoch{Duplicates: d.Duplicates, SeqRestarts: d.SeqRestarts, Boot: d.Boot}
 }
 
 // deviceDetail is GET /v1/devices/{id}.
@@ -27,6 +41,7 @@ type deviceDetail struct {
 	Transport string                     `json:"transport,omitempty"`
 	LastSeen  string                     `json:"last_seen,omitempty"`
 	State     map[string]json.RawMessage `json:"state"`
+	seqEpoch
 }
 
 func (a *API) listDevices(w http.ResponseWriter, r *http.Request) {
@@ -42,7 +57,8 @@ func (a *API) listDevices(w http.ResponseWriter, r *http.Request) {
 		if metrics == nil {
 			metrics = []string{}
 		}
-		out = append(out, deviceSummary{ID: d.ID, Online: online, Transport: transport, LastSeen: seen, Metrics: metrics})
+		out = append(out, deviceSummary{ID: d.ID, Online: online, Transport: transport, LastSeen: seen, Metrics: metrics,
+			seqEpoch: epochOf(d)})
 	}
 	httpx.JSON(w, http.StatusOK, out)
 }
@@ -64,7 +80,7 @@ func (a *API) getDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	online, transport, seen := a.liveness(d)
 	out := deviceDetail{ID: d.ID, Online: online, Transport: transport, LastSeen: seen,
-		State: make(map[string]json.RawMessage, len(states))}
+		State: make(map[string]json.RawMessage, len(states)), seqEpoch: epochOf(d)}
 	acc := accessOf(r)
 	for _, s := range states {
 		// A watcher sees every device, but only the values its scopes cover.

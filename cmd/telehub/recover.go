@@ -9,44 +9,50 @@ import (
 	"github.com/telehub/telehub/storage"
 )
 
-// recoverUsage introduces the flags of telehub recover.
-const recoverUsage = `usage: telehub recover --from DAMAGED.db --to NEW.db
+const recoverHelp = `
+Copies every readable event, latest state and device record (with the last
+seq, which deduplicates resends) of a damaged data file into a new file, and
+says what it saved and what it could not. The damaged file is not changed;
+the new file must not exist. Stop the hub first; start it on the new file
+(move it in place of the old one) once the report suits you.
 
-Copies every readable event, latest state and device record (with its last
-seq) of a damaged data file into a new file, and says what it could not
-save. The damaged file is not changed; NEW.db must not exist. Stop the hub
-first; start it again on the new file once the report suits you.
-`
+  --from PATH   the damaged data file, read only
+  --to PATH     the new data file to write
 
-// recoverData is telehub recover: it exits 0 when the new file was
-// written, even when parts of the old one were lost (the report says
-// which), 1 when it could not be written, 2 on bad flags.
-func recoverData(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("telehub recover", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, recoverUsage)
-		fs.PrintDefaults()
-	}
-	from := fs.String("from", "", "the damaged data file (read only)")
-	to := fs.String("to", "", "the new data file to write (must not exist)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if *from == "" || *to == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return 2
-	}
-	rep, err := storage.Recover(*from, *to)
+Exits 0 when the new file was written, even when parts of the old one were
+lost (the report lists them), 1 when it could not be written, 2 on a bad
+command line.`
+
+// recoverData is telehub recover --from DAMAGED.db --to NEW.db.
+func recoverData(c *cli, args []string) int {
+	from, to, err := parseRecoverArgs(args)
 	if err != nil {
-		fmt.Fprintln(stderr, "telehub recover:", err)
-		return 1
+		return c.usageError("telehub recover", err)
 	}
-	printRecovery(stdout, *to, rep)
-	return 0
+	rep, err := storage.Recover(from, to)
+	if err != nil {
+		fmt.Fprintln(c.stderr, "telehub recover:", err)
+		return exitFail
+	}
+	printRecovery(c.stdout, to, rep)
+	return exitOK
+}
+
+func parseRecoverArgs(args []string) (from, to string, err error) {
+	fs := flag.NewFlagSet("telehub recover", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&from, "from", "", "")
+	fs.StringVar(&to, "to", "", "")
+	if err := fs.Parse(args); err != nil {
+		return "", "", fmt.Errorf("%w (telehub help recover)", err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return "", "", fmt.Errorf("unexpected argument %q (telehub help recover)", fs.Arg(0))
+	case from == "" || to == "":
+		return "", "", errors.New("give the damaged file with --from and the new one with --to (telehub help recover)")
+	}
+	return from, to, nil
 }
 
 // printRecovery writes what Recover saved and what it could not.

@@ -209,6 +209,7 @@ func (h *Hub) buildDevices() error {
 	}
 	h.liveness, err = presence.New(presence.Config{
 		Sink:    h.bridge,
+		Records: storedPresence{h.store},
 		Known:   presenceRecords(known),
 		Resume:  h.resumesPresence,
 		Timeout: h.cfg.DeviceTimeout,
@@ -256,6 +257,7 @@ func (h *Hub) buildBroker() error {
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt"),
 		Metrics:    h.metrics,
+		Limits:     brokerLimits(h.cfg),
 	}
 	if h.secured {
 		brokerCfg.Authenticate = h.auth.Device // username = device id, password = token
@@ -352,7 +354,8 @@ func (h *Hub) buildDebug() error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	// Never the command line: it may carry tokens (--admin-token).
+	mux.Handle("/debug/pprof/cmdline", http.NotFoundHandler())
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -371,8 +374,10 @@ func (h *Hub) ready() error {
 	if h.stopping.Load() {
 		return errors.New("shutting down")
 	}
-	if h.external != nil && !h.external.Connected() {
-		return errors.New("not connected to the external MQTT broker")
+	if h.external != nil {
+		if err := h.external.Ready(); err != nil {
+			return fmt.Errorf("external MQTT broker: %w", err)
+		}
 	}
 	if err := h.store.WriteErr(); err != nil {
 		return fmt.Errorf("storage cannot write: %w", err)
@@ -398,11 +403,11 @@ func (h *Hub) Metrics() *metrics.Metrics { return h.metrics }
 // Start serves: the liveness engine, the MQTT side and HTTP. With an
 // external broker it connects in the background (see /readyz).
 func (h *Hub) Start(ctx context.Context) error {
-	if err := h.liveness.Start(); err != nil {
+	if err := h.liveness.Start(ctx); err != nil {
 		return fmt.Errorf("liveness: %w", err)
 	}
 	if h.broker != nil {
-		if err := h.broker.Serve(); err != nil {
+		if err := h.broker.Start(ctx); err != nil {
 			return fmt.Errorf("embedded mqtt broker: %w", err)
 		}
 	}
@@ -422,8 +427,13 @@ func (h *Hub) Start(ctx context.Context) error {
 	}
 	h.log.Info("telehub listening", "http", h.HTTPAddr(), "mqtt", h.mqttDescription(), "data", h.cfg.DataDir,
 		"credentials", h.secured, "version", Version)
-	if h.cfg.Insecure && !h.secured && len(h.cfg.Exposed()) > 0 {
-		h.log.Warn("--insecure: listening beyond loopback without credentials; anyone who reaches these ports can publish and watch")
+	if exposed := h.cfg.Exposed(); h.cfg.Insecure && !h.secured && len(exposed) > 0 {
+		h.log.Warn("--insecure: listening beyond loopback without credentials; anyone who reaches these ports can publish and watch",
+			"addresses", strings.Join(exposed, ", "))
+	}
+	if h.debug != nil && !config.IsLoopback(h.cfg.DebugAddr) {
+		h.log.Warn("the pprof debug server asks for no credentials: keep --debug-addr reachable from trusted networks only",
+			"addr", h.debugLn.Addr().String())
 	}
 	return nil
 }
@@ -507,17 +517,17 @@ func (h *Hub) closeBuilt() {
 		}
 	}
 	if h.broker != nil {
-		if err := h.broker.Close(); err != nil {
+		if err := h.broker.Shutdown(ctx); err != nil {
 			h.log.Warn("closing mqtt broker", "err", err)
 		}
 	}
 	if h.external != nil {
-		if err := h.external.Close(); err != nil {
+		if err := h.external.Shutdown(ctx); err != nil {
 			h.log.Warn("closing external mqtt client", "err", err)
 		}
 	}
 	if h.liveness != nil {
-		if err := h.liveness.Close(); err != nil {
+		if err := h.liveness.Shutdown(ctx); err != nil {
 			h.log.Warn("closing liveness", "err", err)
 		}
 	}

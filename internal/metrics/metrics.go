@@ -26,8 +26,11 @@ type Metrics struct {
 	EventsIngested *prometheus.CounterVec
 	EventsStored   prometheus.Counter
 	// Duplicates counts device messages acknowledged but not stored again
-	// because their seq was not above the last stored one.
+	// because their seq was not above the last stored one of their epoch.
 	Duplicates prometheus.Counter
+	// SeqRestarts counts device seq epoch changes: a new boot, a lower seq
+	// with a later ts, or a seq jump too large for one counter.
+	SeqRestarts prometheus.Counter
 	// Rejected counts rejected device payloads by reason (wire code).
 	Rejected *prometheus.CounterVec
 	// ErrorsSuppressed counts error events and answers not sent because of
@@ -54,7 +57,7 @@ type Metrics struct {
 	PresenceChanges *prometheus.CounterVec
 
 	// MQTT: external broker connection state (1 connected, 0 not) and
-	// messages the embedded broker dropped for a slow client.
+	// messages the embedded broker dropped (slow clients, limits, expiry).
 	BrokerConnected prometheus.Gauge
 	MQTTDropped     prometheus.Counter
 }
@@ -79,7 +82,10 @@ func New(version string) *Metrics {
 			Name: "telehub_events_stored_total", Help: "Events durably committed to storage.",
 		}),
 		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "telehub_duplicates_total", Help: "Device messages acknowledged but not stored again (seq already stored).",
+			Name: "telehub_duplicates_total", Help: "Device messages acknowledged but not stored again (seq already stored in its epoch).",
+		}),
+		SeqRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_seq_restarts_total", Help: "Device seq epoch changes (device reboots, seq counter restarts or jumps).",
 		}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "telehub_payloads_rejected_total", Help: "Device payloads rejected, by reason.",
@@ -118,7 +124,7 @@ func New(version string) *Metrics {
 			Name: "telehub_external_broker_connected", Help: "1 when connected to the external MQTT broker, else 0.",
 		}),
 		MQTTDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "telehub_mqtt_dropped_total", Help: "Messages the embedded broker dropped for clients that did not keep up.",
+			Name: "telehub_mqtt_dropped_total", Help: "Messages the embedded broker dropped: for a client that did not keep up, a session or retained store at its limit, or a session that expired or was dropped.",
 		}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -135,7 +141,7 @@ func New(version string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
 		m.DevicesConnected, m.WatchersConnected, m.EventsIngested, m.EventsStored,
-		m.Duplicates, m.Rejected, m.ErrorsSuppressed, m.EventsDelivered, m.SlowWatchers,
+		m.Duplicates, m.SeqRestarts, m.Rejected, m.ErrorsSuppressed, m.EventsDelivered, m.SlowWatchers,
 		m.CommitBatch, m.CommitDuration, m.FanoutLatency, m.StorageBytes, m.RetainedEvents,
 		m.PresenceChanges, m.BrokerConnected, m.MQTTDropped,
 	)
