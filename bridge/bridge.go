@@ -121,7 +121,7 @@ func New(cfg Config) (*Bridge, error) {
 		errorIngested:      m.EventsIngested.WithLabelValues(KindError.String()),
 		presenceChangesVec: m.PresenceChanges,
 	}
-	for _, code := range []string{CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal} {
+	for _, code := range []string{CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal, CodeStorageFull} {
 		b.rejected[code] = m.Rejected.WithLabelValues(code)
 	}
 	if cfg.DeviceRate > 0 {

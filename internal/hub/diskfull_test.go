@@ -2,12 +2,14 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // warnCount counts the records logged at WARN or above.
@@ -19,12 +21,11 @@ func (c *warnCount) WithAttrs([]slog.Attr) slog.Handler           { return c }
 func (c *warnCount) WithGroup(string) slog.Handler                { return c }
 
 // TestDiskFull fills the data file to its cap (--max-bytes) through a
-// WebSocket device: readings are refused with the code storage_full,
-// /readyz answers 503 saying why, and the refusals are not logged one
-// line each.
+// WebSocket device: readings are refused with the code storage_full, over
+// WebSocket and MQTT, /readyz answers 503 saying why, and the refusals
+// are not logged one line each.
 func TestDiskFull(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.MQTTAddr = ""
 	cfg.MaxBytes = 1 << 20
 	logs := &warnCount{}
 	h, err := New(cfg, slog.New(logs))
@@ -69,5 +70,20 @@ func TestDiskFull(t *testing.T) {
 	}
 	if n := logs.n.Load() - before; n > refused/10 {
 		t.Errorf("%d warnings and errors logged for %d refused readings, want a few", n, refused)
+	}
+
+	// An MQTT device is told on its errors topic; its QoS 1 publish stays
+	// unacknowledged, to be sent again.
+	c := mqttClient(t, h, "filler-m", nil)
+	answers := subscribe(t, c, "devices/filler-m/errors")
+	c.Publish("devices/filler-m/telemetry", 1, false, fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", 8192)))
+	select {
+	case m := <-answers:
+		var answer map[string]any
+		if err := json.Unmarshal(m.Payload(), &answer); err != nil || answer["code"] != "storage_full" {
+			t.Errorf("MQTT error answer %s, want code storage_full", m.Payload())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no MQTT error answer while full")
 	}
 }
