@@ -41,6 +41,8 @@ type eventData struct {
 	Metric    string  `json:"metric"`
 	TS        string  `json:"ts"`
 	DeviceSeq *uint64 `json:"device_seq"`
+	// DeviceBoot is the reading's boot id, "" when it carried none.
+	DeviceBoot string `json:"device_boot"`
 }
 
 // parseEventsPage parses one page of GET /v1/events.
@@ -96,6 +98,7 @@ func (s *Sim) eventsPage(ctx context.Context, after string) ([]storedEvent, erro
 	if err != nil {
 		return nil, fmt.Errorf("events request: %w", err)
 	}
+	s.cfg.setWatchToken(req.Header)
 	resp, err := s.cfg.HTTPClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("GET /v1/events: %w", err)

@@ -2,6 +2,7 @@ package firmwaresim
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -34,6 +35,7 @@ type mqttLink struct {
 	topic   string                   // devices/{id}/telemetry
 	metrics [len(metricNames)]string // devices/{id}/telemetry/{metric}
 	beat    string                   // devices/{id}/heartbeat
+	ep      int                      // the device's seq epoch when the link was made
 
 	acks     chan mqttPending
 	stop     chan struct{}
@@ -73,7 +75,7 @@ func (s *Sim) dialMQTT(ctx context.Context, d *device) (link, error) {
 
 func (s *Sim) newMQTTLink(d *device) *mqttLink {
 	l := &mqttLink{
-		d: d, qos: s.cfg.qos(), format: s.cfg.Format,
+		d: d, qos: s.cfg.qos(), format: s.cfg.Format, ep: d.currentEpoch(),
 		topic: "devices/" + d.id + "/telemetry", beat: "devices/" + d.id + "/heartbeat",
 		acks: make(chan mqttPending, s.cfg.BufferSize+1), stop: make(chan struct{}),
 	}
@@ -96,8 +98,7 @@ func (s *Sim) mqttOptions(ctx context.Context, d *device, l *mqttLink) *mqtt.Cli
 		SetConnectionLostHandler(l.onLost).
 		SetDefaultPublishHandler(func(mqtt.Client, mqtt.Message) {}).
 		SetCustomOpenConnectionFn(func(u *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
-			dialer := net.Dialer{Timeout: s.cfg.ConnectTimeout}
-			conn, err := dialer.DialContext(ctx, "tcp", u.Host)
+			conn, err := s.dialBroker(ctx, u)
 			if err != nil {
 				return nil, err
 			}
@@ -105,10 +106,35 @@ func (s *Sim) mqttOptions(ctx context.Context, d *device, l *mqttLink) *mqtt.Cli
 			l.conn.Store(dc)
 			return dc, nil
 		})
-	if s.cfg.Token != "" {
-		opts.SetUsername(d.id).SetPassword(s.cfg.Token)
+	if tok := s.tokens[d.index]; tok != "" {
+		opts.SetUsername(d.id).SetPassword(tok)
 	}
 	return opts
+}
+
+// dialBroker opens a connection to the broker of u, over TLS for the TLS
+// schemes (ssl://, tls://, mqtts://, tcps://).
+func (s *Sim) dialBroker(ctx context.Context, u *url.URL) (net.Conn, error) {
+	dialer := net.Dialer{Timeout: s.cfg.ConnectTimeout}
+	conn, err := dialer.DialContext(ctx, "tcp", u.Host)
+	if err != nil || !isTLSBroker(u.Scheme) {
+		return conn, err
+	}
+	cfg := s.tlsClone()
+	if cfg == nil {
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = u.Hostname()
+	}
+	tc := tls.Client(conn, cfg)
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("tls handshake with %s: %w", u.Host, err)
+	}
+	return tc, nil
 }
 
 func tokenErr(t mqtt.Token) error {
@@ -173,6 +199,8 @@ func tokenFailure(t mqtt.Token) error {
 
 func (l *mqttLink) confirms() bool { return l.qos > 0 }
 
+func (l *mqttLink) epoch() int { return l.ep }
+
 func (l *mqttLink) dead() bool { return l.ended.Load() }
 
 // drop closes the TCP connection under paho, which then reports the loss;
@@ -202,7 +230,7 @@ func (l *mqttLink) onLost(_ mqtt.Client, err error) {
 // onErrorAnswer counts an answer on devices/{id}/errors. It runs on paho's
 // router goroutine and must not block.
 func (l *mqttLink) onErrorAnswer(_ mqtt.Client, _ mqtt.Message) {
-	l.d.onError(hubFrame{Kind: frameError})
+	l.d.onError(l.ep, hubFrame{Kind: frameError})
 }
 
 // waitAcks confirms readings as their PUBACKs arrive, in publish order,
@@ -233,7 +261,7 @@ func (l *mqttLink) await(p *mqttPending) bool {
 		}
 	}
 	if ok {
-		l.d.onAck(p.seq)
+		l.d.onAck(l.ep, p.seq)
 	}
 	return true
 }

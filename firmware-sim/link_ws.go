@@ -19,6 +19,7 @@ type wsLink struct {
 	conn  *gws.Conn
 	senml bool
 	buf   []byte // frame encoding buffer; used under d.sendMu only
+	ep    int    // the device's seq epoch when the link was made
 	ended atomic.Bool
 	once  sync.Once
 
@@ -29,7 +30,7 @@ type wsLink struct {
 // dialWS connects device d over WebSocket and starts its read loop.
 func (s *Sim) dialWS(ctx context.Context, d *device) (link, error) {
 	l := &wsLink{
-		d: d, senml: s.cfg.Format == FormatSenML,
+		d: d, senml: s.cfg.Format == FormatSenML, ep: d.currentEpoch(),
 		writeTimeout: s.cfg.WriteTimeout,
 		readTimeout:  max(time.Minute, 3*s.cfg.Heartbeat),
 	}
@@ -39,13 +40,17 @@ func (s *Sim) dialWS(ctx context.Context, d *device) (link, error) {
 		NewDialer: func() (gws.Dialer, error) {
 			return ctxDialer{ctx: ctx, d: net.Dialer{Timeout: s.cfg.ConnectTimeout}}, nil
 		},
-		Logger: gwsLogger{s},
+		Logger:    gwsLogger{s},
+		TlsConfig: s.tlsClone(),
 	}
-	if s.cfg.Token != "" {
-		opt.RequestHeader = http.Header{"Authorization": {"Bearer " + s.cfg.Token}}
+	if tok := s.tokens[d.index]; tok != "" {
+		opt.RequestHeader = http.Header{"Authorization": {"Bearer " + tok}}
 	}
 	conn, resp, err := gws.NewClient(l, opt)
 	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			return nil, fmt.Errorf("websocket %s: HTTP 401: the hub refused the device's token (--token, --token-file, --token-pattern)", opt.Addr)
+		}
 		if resp != nil {
 			return nil, fmt.Errorf("websocket %s: HTTP %d: %w", opt.Addr, resp.StatusCode, err)
 		}
@@ -73,6 +78,8 @@ func (l *wsLink) write(frame []byte) error {
 }
 
 func (l *wsLink) confirms() bool { return true }
+
+func (l *wsLink) epoch() int { return l.ep }
 
 func (l *wsLink) dead() bool { return l.ended.Load() }
 
@@ -117,9 +124,9 @@ func (l *wsLink) OnMessage(c *gws.Conn, msg *gws.Message) {
 	}
 	switch {
 	case f.Kind == frameAck && f.HasSeq:
-		l.d.onAck(f.Seq)
+		l.d.onAck(l.ep, f.Seq)
 	case f.Kind == frameError:
-		l.d.onError(f)
+		l.d.onError(l.ep, f)
 	}
 }
 

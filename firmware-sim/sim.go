@@ -2,11 +2,13 @@ package firmwaresim
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +20,8 @@ var (
 	ErrAlreadyRun = errors.New("simulation already ran")
 	// ErrNoConnection: no device ever connected to the hub.
 	ErrNoConnection = errors.New("no device could connect")
+	// ErrNotAllConnected: some devices never connected to the hub.
+	ErrNotAllConnected = errors.New("not every device could connect")
 )
 
 // faultSalt separates the fault dice of a device from its sensor models.
@@ -35,6 +39,9 @@ type Sim struct {
 	connq   chan *device // devices due for a connection attempt
 	stats   stats
 	hist    Histogram
+	tokens  []string       // each device's token, by index ("" for none)
+	dialed  []atomic.Bool  // whether each device, by index, ever connected
+	tls     *tls.Config    // TLS of hub and broker connections; nil for the defaults
 	watch   *watchGroup    // nil without watchers
 	links   sync.WaitGroup // read loops and ack waiters of links
 	start   time.Time
@@ -52,11 +59,23 @@ func New(cfg Config) (*Sim, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	tokens, err := cfg.deviceTokens()
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = newHTTPClient(tlsCfg)
+	}
 	s := &Sim{
-		cfg: cfg, log: cfg.Logger,
+		cfg: cfg, log: cfg.Logger, tokens: tokens, tls: tlsCfg,
 		backoff: Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax},
 		period:  int64(float64(time.Second) / cfg.Rate),
 		connq:   make(chan *device, cfg.Devices),
+		dialed:  make([]atomic.Bool, cfg.Devices),
 		halt:    make(chan struct{}),
 	}
 	for range min(cfg.Schedulers, cfg.Devices) {
@@ -85,6 +104,15 @@ func (s *Sim) newDevice(i int) *device {
 		faults: rand.New(rand.NewPCG(s.cfg.Seed^faultSalt, uint64(i))),
 		buf:    newBuffer(s.cfg.BufferSize),
 	}
+}
+
+// bootID returns the boot id of seq epoch n of a device: unique to the
+// run (its start time) and the epoch, or "" when readings carry none.
+func (s *Sim) bootID(n int) string {
+	if s.cfg.RebootRate == 0 || s.cfg.NoBoot {
+		return ""
+	}
+	return strconv.FormatInt(s.start.UnixMilli(), 36) + "-" + strconv.Itoa(n)
 }
 
 // DeviceID returns the id of device n: the id prefix followed by n.
@@ -125,10 +153,38 @@ func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 	if err := s.watch.noConnection(); err != nil {
 		return sum, err
 	}
+	notAll := s.notAllConnected(sum)
 	if s.cfg.Verify {
-		return sum, s.verifyInto(sum)
+		return sum, errors.Join(notAll, s.verifyInto(sum))
 	}
-	return sum, nil
+	return sum, notAll
+}
+
+// notAllConnected counts the devices that never connected into sum and
+// returns ErrNotAllConnected naming a few of them and the latest
+// connection error, or nil when every device connected.
+func (s *Sim) notAllConnected(sum *Summary) error {
+	var never []string
+	for i := range s.dialed {
+		if !s.dialed[i].Load() {
+			sum.NeverConnected++
+			if len(never) < 5 {
+				never = append(never, s.DeviceID(i))
+			}
+		}
+	}
+	if sum.NeverConnected == 0 {
+		return nil
+	}
+	if sum.NeverConnected > len(never) {
+		never = append(never, "…")
+	}
+	err := fmt.Errorf("%w: %d of %d devices never connected (%s)", ErrNotAllConnected,
+		sum.NeverConnected, len(s.devices), strings.Join(never, ", "))
+	if last := s.lastErr.Load(); last != nil {
+		err = fmt.Errorf("%w; latest error: %w", err, *last)
+	}
+	return err
 }
 
 // noConnection returns ErrNoConnection with the latest connection error.
@@ -150,7 +206,7 @@ func (s *Sim) begin() {
 	s.readingsOn.Store(true)
 	n := float64(len(s.devices))
 	for i, d := range s.devices {
-		d.firstSeq, d.seq = seqStart, seqStart
+		d.startEpoch(0, seqStart)
 		phase := (float64(i) + 0.5) / n
 		d.sched.add(task{at: 0, dev: d, kind: taskConnect})
 		d.sched.add(task{at: int64(phase * float64(s.period)), dev: d, kind: taskReading})
@@ -239,6 +295,7 @@ func (s *Sim) connect(ctx context.Context, d *device) {
 		d.retry()
 		return
 	}
+	s.dialed[d.index].Store(true)
 	d.attach(l)
 }
 
