@@ -313,6 +313,7 @@ func (h *Hub) buildHTTP() error {
 		Presence: h.liveness,
 		Ready:    h.ready,
 		Auth:     h.auth,
+		Revoker:  revoker{h},
 		Logger:   h.log.With("component", "api"),
 	})
 	if err != nil {
