@@ -24,7 +24,9 @@ const guard = 20 * time.Second
 // t0 is the base time of the tests' writes.
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
-// testConfig returns a config on a fresh file in a test directory.
+// testConfig returns a config on a fresh file in a test directory, with
+// a clock standing at t0: the tests' writes carry times near t0 and must
+// never meet the real clock, which would expire them by age.
 func testConfig(t testing.TB) Config {
 	t.Helper()
 	return Config{
@@ -32,6 +34,7 @@ func testConfig(t testing.TB) Config {
 		Logger:       slog.New(slog.DiscardHandler),
 		NoFsync:      true,
 		TrimInterval: time.Hour,
+		Now:          newFakeClock(t0).Now,
 	}
 }
 
