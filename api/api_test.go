@@ -79,6 +79,31 @@ func (f *fakeStore) Scan(after, upTo uint64, match func(string) bool, limit int)
 	return out, upTo, nil
 }
 
+// Latest looks at no more than 3 records per call, like the real store's
+// window when it reads the log, so that the API's loop is exercised.
+func (f *fakeStore) Latest(before uint64, filters []bridge.Filter, limit int) ([]storage.Record, uint64, error) {
+	if f.err != nil {
+		return nil, 0, f.err
+	}
+	match := matcher(filters)
+	var out []storage.Record
+	looked := 0
+	for i := len(f.recs) - 1; i >= 0; i-- {
+		r := f.recs[i]
+		if r.ID >= before {
+			continue
+		}
+		if looked == 3 || len(out) == limit {
+			return out, r.ID + 1, nil
+		}
+		looked++
+		if match == nil || match(r.Topic) {
+			out = append(out, r)
+		}
+	}
+	return out, 0, nil
+}
+
 func newFake() *fakeStore {
 	f := &fakeStore{ids: storage.NewIDCodec("abc123"), states: map[string][]storage.MetricState{}}
 	topics := []string{"telemetry/d1/temp", "telemetry/d2/temp", "presence/d1", "telemetry/d1/hum", "errors/d2",

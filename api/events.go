@@ -28,7 +28,7 @@ type event struct {
 
 func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	match, err := parseFilters(q["topic"])
+	filters, err := parseFilters(q["topic"])
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
 		return
@@ -40,20 +40,30 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	limit, err := parseLimit(q.Get("limit"))
+	if err == nil {
+		err = checkOrder(q)
+	}
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
 		return
 	}
-	after, status, err := a.resumePoint(q.Get("after"))
-	if err != nil {
-		code := httpx.CodeBadRequest
-		if status == http.StatusGone {
-			code = httpx.CodeGone
-		}
-		httpx.Error(w, status, code, err.Error())
+	if q.Get("order") == orderDesc {
+		a.latestEvents(w, r, filters, limit)
 		return
 	}
-	recs, err := a.read(after, match, limit)
+	a.oldestEvents(w, r, filters, limit)
+}
+
+// oldestEvents answers GET /v1/events in ascending order: the retained
+// events after the after id, oldest first.
+func (a *API) oldestEvents(w http.ResponseWriter, r *http.Request, filters []bridge.Filter, limit int) {
+	q := r.URL.Query()
+	after, status, err := a.resumePoint(q.Get("after"))
+	if err != nil {
+		a.idError(w, status, err)
+		return
+	}
+	recs, err := a.read(after, matcher(filters), limit)
 	if err != nil {
 		a.internalError(w, "reading events", err)
 		return
@@ -64,10 +74,30 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, status, httpx.CodeGone, err.Error())
 		return
 	}
+	a.writeEvents(w, r, recs, limit, "after")
+}
+
+// idError answers a bad after or before id: 400, or 410 for a foreign or
+// expired one.
+func (a *API) idError(w http.ResponseWriter, status int, err error) {
+	code := httpx.CodeBadRequest
+	if status == http.StatusGone {
+		code = httpx.CodeGone
+	}
+	httpx.Error(w, status, code, err.Error())
+}
+
+// writeEvents answers recs as the JSON array of events. A full page gets a
+// Link to the next one, which continues from its last event with the
+// cursor parameter (after or before).
+func (a *API) writeEvents(w http.ResponseWriter, r *http.Request, recs []storage.Record, limit int, cursor string) {
 	ids := a.cfg.Store.IDs()
 	out := make([]event, len(recs))
 	for i, rec := range recs {
 		out[i] = event{ID: ids.Format(rec.ID), Event: rec.Kind.String(), Data: rec.Data}
+	}
+	if len(out) == limit && limit > 0 {
+		setNextLink(w, r, cursor, out[len(out)-1].ID)
 	}
 	httpx.JSON(w, http.StatusOK, out)
 }
@@ -131,12 +161,8 @@ func parseLimit(s string) (int, error) {
 	return min(n, maxLimit), nil
 }
 
-// parseFilters parses topic filters; none means "#". The result matches a
-// topic when any filter does.
-func parseFilters(raw []string) (func(string) bool, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
+// parseFilters parses topic filters; none means every topic.
+func parseFilters(raw []string) ([]bridge.Filter, error) {
 	filters := make([]bridge.Filter, 0, len(raw))
 	for _, s := range raw {
 		f, err := bridge.ParseFilter(s)
@@ -145,6 +171,15 @@ func parseFilters(raw []string) (func(string) bool, error) {
 		}
 		filters = append(filters, f)
 	}
+	return filters, nil
+}
+
+// matcher returns a function matching a topic when any of filters does;
+// nil (every topic) when there are none.
+func matcher(filters []bridge.Filter) func(string) bool {
+	if len(filters) == 0 {
+		return nil
+	}
 	return func(topic string) bool {
 		for _, f := range filters {
 			if f.Match(topic) {
@@ -152,5 +187,5 @@ func parseFilters(raw []string) (func(string) bool, error) {
 			}
 		}
 		return false
-	}, nil
+	}
 }
