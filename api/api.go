@@ -25,7 +25,7 @@ type Store interface {
 }
 
 // Presence is the live view of device liveness, fresher than the stored
-// records; *devices.Liveness implements it.
+// records; *presence.Tracker implements it.
 type Presence interface {
 	LastSeen(device string) (t time.Time, online bool, transport string, ok bool)
 }

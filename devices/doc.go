@@ -1,22 +1,29 @@
-// Package devices owns the device-facing side of telehub: the WebSocket
-// device endpoint (GET /v1/devices/{id}/ws, SPEC §4), the embedded MQTT
-// broker and the external-broker client (SPEC §3), and the liveness engine
-// that decides which devices are online and publishes their presence
-// changes (SPEC §5).
+// Package devices owns the transports devices use to reach telehub: the
+// WebSocket device endpoint (GET /v1/devices/{id}/ws), the embedded MQTT
+// broker and the client of an external MQTT broker. Which devices are
+// online is decided by the presence tracker of package devices/presence.
 //
 // Transports parse what devices send with the bridge parsers, hand valid
 // readings to the bridge (which submits them to storage) and answer the
 // device once the readings are durably stored. Every sign of life goes to
-// one Liveness, which numbers sessions, detects timeouts and emits presence
-// events through the bridge.
+// one Presence, which numbers sessions, detects timeouts and emits
+// presence events through the bridge.
+//
+// # Where things are
+//
+//   - collaborators.go: Ingester and Presence, what the transports need of
+//     the bridge and of the presence tracker.
+//   - ws.go: the WebSocket endpoint, its connection map and heartbeat;
+//     ws_conn.go: one connection's state, answer slots and writer;
+//     ws_answer.go: the encoding of acks and error answers.
+//   - mqtt.go: what both MQTT transports share; mqtt_route.go: topic
+//     routing and payload checks.
+//   - broker.go: the embedded broker; mqtt_hook.go: its mochi hook;
+//     mqtt_listener.go: its TCP/TLS listener.
+//   - external.go: the external-broker client; external_acks.go: its
+//     in-order acknowledgements.
 //
 // # Concurrency
-//
-// Liveness is safe for concurrent use. Its methods hold one mutex briefly;
-// presence events are submitted under it so that the events of one device
-// are stored in the order its state changed. One goroutine, started by
-// Start and stopped by Close, handles the device timeouts of all devices
-// with one timer.
 //
 // WS serves each device connection with one read goroutine (the gws read
 // loop) and, only while answers are waiting to be written, one writer
@@ -24,9 +31,8 @@
 // ticker goroutine pings every connection. Shutdown closes every
 // connection and waits for all of these goroutines.
 //
-// Components take their collaborators through small interfaces declared
-// next to the code that uses them; *bridge.Bridge and *Liveness satisfy
-// them.
+// Components take their collaborators through the small interfaces of
+// collaborators.go; *bridge.Bridge and *presence.Tracker satisfy them.
 package devices
 
 import (

@@ -57,9 +57,10 @@ type ExternalConfig struct {
 	// Default nil: the system roots.
 	TLS *tls.Config
 	// Bridge receives readings and rejections (*bridge.Bridge). Required.
-	Bridge mqttIngester
-	// Liveness tracks device presence (*Liveness). Required.
-	Liveness mqttPresence
+	Bridge Ingester
+	// Presence tracks which devices are online (*presence.Tracker).
+	// Required.
+	Presence Presence
 	// MaxPayload is the largest payload accepted, in bytes. Default 65536.
 	MaxPayload int
 	// KeepAlive is the MQTT keepalive with the broker. Default 30s.
@@ -101,8 +102,8 @@ func (c *ExternalConfig) validate() error {
 	switch {
 	case c.Bridge == nil:
 		return fmt.Errorf("%w: Bridge is required", ErrInvalidConfig)
-	case c.Liveness == nil:
-		return fmt.Errorf("%w: Liveness is required", ErrInvalidConfig)
+	case c.Presence == nil:
+		return fmt.Errorf("%w: Presence is required", ErrInvalidConfig)
 	case c.ClientID == "":
 		return fmt.Errorf("%w: ClientID is required", ErrInvalidConfig)
 	case strings.ContainsAny(c.ShareGroup, "/+#"):
@@ -133,9 +134,9 @@ func validBrokerURL(raw string) error {
 
 // External ingests device traffic from an external MQTT broker (Mosquitto,
 // EMQX, HiveMQ) through paho: a persistent session subscribed at QoS 1 to
-// the device topics of SPEC §3, whose messages are acknowledged only once
+// the device topics (telemetry, heartbeat, status), whose messages are acknowledged only once
 // their readings are durably stored. Through an external broker only
-// publishes count for liveness (including status online and offline,
+// publishes count for presence (including status online and offline,
 // which is what a device's last will sends).
 //
 // paho calls the message handler on one goroutine, in order; the handler
@@ -422,14 +423,14 @@ func (e *External) onMessage(_ paho.Client, m paho.Message) {
 	}
 }
 
-// presence applies the liveness effect of a device publish.
+// presence applies the presence effect of a device publish.
 func (e *External) presence(r *mqttRoute, err error) {
 	switch {
 	case r.device == "":
 	case err == nil && r.wentOffline():
-		statusOffline(e.cfg.Liveness, r.device)
+		statusOffline(e.cfg.Presence, r.device)
 	default:
-		e.cfg.Liveness.Heard(r.device, bridge.TransportMQTT)
+		e.cfg.Presence.Heard(r.device, bridge.TransportMQTT)
 	}
 }
 
@@ -479,84 +480,4 @@ func (e *External) ackLoop() {
 			batch[i] = nil
 		}
 	}
-}
-
-// externalAcks is the queue of messages waiting for their
-// acknowledgement, in arrival order. A message is acknowledged once it and
-// every message before it are released, so that the broker gets PUBACKs in
-// the order it sent the messages. The queue is bounded by the broker's
-// window of unacknowledged messages.
-type externalAcks struct {
-	mu     sync.Mutex
-	queue  []*externalAck
-	wake   chan struct{} // capacity 1
-	closed bool
-}
-
-// externalAck is one queued message.
-type externalAck struct {
-	q         *externalAcks
-	msg       paho.Message
-	released  bool
-	ack       bool
-	committed func(bridge.Result) // the Done of the message's readings
-}
-
-// push queues m. QoS 0 messages, which need no acknowledgement, and
-// messages arriving after Close are not queued: their slot releases
-// nothing.
-func (q *externalAcks) push(m paho.Message) *externalAck {
-	a := &externalAck{q: q, msg: m}
-	a.committed = a.onCommit
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if m.Qos() == 0 || q.closed {
-		a.q = nil
-		return a
-	}
-	q.queue = append(q.queue, a)
-	return a
-}
-
-// onCommit is the Done of a message's readings; it runs on the store's
-// writer goroutine and does not block. A failed commit leaves the message
-// unacknowledged.
-func (a *externalAck) onCommit(r bridge.Result) { a.q.release(a, r.Err == nil) }
-
-// release marks a as done with; ack says whether to acknowledge it.
-func (q *externalAcks) release(a *externalAck, ack bool) {
-	if q == nil || a.q == nil {
-		return
-	}
-	q.mu.Lock()
-	a.released, a.ack = true, ack
-	head := !q.closed && len(q.queue) > 0 && q.queue[0] == a
-	q.mu.Unlock()
-	if head {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// take appends to batch the messages at the head of the queue that are
-// released and to be acknowledged, and removes them from the queue. With
-// final it also closes the queue: later releases are ignored.
-func (q *externalAcks) take(batch []paho.Message, final bool) []paho.Message {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	n := 0
-	for ; n < len(q.queue) && q.queue[n].released; n++ {
-		if q.queue[n].ack {
-			batch = append(batch, q.queue[n].msg)
-		}
-	}
-	m := copy(q.queue, q.queue[n:])
-	clear(q.queue[m:])
-	q.queue = q.queue[:m]
-	if final {
-		q.closed = true
-	}
-	return batch
 }

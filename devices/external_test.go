@@ -23,12 +23,12 @@ import (
 
 // startExternal starts an External on m with fakes; edit adjusts its
 // config first.
-func startExternal(t *testing.T, m *mosquittotest.Broker, edit func(*ExternalConfig)) (*External, *mqttFakeBridge, *mqttFakeLiveness, *metrics.Metrics) {
+func startExternal(t *testing.T, m *mosquittotest.Broker, edit func(*ExternalConfig)) (*External, *fakeBridge, *fakePresence, *metrics.Metrics) {
 	t.Helper()
-	fb, fl, mt := newMQTTFakeBridge(), newMQTTFakeLiveness(), metrics.New("test")
+	fb, fl, mt := &fakeBridge{}, newFakePresence(), metrics.New("test")
 	cfg := ExternalConfig{
 		URL: "tcp://" + m.Addr, ClientID: fmt.Sprintf("hub-%d", mqttClientSeq.Add(1)),
-		Bridge: fb, Liveness: fl, ConnectTimeout: 2 * time.Second, MaxReconnectInterval: 200 * time.Millisecond,
+		Bridge: fb, Presence: fl, ConnectTimeout: 2 * time.Second, MaxReconnectInterval: 200 * time.Millisecond,
 		Logger: mqttDiscardLogger(), Metrics: mt,
 	}
 	if edit != nil {
@@ -39,24 +39,12 @@ func startExternal(t *testing.T, m *mosquittotest.Broker, edit func(*ExternalCon
 		t.Fatalf("NewExternal: %v", err)
 	}
 	t.Cleanup(func() { _ = e.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), mqttWait)
+	ctx, cancel := context.WithTimeout(context.Background(), waitGuard)
 	defer cancel()
 	if err := e.Start(ctx); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	return e, fb, fl, mt
-}
-
-// mqttWaitFor polls cond until it holds.
-func mqttWaitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(mqttWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // ---------------------------------------------------------------------------
@@ -136,18 +124,17 @@ func TestExternalReconnectsAfterBrokerRestart(t *testing.T) {
 	m := mosquittotest.Start(t, "")
 	e, fb, _, mt := startExternal(t, m, nil)
 	m.Stop()
-	mqttWaitFor(t, "the connection loss", func() bool { return !e.Connected() })
-	mqttWaitFor(t, "the gauge to drop", func() bool { return testutil.ToFloat64(mt.BrokerConnected) == 0 })
+	waitFor(t, "the connection loss", func() bool { return !e.Connected() })
+	waitFor(t, "the gauge to drop", func() bool { return testutil.ToFloat64(mt.BrokerConnected) == 0 })
 	m.Restart(t)
-	mqttWaitFor(t, "the reconnection", e.Connected)
+	waitFor(t, "the reconnection", e.Connected)
 	// The restarted broker kept no session: messages reach the hub once it
 	// has subscribed again.
 	device := mustDialMQTT(t, m.Addr, nil)
-	deadline := time.Now().Add(mqttWait)
+	deadline := time.Now().Add(waitGuard)
 	for {
 		device.publish(t, "devices/d1/telemetry", 1, `{"temp":1}`)
-		select {
-		case w := <-fb.writes:
+		if w, ok := fb.tryWrite(); ok {
 			if w.in.Device != "d1" {
 				t.Fatalf("write %+v", w)
 			}
@@ -155,8 +142,8 @@ func TestExternalReconnectsAfterBrokerRestart(t *testing.T) {
 				t.Fatal("gauge not back to 1")
 			}
 			return
-		case <-time.After(100 * time.Millisecond):
 		}
+		time.Sleep(100 * time.Millisecond) // the pace of the publishes, until one gets through
 		if time.Now().After(deadline) {
 			t.Fatal("no message after the broker restarted")
 		}
@@ -178,13 +165,13 @@ func TestExternalSubscriptionRefused(t *testing.T) {
 	// the device's topics, with 0x80 in the SUBACK: Start reports it.
 	b := startMQTTBroker(t, func(c *BrokerConfig) { c.Authenticate = func(string, string) bool { return true } })
 	e, err := NewExternal(ExternalConfig{URL: "tcp://" + b.Addr().String(), ClientID: "hub-refused",
-		Username: "hub", Password: "x", Bridge: newMQTTFakeBridge(), Liveness: newMQTTFakeLiveness(),
+		Username: "hub", Password: "x", Bridge: &fakeBridge{}, Presence: newFakePresence(),
 		ConnectTimeout: 2 * time.Second, Logger: mqttDiscardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), mqttWait)
+	ctx, cancel := context.WithTimeout(context.Background(), waitGuard)
 	defer cancel()
 	if err := e.Start(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Start: %v, want the refused subscription", err)
@@ -195,8 +182,8 @@ func TestExternalSubscriptionRefused(t *testing.T) {
 // Tests without a broker.
 
 func TestNewExternalRejectsBadConfig(t *testing.T) {
-	fb, fl := newMQTTFakeBridge(), newMQTTFakeLiveness()
-	ok := ExternalConfig{URL: "tcp://127.0.0.1:1883", ClientID: "hub", Bridge: fb, Liveness: fl}
+	fb, fl := &fakeBridge{}, newFakePresence()
+	ok := ExternalConfig{URL: "tcp://127.0.0.1:1883", ClientID: "hub", Bridge: fb, Presence: fl}
 	tests := []struct {
 		name string
 		edit func(*ExternalConfig)
@@ -207,7 +194,7 @@ func TestNewExternalRejectsBadConfig(t *testing.T) {
 		{"unparsable url", func(c *ExternalConfig) { c.URL = "tcp://[::1" }},
 		{"no client id", func(c *ExternalConfig) { c.ClientID = "" }},
 		{"no bridge", func(c *ExternalConfig) { c.Bridge = nil }},
-		{"no liveness", func(c *ExternalConfig) { c.Liveness = nil }},
+		{"no presence", func(c *ExternalConfig) { c.Presence = nil }},
 		{"share group with slash", func(c *ExternalConfig) { c.ShareGroup = "a/b" }},
 		{"share group with wildcard", func(c *ExternalConfig) { c.ShareGroup = "a+" }},
 		{"negative payload", func(c *ExternalConfig) { c.MaxPayload = -1 }},
@@ -244,10 +231,10 @@ func unreachableURL(t *testing.T) string {
 	return "tcp://" + addr
 }
 
-func newUnstartedExternal(t *testing.T, url string) (*External, *mqttFakeBridge, *mqttFakeLiveness) {
+func newUnstartedExternal(t *testing.T, url string) (*External, *fakeBridge, *fakePresence) {
 	t.Helper()
-	fb, fl := newMQTTFakeBridge(), newMQTTFakeLiveness()
-	e, err := NewExternal(ExternalConfig{URL: url, ClientID: "hub", Bridge: fb, Liveness: fl,
+	fb, fl := &fakeBridge{}, newFakePresence()
+	e, err := NewExternal(ExternalConfig{URL: url, ClientID: "hub", Bridge: fb, Presence: fl,
 		MaxPayload: 1024, AnswerQueue: 2, ConnectTimeout: time.Second, MaxReconnectInterval: 100 * time.Millisecond,
 		Logger: mqttDiscardLogger()})
 	if err != nil {
@@ -286,7 +273,7 @@ func TestExternalCloseStopsStart(t *testing.T) {
 		if !errors.Is(err, ErrClosed) {
 			t.Fatalf("Start: %v, want ErrClosed", err)
 		}
-	case <-time.After(mqttWait):
+	case <-time.After(waitGuard):
 		t.Fatal("Start did not return after Close")
 	}
 	if err := e.Close(); err != nil {
@@ -435,17 +422,13 @@ func TestExternalAnswerQueueBounded(t *testing.T) {
 }
 
 func BenchmarkExternalOnMessage(b *testing.B) {
-	fb, fl := newMQTTFakeBridge(), newMQTTFakeLiveness()
-	e, err := NewExternal(ExternalConfig{URL: "tcp://127.0.0.1:1", ClientID: "hub", Bridge: fb, Liveness: fl,
+	fb, fl := &fakeBridge{}, newFakePresence()
+	e, err := NewExternal(ExternalConfig{URL: "tcp://127.0.0.1:1", ClientID: "hub", Bridge: fb, Presence: fl,
 		Logger: mqttDiscardLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	go func() {
-		for range fb.writes {
-		}
-	}()
-	b.Cleanup(func() { close(fb.writes) })
+	fb.discard = true
 	m := &mqttFakeMessage{topic: "devices/pump-7/telemetry", payload: []byte(`{"temp":21.5,"hum":40}`), qos: 1}
 	var batch []paho.Message
 	b.ReportAllocs()

@@ -2,17 +2,13 @@ package devices
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/lxzan/gws"
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,38 +53,14 @@ const (
 	maxPooledBuffer = 64 << 10
 )
 
-// WebSocket opcodes of the frames the hub writes itself.
-const (
-	opText = 0x1
-	opPing = 0x9
-	opPong = 0xA
-)
-
-// ingester is what the WebSocket endpoint needs of the bridge;
-// *bridge.Bridge implements it.
-type ingester interface {
-	Telemetry(in bridge.Input, p bridge.Payload, done func(bridge.Result)) error
-	Reject(in bridge.Input, err error) bridge.Rejection
-}
-
-// wsPresence is what the WebSocket endpoint reports to liveness and asks
-// of it; *Liveness implements it.
-type wsPresence interface {
-	Connect(device, transport, reason string) (session uint64)
-	Heard(device, transport string)
-	Disconnect(device string, session uint64, reason string)
-	Session(device string) (session uint64, online bool)
-	LastSeen(device string) (t time.Time, online bool, transport string, ok bool)
-}
-
 // WSConfig configures the WebSocket device endpoint.
 type WSConfig struct {
 	// Bridge ingests readings and records rejected frames. Required; in
 	// telehub the *bridge.Bridge.
-	Bridge ingester
-	// Liveness learns of connections, frames and pongs. Required; in
-	// telehub the *Liveness.
-	Liveness wsPresence
+	Bridge Ingester
+	// Presence learns of connections, frames and pongs. Required; in
+	// telehub the *presence.Tracker.
+	Presence Presence
 	// MaxPayload is the largest frame accepted, in bytes; a larger one
 	// closes the connection with 1009 (--max-payload). Default 65536.
 	MaxPayload int
@@ -115,8 +87,8 @@ type WSConfig struct {
 
 // withDefaults validates c and returns it with defaults filled.
 func (c WSConfig) withDefaults() (WSConfig, error) {
-	if c.Bridge == nil || c.Liveness == nil {
-		return c, fmt.Errorf("%w: websocket endpoint needs a Bridge and a Liveness", ErrInvalidConfig)
+	if c.Bridge == nil || c.Presence == nil {
+		return c, fmt.Errorf("%w: websocket endpoint needs a Bridge and a Presence", ErrInvalidConfig)
 	}
 	if c.MaxPayload < 0 || c.Heartbeat < 0 || c.Timeout < 0 || c.MaxInflight < 0 {
 		return c, fmt.Errorf("%w: negative websocket limit", ErrInvalidConfig)
@@ -140,7 +112,7 @@ func valueOr[T int | time.Duration](v, def T) T {
 	return v
 }
 
-// WS is the WebSocket device endpoint, GET /v1/devices/{id}/ws (SPEC §4).
+// WS is the WebSocket device endpoint, GET /v1/devices/{id}/ws.
 //
 // Each frame is answered in frame order: an ack once its readings are
 // durably stored (a duplicate seq is acked too), an error answer for a
@@ -327,7 +299,7 @@ func (s *WS) open(c *wsConn) {
 	}
 	old := s.devices[c.device()]
 	s.devices[c.device()] = c
-	c.session = s.cfg.Liveness.Connect(c.device(), bridge.TransportWS, bridge.ReasonConnect)
+	c.session = s.cfg.Presence.Connect(c.device(), bridge.TransportWS, bridge.ReasonConnect)
 	c.registered = true
 	s.startHeartbeat()
 	s.mu.Unlock()
@@ -339,7 +311,7 @@ func (s *WS) open(c *wsConn) {
 }
 
 // closed forgets c once its read loop ends and reports the disconnect,
-// which Liveness ignores when a newer connection replaced c.
+// which Presence ignores when a newer connection replaced c.
 func (s *WS) closed(c *wsConn, err error) {
 	c.kill()
 	s.mu.Lock()
@@ -353,7 +325,7 @@ func (s *WS) closed(c *wsConn, err error) {
 		delete(s.devices, c.device())
 		session = s.endingSession(c)
 	}
-	s.cfg.Liveness.Disconnect(c.device(), session, bridge.ReasonDisconnect)
+	s.cfg.Presence.Disconnect(c.device(), session, bridge.ReasonDisconnect)
 	s.connected.Dec()
 	s.log.Debug("device disconnected", "device", c.device(), "session", session, "err", err)
 }
@@ -365,11 +337,11 @@ func (s *WS) closed(c *wsConn, err error) {
 // session meanwhile; the session is read before the transport, so that an
 // MQTT session begun in between is never taken for c's.
 func (s *WS) endingSession(c *wsConn) uint64 {
-	session, online := s.cfg.Liveness.Session(c.device())
+	session, online := s.cfg.Presence.Session(c.device())
 	if !online || session <= c.session {
 		return c.session
 	}
-	if _, _, transport, _ := s.cfg.Liveness.LastSeen(c.device()); transport != bridge.TransportWS {
+	if _, _, transport, _ := s.cfg.Presence.LastSeen(c.device()); transport != bridge.TransportWS {
 		return c.session
 	}
 	return session
@@ -475,412 +447,4 @@ type gwsLogger struct{ log *slog.Logger }
 
 func (g gwsLogger) Error(v ...any) {
 	g.log.Error("websocket: " + strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
-}
-
-// wsConn is one device connection. The read goroutine owns session and
-// registered; mu guards the rest.
-//
-// Every frame but a heartbeat takes a slot in answers, in frame order. A
-// slot becomes ready when its answer is known (immediately for an error,
-// after the commit for an ack); the writer writes the ready slots at the
-// head and frees them. A connection has at most MaxInflight slots: the
-// read goroutine waits for space before taking one, which bounds the
-// memory of a device that sends faster than the hub stores or than it
-// reads its acks.
-type wsConn struct {
-	ws      *WS
-	socket  *gws.Conn
-	topic   string // devices/{id}/ws, the source topic of its rejections
-	session uint64
-
-	mu      sync.Mutex
-	answers []answer // answers[head:] are the slots, in frame order
-	head    int
-	first   uint64        // frame number of answers[head]
-	wake    chan struct{} // made when the read goroutine first waits for space
-	pong    string        // the payload of a pong waiting to be written
-
-	registered bool // owned by the read goroutine, like session
-	hasPong    bool
-	ping       bool // a ping waits to be written
-	writing    bool // the writer goroutine runs
-	dead       bool // closing or closed: nothing more is written
-}
-
-// answer is the answer slot of one frame.
-type answer struct {
-	seq    uint64
-	err    *bridge.Error // nil: ack
-	hasSeq bool
-	ready  bool
-}
-
-// init sets up the state of a new connection of device.
-func (c *wsConn) init(s *WS, socket *gws.Conn, device string) {
-	c.ws, c.socket = s, socket
-	c.topic = "devices/" + device + "/ws" // a copy: the request line is not kept
-}
-
-// device returns the connection's device id, a substring of its topic.
-func (c *wsConn) device() string { return c.topic[len("devices/") : len(c.topic)-len("/ws")] }
-
-// alive records a sign of life: the read deadline moves on and liveness
-// hears of it.
-func (c *wsConn) alive(now time.Time) {
-	c.extend(now)
-	c.ws.cfg.Liveness.Heard(c.device(), bridge.TransportWS)
-}
-
-// extend moves the read deadline to Timeout (plus a grace) from now. The
-// grace lets the liveness engine declare the silent device offline with
-// reason timeout before the connection is closed for it; the close that
-// follows is then for a session already offline and publishes nothing.
-func (c *wsConn) extend(now time.Time) {
-	_ = c.socket.SetReadDeadline(now.Add(c.ws.cfg.Timeout + readGrace)) // a failure closes the connection
-}
-
-// receive handles one data frame on the read goroutine. A panic while
-// handling it leaves the frame unanswered, so it is logged and the
-// connection closed with 1011: the device reconnects and sends again.
-func (c *wsConn) receive(op gws.Opcode, data []byte) {
-	defer func() {
-		if e := recover(); e != nil {
-			c.ws.log.Error("panic handling a device frame", "device", c.device(), "panic", e, "stack", string(debug.Stack()))
-			c.close(closeInternal, "internal error", time.Now().Add(wsCloseTimeout))
-		}
-	}()
-	now := time.Now()
-	c.alive(now)
-	in := bridge.Input{Device: c.device(), Transport: bridge.TransportWS, SourceTopic: c.topic, Received: now}
-	if op != gws.OpcodeText {
-		c.reject(in, bridge.Frame{}, bridge.Errorf("binary frame: frames are JSON text"))
-		return
-	}
-	f, err := bridge.ParseFrame(data)
-	switch {
-	case err != nil:
-		c.reject(in, f, err)
-	case f.Type == bridge.FrameHeartbeat:
-	case f.Type == bridge.FrameTelemetry:
-		c.telemetry(in, f)
-	default:
-		c.reject(in, f, bridge.Errorf("type %q: unknown frame type", f.Type))
-	}
-}
-
-// telemetry submits the readings of f; the ack follows the commit.
-func (c *wsConn) telemetry(in bridge.Input, f bridge.Frame) {
-	n, ok := c.reserve(f.Seq, f.HasSeq)
-	if !ok {
-		return
-	}
-	err := c.ws.cfg.Bridge.Telemetry(in, f.Payload, func(r bridge.Result) { c.stored(n, r) })
-	if err != nil {
-		if errors.As(err, new(*bridge.Error)) {
-			c.ws.cfg.Bridge.Reject(in, err) // refused, e.g. over the rate limit: counted like any rejection
-		} else {
-			c.ws.log.Warn("reading not submitted", "device", c.device(), "err", err)
-		}
-		c.resolve(n, wireError(err, bridge.CodeInternal))
-	}
-}
-
-// stored is the done callback of a frame's write, on the store's writer
-// goroutine: it must not block.
-func (c *wsConn) stored(n uint64, r bridge.Result) {
-	if r.Err != nil {
-		c.ws.log.Warn("reading not stored", "device", c.device(), "err", r.Err)
-		c.resolve(n, &bridge.Error{Code: bridge.CodeInternal, Message: "the reading could not be stored"})
-		return
-	}
-	c.resolve(n, nil)
-}
-
-// reject records a bad frame with the bridge and answers it with an error.
-// Every bad frame is answered; the bridge's rate limit only applies to the
-// error events it stores.
-func (c *wsConn) reject(in bridge.Input, f bridge.Frame, err error) {
-	c.ws.cfg.Bridge.Reject(in, err)
-	if n, ok := c.reserve(f.Seq, f.HasSeq); ok {
-		c.resolve(n, wireError(err, bridge.CodeBadRequest))
-	}
-}
-
-// wireError returns err as a *bridge.Error, with code when it is not one.
-func wireError(err error, code string) *bridge.Error {
-	if be, ok := errors.AsType[*bridge.Error](err); ok {
-		return be
-	}
-	return &bridge.Error{Code: code, Message: err.Error()}
-}
-
-// reserve takes the next answer slot and returns its frame number, waiting
-// while MaxInflight slots are taken; ok is false when the connection died.
-func (c *wsConn) reserve(seq uint64, hasSeq bool) (n uint64, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for len(c.answers)-c.head >= c.ws.cfg.MaxInflight && !c.dead {
-		if c.wake == nil {
-			c.wake = make(chan struct{}, 1)
-		}
-		c.mu.Unlock()
-		<-c.wake // only this goroutine sets c.wake
-		c.mu.Lock()
-	}
-	if c.dead {
-		return 0, false
-	}
-	n = c.first + uint64(len(c.answers)-c.head)
-	c.answers = append(c.answers, answer{seq: seq, hasSeq: hasSeq})
-	return n, true
-}
-
-// resolve fills the slot of frame n with its answer (err nil: ack) and
-// starts the writer when the slot is at the head. A slot already answered
-// keeps its first answer.
-func (c *wsConn) resolve(n uint64, err *bridge.Error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.dead || n < c.first {
-		return
-	}
-	i := c.head + int(n-c.first)
-	if i >= len(c.answers) || c.answers[i].ready {
-		return
-	}
-	c.answers[i].ready, c.answers[i].err = true, err
-	if i == c.head {
-		c.startWriter()
-	}
-}
-
-// queuePing queues a ping frame.
-func (c *wsConn) queuePing() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.ping = true
-	c.startWriter()
-}
-
-// queuePong queues a pong answering a ping of the device; of several
-// unanswered pings only the last is answered (RFC 6455 §5.5.3).
-func (c *wsConn) queuePong(payload []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.pong = string(payload)
-	c.hasPong = true
-	c.startWriter()
-}
-
-// startWriter starts the writer goroutine unless it runs or c is dead.
-// c.mu must be held. A live connection's read loop holds a count of the
-// endpoint's WaitGroup, so the Add cannot race with Shutdown's Wait.
-func (c *wsConn) startWriter() {
-	if c.writing || c.dead {
-		return
-	}
-	c.writing = true
-	c.ws.wg.Add(1)
-	go c.writeLoop()
-}
-
-// writeLoop writes what is ready, one socket write per round, until
-// nothing is.
-func (c *wsConn) writeLoop() {
-	defer c.ws.wg.Done()
-	buf := c.ws.getBuffer()
-	defer c.ws.putBuffer(buf)
-	for {
-		b, n, ok := c.take((*buf)[:0])
-		*buf = b
-		if !ok {
-			return
-		}
-		_, err := c.socket.NetConn().Write(b)
-		if !c.written(n, err) {
-			return
-		}
-	}
-}
-
-// take encodes the waiting ping, pong and ready answers into b and arms
-// the write deadline; n is the number of answers taken. ok is false, and
-// the writer stops, when there is nothing to write.
-func (c *wsConn) take(b []byte) (_ []byte, n int, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.dead {
-		b, n = c.encode(b)
-	}
-	if len(b) == 0 {
-		c.writing = false
-		return b, 0, false
-	}
-	// Under mu, so that close's shorter deadline, set after dead, wins.
-	_ = c.socket.NetConn().SetWriteDeadline(time.Now().Add(c.ws.cfg.Timeout))
-	return b, n, true
-}
-
-// encode appends the frames waiting to be written. c.mu must be held.
-func (c *wsConn) encode(b []byte) (_ []byte, n int) {
-	if c.ping {
-		c.ping = false
-		b = append(b, 0x80|opPing, 0)
-	}
-	if c.hasPong {
-		c.hasPong = false
-		b = append(b, 0x80|opPong, byte(len(c.pong)))
-		b = append(b, c.pong...)
-	}
-	for i := c.head; i < len(c.answers) && c.answers[i].ready; i++ {
-		b = appendAnswerFrame(b, &c.answers[i])
-		n++
-	}
-	return b, n
-}
-
-// written frees the n answers just written and wakes the read goroutine.
-// On a write error it closes the socket, which ends the read loop, and
-// returns false.
-func (c *wsConn) written(n int, err error) bool {
-	c.mu.Lock()
-	if err != nil {
-		c.dead, c.writing = true, false
-		c.signal()
-		c.mu.Unlock()
-		c.ws.log.Debug("write to device failed", "device", c.device(), "err", err)
-		_ = c.socket.NetConn().Close()
-		return false
-	}
-	c.free(n)
-	c.signal()
-	c.mu.Unlock()
-	return true
-}
-
-// free drops the first n slots, keeping the slice small. c.mu must be held.
-func (c *wsConn) free(n int) {
-	clear(c.answers[c.head : c.head+n]) // drop the error pointers
-	c.head += n
-	c.first += uint64(n)
-	switch {
-	case c.head == len(c.answers) && cap(c.answers) > 32:
-		c.answers, c.head = nil, 0 // an idle connection keeps no burst-sized slice
-	case c.head == len(c.answers):
-		c.answers, c.head = c.answers[:0], 0
-	case c.head >= 32 && c.head >= len(c.answers)/2:
-		k := copy(c.answers, c.answers[c.head:])
-		clear(c.answers[k:])
-		c.answers, c.head = c.answers[:k], 0
-	}
-}
-
-// kill marks c dead and wakes a read goroutine waiting for space.
-func (c *wsConn) kill() {
-	c.mu.Lock()
-	c.dead = true
-	c.signal()
-	c.mu.Unlock()
-}
-
-// signal wakes the read goroutine if it waits for space; it checks again.
-// c.mu must be held.
-func (c *wsConn) signal() {
-	if c.wake == nil {
-		return
-	}
-	select {
-	case c.wake <- struct{}{}:
-	default: // a wake-up is pending already
-	}
-}
-
-// close sends a close frame with code and reason, giving up at deadline,
-// and closes the socket. Answers not yet written are dropped.
-func (c *wsConn) close(code uint16, reason string, deadline time.Time) {
-	c.kill()
-	_ = c.socket.NetConn().SetWriteDeadline(deadline)
-	_ = c.socket.WriteClose(code, []byte(reason)) // closes the socket even when the write fails
-}
-
-// appendAnswerFrame appends a's answer as an unmasked text frame.
-func appendAnswerFrame(b []byte, a *answer) []byte {
-	start := len(b)
-	b = append(b, 0, 0, 0, 0) // room for the longest header used
-	b = appendAnswerJSON(b, a)
-	return finishFrame(b, start, opText)
-}
-
-// finishFrame writes the header of the frame whose payload follows the 4
-// bytes reserved at b[start:], shifting the payload when the header is
-// shorter. Payloads are under 64 KiB.
-func finishFrame(b []byte, start int, opcode byte) []byte {
-	n := len(b) - start - 4
-	b[start] = 0x80 | opcode
-	if n < 126 {
-		b[start+1] = byte(n)
-		copy(b[start+2:], b[start+4:])
-		return b[:len(b)-2]
-	}
-	b[start+1] = 126
-	binary.BigEndian.PutUint16(b[start+2:], uint16(n))
-	return b
-}
-
-// appendAnswerJSON appends {"type":"ack","seq":N} or
-// {"type":"error","seq":N,"code":…,"message":…}, seq only when known.
-func appendAnswerJSON(b []byte, a *answer) []byte {
-	if a.err == nil {
-		b = append(b, `{"type":"ack"`...)
-	} else {
-		b = append(b, `{"type":"error"`...)
-	}
-	if a.hasSeq {
-		b = append(b, `,"seq":`...)
-		b = strconv.AppendUint(b, a.seq, 10)
-	}
-	if a.err != nil {
-		b = append(b, `,"code":`...)
-		b = appendJSONString(b, a.err.Code, maxAnswerMessage)
-		b = append(b, `,"message":`...)
-		b = appendJSONString(b, a.err.Message, maxAnswerMessage)
-	}
-	return append(b, '}')
-}
-
-// appendJSONString appends s, cut to at most limit bytes on a rune
-// boundary, as a JSON string. Invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string, limit int) []byte {
-	const hex = "0123456789abcdef"
-	if len(s) > limit {
-		cut := limit
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut]
-	}
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/telehub/telehub/internal/httpx"
 	"io"
 	"log/slog"
 	"net"
@@ -19,121 +18,41 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telehub/telehub/internal/httpx"
+
 	"github.com/lxzan/gws"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/devices/presence"
 )
 
-// waitGuard bounds every wait of these tests; it only fires on a failure.
-const waitGuard = 10 * time.Second
-
-// fakeIngester is an ingester that records what it gets. Its done callbacks
-// run at once, or, with hold, when the test releases them.
-type fakeIngester struct {
-	mu        sync.Mutex
-	hold      bool
-	result    bridge.Result // given to done
-	submitErr error         // returned by Telemetry when set
-	block     chan struct{} // when set, Telemetry waits for it to close
-	blocked   int           // Telemetry calls waiting for block
-	panicOn   string        // a metric whose reading makes Telemetry panic
-	inputs    []bridge.Input
-	payloads  []bridge.Payload
-	pending   []func(bridge.Result)
-	rejects   []error
-	rejectIn  []bridge.Input
-}
-
-func (f *fakeIngester) Telemetry(in bridge.Input, p bridge.Payload, done func(bridge.Result)) error {
-	f.mu.Lock()
-	block := f.block
-	if len(p.Readings) > 0 && p.Readings[0].Metric == f.panicOn {
-		f.mu.Unlock()
-		panic("ingester failure")
-	}
-	if block != nil {
-		f.blocked++
-	}
-	f.mu.Unlock()
-	if block != nil {
-		<-block
-	}
-	f.mu.Lock()
-	if f.submitErr != nil {
-		defer f.mu.Unlock()
-		return f.submitErr
-	}
-	f.inputs = append(f.inputs, in)
-	f.payloads = append(f.payloads, p)
-	if f.hold {
-		f.pending = append(f.pending, done)
-		f.mu.Unlock()
-		return nil
-	}
-	r := f.result
-	f.mu.Unlock()
-	done(r)
-	return nil
-}
-
-func (f *fakeIngester) Reject(in bridge.Input, err error) bridge.Rejection {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.rejects = append(f.rejects, err)
-	f.rejectIn = append(f.rejectIn, in)
-	return bridge.Rejection{Answer: len(f.rejects) == 1}
-}
-
-// submitted returns how many payloads were submitted.
-func (f *fakeIngester) submitted() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.payloads)
-}
-
-// release calls the done callback of the i-th held submission.
-func (f *fakeIngester) release(i int) {
-	f.mu.Lock()
-	done := f.pending[i]
-	f.pending[i] = nil
-	f.mu.Unlock()
-	done(bridge.Result{FirstID: uint64(i + 1)})
-}
-
-// wsEnv is a WebSocket endpoint served on loopback, with a fake ingester
-// and a real Liveness over a recording presence writer.
+// wsEnv is a WebSocket endpoint served on loopback, with a fake bridge and
+// a real presence tracker over a recording sink.
 type wsEnv struct {
 	ws   *WS
-	ing  *fakeIngester
-	live *Liveness
-	rec  *recordingPresence
+	ing  *fakeBridge
+	live *presence.Tracker
+	rec  *recordingSink
 	base string // http://127.0.0.1:port
 }
 
-// newWSEnv serves an endpoint made from cfg; Bridge and Liveness are
+// newWSEnv serves an endpoint made from cfg; Bridge and Presence are
 // filled in, and Heartbeat defaults to an hour so that no pings interfere.
-// The Liveness has the default device timeout unless deviceTimeout is
+// The tracker has the default device timeout unless deviceTimeout is
 // given.
 func newWSEnv(t *testing.T, cfg WSConfig, deviceTimeout ...time.Duration) *wsEnv {
 	t.Helper()
-	env := &wsEnv{ing: &fakeIngester{}, rec: &recordingPresence{}}
-	lc := LivenessConfig{Presence: env.rec}
+	env := &wsEnv{ing: &fakeBridge{}}
+	timeout := time.Duration(0)
 	if len(deviceTimeout) > 0 {
-		lc.Timeout = deviceTimeout[0]
+		timeout = deviceTimeout[0]
 	}
+	env.live, env.rec = newTestPresence(t, timeout)
 	var err error
-	env.live, err = NewLiveness(lc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := env.live.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.live.Close() })
 	if cfg.Bridge == nil {
 		cfg.Bridge = env.ing
 	}
-	cfg.Liveness = env.live
+	cfg.Presence = env.live
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = time.Hour
 	}
@@ -166,29 +85,6 @@ func (e *wsEnv) openConns() int {
 	e.ws.mu.Lock()
 	defer e.ws.mu.Unlock()
 	return e.ws.loops
-}
-
-// waitFor polls cond until it holds, failing the test after waitGuard.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitGuard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// waitEvents waits until rec holds n events and takes them.
-func waitEvents(t *testing.T, rec *recordingPresence, n int) []presenceEvent {
-	t.Helper()
-	var got []presenceEvent
-	waitFor(t, fmt.Sprintf("%d presence events", n), func() bool {
-		got = append(got, rec.take()...)
-		return len(got) >= n
-	})
-	return got
 }
 
 // wsClient is a gws client connection that reports what it receives.
@@ -314,13 +210,13 @@ func (c *wsClient) closeError(t *testing.T) *gws.CloseError {
 }
 
 func TestNewWSRejectsBadConfig(t *testing.T) {
-	ok := WSConfig{Bridge: &fakeIngester{}, Liveness: &Liveness{}}
+	ok := WSConfig{Bridge: &fakeBridge{}, Presence: newFakePresence()}
 	tests := []struct {
 		name   string
 		modify func(c *WSConfig)
 	}{
 		{"no bridge", func(c *WSConfig) { c.Bridge = nil }},
-		{"no liveness", func(c *WSConfig) { c.Liveness = nil }},
+		{"no presence", func(c *WSConfig) { c.Presence = nil }},
 		{"negative max payload", func(c *WSConfig) { c.MaxPayload = -1 }},
 		{"negative heartbeat", func(c *WSConfig) { c.Heartbeat = -time.Second }},
 		{"negative timeout", func(c *WSConfig) { c.Timeout = -time.Second }},
@@ -410,11 +306,11 @@ func TestWSAcks(t *testing.T) {
 			}
 			env.ing.mu.Lock()
 			defer env.ing.mu.Unlock()
-			in := env.ing.inputs[0]
+			in := env.ing.writes[0].in
 			if in.Device != "dev-1" || in.Transport != "ws" || in.SourceTopic != "devices/dev-1/ws" || in.Received.IsZero() {
 				t.Fatalf("input %+v", in)
 			}
-			if p := env.ing.payloads[0]; len(p.Readings) == 0 || p.Readings[0].Metric == "" {
+			if p := env.ing.writes[0].p; len(p.Readings) == 0 || p.Readings[0].Metric == "" {
 				t.Fatalf("payload %+v", p)
 			}
 		})
@@ -442,16 +338,16 @@ func TestWSAnswersWaitForCommitInFrameOrder(t *testing.T) {
 	waitFor(t, "three submissions", func() bool { return env.ing.submitted() == 3 })
 
 	c.barrier(t, "none-stored")
-	env.ing.release(1) // the second frame is stored, the first is not yet
+	env.ing.releaseAt(1) // the second frame is stored, the first is not yet
 	c.barrier(t, "second-stored")
-	env.ing.release(0)
+	env.ing.releaseAt(0)
 	for _, want := range []string{`{"type":"ack","seq":1}`, `{"type":"ack","seq":2}`} {
 		if got := c.next(t); got != "msg:"+want {
 			t.Fatalf("got %s, want %s", got, want)
 		}
 	}
 	c.barrier(t, "third-not-stored")
-	env.ing.release(2)
+	env.ing.releaseAt(2)
 	if got := c.next(t); got != `msg:{"type":"ack"}` {
 		t.Fatalf("got %s, want the seq-less ack", got)
 	}
@@ -499,9 +395,8 @@ func TestWSRejections(t *testing.T) {
 			if !strings.HasPrefix(got, prefix) || answer.Message == "" {
 				t.Fatalf("answer %s, want %s…", got, prefix)
 			}
-			env.ing.mu.Lock()
-			rejected, in := len(env.ing.rejects), env.ing.rejectIn[len(env.ing.rejectIn)-1]
-			env.ing.mu.Unlock()
+			rejected, last := env.ing.rejected()
+			in := last.in
 			if rejected != i+1 || in.SourceTopic != "devices/d1/ws" || in.Device != "d1" {
 				t.Fatalf("%d rejections recorded (want %d), last input %+v", rejected, i+1, in)
 			}
@@ -550,7 +445,7 @@ func TestWSCloseCodes(t *testing.T) {
 			if n := env.ing.submitted(); n != 0 {
 				t.Fatalf("%d payloads submitted", n)
 			}
-			got := waitEvents(t, env.rec, 2)
+			got := env.rec.wait(t, 2)
 			wantEvents(t, got, "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
 		})
 	}
@@ -659,7 +554,7 @@ func TestWSUpgradeRefusedByGWS(t *testing.T) {
 func TestWSReplacedConnection(t *testing.T) {
 	env := newWSEnv(t, WSConfig{})
 	first := dial(t, env.url("d1"), nil)
-	wantEvents(t, waitEvents(t, env.rec, 1), "d1 online=true ws session=1 connect")
+	wantEvents(t, env.rec.wait(t, 1), "d1 online=true ws session=1 connect")
 
 	second := dial(t, env.url("d1"), nil)
 	ce := first.closeError(t)
@@ -667,7 +562,7 @@ func TestWSReplacedConnection(t *testing.T) {
 		t.Fatalf("old connection closed with %d %q, want 4000 replaced", ce.Code, ce.Reason)
 	}
 	waitFor(t, "the old connection to end", func() bool { return env.openConns() == 1 })
-	wantEvents(t, waitEvents(t, env.rec, 1), "d1 online=true ws session=2 connect")
+	wantEvents(t, env.rec.wait(t, 1), "d1 online=true ws session=2 connect")
 	second.barrier(t, "x")
 	wantEvents(t, env.rec.take()) // no offline event for the replaced connection
 	if s, online := env.live.Session("d1"); s != 2 || !online {
@@ -682,13 +577,13 @@ func TestWSReplacedConnection(t *testing.T) {
 		t.Fatalf("new connection answer %s", got)
 	}
 	second.stop()
-	wantEvents(t, waitEvents(t, env.rec, 1), "d1 online=false ws session=2 disconnect")
+	wantEvents(t, env.rec.wait(t, 1), "d1 online=false ws session=2 disconnect")
 }
 
 func TestWSPings(t *testing.T) {
 	env := newWSEnv(t, WSConfig{Heartbeat: 20 * time.Millisecond})
 	c := dial(t, env.url("d1"), nil)
-	waitEvents(t, env.rec, 1)
+	env.rec.wait(t, 1)
 	connected, _, _, _ := env.live.LastSeen("d1")
 	for range 3 {
 		select {
@@ -708,7 +603,7 @@ func TestWSSilentDeviceTimesOut(t *testing.T) {
 	env := newWSEnv(t, WSConfig{Timeout: 300 * time.Millisecond})
 	c := dial(t, env.url("d1"), nil)
 	c.closeError(t)
-	got := waitEvents(t, env.rec, 2)
+	got := env.rec.wait(t, 2)
 	wantEvents(t, got, "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
 }
 
@@ -717,7 +612,7 @@ func TestWSDeviceCloses(t *testing.T) {
 	c := dial(t, env.url("d1"), nil)
 	waitFor(t, "the device to connect", func() bool { return env.ws.Connected() == 1 })
 	c.stop()
-	got := waitEvents(t, env.rec, 2)
+	got := env.rec.wait(t, 2)
 	wantEvents(t, got, "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
 	waitFor(t, "the connection to end", func() bool { return env.ws.Connected() == 0 && env.openConns() == 0 })
 }
@@ -725,20 +620,20 @@ func TestWSDeviceCloses(t *testing.T) {
 func TestWSCloseEndsSessionBegunAfterTimeout(t *testing.T) {
 	env := newWSEnv(t, WSConfig{}, 500*time.Millisecond)
 	c := dial(t, env.url("d1"), nil)
-	wantEvents(t, waitEvents(t, env.rec, 2), // nothing heard for the device timeout
+	wantEvents(t, env.rec.wait(t, 2), // nothing heard for the device timeout
 		"d1 online=true ws session=1 connect", "d1 online=false ws session=1 timeout")
 	c.send(t, `{"type":"telemetry","seq":1,"values":{"x":1}}`)
 	if got := c.next(t); got != `msg:{"type":"ack","seq":1}` {
 		t.Fatalf("answer %s", got)
 	}
 	c.stop()
-	wantEvents(t, waitEvents(t, env.rec, 2),
+	wantEvents(t, env.rec.wait(t, 2),
 		"d1 online=true ws session=2 message", "d1 online=false ws session=2 disconnect")
 }
 
-// fakeSessions is a wsPresence whose current session is set by the test.
+// fakeSessions is a Presence whose current session is set by the test.
 type fakeSessions struct {
-	wsPresence
+	Presence
 	session   uint64
 	online    bool
 	transport string
@@ -763,7 +658,7 @@ func TestEndingSession(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &WS{cfg: WSConfig{Liveness: tt.live}}
+			s := &WS{cfg: WSConfig{Presence: tt.live}}
 			c := &wsConn{topic: "devices/d1/ws", session: 3}
 			if got := s.endingSession(c); got != tt.want {
 				t.Fatalf("endingSession = %d, want %d", got, tt.want)
@@ -790,7 +685,7 @@ func TestWSWriteFailureClosesConnection(t *testing.T) {
 	case <-time.After(waitGuard):
 		t.Fatal("connection still open after a failed write")
 	}
-	wantEvents(t, waitEvents(t, env.rec, 2), "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
+	wantEvents(t, env.rec.wait(t, 2), "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
 }
 
 func TestWSConnFree(t *testing.T) {
@@ -859,7 +754,7 @@ func TestWSMaxInflight(t *testing.T) {
 	if n := env.ing.submitted(); n != 2 {
 		t.Fatalf("%d frames submitted with MaxInflight 2", n)
 	}
-	env.ing.release(0)
+	env.ing.releaseAt(0)
 	if got := c.next(t); got != `msg:{"type":"ack","seq":1}` {
 		t.Fatalf("got %s", got)
 	}
@@ -868,7 +763,7 @@ func TestWSMaxInflight(t *testing.T) {
 		if i > 1 {
 			waitFor(t, "the next submission", func() bool { return env.ing.submitted() > i })
 		}
-		env.ing.release(i)
+		env.ing.releaseAt(i)
 		if got, want := c.next(t), fmt.Sprintf(`msg:{"type":"ack","seq":%d}`, i+1); got != want {
 			t.Fatalf("got %s, want %s", got, want)
 		}
@@ -1032,13 +927,6 @@ func utf8Valid(s string) bool {
 	return json.Unmarshal(b, &back) == nil && back == s
 }
 
-// discardPresence is a presence writer that keeps nothing.
-type discardPresence struct{}
-
-func (discardPresence) Presence(string, bridge.Presence, time.Time, func(bridge.Result)) error {
-	return nil
-}
-
 // TestWSIdleConnectionMemory measures what an idle device connection costs
 // the hub: Go heap and goroutine stacks, with gws's buffers, the
 // connection's state and its liveness entry. The clients are bare TCP
@@ -1050,12 +938,12 @@ func TestWSIdleConnectionMemory(t *testing.T) {
 	}
 	const n = 1000
 	clientShare := float64(tcpPairCost(t, n)) / n / 2
-	live, err := NewLiveness(LivenessConfig{Presence: discardPresence{}})
+	live, err := presence.New(presence.Config{Sink: &recordingSink{discard: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer live.Close()
-	ws, err := NewWS(WSConfig{Bridge: &fakeIngester{}, Liveness: live, Heartbeat: time.Hour})
+	ws, err := NewWS(WSConfig{Bridge: &fakeBridge{}, Presence: live, Heartbeat: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1228,12 +1116,12 @@ func BenchmarkWSFrames(b *testing.B) {
 // shut down when the benchmark ends.
 func newBenchEnv(b *testing.B) *wsEnv {
 	b.Helper()
-	env := &wsEnv{ing: &fakeIngester{}}
-	live, err := NewLiveness(LivenessConfig{Presence: discardPresence{}})
+	env := &wsEnv{ing: &fakeBridge{}}
+	live, err := presence.New(presence.Config{Sink: &recordingSink{discard: true}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	env.ws, err = NewWS(WSConfig{Bridge: benchIngester{}, Liveness: live, Heartbeat: time.Hour})
+	env.ws, err = NewWS(WSConfig{Bridge: &countingBridge{}, Presence: live, Heartbeat: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -1248,16 +1136,6 @@ func newBenchEnv(b *testing.B) *wsEnv {
 	env.base = srv.URL
 	return env
 }
-
-// benchIngester commits every reading at once and keeps nothing.
-type benchIngester struct{}
-
-func (benchIngester) Telemetry(_ bridge.Input, _ bridge.Payload, done func(bridge.Result)) error {
-	done(bridge.Result{})
-	return nil
-}
-
-func (benchIngester) Reject(bridge.Input, error) bridge.Rejection { return bridge.Rejection{} }
 
 func BenchmarkAppendAnswerFrame(b *testing.B) {
 	ack := answer{seq: 1764064800, hasSeq: true, ready: true}

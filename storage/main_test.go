@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -21,12 +22,28 @@ func TestMain(m *testing.M) {
 // broken, never as a timing assertion.
 const guard = 20 * time.Second
 
-// t0 is the base time of the tests' writes.
-var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+// epochEnv names the variable that moves the tests' clock (RFC 3339). The
+// suite runs again with it set years ahead of and behind the real clock
+// (TestSuiteIgnoresTheRealClock), so a test that meets the real clock fails.
+const epochEnv = "TELEHUB_TEST_EPOCH"
+
+// t0 is the base time of the tests' writes and the time of the stores'
+// clock (testConfig): the tests never meet the real clock.
+var t0 = testEpoch()
+
+func testEpoch() time.Time {
+	if v := os.Getenv(epochEnv); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			panic(fmt.Sprintf("%s=%q: %v", epochEnv, v, err))
+		}
+		return t.UTC()
+	}
+	return time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+}
 
 // testConfig returns a config on a fresh file in a test directory, with
-// a clock standing at t0: the tests' writes carry times near t0 and must
-// never meet the real clock, which would expire them by age.
+// the store's clock stopped at t0.
 func testConfig(t testing.TB) Config {
 	t.Helper()
 	return Config{
@@ -34,7 +51,7 @@ func testConfig(t testing.TB) Config {
 		Logger:       slog.New(slog.DiscardHandler),
 		NoFsync:      true,
 		TrimInterval: time.Hour,
-		Now:          newFakeClock(t0).Now,
+		Now:          func() time.Time { return t0 },
 	}
 }
 

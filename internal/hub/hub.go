@@ -27,6 +27,7 @@ import (
 	"github.com/telehub/telehub/api"
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/devices"
+	"github.com/telehub/telehub/devices/presence"
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/config"
 	"github.com/telehub/telehub/internal/httpx"
@@ -54,7 +55,7 @@ type Hub struct {
 	store    *storage.Store
 	bridge   *bridge.Bridge
 	fanout   *stream.Hub
-	liveness *devices.Liveness
+	liveness *presence.Tracker
 	wsDev    *devices.WS
 	broker   *devices.Broker   // nil unless the embedded broker runs
 	external *devices.External // nil unless --mqtt-broker
@@ -124,7 +125,7 @@ func (h *Hub) buildAuth() error {
 // external broker stay connected to it while the hub restarts, so they stay
 // online and are judged by the device timeout; every other connection ended
 // with the hub.
-func (h *Hub) resumesPresence(d storage.Device) bool {
+func (h *Hub) resumesPresence(d presence.Record) bool {
 	return h.cfg.MQTTBroker != "" && d.Transport == bridge.TransportMQTT
 }
 
@@ -200,20 +201,20 @@ func (h *Hub) buildDevices() error {
 	if err != nil {
 		return fmt.Errorf("load devices: %w", err)
 	}
-	h.liveness, err = devices.NewLiveness(devices.LivenessConfig{
-		Presence: h.bridge,
-		Known:    known,
-		Resume:   h.resumesPresence,
-		Timeout:  h.cfg.DeviceTimeout,
-		Logger:   h.log.With("component", "liveness"),
-		Metrics:  h.metrics,
+	h.liveness, err = presence.New(presence.Config{
+		Sink:    h.bridge,
+		Known:   presenceRecords(known),
+		Resume:  h.resumesPresence,
+		Timeout: h.cfg.DeviceTimeout,
+		Logger:  h.log.With("component", "liveness"),
+		Metrics: h.metrics,
 	})
 	if err != nil {
 		return fmt.Errorf("liveness: %w", err)
 	}
 	wsCfg := devices.WSConfig{
 		Bridge:     h.bridge,
-		Liveness:   h.liveness,
+		Presence:   h.liveness,
 		MaxPayload: h.cfg.MaxPayload,
 		Heartbeat:  h.cfg.HeartbeatInterval,
 		Timeout:    h.cfg.DeviceTimeout,
@@ -245,7 +246,7 @@ func (h *Hub) buildBroker() error {
 		Addr:       h.cfg.MQTTAddr,
 		TLS:        tlsCfg,
 		Bridge:     h.bridge,
-		Liveness:   h.liveness,
+		Presence:   h.liveness,
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt"),
 		Metrics:    h.metrics,
@@ -273,7 +274,7 @@ func (h *Hub) buildExternal() error {
 		Username:   h.cfg.MQTTUsername,
 		Password:   h.cfg.MQTTPassword,
 		Bridge:     h.bridge,
-		Liveness:   h.liveness,
+		Presence:   h.liveness,
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt-external"),
 		Metrics:    h.metrics,

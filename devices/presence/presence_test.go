@@ -1,4 +1,4 @@
-package devices
+package presence
 
 import (
 	"errors"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/telehub/telehub/bridge"
-	"github.com/telehub/telehub/storage"
 )
 
 // presenceEvent is one call of recordingPresence.Presence.
@@ -53,14 +52,14 @@ func (r *recordingPresence) take() []presenceEvent {
 	return ev
 }
 
-// newTestLiveness returns a started Liveness over a recording writer,
+// newTestTracker returns a started Liveness over a recording writer,
 // closed when the test ends.
-func newTestLiveness(t *testing.T, known ...storage.Device) (*Liveness, *recordingPresence) {
+func newTestTracker(t *testing.T, known ...Record) (*Tracker, *recordingPresence) {
 	t.Helper()
 	rec := &recordingPresence{}
-	l, err := NewLiveness(LivenessConfig{Presence: rec, Known: known, Timeout: 45 * time.Second})
+	l, err := New(Config{Sink: rec, Known: known, Timeout: 45 * time.Second})
 	if err != nil {
-		t.Fatalf("NewLiveness: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	if err := l.Start(); err != nil {
 		t.Fatalf("Start: %v", err)
@@ -81,25 +80,25 @@ func wantEvents(t *testing.T, got []presenceEvent, want ...string) {
 	}
 }
 
-func TestNewLivenessRejectsBadConfig(t *testing.T) {
+func TestNewRejectsBadConfig(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  LivenessConfig
+		cfg  Config
 	}{
-		{"no presence writer", LivenessConfig{}},
-		{"negative timeout", LivenessConfig{Presence: &recordingPresence{}, Timeout: -time.Second}},
+		{"no presence writer", Config{}},
+		{"negative timeout", Config{Sink: &recordingPresence{}, Timeout: -time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := NewLiveness(tt.cfg); !errors.Is(err, ErrInvalidConfig) {
-				t.Fatalf("NewLiveness error = %v, want ErrInvalidConfig", err)
+			if _, err := New(tt.cfg); !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("New error = %v, want ErrInvalidConfig", err)
 			}
 		})
 	}
 }
 
-func TestLivenessStartAndClose(t *testing.T) {
-	l, err := NewLiveness(LivenessConfig{Presence: &recordingPresence{}})
+func TestTrackerStartAndClose(t *testing.T) {
+	l, err := New(Config{Sink: &recordingPresence{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +115,7 @@ func TestLivenessStartAndClose(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 
-	unstarted, err := NewLiveness(LivenessConfig{Presence: &recordingPresence{}})
+	unstarted, err := New(Config{Sink: &recordingPresence{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,20 +127,20 @@ func TestLivenessStartAndClose(t *testing.T) {
 	}
 }
 
-func TestLivenessSessions(t *testing.T) {
+func TestTrackerSessions(t *testing.T) {
 	tests := []struct {
 		name string
-		run  func(l *Liveness)
+		run  func(l *Tracker)
 		want []string
 	}{
 		{
 			name: "connect starts a session",
-			run:  func(l *Liveness) { l.Connect("d1", "ws", bridge.ReasonConnect) },
+			run:  func(l *Tracker) { l.Connect("d1", "ws", bridge.ReasonConnect) },
 			want: []string{"d1 online=true ws session=1 connect"},
 		},
 		{
 			name: "a replacing connection emits connect with the new session",
-			run: func(l *Liveness) {
+			run: func(l *Tracker) {
 				l.Connect("d1", "ws", bridge.ReasonConnect)
 				l.Connect("d1", "ws", bridge.ReasonConnect)
 			},
@@ -149,7 +148,7 @@ func TestLivenessSessions(t *testing.T) {
 		},
 		{
 			name: "stale disconnect is ignored",
-			run: func(l *Liveness) {
+			run: func(l *Tracker) {
 				l.Connect("d1", "ws", bridge.ReasonConnect)
 				l.Connect("d1", "ws", bridge.ReasonConnect)
 				l.Disconnect("d1", 1, bridge.ReasonDisconnect)
@@ -158,7 +157,7 @@ func TestLivenessSessions(t *testing.T) {
 		},
 		{
 			name: "disconnect of the current session goes offline once",
-			run: func(l *Liveness) {
+			run: func(l *Tracker) {
 				l.Connect("d1", "mqtt", bridge.ReasonConnect)
 				l.Disconnect("d1", 1, bridge.ReasonWill)
 				l.Disconnect("d1", 1, bridge.ReasonDisconnect)
@@ -167,11 +166,11 @@ func TestLivenessSessions(t *testing.T) {
 		},
 		{
 			name: "disconnect of an unknown device is ignored",
-			run:  func(l *Liveness) { l.Disconnect("nobody", 0, bridge.ReasonDisconnect) },
+			run:  func(l *Tracker) { l.Disconnect("nobody", 0, bridge.ReasonDisconnect) },
 		},
 		{
 			name: "first publish of an unknown device",
-			run: func(l *Liveness) {
+			run: func(l *Tracker) {
 				l.Heard("d1", "mqtt")
 				l.Heard("d1", "mqtt")
 			},
@@ -179,7 +178,7 @@ func TestLivenessSessions(t *testing.T) {
 		},
 		{
 			name: "heard after a disconnect starts a new session",
-			run: func(l *Liveness) {
+			run: func(l *Tracker) {
 				l.Connect("d1", "mqtt", bridge.ReasonMessage)
 				l.Disconnect("d1", 1, bridge.ReasonDisconnect)
 				l.Heard("d1", "mqtt")
@@ -193,16 +192,16 @@ func TestLivenessSessions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, rec := newTestLiveness(t)
+			l, rec := newTestTracker(t)
 			tt.run(l)
 			wantEvents(t, rec.take(), tt.want...)
 		})
 	}
 }
 
-func TestLivenessSessionAndLastSeen(t *testing.T) {
+func TestTrackerSessionAndLastSeen(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, _ := newTestLiveness(t)
+		l, _ := newTestTracker(t)
 		if s, online := l.Session("d1"); s != 0 || online {
 			t.Fatalf("Session of unknown device = %d, %v", s, online)
 		}
@@ -222,9 +221,9 @@ func TestLivenessSessionAndLastSeen(t *testing.T) {
 	})
 }
 
-func TestLivenessTimeout(t *testing.T) {
+func TestTrackerTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, rec := newTestLiveness(t)
+		l, rec := newTestTracker(t)
 		start := time.Now()
 		l.Connect("d1", "ws", bridge.ReasonConnect)
 		rec.take()
@@ -246,9 +245,9 @@ func TestLivenessTimeout(t *testing.T) {
 	})
 }
 
-func TestLivenessHeardKeepsAlive(t *testing.T) {
+func TestTrackerHeardKeepsAlive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, rec := newTestLiveness(t)
+		l, rec := newTestTracker(t)
 		l.Connect("d1", "ws", bridge.ReasonConnect)
 		l.Connect("d2", "ws", bridge.ReasonConnect)
 		rec.take()
@@ -270,9 +269,9 @@ func TestLivenessHeardKeepsAlive(t *testing.T) {
 	})
 }
 
-func TestLivenessHeardAfterTimeoutStartsSession(t *testing.T) {
+func TestTrackerHeardAfterTimeoutStartsSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, rec := newTestLiveness(t)
+		l, rec := newTestTracker(t)
 		l.Connect("d1", "ws", bridge.ReasonConnect)
 		time.Sleep(time.Minute)
 		l.Heard("d1", "ws")
@@ -287,9 +286,9 @@ func TestLivenessHeardAfterTimeoutStartsSession(t *testing.T) {
 	})
 }
 
-func TestLivenessReconnectBeforeDeadline(t *testing.T) {
+func TestTrackerReconnectBeforeDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, rec := newTestLiveness(t)
+		l, rec := newTestTracker(t)
 		l.Connect("d1", "ws", bridge.ReasonConnect)
 		time.Sleep(40 * time.Second)
 		l.Disconnect("d1", 1, bridge.ReasonDisconnect)
@@ -307,9 +306,9 @@ func TestLivenessReconnectBeforeDeadline(t *testing.T) {
 	})
 }
 
-func TestLivenessOfflineDeviceLeavesTheHeap(t *testing.T) {
+func TestTrackerOfflineDeviceLeavesTheHeap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, rec := newTestLiveness(t)
+		l, rec := newTestTracker(t)
 		l.Connect("d1", "ws", bridge.ReasonConnect)
 		l.Disconnect("d1", 1, bridge.ReasonDisconnect)
 		time.Sleep(time.Minute)
@@ -322,9 +321,9 @@ func TestLivenessOfflineDeviceLeavesTheHeap(t *testing.T) {
 	})
 }
 
-func TestLivenessManyTimeouts(t *testing.T) {
+func TestTrackerManyTimeouts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l, rec := newTestLiveness(t)
+		l, rec := newTestTracker(t)
 		const n = 3*expireBatch + 7
 		for i := range n {
 			l.Connect(fmt.Sprintf("d%d", i), "mqtt", bridge.ReasonConnect)
@@ -344,17 +343,17 @@ func TestLivenessManyTimeouts(t *testing.T) {
 	})
 }
 
-func TestLivenessStartupMarksKnownOffline(t *testing.T) {
+func TestTrackerStartupMarksKnownOffline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		seen := time.Now().Add(-time.Hour)
-		known := []storage.Device{
+		known := []Record{
 			{ID: "a", Transport: "ws", Online: true, Session: 7, LastSeen: seen},
 			{ID: "b", Transport: "mqtt", Online: false, Session: 3, LastSeen: seen},
 			{ID: "c", Transport: "mqtt", Online: true, Session: 2, LastSeen: seen},
 			{ID: "c", Transport: "mqtt", Online: false, Session: 1}, // an older record of c loses
 			{ID: "d", Transport: "", Session: 1},                    // never seen: no LastSeen
 		}
-		l, rec := newTestLiveness(t, known...)
+		l, rec := newTestTracker(t, known...)
 		wantEvents(t, rec.take(),
 			"a online=false ws session=7 disconnect",
 			"c online=false mqtt session=2 disconnect",
@@ -382,18 +381,18 @@ func TestLivenessStartupMarksKnownOffline(t *testing.T) {
 
 // Devices whose connections may outlive the hub (an external broker's)
 // stay online across the start and are then judged by the timeout.
-func TestLivenessStartupResumesSurvivingConnections(t *testing.T) {
+func TestTrackerStartupResumesSurvivingConnections(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		seen := time.Now().Add(-time.Hour)
 		rec := &recordingPresence{}
-		l, err := NewLiveness(LivenessConfig{
-			Presence: rec,
-			Known: []storage.Device{
+		l, err := New(Config{
+			Sink: rec,
+			Known: []Record{
 				{ID: "ext", Transport: "mqtt", Online: true, Session: 4, LastSeen: seen},
 				{ID: "quiet", Transport: "mqtt", Online: true, Session: 9, LastSeen: seen},
 				{ID: "ws", Transport: "ws", Online: true, Session: 2, LastSeen: seen},
 			},
-			Resume:  func(d storage.Device) bool { return d.Transport == "mqtt" },
+			Resume:  func(d Record) bool { return d.Transport == "mqtt" },
 			Timeout: 45 * time.Second,
 		})
 		if err != nil {
@@ -417,11 +416,11 @@ func TestLivenessStartupResumesSurvivingConnections(t *testing.T) {
 	})
 }
 
-func TestLivenessConnectBeforeStart(t *testing.T) {
+func TestTrackerConnectBeforeStart(t *testing.T) {
 	rec := &recordingPresence{}
-	l, err := NewLiveness(LivenessConfig{
-		Presence: rec,
-		Known:    []storage.Device{{ID: "a", Transport: "ws", Online: true, Session: 4}},
+	l, err := New(Config{
+		Sink:  rec,
+		Known: []Record{{ID: "a", Transport: "ws", Online: true, Session: 4}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -435,10 +434,10 @@ func TestLivenessConnectBeforeStart(t *testing.T) {
 	wantEvents(t, rec.take(), "a online=true ws session=5 connect")
 }
 
-func TestLivenessPresenceWriterError(t *testing.T) {
+func TestTrackerPresenceWriterError(t *testing.T) {
 	var logs strings.Builder
 	rec := &recordingPresence{err: errors.New("storage closed")}
-	l, err := NewLiveness(LivenessConfig{Presence: rec, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	l, err := New(Config{Sink: rec, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,8 +454,8 @@ func TestLivenessPresenceWriterError(t *testing.T) {
 	}
 }
 
-func BenchmarkLivenessHeard(b *testing.B) {
-	l, err := NewLiveness(LivenessConfig{Presence: &recordingPresence{}})
+func BenchmarkTrackerHeard(b *testing.B) {
+	l, err := New(Config{Sink: &recordingPresence{}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,7 +1,8 @@
-package devices
+package presence
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -10,44 +11,71 @@ import (
 
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/metrics"
-	"github.com/telehub/telehub/storage"
 )
 
 // expireBatch is the most timed-out devices handled under one hold of the
-// Liveness mutex, so that a mass timeout does not stall Heard for long.
+// Tracker mutex, so that a mass timeout does not stall Heard for long.
 const expireBatch = 512
 
 // neverHeard is the last-heard time of a device never heard.
 const neverHeard = time.Duration(math.MinInt64)
 
-// presenceWriter records presence changes; *bridge.Bridge implements it.
-type presenceWriter interface {
+// DefaultTimeout is the default time after which a device with nothing
+// heard goes offline (--device-timeout).
+const DefaultTimeout = 45 * time.Second
+
+// Errors of the Tracker.
+var (
+	// ErrInvalidConfig: a Config field is missing or out of range.
+	ErrInvalidConfig = errors.New("presence: invalid config")
+	// ErrClosed: the Tracker was shut down.
+	ErrClosed = errors.New("presence: closed")
+	// ErrStarted: Start was called twice.
+	ErrStarted = errors.New("presence: already started")
+)
+
+// Record is what storage knows of a device's presence: its last recorded
+// presence change and when it was last seen.
+type Record struct {
+	ID string
+	// Transport is the transport of the last presence change, "" when
+	// unknown.
+	Transport string
+	// Online and Session are those of the last presence change recorded.
+	Online  bool
+	Session uint64
+	// LastSeen is when the device was last seen; zero when never.
+	LastSeen time.Time
+}
+
+// Sink records presence changes; *bridge.Bridge implements it.
+type Sink interface {
 	Presence(device string, p bridge.Presence, at time.Time, done func(bridge.Result)) error
 }
 
-// LivenessConfig configures a Liveness.
-type LivenessConfig struct {
-	// Presence receives every presence change, in the order the changes
+// Config configures a Tracker.
+type Config struct {
+	// Sink receives every presence change, in the order the changes
 	// happen. Required; in telehub the *bridge.Bridge.
-	Presence presenceWriter
+	Sink Sink
 	// Known are the device records stored when the hub starts. Sessions
 	// continue from their Session numbers; the devices recorded Online are
 	// marked offline (reason "disconnect") by Start, since their
 	// connections did not survive the restart. Default none.
-	Known []storage.Device
+	Known []Record
 	// Resume, when set, picks the Known devices recorded online whose
 	// connections may have outlived the hub (devices of an external broker
 	// stay connected to it): they stay online with their session and go
 	// offline with reason "timeout" unless heard within Timeout of Start.
 	// Default nil: every device recorded online is marked offline.
-	Resume func(storage.Device) bool
+	Resume func(Record) bool
 	// Timeout is how long a device may stay silent before it goes offline
 	// with reason "timeout" (--device-timeout). Default 45s.
 	Timeout time.Duration
-	// Logger receives the logs of Liveness. Default: logs are discarded.
+	// Logger receives the logs of Tracker. Default: logs are discarded.
 	Logger *slog.Logger
 	// Metrics is telehub's metrics set. Presence changes are counted by
-	// the bridge as they are submitted, so Liveness adds none of its own.
+	// the bridge as they are submitted, so Tracker adds none of its own.
 	// Default a private set.
 	Metrics *metrics.Metrics
 	// Now is the clock for last-seen times, deadlines and event times.
@@ -56,15 +84,15 @@ type LivenessConfig struct {
 }
 
 // withDefaults validates c and returns it with defaults filled.
-func (c LivenessConfig) withDefaults() (LivenessConfig, error) {
-	if c.Presence == nil {
+func (c Config) withDefaults() (Config, error) {
+	if c.Sink == nil {
 		return c, fmt.Errorf("%w: liveness needs a Presence writer", ErrInvalidConfig)
 	}
 	if c.Timeout < 0 {
 		return c, fmt.Errorf("%w: negative device timeout %v", ErrInvalidConfig, c.Timeout)
 	}
 	if c.Timeout == 0 {
-		c.Timeout = DefaultDeviceTimeout
+		c.Timeout = DefaultTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -76,8 +104,8 @@ func (c LivenessConfig) withDefaults() (LivenessConfig, error) {
 	return c, nil
 }
 
-// Liveness decides which devices are online (SPEC §5). Transports report
-// connections, disconnections and every sign of life; Liveness numbers the
+// Tracker decides which devices are online. Transports report
+// connections, disconnections and every sign of life; Tracker numbers the
 // sessions of each device, goes offline after the device timeout, and
 // emits a presence event for every change.
 //
@@ -88,17 +116,17 @@ func (c LivenessConfig) withDefaults() (LivenessConfig, error) {
 //
 // # Caveats
 //
-// Presence events are submitted while the Liveness mutex is held, so that
+// Presence events are submitted while the Tracker mutex is held, so that
 // they are stored in the order of the changes; a Presence writer that
 // blocks (a full storage queue) stalls every transport reporting to this
-// Liveness until it returns.
-type Liveness struct {
-	presence presenceWriter
-	timeout  time.Duration
-	log      *slog.Logger
-	now      func() time.Time
-	epoch    time.Time           // times are kept as durations since epoch
-	stored   func(bridge.Result) // done callback of every presence event
+// Tracker until it returns.
+type Tracker struct {
+	sink    Sink
+	timeout time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+	epoch   time.Time           // times are kept as durations since epoch
+	stored  func(bridge.Result) // done callback of every presence event
 
 	mu        sync.Mutex
 	devices   map[string]*deviceState
@@ -113,35 +141,35 @@ type Liveness struct {
 	closeOnce sync.Once
 }
 
-// deviceState is the liveness of one device. Guarded by Liveness.mu.
+// deviceState is the liveness of one device. Guarded by Tracker.mu.
 type deviceState struct {
 	id        string
 	transport string
 	session   uint64
-	lastHeard time.Duration // since Liveness.epoch, or neverHeard
+	lastHeard time.Duration // since Tracker.epoch, or neverHeard
 	online    bool
 	queued    bool // has an entry in the deadline heap
 	wasOnline bool // recorded online before the start and not seen since
 	resume    bool // recorded online, and its connection may have survived
 }
 
-// NewLiveness returns a Liveness that knows cfg.Known. It emits nothing and
+// New returns a Tracker that knows cfg.Known. It emits nothing and
 // runs no goroutine until Start.
-func NewLiveness(cfg LivenessConfig) (*Liveness, error) {
+func New(cfg Config) (*Tracker, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	l := &Liveness{
-		presence: cfg.Presence,
-		timeout:  cfg.Timeout,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		epoch:    cfg.Now(),
-		devices:  make(map[string]*deviceState, len(cfg.Known)),
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+	l := &Tracker{
+		sink:    cfg.Sink,
+		timeout: cfg.Timeout,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		epoch:   cfg.Now(),
+		devices: make(map[string]*deviceState, len(cfg.Known)),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	l.stored = l.logStored
 	for _, d := range cfg.Known {
@@ -152,7 +180,7 @@ func NewLiveness(cfg LivenessConfig) (*Liveness, error) {
 
 // know records a device from storage. Of two records of one id, the one
 // with the higher session wins.
-func (l *Liveness) know(d storage.Device, resume bool) {
+func (l *Tracker) know(d Record, resume bool) {
 	if old := l.devices[d.ID]; old != nil && old.session >= d.Session {
 		return
 	}
@@ -174,7 +202,7 @@ func (l *Liveness) know(d storage.Device, resume bool) {
 // were recorded online and have not connected since (except those Resume
 // keeps online), and starts the timeout goroutine. It returns ErrStarted when called twice and ErrClosed after
 // Close.
-func (l *Liveness) Start() error {
+func (l *Tracker) Start() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -205,7 +233,7 @@ func (l *Liveness) Start() error {
 // Close stops the timeout goroutine and waits for it. Devices keep their
 // state and the other methods keep working, but no device times out any
 // more. Close is idempotent and always returns nil.
-func (l *Liveness) Close() error {
+func (l *Tracker) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closed = true
@@ -224,7 +252,7 @@ func (l *Liveness) Close() error {
 // online from now on, and a presence event with reason (ReasonConnect, or
 // ReasonMessage when the connection became the device's by a publish) is
 // emitted, also when a connection replaces one that was still online.
-func (l *Liveness) Connect(device, transport, reason string) (session uint64) {
+func (l *Tracker) Connect(device, transport, reason string) (session uint64) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -235,7 +263,7 @@ func (l *Liveness) Connect(device, transport, reason string) (session uint64) {
 // publish. For an online device it only notes the time. A device that is
 // offline (it timed out, or was never seen) goes online with a new session
 // and reason "message".
-func (l *Liveness) Heard(device, transport string) {
+func (l *Tracker) Heard(device, transport string) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -250,7 +278,7 @@ func (l *Liveness) Heard(device, transport string) {
 // ReasonDisconnect or ReasonWill. It does nothing when session is not the
 // device's current session (a late disconnect of a replaced connection) or
 // when the device is already offline.
-func (l *Liveness) Disconnect(device string, session uint64, reason string) {
+func (l *Tracker) Disconnect(device string, session uint64, reason string) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -264,7 +292,7 @@ func (l *Liveness) Disconnect(device string, session uint64, reason string) {
 
 // Session returns the device's current session number and whether it is
 // online. An unknown device has session 0 and is offline.
-func (l *Liveness) Session(device string) (session uint64, online bool) {
+func (l *Tracker) Session(device string) (session uint64, online bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if d := l.devices[device]; d != nil {
@@ -275,8 +303,8 @@ func (l *Liveness) Session(device string) (session uint64, online bool) {
 
 // LastSeen returns when the device was last heard, whether it is online
 // and over which transport it was last connected; ok is false for a device
-// Liveness does not know.
-func (l *Liveness) LastSeen(device string) (t time.Time, online bool, transport string, ok bool) {
+// Tracker does not know.
+func (l *Tracker) LastSeen(device string) (t time.Time, online bool, transport string, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if d := l.devices[device]; d != nil {
@@ -287,7 +315,7 @@ func (l *Liveness) LastSeen(device string) (t time.Time, online bool, transport 
 
 // goOnline starts a new session of device and emits its online event.
 // l.mu must be held.
-func (l *Liveness) goOnline(device, transport, reason string, now time.Time) *deviceState {
+func (l *Tracker) goOnline(device, transport, reason string, now time.Time) *deviceState {
 	d := l.devices[device]
 	if d == nil {
 		d = &deviceState{id: device}
@@ -305,7 +333,7 @@ func (l *Liveness) goOnline(device, transport, reason string, now time.Time) *de
 
 // schedule gives an online device a deadline in the heap unless it has
 // one; a due entry is checked against lastHeard then. l.mu must be held.
-func (l *Liveness) schedule(d *deviceState) {
+func (l *Tracker) schedule(d *deviceState) {
 	if d.queued {
 		return
 	}
@@ -320,16 +348,16 @@ func (l *Liveness) schedule(d *deviceState) {
 }
 
 // emit submits the presence event of d's current state. l.mu must be held.
-func (l *Liveness) emit(d *deviceState, reason string, at time.Time) {
+func (l *Tracker) emit(d *deviceState, reason string, at time.Time) {
 	p := bridge.Presence{Online: d.online, Transport: d.transport, Session: d.session, Reason: reason}
-	if err := l.presence.Presence(d.id, p, at, l.stored); err != nil {
+	if err := l.sink.Presence(d.id, p, at, l.stored); err != nil {
 		l.log.Warn("presence event not submitted", "device", d.id, "online", d.online,
 			"session", d.session, "reason", reason, "err", err)
 	}
 }
 
 // logStored is the done callback of presence events.
-func (l *Liveness) logStored(r bridge.Result) {
+func (l *Tracker) logStored(r bridge.Result) {
 	if r.Err != nil {
 		l.log.Warn("presence event not stored", "err", r.Err)
 	}
@@ -337,7 +365,7 @@ func (l *Liveness) logStored(r bridge.Result) {
 
 // run is the timeout goroutine: it sleeps until the earliest deadline and
 // expires what is due.
-func (l *Liveness) run() {
+func (l *Tracker) run() {
 	defer close(l.done)
 	timer := time.NewTimer(l.timeout)
 	timer.Stop()
@@ -359,7 +387,7 @@ func (l *Liveness) run() {
 
 // expire handles every deadline that is due and returns the time until the
 // next one; ok is false when no device is waiting for a deadline.
-func (l *Liveness) expire() (wait time.Duration, ok bool) {
+func (l *Tracker) expire() (wait time.Duration, ok bool) {
 	for {
 		wait, ok, more := l.expireSome(l.now())
 		if !more {
@@ -370,7 +398,7 @@ func (l *Liveness) expire() (wait time.Duration, ok bool) {
 
 // expireSome handles up to expireBatch due deadlines; more is true when it
 // stopped with some still due.
-func (l *Liveness) expireSome(now time.Time) (wait time.Duration, ok, more bool) {
+func (l *Tracker) expireSome(now time.Time) (wait time.Duration, ok, more bool) {
 	rel := now.Sub(l.epoch)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -389,7 +417,7 @@ func (l *Liveness) expireSome(now time.Time) (wait time.Duration, ok, more bool)
 // check handles a device whose deadline came due: an offline device leaves
 // the heap, one heard since gets a later deadline, any other times out.
 // l.mu must be held.
-func (l *Liveness) check(d *deviceState, now time.Time) {
+func (l *Tracker) check(d *deviceState, now time.Time) {
 	d.queued = false
 	if !d.online {
 		return
@@ -404,13 +432,13 @@ func (l *Liveness) check(d *deviceState, now time.Time) {
 
 // deadline is when a device times out unless heard since.
 type deadline struct {
-	at  time.Duration // since Liveness.epoch
+	at  time.Duration // since Tracker.epoch
 	dev *deviceState
 }
 
 // since returns t as a duration since the epoch; neverHeard for the zero
 // time.
-func (l *Liveness) since(t time.Time) time.Duration {
+func (l *Tracker) since(t time.Time) time.Duration {
 	if t.IsZero() {
 		return neverHeard
 	}
@@ -418,7 +446,7 @@ func (l *Liveness) since(t time.Time) time.Duration {
 }
 
 // time returns the time of a duration since the epoch.
-func (l *Liveness) time(d time.Duration) time.Time {
+func (l *Tracker) time(d time.Duration) time.Time {
 	if d == neverHeard {
 		return time.Time{}
 	}

@@ -1,0 +1,155 @@
+package devices
+
+import (
+	"cmp"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/telehub/telehub/internal/metrics"
+)
+
+// BrokerConfig configures the embedded MQTT broker.
+type BrokerConfig struct {
+	// Addr is the TCP listen address. Default "127.0.0.1:1883"; port 0
+	// picks a free port (see Broker.Addr).
+	Addr string
+	// TLS, when set, makes the listener MQTTS. Default nil: plain TCP.
+	TLS *tls.Config
+	// Bridge receives readings and rejections (*bridge.Bridge). Required.
+	Bridge Ingester
+	// Presence tracks which devices are online (*presence.Tracker).
+	// Required.
+	Presence Presence
+	// MaxPayload is the largest payload accepted, in bytes. Default 65536.
+	MaxPayload int
+	// Authenticate, when set, turns credentials on: the username is the
+	// device id, the password its token, and a client may publish only
+	// under its own devices/{id}/ and subscribe only there. Default nil:
+	// any client connects, and a connection belongs to a device once it
+	// publishes under devices/{id}/.
+	Authenticate func(username, password string) bool
+	// ConnectTimeout bounds the wait for a new connection's CONNECT packet
+	// (TLS handshake included). Default 10s.
+	ConnectTimeout time.Duration
+	// Logger receives the broker's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the broker's metrics. Default a private set.
+	Metrics *metrics.Metrics
+}
+
+// withDefaults validates c and returns it with defaults filled.
+func (c BrokerConfig) withDefaults() (BrokerConfig, error) {
+	switch {
+	case c.Bridge == nil:
+		return c, fmt.Errorf("%w: Bridge is required", ErrInvalidConfig)
+	case c.Presence == nil:
+		return c, fmt.Errorf("%w: Presence is required", ErrInvalidConfig)
+	case c.MaxPayload < 0 || c.ConnectTimeout < 0:
+		return c, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
+	case c.MaxPayload > mqttMaxPayload:
+		return c, fmt.Errorf("%w: MaxPayload %d is over the MQTT limit of %d", ErrInvalidConfig, c.MaxPayload, mqttMaxPayload)
+	}
+	c.Addr = cmp.Or(c.Addr, DefaultBrokerAddr)
+	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultMQTTConnectTimeout)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Metrics = metrics.OrNew(c.Metrics)
+	return c, nil
+}
+
+// Broker is telehub's embedded MQTT broker: a mochi-mqtt server whose hook
+// turns device publishes into readings, presence and error answers.
+//
+// QoS 1 and 2 publishes are acknowledged only after the bridge reports the
+// reading durably stored. Rejected payloads are answered on
+// devices/{id}/errors and never cost the device its connection; a packet
+// larger than the max payload plus a small margin for the topic does, as
+// MQTT allows.
+type Broker struct {
+	cfg     BrokerConfig
+	server  *mqtt.Server
+	hook    *brokerHook
+	ln      *mqttListener
+	closing chan struct{}
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+}
+
+// NewBroker builds the broker and binds its listener; it does not accept
+// connections before Serve.
+func NewBroker(cfg BrokerConfig) (*Broker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = mqttWritesPending
+	caps.MaximumPacketSize = uint32(cfg.MaxPayload + mqttPacketOverhead)
+	log := cfg.Logger
+	server := mqtt.New(&mqtt.Options{
+		InlineClient:           true,
+		Capabilities:           caps,
+		Logger:                 log,
+		SysTopicResendInterval: mqttSysInterval,
+	})
+	b := &Broker{cfg: cfg, server: server, closing: make(chan struct{})}
+	b.hook = newBrokerHook(cfg, server, b.closing, log)
+	if err := server.AddHook(b.hook, nil); err != nil {
+		return nil, fmt.Errorf("mqtt hook: %w", err)
+	}
+	b.ln = newMQTTListener(cfg.Addr, cfg.TLS, cfg.ConnectTimeout, log)
+	if err := server.AddListener(b.ln); err != nil {
+		return nil, fmt.Errorf("mqtt listen on %s: %w", cfg.Addr, err)
+	}
+	return b, nil
+}
+
+// Addr returns the address the broker listens on, with port 0 resolved.
+func (b *Broker) Addr() net.Addr { return b.ln.ln.Addr() }
+
+// Serve starts accepting connections and returns at once.
+func (b *Broker) Serve() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.closed:
+		return ErrClosed
+	case b.started:
+		return ErrStarted
+	}
+	b.started = true
+	if err := b.server.Serve(); err != nil {
+		return fmt.Errorf("mqtt serve: %w", err)
+	}
+	b.cfg.Logger.Info("mqtt broker listening", "addr", b.Addr().String(), "tls", b.cfg.TLS != nil,
+		"credentials", b.cfg.Authenticate != nil)
+	return nil
+}
+
+// Close disconnects every client, releases publishes waiting for their
+// commit unacknowledged (the devices resend them), closes the listener and
+// waits for the connection goroutines. It is safe to call more than once.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	close(b.closing)
+	if err := b.server.Close(); err != nil {
+		return fmt.Errorf("mqtt close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,36 @@
+package devices
+
+import (
+	"time"
+
+	"github.com/telehub/telehub/bridge"
+)
+
+// Ingester is what the transports need of the bridge: readings to store
+// and rejections to record. *bridge.Bridge implements it.
+type Ingester interface {
+	// Telemetry submits the readings of one device message; done runs once
+	// they are durably stored or failed, on the store's writer goroutine.
+	Telemetry(in bridge.Input, p bridge.Payload, done func(bridge.Result)) error
+	// Reject records a message that was refused and says whether to
+	// answer the device.
+	Reject(in bridge.Input, err error) bridge.Rejection
+}
+
+// Presence is what the transports report to the presence tracker and ask
+// of it; *presence.Tracker implements it.
+type Presence interface {
+	// Connect starts a new session of device and returns its number.
+	Connect(device, transport, reason string) (session uint64)
+	// Heard records a sign of life of device.
+	Heard(device, transport string)
+	// Disconnect ends the device's session when it is still the current
+	// one.
+	Disconnect(device string, session uint64, reason string)
+	// Session returns the device's current session and whether it is
+	// online.
+	Session(device string) (session uint64, online bool)
+	// LastSeen returns when the device was last heard, whether it is
+	// online and its transport; ok is false for a device not known.
+	LastSeen(device string) (t time.Time, online bool, transport string, ok bool)
+}

@@ -1,0 +1,421 @@
+package devices
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/telehub/telehub/bridge"
+)
+
+// mqttConn is the hook's state of one client connection. Its fields other
+// than replaced are used only on the connection's own goroutine.
+type mqttConn struct {
+	// device is the device the connection belongs to: the username with
+	// credentials, else the device of its first publish; "" until known.
+	device string
+	// live is set while the connection holds the device's current presence
+	// session.
+	live    bool
+	session uint64
+	// lastHeard is when the connection last reported a sign of life.
+	lastHeard time.Time
+	// counted is set once the connection is counted in DevicesConnected.
+	counted bool
+	// replaced is set when a new connection with the same client id took
+	// the session over: this one's will and disconnect no longer speak for
+	// the device.
+	replaced atomic.Bool
+}
+
+// commitWait is how a QoS 1 publish waits for its commit; pooled.
+type commitWait struct {
+	ch   chan bridge.Result // capacity 1: done never blocks
+	done func(bridge.Result)
+}
+
+func newCommitWait() *commitWait {
+	w := &commitWait{ch: make(chan bridge.Result, 1)}
+	w.done = func(r bridge.Result) { w.ch <- r }
+	return w
+}
+
+// brokerHook is the mochi hook that connects the broker to the bridge and
+// the presence engine. mochi calls it from each client's goroutine; the
+// state it shares across clients is conns (sync.Map) and byID (mu).
+type brokerHook struct {
+	mqtt.HookBase
+	ingest    mqttIngest
+	live      Presence
+	auth      func(username, password string) bool
+	server    *mqtt.Server
+	closing   <-chan struct{}
+	log       *slog.Logger
+	connected prometheus.Gauge
+	dropped   prometheus.Counter
+	waits     sync.Pool
+
+	conns sync.Map // *mqtt.Client -> *mqttConn
+	mu    sync.Mutex
+	byID  map[string]*mqttConn // client id -> its current connection
+}
+
+func newBrokerHook(cfg BrokerConfig, server *mqtt.Server, closing <-chan struct{}, log *slog.Logger) *brokerHook {
+	return &brokerHook{
+		ingest:    mqttIngest{bridge: cfg.Bridge, maxPayload: cfg.MaxPayload},
+		live:      cfg.Presence,
+		auth:      cfg.Authenticate,
+		server:    server,
+		closing:   closing,
+		log:       log,
+		connected: cfg.Metrics.DevicesConnected.WithLabelValues(bridge.TransportMQTT),
+		dropped:   cfg.Metrics.MQTTDropped,
+		waits:     sync.Pool{New: func() any { return newCommitWait() }},
+		byID:      make(map[string]*mqttConn),
+	}
+}
+
+// ID names the hook in mochi's logs.
+func (h *brokerHook) ID() string { return "telehub" }
+
+// Provides lists the mochi events the hook handles.
+func (h *brokerHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish,
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPacketRead,
+		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnWillSent:
+		return true
+	}
+	return false
+}
+
+// OnConnectAuthenticate admits any client when credentials are off. With
+// credentials, the username must be a valid device id whose token is the
+// password, and a will, if any, must be under the device's own topics.
+func (h *brokerHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if h.auth == nil {
+		return true
+	}
+	device := string(cl.Properties.Username)
+	if bridge.ValidDeviceID(device) != nil || !h.auth(device, string(pk.Connect.Password)) {
+		h.log.Debug("mqtt client refused: bad credentials", "client", cl.ID, "remote", cl.Net.Remote)
+		return false
+	}
+	if pk.Connect.WillFlag {
+		if r, _ := parseDeviceTopic(pk.Connect.WillTopic); r.device != device {
+			h.log.Debug("mqtt client refused: will outside its device's topics", "device", device,
+				"topic", pk.Connect.WillTopic)
+			return false
+		}
+	}
+	return true
+}
+
+// OnACLCheck allows every publish (OnPublish answers forbidden ones) and,
+// with credentials, subscriptions only under the device's own topics.
+func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if h.auth == nil || write || cl.Net.Inline {
+		return true
+	}
+	return strings.HasPrefix(topic, "devices/"+string(cl.Properties.Username)+"/")
+}
+
+// OnSessionEstablish runs before a new connection takes over the session
+// of an older one with the same client id: the older one is marked
+// replaced first, so that its will and disconnect cannot mark the device
+// offline however the two connections' goroutines interleave.
+func (h *brokerHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	h.mu.Lock()
+	if old := h.byID[cl.ID]; old != nil {
+		old.replaced.Store(true)
+	}
+	h.mu.Unlock()
+}
+
+// OnSessionEstablished registers the connection; with credentials it is
+// the device's from now on (presence reason connect).
+func (h *brokerHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	c := &mqttConn{}
+	if h.auth != nil {
+		h.bind(c, string(cl.Properties.Username), bridge.ReasonConnect)
+	}
+	h.conns.Store(cl, c)
+	h.mu.Lock()
+	h.byID[cl.ID] = c
+	h.mu.Unlock()
+}
+
+// OnPacketRead counts every packet of a connection that holds its device's
+// session (PINGREQ included) as a sign of life.
+func (h *brokerHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if v, ok := h.conns.Load(cl); ok {
+		if c := v.(*mqttConn); c.live {
+			h.heard(c, time.Now())
+		}
+	}
+	return pk, nil
+}
+
+// heard records a sign of life of live connection c. Usually that is one
+// Presence.Heard. After a pause of mqttRecheck or more, the device may
+// have timed out meanwhile, so the connection first checks that it still
+// holds the device's session: if the device went offline, the connection
+// takes a new session (reason message) that its disconnect or will can
+// end later; if another connection took the device over, this one no
+// longer speaks for it.
+func (h *brokerHook) heard(c *mqttConn, now time.Time) {
+	gap := now.Sub(c.lastHeard)
+	c.lastHeard = now
+	if gap < mqttRecheck {
+		h.live.Heard(c.device, bridge.TransportMQTT)
+		return
+	}
+	switch session, online := h.live.Session(c.device); {
+	case !online:
+		h.bind(c, c.device, bridge.ReasonMessage)
+	case session != c.session:
+		c.live = false
+	default:
+		h.live.Heard(c.device, bridge.TransportMQTT)
+	}
+}
+
+// OnDisconnect marks the device offline (reason disconnect) unless the
+// connection no longer holds the device's session: it went offline by its
+// will or a status "offline", another connection took its session over,
+// or a delayed will is pending.
+func (h *brokerHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	v, ok := h.conns.LoadAndDelete(cl)
+	if !ok {
+		return
+	}
+	c := v.(*mqttConn)
+	h.mu.Lock()
+	if h.byID[cl.ID] == c {
+		delete(h.byID, cl.ID)
+	}
+	h.mu.Unlock()
+	if c.counted {
+		h.connected.Dec()
+	}
+	if !c.live || c.replaced.Load() || cl.IsTakenOver() || delayedOfflineWill(cl, c.device) {
+		return
+	}
+	c.live = false
+	h.live.Disconnect(c.device, c.session, bridge.ReasonDisconnect)
+}
+
+// delayedOfflineWill reports whether cl has an MQTT 5 will with a delay,
+// still unsent, that will set device offline. The will, or else the device
+// timeout, then decides when the device goes offline.
+func delayedOfflineWill(cl *mqtt.Client, device string) bool {
+	will := &cl.Properties.Will
+	if atomic.LoadUint32(&will.Flag) == 0 || will.WillDelayInterval == 0 {
+		return false
+	}
+	r, err := routeMQTT(will.TopicName, will.Payload, len(will.Payload))
+	return err == nil && r.device == device && r.wentOffline()
+}
+
+// OnPublishDropped counts messages mochi dropped for a client whose
+// outbound queue was full.
+func (h *brokerHook) OnPublishDropped(*mqtt.Client, packets.Packet) { h.dropped.Inc() }
+
+// OnWillSent handles a will the broker published for a client that
+// dropped. mochi publishes wills straight to subscribers, bypassing
+// OnPublish, and before it calls OnDisconnect for the same drop: a status
+// "offline" will therefore marks the device offline with reason will, and
+// OnDisconnect then finds the connection no longer live. Other wills are
+// ingested like QoS 0 publishes.
+func (h *brokerHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	var c *mqttConn
+	if v, ok := h.conns.Load(cl); ok {
+		c = v.(*mqttConn)
+	}
+	_, _ = h.handle(c, pk, true)
+}
+
+// OnPublish ingests a device publish. It returns once the publish is dealt
+// with: for QoS 1 and 2 telemetry, after the commit, so that mochi's
+// PUBACK (sent when the hook returns) means "durably stored".
+func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // the hub's own answers
+	}
+	c := &mqttConn{}
+	if v, ok := h.conns.Load(cl); ok {
+		c = v.(*mqttConn)
+	}
+	return h.handle(c, pk, false)
+}
+
+// handle is OnPublish and OnWillSent: route, presence, then store or
+// reject. c is nil for a will sent after its connection ended. The error
+// tells mochi what to do with the packet: CodeSuccessIgnore acknowledges
+// it without forwarding it to subscribers (rejections), ErrRejectPacket
+// leaves it unacknowledged (not stored).
+func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.Packet, error) {
+	now := time.Now()
+	topic := pk.TopicName
+	r, err := routeMQTT(topic, pk.Payload, h.ingest.maxPayload)
+	owner := ""
+	if c != nil {
+		owner = c.device
+	}
+	switch {
+	case h.auth != nil && !will && r.device != owner:
+		h.reject(mqttInput(owner, topic, now), mqttForbidden(owner, topic))
+		return pk, packets.CodeSuccessIgnore
+	case r.kind == mqttForeign || r.kind == mqttAnswer:
+		return pk, nil
+	}
+	if will {
+		h.willPresence(c, &r, err)
+	} else {
+		h.presence(c, &r, err)
+	}
+	if err != nil {
+		h.reject(mqttInput(rejectDevice(&r, owner), topic, now), err)
+		return pk, packets.CodeSuccessIgnore
+	}
+	if !r.stores() {
+		return pk, nil
+	}
+	in := mqttInput(r.device, topic, now)
+	if will || pk.FixedHeader.Qos == 0 {
+		return pk, h.storeAsync(in, r.payload)
+	}
+	return pk, h.storeAndWait(in, r.payload)
+}
+
+// rejectDevice is the device a rejected publish is recorded for: the one
+// its topic names, else the connection's device, else the invalid id as
+// published (the bridge makes no topic from it).
+func rejectDevice(r *mqttRoute, owner string) string {
+	switch {
+	case r.device != "":
+		return r.device
+	case owner != "":
+		return owner
+	}
+	return r.rawID
+}
+
+// presence applies the presence effect of a publish from connection c.
+func (h *brokerHook) presence(c *mqttConn, r *mqttRoute, err error) {
+	if r.device == "" {
+		return
+	}
+	offline := err == nil && r.wentOffline()
+	switch {
+	case c.live && c.device == r.device:
+		// Heard in OnPacketRead already.
+		if offline {
+			h.offline(c)
+		}
+	case offline:
+		statusOffline(h.live, r.device)
+	case !c.live && (c.device == "" || c.device == r.device):
+		h.bind(c, r.device, bridge.ReasonMessage)
+	default:
+		// Credentials off: a connection publishing for another device.
+		h.live.Heard(r.device, bridge.TransportMQTT)
+	}
+}
+
+// willPresence applies the presence effect of a will: only a status
+// "offline" has one.
+func (h *brokerHook) willPresence(c *mqttConn, r *mqttRoute, err error) {
+	switch {
+	case err != nil || !r.wentOffline() || c != nil && c.replaced.Load():
+	case c != nil && c.live && c.device == r.device:
+		h.offline(c)
+	default:
+		statusOffline(h.live, r.device)
+	}
+}
+
+// bind makes connection c hold a new session of device.
+func (h *brokerHook) bind(c *mqttConn, device, reason string) {
+	c.device = device
+	c.session = h.live.Connect(device, bridge.TransportMQTT, reason)
+	c.live = true
+	c.lastHeard = time.Now()
+	if !c.counted {
+		c.counted = true
+		h.connected.Inc()
+	}
+}
+
+// offline ends connection c's session with reason will.
+func (h *brokerHook) offline(c *mqttConn) {
+	c.live = false
+	h.live.Disconnect(c.device, c.session, bridge.ReasonWill)
+}
+
+// storeAsync submits QoS 0 telemetry without waiting for its commit.
+func (h *brokerHook) storeAsync(in bridge.Input, p bridge.Payload) error {
+	if err := h.ingest.bridge.Telemetry(in, p, ignoreResult); err != nil {
+		h.reject(in, mqttStoreError(err))
+		return packets.CodeSuccessIgnore
+	}
+	return nil
+}
+
+// storeAndWait submits QoS 1 telemetry and waits for its commit, or for
+// the broker to close. A payload the bridge refuses is acknowledged like
+// any rejected payload; one that could not be stored, or whose wait was
+// cut short, stays unacknowledged, and the device resends it.
+func (h *brokerHook) storeAndWait(in bridge.Input, p bridge.Payload) error {
+	w := h.waits.Get().(*commitWait)
+	if err := h.ingest.bridge.Telemetry(in, p, w.done); err != nil {
+		// done is never called; w is left to the garbage collector all the same.
+		h.reject(in, mqttStoreError(err))
+		if acknowledgeRefusal(err) {
+			return packets.CodeSuccessIgnore
+		}
+		return packets.ErrRejectPacket
+	}
+	select {
+	case res := <-w.ch:
+		h.waits.Put(w)
+		if res.Err != nil {
+			h.reject(in, mqttStoreError(res.Err))
+			return packets.ErrRejectPacket
+		}
+		return nil
+	case <-h.closing:
+		return packets.ErrRejectPacket // w is dropped: its done may still come
+	}
+}
+
+// acknowledgeRefusal reports whether a QoS 1 publish the bridge refused is
+// acknowledged all the same: yes for a payload that can never be stored
+// (bad JSON, bad names), which the device must not resend; no for a
+// refusal that passes (over the rate limit) or a store failure, which the
+// device should resend later.
+func acknowledgeRefusal(err error) bool {
+	var e *bridge.Error
+	return errors.As(err, &e) && e.Code != bridge.CodeRateLimited
+}
+
+// reject records a rejection and answers the device through the inline
+// client. Server.Publish holds no lock of mochi's while it runs the hooks
+// and only queues to each subscriber without blocking (dropping when a
+// queue is full), so calling it from inside OnPublish cannot deadlock.
+func (h *brokerHook) reject(in bridge.Input, err error) {
+	topic, body, ok := h.ingest.reject(in, err)
+	if !ok {
+		return
+	}
+	if perr := h.server.Publish(topic, body, false, 0); perr != nil {
+		h.log.Debug("mqtt error answer not published", "device", in.Device, "error", perr)
+	}
+}

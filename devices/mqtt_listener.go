@@ -1,0 +1,179 @@
+package devices
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// mqttListener is the broker's TCP (or TLS) listener. Unlike mochi's own,
+// it bounds the wait for a new connection's CONNECT packet, and on Close
+// closes every connection it accepted and waits for their goroutines.
+type mqttListener struct {
+	id             string
+	addr           string
+	tls            *tls.Config
+	connectTimeout time.Duration
+	log            *slog.Logger
+	ln             net.Listener
+	done           chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup // Serve and one goroutine per connection
+}
+
+func newMQTTListener(addr string, tlsConf *tls.Config, connectTimeout time.Duration, log *slog.Logger) *mqttListener {
+	return &mqttListener{
+		id: "telehub", addr: addr, tls: tlsConf, connectTimeout: connectTimeout, log: log,
+		done: make(chan struct{}), conns: make(map[net.Conn]struct{}),
+	}
+}
+
+// ID returns the listener's id.
+func (l *mqttListener) ID() string { return l.id }
+
+// Address returns the bound address.
+func (l *mqttListener) Address() string {
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.addr
+}
+
+// Protocol returns "tcp" or "tls".
+func (l *mqttListener) Protocol() string {
+	if l.tls != nil {
+		return "tls"
+	}
+	return "tcp"
+}
+
+// Init binds the address.
+func (l *mqttListener) Init(*slog.Logger) error {
+	ln, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return err
+	}
+	if l.tls != nil {
+		ln = tls.NewListener(ln, l.tls)
+	}
+	l.ln = ln
+	return nil
+}
+
+// Serve accepts connections until Close, handing each to establish on a
+// goroutine of its own.
+func (l *mqttListener) Serve(establish listeners.EstablishFn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.wg.Add(1)
+	l.mu.Unlock()
+	defer l.wg.Done()
+	var delay time.Duration
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if delay = acceptBackoff(delay); !l.pause(err, delay) {
+				return
+			}
+			continue
+		}
+		delay = 0
+		if !l.track(conn) {
+			_ = conn.Close()
+			return
+		}
+		go l.serveConn(establish, conn)
+	}
+}
+
+// acceptBackoff returns the wait after a failed Accept: 5ms doubling to 1s.
+func acceptBackoff(prev time.Duration) time.Duration {
+	if prev == 0 {
+		return 5 * time.Millisecond
+	}
+	return min(2*prev, time.Second)
+}
+
+// pause waits after an Accept error; false when the listener is closed.
+func (l *mqttListener) pause(err error, delay time.Duration) bool {
+	select {
+	case <-l.done:
+		return false
+	default:
+	}
+	l.log.Warn("mqtt accept failed", "error", err, "retry_in", delay)
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-l.done:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// track registers an accepted connection; false when the listener closed.
+func (l *mqttListener) track(conn net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.conns[conn] = struct{}{}
+	l.wg.Add(1)
+	return true
+}
+
+func (l *mqttListener) serveConn(establish listeners.EstablishFn, conn net.Conn) {
+	defer l.wg.Done()
+	defer func() {
+		l.mu.Lock()
+		delete(l.conns, conn)
+		l.mu.Unlock()
+	}()
+	// mochi replaces this deadline with the client's keepalive once the
+	// CONNECT packet is read.
+	_ = conn.SetReadDeadline(time.Now().Add(l.connectTimeout))
+	if err := establish(l.id, conn); err != nil {
+		l.log.Debug("mqtt connection ended", "remote", conn.RemoteAddr().String(), "error", err)
+	}
+}
+
+// Close stops accepting, lets mochi disconnect its clients, closes every
+// connection still open (those that never sent CONNECT included) and
+// waits for all of the listener's goroutines.
+func (l *mqttListener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	close(l.done)
+	conns := make([]net.Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+
+	deadline := time.Now().Add(time.Second)
+	for _, c := range conns {
+		_ = c.SetWriteDeadline(deadline) // a stuck peer cannot hold up the DISCONNECT
+	}
+	closeClients(l.id)
+	_ = l.ln.Close()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	l.wg.Wait()
+}

@@ -1,0 +1,121 @@
+package devices
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/telehub/telehub/bridge"
+)
+
+// mqttTopicKind says what a topic under devices/ carries.
+type mqttTopicKind uint8
+
+// The kinds of device topics.
+const (
+	mqttForeign   mqttTopicKind = iota // not under devices/: not the hub's business
+	mqttInvalid                        // under devices/ but no topic a device publishes to
+	mqttTelemetry                      // devices/{id}/telemetry
+	mqttMetric                         // devices/{id}/telemetry/{metric}
+	mqttHeartbeat                      // devices/{id}/heartbeat
+	mqttStatus                         // devices/{id}/status
+	mqttAnswer                         // devices/{id}/errors: the hub's own answers
+)
+
+// mqttRoute is a publish routed by its topic and checked by its payload.
+type mqttRoute struct {
+	kind mqttTopicKind
+	// device is the valid device id the topic names, or "" when the topic
+	// names none (foreign topic or invalid id).
+	device string
+	// rawID is the device segment of the topic as published, valid or not.
+	rawID  string
+	metric string
+	// online is the value of a valid status payload.
+	online bool
+	// payload holds the readings of a valid telemetry publish.
+	payload bridge.Payload
+}
+
+// stores reports whether the route carries readings to store.
+func (r *mqttRoute) stores() bool { return r.kind == mqttTelemetry || r.kind == mqttMetric }
+
+// wentOffline reports whether the route is a valid status "offline".
+func (r *mqttRoute) wentOffline() bool { return r.kind == mqttStatus && !r.online }
+
+// routeMQTT routes one publish: it parses the topic, checks the payload
+// against its kind and maxPayload and parses telemetry. On a rejection it
+// returns the route as far as it got (device set when the topic names a
+// valid one) and a *bridge.Error.
+func routeMQTT(topic string, payload []byte, maxPayload int) (mqttRoute, error) {
+	r, err := parseDeviceTopic(topic)
+	if err != nil || r.kind == mqttForeign || r.kind == mqttAnswer {
+		return r, err
+	}
+	if len(payload) > maxPayload {
+		return r, &bridge.Error{Code: bridge.CodePayloadTooLarge,
+			Message: fmt.Sprintf("payload of %d bytes is over the limit of %d bytes", len(payload), maxPayload)}
+	}
+	err = checkDevicePayload(&r, payload)
+	return r, err
+}
+
+// parseDeviceTopic routes a topic without looking at the payload.
+func parseDeviceTopic(topic string) (mqttRoute, error) {
+	rest, ok := strings.CutPrefix(topic, "devices/")
+	if !ok {
+		return mqttRoute{kind: mqttForeign}, nil
+	}
+	id, sub, _ := strings.Cut(rest, "/")
+	r := mqttRoute{kind: mqttInvalid, rawID: id}
+	if err := bridge.ValidDeviceID(id); err != nil {
+		return r, err
+	}
+	r.device = id
+	switch sub {
+	case "telemetry":
+		r.kind = mqttTelemetry
+	case "heartbeat":
+		r.kind = mqttHeartbeat
+	case "status":
+		r.kind = mqttStatus
+	case "errors":
+		r.kind = mqttAnswer
+	default:
+		metric, ok := strings.CutPrefix(sub, "telemetry/")
+		if !ok {
+			return r, bridge.Errorf("unknown topic %q: devices publish to devices/{id}/telemetry, "+
+				"devices/{id}/telemetry/{metric}, devices/{id}/heartbeat or devices/{id}/status", topic)
+		}
+		if err := bridge.ValidMetric(metric); err != nil {
+			return r, err
+		}
+		r.kind, r.metric = mqttMetric, metric
+	}
+	return r, nil
+}
+
+// checkDevicePayload validates payload for the kind of r and parses
+// telemetry into r.payload.
+func checkDevicePayload(r *mqttRoute, payload []byte) error {
+	var err error
+	switch r.kind {
+	case mqttTelemetry:
+		r.payload, err = bridge.ParseTelemetry(payload)
+	case mqttMetric:
+		r.payload, err = bridge.ParsePlain(r.metric, payload)
+	case mqttHeartbeat:
+		if len(payload) > mqttHeartbeatMax {
+			err = &bridge.Error{Code: bridge.CodePayloadTooLarge,
+				Message: fmt.Sprintf("heartbeat of %d bytes is over the limit of %d bytes", len(payload), mqttHeartbeatMax)}
+		}
+	case mqttStatus:
+		switch string(payload) {
+		case "online":
+			r.online = true
+		case "offline":
+		default:
+			err = bridge.Errorf("status payload must be \"online\" or \"offline\"")
+		}
+	}
+	return err
+}
