@@ -22,12 +22,16 @@ type Store interface {
 	LastID() uint64
 	Scan(after, upTo uint64, match func(topic string) bool, limit int) ([]storage.Record, uint64, error)
 	Latest(before uint64, filters []bridge.Filter, limit int) ([]storage.Record, uint64, error)
+	DeleteDevice(id string) error
 }
 
 // Presence is the live view of device liveness, fresher than the stored
 // records; *presence.Tracker implements it.
 type Presence interface {
 	LastSeen(device string) (t time.Time, online bool, transport string, ok bool)
+	// Forget drops the device's live state without an event: it was
+	// deleted.
+	Forget(device string)
 }
 
 // Config configures the API.
@@ -36,6 +40,9 @@ type Config struct {
 	// Presence, when set, supplies online, transport and last_seen of
 	// devices it knows; otherwise the stored device records do.
 	Presence Presence
+	// Closers close the live connections of a deleted device: one per
+	// transport that holds connections. Default none.
+	Closers []DeviceCloser
 	// Ready reports whether the hub can do its work (storage open, broker
 	// connected); nil means always ready.
 	Ready func() error
@@ -73,6 +80,7 @@ func New(cfg Config) (*API, error) {
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/devices", a.reader(a.listDevices))
 	mux.HandleFunc("GET /v1/devices/{id}", a.reader(a.getDevice))
+	mux.HandleFunc("DELETE /v1/devices/{id}", a.adminOrOpen(a.deleteDevice))
 	mux.HandleFunc("GET /v1/events", a.reader(a.listEvents))
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)

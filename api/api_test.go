@@ -39,6 +39,21 @@ func (f *fakeStore) Device(id string) (storage.Device, []storage.MetricState, er
 	return storage.Device{}, nil, storage.ErrNotFound
 }
 
+// DeleteDevice removes the device from the fake's list.
+func (f *fakeStore) DeleteDevice(id string) error {
+	if f.err != nil {
+		return f.err
+	}
+	for i, d := range f.devices {
+		if d.ID == id {
+			f.devices = append(f.devices[:i:i], f.devices[i+1:]...)
+			delete(f.states, id)
+			return nil
+		}
+	}
+	return storage.ErrNotFound
+}
+
 func (f *fakeStore) IDs() storage.IDCodec { return f.ids }
 
 func (f *fakeStore) OldestID() (uint64, bool) {
@@ -124,6 +139,8 @@ func newFake() *fakeStore {
 }
 
 type livePresence map[string]time.Time
+
+func (l livePresence) Forget(id string) { delete(l, id) }
 
 func (l livePresence) LastSeen(id string) (time.Time, bool, string, bool) {
 	t, ok := l[id]

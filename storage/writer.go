@@ -126,6 +126,8 @@ func (s *Store) run() {
 		select {
 		case wr := <-s.queue:
 			s.commit(s.collect(wr))
+		case req := <-s.deletes:
+			s.deleteDevice(req)
 		case <-tick.C:
 			s.trimIdle()
 		case <-s.drain:

@@ -296,10 +296,22 @@ func (h *Hub) tlsConfig() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
+// deviceClosers are the transports whose connections a device deletion
+// closes: the WebSocket endpoint and the embedded broker when it runs.
+// Devices of an external broker are connected to it, not to the hub.
+func (h *Hub) deviceClosers() []api.DeviceCloser {
+	closers := []api.DeviceCloser{h.wsDev}
+	if h.broker != nil {
+		closers = append(closers, h.broker)
+	}
+	return closers
+}
+
 func (h *Hub) buildHTTP() error {
 	a, err := api.New(api.Config{
 		Store:    h.store,
 		Presence: h.liveness,
+		Closers:  h.deviceClosers(),
 		Ready:    h.ready,
 		Auth:     h.auth,
 		Logger:   h.log.With("component", "api"),
