@@ -129,7 +129,9 @@ func TestEventsOrderRejections(t *testing.T) {
 			if resp.status != c.status {
 				t.Fatalf("status %d, want %d: %s", resp.status, c.status, resp.body)
 			}
-			var body struct{ Error struct{ Code, Message string } }
+			var body struct {
+				Error struct{ Code, Message string }
+			}
 			resp.decode(t, &body)
 			if body.Error.Code != c.code || !strings.Contains(body.Error.Message, c.mention) {
 				t.Fatalf("error %+v, want code %s naming %q", body.Error, c.code, c.mention)
