@@ -6,16 +6,16 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // access is what a request may read: everything (admin token, or no
 // credentials at all), or what a watcher's scopes cover.
 type access struct {
 	all    bool
-	scopes []bridge.Filter
+	scopes []topic.Filter
 }
 
 // accessKey keys the request's access in its context.
@@ -31,7 +31,7 @@ func accessOf(r *http.Request) access {
 }
 
 // allowFilter reports whether the request may read what filter matches.
-func (acc access) allowFilter(f bridge.Filter) bool {
+func (acc access) allowFilter(f topic.Filter) bool {
 	return acc.all || auth.AllowFilter(acc.scopes, f)
 }
 
@@ -42,10 +42,10 @@ func (acc access) deniedFilter(raw []string) (string, bool) {
 		return "", false
 	}
 	if len(raw) == 0 {
-		raw = []string{bridge.MultiLevel}
+		raw = []string{topic.MultiLevel}
 	}
 	for _, s := range raw {
-		if f, err := bridge.ParseFilter(s); err != nil || !acc.allowFilter(f) {
+		if f, err := topic.ParseFilter(s); err != nil || !acc.allowFilter(f) {
 			return s, true
 		}
 	}
@@ -58,7 +58,7 @@ func (acc access) forbidden(w http.ResponseWriter, filter string) {
 		"topic %q is outside this watcher's scopes %s: ask for topics within them", filter, strings.Join(filterStrings(acc.scopes), " ")))
 }
 
-func filterStrings(fs []bridge.Filter) []string {
+func filterStrings(fs []topic.Filter) []string {
 	out := make([]string, len(fs))
 	for i, f := range fs {
 		out[i] = f.String()

@@ -7,9 +7,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -21,7 +21,7 @@ type Store interface {
 	OldestID() (uint64, bool)
 	LastID() uint64
 	Scan(after, upTo uint64, match func(topic string) bool, limit int) ([]storage.Record, uint64, error)
-	Latest(before uint64, filters []bridge.Filter, limit int) ([]storage.Record, uint64, error)
+	Latest(before uint64, filters []topic.Filter, limit int) ([]storage.Record, uint64, error)
 	DeleteDevice(id string) error
 }
 

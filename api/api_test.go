@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -96,7 +97,7 @@ func (f *fakeStore) Scan(after, upTo uint64, match func(string) bool, limit int)
 
 // Latest looks at no more than 3 records per call, like the real store's
 // window when it reads the log, so that the API's loop is exercised.
-func (f *fakeStore) Latest(before uint64, filters []bridge.Filter, limit int) ([]storage.Record, uint64, error) {
+func (f *fakeStore) Latest(before uint64, filters []topic.Filter, limit int) ([]storage.Record, uint64, error) {
 	if f.err != nil {
 		return nil, 0, f.err
 	}

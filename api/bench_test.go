@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -80,7 +81,7 @@ func fillRareAmongMany(b *testing.B, s *storage.Store, at time.Time, total, rare
 		}
 		w := &bridge.Write{Device: dev, Seen: at, Done: done}
 		for _, m := range ms {
-			topic := bridge.TelemetryTopic(dev, m)
+			topic := topic.Telemetry(dev, m)
 			w.Events = append(w.Events, bridge.Event{Kind: bridge.KindTelemetry, Topic: topic, Device: dev, Metric: m,
 				State: []byte(`{"value":21.5}`), Data: []byte(`{"topic":"` + topic + `","device":"` + dev + `","value":21.5}`)})
 		}

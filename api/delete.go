@@ -4,8 +4,8 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -44,7 +44,7 @@ func (a *API) adminOrOpen(h http.HandlerFunc) http.HandlerFunc {
 // the delete, and deletes.
 func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := bridge.ValidDeviceID(id); err != nil {
+	if err := topic.ValidDeviceID(id); err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
 		return
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -48,7 +49,7 @@ func (a *API) listDevices(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) getDevice(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := bridge.ValidDeviceID(id); err != nil {
+	if err := topic.ValidDeviceID(id); err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
 		return
 	}
@@ -67,7 +68,7 @@ func (a *API) getDevice(w http.ResponseWriter, r *http.Request) {
 	acc := accessOf(r)
 	for _, s := range states {
 		// A watcher sees every device, but only the values its scopes cover.
-		if acc.allowTopic(bridge.TelemetryTopic(d.ID, s.Metric)) {
+		if acc.allowTopic(topic.Telemetry(d.ID, s.Metric)) {
 			out.State[s.Metric] = s.State
 		}
 	}

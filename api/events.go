@@ -7,8 +7,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -56,7 +56,7 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 
 // oldestEvents answers GET /v1/events in ascending order: the retained
 // events after the after id, oldest first.
-func (a *API) oldestEvents(w http.ResponseWriter, r *http.Request, filters []bridge.Filter, limit int) {
+func (a *API) oldestEvents(w http.ResponseWriter, r *http.Request, filters []topic.Filter, limit int) {
 	q := r.URL.Query()
 	after, status, err := a.resumePoint(q.Get("after"))
 	if err != nil {
@@ -162,10 +162,10 @@ func parseLimit(s string) (int, error) {
 }
 
 // parseFilters parses topic filters; none means every topic.
-func parseFilters(raw []string) ([]bridge.Filter, error) {
-	filters := make([]bridge.Filter, 0, len(raw))
+func parseFilters(raw []string) ([]topic.Filter, error) {
+	filters := make([]topic.Filter, 0, len(raw))
 	for _, s := range raw {
-		f, err := bridge.ParseFilter(s)
+		f, err := topic.ParseFilter(s)
 		if err != nil {
 			return nil, fmt.Errorf("topic %q: %v", s, err)
 		}
@@ -176,13 +176,13 @@ func parseFilters(raw []string) ([]bridge.Filter, error) {
 
 // matcher returns a function matching a topic when any of filters does;
 // nil (every topic) when there are none.
-func matcher(filters []bridge.Filter) func(string) bool {
+func matcher(filters []topic.Filter) func(string) bool {
 	if len(filters) == 0 {
 		return nil
 	}
-	return func(topic string) bool {
+	return func(t string) bool {
 		for _, f := range filters {
-			if f.Match(topic) {
+			if f.Match(t) {
 				return true
 			}
 		}

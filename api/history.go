@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -36,7 +36,7 @@ func checkOrder(q url.Values) error {
 
 // latestEvents answers GET /v1/events?order=desc: the newest matching
 // events, before the before id when given.
-func (a *API) latestEvents(w http.ResponseWriter, r *http.Request, filters []bridge.Filter, limit int) {
+func (a *API) latestEvents(w http.ResponseWriter, r *http.Request, filters []topic.Filter, limit int) {
 	before, status, err := a.beforePoint(r.URL.Query().Get("before"))
 	if err != nil {
 		a.idError(w, status, err)
@@ -75,7 +75,7 @@ func (a *API) beforePoint(before string) (uint64, int, error) {
 
 // readLatest returns up to limit matching records below before, newest
 // first, calling the store until it has them or nothing older can match.
-func (a *API) readLatest(before uint64, filters []bridge.Filter, limit int) ([]storage.Record, error) {
+func (a *API) readLatest(before uint64, filters []topic.Filter, limit int) ([]storage.Record, error) {
 	var out []storage.Record
 	for len(out) < limit && before > 1 {
 		recs, next, err := a.cfg.Store.Latest(before, filters, limit-len(out))

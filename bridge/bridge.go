@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // Errors of New and of the Bridge methods (besides the *Error rejections of
@@ -209,7 +210,7 @@ func (b *Bridge) seen(received time.Time) time.Time {
 
 // checkTelemetry validates what Telemetry is given.
 func checkTelemetry(device string, p *Payload) error {
-	if err := ValidDeviceID(device); err != nil {
+	if err := validDeviceID(device); err != nil {
 		return err
 	}
 	if len(p.Readings) == 0 {
@@ -217,7 +218,7 @@ func checkTelemetry(device string, p *Payload) error {
 	}
 	for i := range p.Readings {
 		rd := &p.Readings[i]
-		if err := ValidMetric(rd.Metric); err != nil {
+		if err := validMetric(rd.Metric); err != nil {
 			return err
 		}
 		switch v := rd.Value; {
@@ -256,7 +257,7 @@ func newEventEncoder(device string, p *Payload) eventEncoder {
 	topicLen, size := 0, 0
 	for i := range p.Readings {
 		rd := &p.Readings[i]
-		topicLen += len(telemetryRoot) + len(device) + 1 + len(rd.Metric)
+		topicLen += len(topic.TelemetryRoot) + len(device) + 1 + len(rd.Metric)
 		size += 200 + 2*(len(device)+len(rd.Metric)+len(rd.Unit)+len(rd.Value.Str))
 	}
 	return eventEncoder{
@@ -277,7 +278,7 @@ func (enc *eventEncoder) add(rd *Reading, seen time.Time, p *Payload) {
 		enc.ts, enc.tsOf = AppendTime(enc.ts[:0], t), t
 	}
 	start := len(enc.topics)
-	enc.topics = append(enc.topics, telemetryRoot...)
+	enc.topics = append(enc.topics, topic.TelemetryRoot...)
 	enc.topics = append(enc.topics, enc.device...)
 	enc.topics = append(enc.topics, '/')
 	enc.topics = append(enc.topics, rd.Metric...)
@@ -295,12 +296,12 @@ func (enc *eventEncoder) events(p *Payload) []Event {
 	at, prev := 0, 0
 	for i := range events {
 		rd := &p.Readings[i]
-		topic := all[at : at+len(telemetryRoot)+len(enc.device)+1+len(rd.Metric)]
-		at += len(topic)
+		t := all[at : at+len(topic.TelemetryRoot)+len(enc.device)+1+len(rd.Metric)]
+		at += len(t)
 		dataEnd, stateEnd := enc.ends[2*i], enc.ends[2*i+1]
 		events[i] = Event{
 			Kind:   KindTelemetry,
-			Topic:  topic,
+			Topic:  t,
 			Device: enc.device,
 			Metric: rd.Metric,
 			Data:   enc.buf[prev:dataEnd:dataEnd],
@@ -326,7 +327,7 @@ func (b *Bridge) Reject(in Input, err error) Rejection {
 	code, msg := errorParts(err)
 	b.rejected[code].Inc()
 	now := b.now()
-	if ValidDeviceID(in.Device) != nil {
+	if validDeviceID(in.Device) != nil {
 		b.logReject(in, code, msg, now)
 		return Rejection{}
 	}
@@ -337,7 +338,7 @@ func (b *Bridge) Reject(in Input, err error) Rejection {
 		return Rejection{Suppressed: suppressed}
 	}
 	b.submitError(in, &errorData{
-		topic: ErrorTopic(in.Device), device: in.Device, code: code, message: msg,
+		topic: topic.Errors(in.Device), device: in.Device, code: code, message: msg,
 		source: in.SourceTopic, suppressed: suppressed, at: b.seen(in.Received),
 	})
 	return Rejection{Answer: true, Suppressed: suppressed}
@@ -418,23 +419,23 @@ func (b *Bridge) logReject(in Input, code, msg string, now time.Time) {
 // ErrBadPresence; a store failure is returned wrapped. done is then never
 // called.
 func (b *Bridge) Presence(device string, p Presence, at time.Time, done func(Result)) error {
-	if err := ValidDeviceID(device); err != nil {
+	if err := validDeviceID(device); err != nil {
 		return err
 	}
 	if err := checkPresence(&p); err != nil {
 		return err
 	}
 	at = b.seen(at)
-	topic := PresenceTopic(device)
+	presenceTopic := topic.Presence(device)
 	w := &Write{
 		Device:    device,
 		Transport: p.Transport,
 		Seen:      at,
 		Events: []Event{{
 			Kind:   KindPresence,
-			Topic:  topic,
+			Topic:  presenceTopic,
 			Device: device,
-			Data:   presenceData(topic, device, &p, at),
+			Data:   presenceData(presenceTopic, device, &p, at),
 		}},
 		Presence: &p,
 		Done:     done,

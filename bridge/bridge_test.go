@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // fakeStore records the writes submitted to it.
@@ -204,7 +205,7 @@ func TestTelemetryEvents(t *testing.T) {
 	}
 	for i, ev := range w.Events {
 		metric := p.Readings[i].Metric
-		if ev.Kind != KindTelemetry || ev.Topic != TelemetryTopic("d1", metric) || ev.Device != "d1" || ev.Metric != metric {
+		if ev.Kind != KindTelemetry || ev.Topic != topic.Telemetry("d1", metric) || ev.Device != "d1" || ev.Metric != metric {
 			t.Errorf("event %d = %+v", i, ev)
 		}
 		if string(ev.Data) != wantData[i] {

@@ -1,9 +1,9 @@
 // Package bridge owns telehub's event model and everything between a device
-// message and the store: device id and metric name rules, normalized topics
-// and topic filters (SPEC §2), the payload parsers (flat and wrapped JSON
-// objects, SenML packs, plain text, WebSocket device frames), the encoding of
-// each event's data JSON (done once, at ingest), and the per-device rate
-// limit on error events.
+// message and the store: parse, normalize, submit. It holds the payload
+// parsers (flat and wrapped JSON objects, SenML packs, plain text, WebSocket
+// device frames), the encoding of each event's data JSON (done once, at
+// ingest), and the per-device rate limit on error events. Names, topics and
+// topic filters are the topic package's.
 //
 // A Bridge turns parsed payloads, rejections and presence changes into
 // Writes and submits them to the Store it was given; it never waits for the
@@ -11,8 +11,7 @@
 //
 // # Concurrency
 //
-// The parsers and the name, topic and filter functions are pure and safe for
-// concurrent use. A Bridge is safe for concurrent use by any number of
+// The parsers are pure and safe for concurrent use. A Bridge is safe for concurrent use by any number of
 // transport goroutines: it keeps no state besides the error rate limiter,
 // which is one mutex-guarded map. The package starts no goroutines.
 //

@@ -25,24 +25,3 @@ func ExampleParseTelemetry() {
 	// door 2026-11-25T10:00:00.123Z
 	// value of "temp": nested objects are not allowed
 }
-
-func ExampleFilter_Match() {
-	f, err := bridge.ParseFilter("telemetry/+/temp")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Println(f.Match("telemetry/pump-7/temp"))
-	fmt.Println(f.Match("telemetry/pump-7/hum"))
-
-	all, _ := bridge.ParseFilter("telemetry/pump-7/#")
-	fmt.Println(all.Match("telemetry/pump-7"))
-
-	_, err = bridge.ParseFilter("telemetry/#/temp")
-	fmt.Println(err)
-	// Output:
-	// true
-	// false
-	// true
-	// filter "telemetry/#/temp": '#' must be the last level
-}

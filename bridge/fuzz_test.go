@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // Seeds shared by the f.Add calls; the files under testdata/fuzz add more.
@@ -24,7 +26,6 @@ var (
 		`{"type":"telemetry","senml":[{"n":"a","v":1}]}`,
 		`{"type":"heartbeat"}`, `{"type":"x","seq":1}`, `{"seq":3,"values":{"a b":1}}`,
 	}
-	filterSeeds = []string{"#", "+", "telemetry/+/temp", "telemetry/pump-7/#", "a/#/b", "a+", "", "/", "a//b"}
 )
 
 // checkRejection fails unless err is an *Error with a known code and a
@@ -48,7 +49,7 @@ func checkReadings(t *testing.T, p Payload) {
 		t.Fatal("accepted a payload without readings")
 	}
 	for _, rd := range p.Readings {
-		if err := ValidMetric(rd.Metric); err != nil {
+		if err := topic.ValidMetric(rd.Metric); err != nil {
 			t.Fatalf("accepted metric: %v", err)
 		}
 		switch rd.Value.Kind {
@@ -190,57 +191,6 @@ func FuzzParseFrame(f *testing.F) {
 			}
 		default:
 			t.Fatalf("type %q", fr.Type)
-		}
-	})
-}
-
-func FuzzParseFilter(f *testing.F) {
-	for _, s := range filterSeeds {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		flt, err := ParseFilter(s)
-		if err != nil {
-			checkRejection(t, err)
-			return
-		}
-		if s == "" || len(s) > MaxFilterLen || !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			t.Fatalf("accepted %q", s)
-		}
-		if flt.String() != s || strings.Join(flt.Levels(), "/") != s {
-			t.Fatalf("String %q Levels %q for %q", flt.String(), flt.Levels(), s)
-		}
-		// a topic made from the filter matches it
-		levels := flt.Levels()
-		if levels[len(levels)-1] == MultiLevel {
-			levels = levels[:len(levels)-1]
-		}
-		for i, l := range levels {
-			if l == SingleLevel {
-				levels[i] = "x"
-			}
-		}
-		if topic := strings.Join(levels, "/"); len(levels) > 0 && !flt.Match(topic) {
-			t.Fatalf("%q does not match %q", s, topic)
-		}
-	})
-}
-
-func FuzzMatch(f *testing.F) {
-	for _, s := range filterSeeds {
-		f.Add(s, "telemetry/d1/temp")
-		f.Add(s, "a")
-	}
-	f.Add("a/#", "a")
-	f.Add("+/+", "/")
-	f.Add("#", "$SYS/x")
-	f.Fuzz(func(t *testing.T, filter, topic string) {
-		flt, err := ParseFilter(filter)
-		if err != nil {
-			return
-		}
-		if got, want := flt.Match(topic), refMatch(filter, topic); got != want {
-			t.Fatalf("%q.Match(%q) = %v, want %v", filter, topic, got, want)
 		}
 	})
 }

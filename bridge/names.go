@@ -3,49 +3,30 @@ package bridge
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/telehub/telehub/internal/topic"
 )
 
-// maxNameLen is the longest device id or metric name (SPEC §2).
-const maxNameLen = 64
+// badRequest returns err, a name or filter refused by the topic package, as
+// an *Error with CodeBadRequest and the same message.
+func badRequest(err error) *Error {
+	return &Error{Code: CodeBadRequest, Message: err.Error()}
+}
 
-// nameRule says what a valid name looks like, for error messages.
-const nameRule = "want 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit"
-
-// ValidDeviceID returns nil when id is a valid device id (SPEC §2:
-// ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$), else an *Error with CodeBadRequest
-// whose message names the id.
-func ValidDeviceID(id string) error {
-	if !validName(id) {
-		return Errorf("device id %s: invalid name (%s)", quote(id), nameRule)
+// validDeviceID is topic.ValidDeviceID with an *Error.
+func validDeviceID(id string) error {
+	if err := topic.ValidDeviceID(id); err != nil {
+		return badRequest(err)
 	}
 	return nil
 }
 
-// ValidMetric returns nil when name is a valid metric name (the same rule as
-// device ids), else an *Error with CodeBadRequest whose message names the
-// metric.
-func ValidMetric(name string) error {
-	if !validName(name) {
-		return Errorf("metric %s: invalid name (%s)", quote(name), nameRule)
+// validMetric is topic.ValidMetric with an *Error.
+func validMetric(name string) error {
+	if err := topic.ValidMetric(name); err != nil {
+		return badRequest(err)
 	}
 	return nil
-}
-
-// validName reports whether s matches ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > maxNameLen || !isAlnum(s[0]) {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if c := s[i]; !isAlnum(c) && c != '.' && c != '_' && c != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // maxQuoted is how much of a device-supplied string an error message shows,

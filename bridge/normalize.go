@@ -234,7 +234,7 @@ func (r *reader) metrics(rs []Reading) ([]Reading, error) {
 // reading.
 func (r *reader) metric(rs []Reading, key []byte) ([]Reading, error) {
 	name := string(key)
-	if err := ValidMetric(name); err != nil {
+	if err := validMetric(name); err != nil {
 		return nil, err
 	}
 	v, err := r.value(name)

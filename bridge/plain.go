@@ -11,9 +11,9 @@ import (
 // number ("21.5", "-3", "+4", ".5", "1e3") becomes a Number, exactly "true"
 // or "false" a Bool, and any other non-empty valid UTF-8 text a String
 // ("NaN", "Inf", "0x10" and "1e999" are strings). The metric name must pass
-// ValidMetric. Errors are *Error values with CodeBadRequest.
+// topic.ValidMetric. Errors are *Error values with CodeBadRequest.
 func ParsePlain(metric string, payload []byte) (Payload, error) {
-	if err := ValidMetric(metric); err != nil {
+	if err := validMetric(metric); err != nil {
 		return Payload{}, err
 	}
 	text := bytes.TrimSpace(payload)

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // SenML (RFC 8428) rules as telehub applies them:
@@ -13,7 +15,7 @@ import (
 //   - base fields (bn, bt, bu, bv, bver) apply to their own record and to
 //     every following one until changed, whatever the key order inside the
 //     record;
-//   - the metric name is bn + n and must pass ValidMetric; the device is
+//   - the metric name is bn + n and must pass topic.ValidMetric; the device is
 //     always the one of the topic or connection, never taken from bn;
 //   - the time is bt + t in seconds; a sum below 2^28 is relative to now
 //     (negative is in the past); a record with neither has no device time;
@@ -276,8 +278,8 @@ func (r *reader) senmlFloat(rec *senmlRecord, key string) (float64, error) {
 func (p *senmlPack) resolve(rec *senmlRecord) (Reading, error) {
 	p.applyBase(rec)
 	name := p.base.name + rec.name
-	if !validName(name) {
-		return Reading{}, rec.errf("metric %s: invalid name (%s)", quote(name), nameRule)
+	if err := topic.ValidMetric(name); err != nil {
+		return Reading{}, rec.errf("%v", err)
 	}
 	v, err := p.resolveValue(rec)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/metrics"
 	"github.com/telehub/telehub/internal/mosquittotest"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // ---------------------------------------------------------------------------
@@ -387,7 +388,7 @@ func TestExternalOnMessage(t *testing.T) {
 				if rej.code != tt.code {
 					t.Fatalf("rejection %+v, want %s", rej, tt.code)
 				}
-				if bridge.ValidDeviceID(rej.in.Device) == nil {
+				if topic.ValidDeviceID(rej.in.Device) == nil {
 					<-e.answers // queued for the answer goroutine (not running here)
 				}
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/devices/presence"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // The fakes of this file stand for the collaborators of the transports in
@@ -116,7 +117,7 @@ func (f *fakeBridge) Reject(in bridge.Input, err error) bridge.Rejection {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rejects = append(f.rejects, fakeReject{in: in, err: err, code: code, msg: msg})
-	return bridge.Rejection{Answer: bridge.ValidDeviceID(in.Device) == nil}
+	return bridge.Rejection{Answer: topic.ValidDeviceID(in.Device) == nil}
 }
 
 // submitted returns how many payloads were submitted.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // Defaults of BrokerConfig and ExternalConfig.
@@ -55,9 +56,9 @@ func mqttInput(device, topic string, at time.Time) bridge.Input {
 
 // reject records a rejected publish with the bridge. When the device
 // should be answered now, it returns the answer's topic and body.
-func (g *mqttIngest) reject(in bridge.Input, err error) (topic string, body []byte, answer bool) {
+func (g *mqttIngest) reject(in bridge.Input, err error) (answerTopic string, body []byte, answer bool) {
 	rej := g.bridge.Reject(in, err)
-	if !rej.Answer || bridge.ValidDeviceID(in.Device) != nil {
+	if !rej.Answer || topic.ValidDeviceID(in.Device) != nil {
 		return "", nil, false
 	}
 	code, msg := bridge.CodeBadRequest, err.Error()

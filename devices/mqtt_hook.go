@@ -13,6 +13,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // mqttConn is the hook's state of one client connection. Its fields other
@@ -106,7 +107,7 @@ func (h *brokerHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 		return true
 	}
 	device := string(cl.Properties.Username)
-	if bridge.ValidDeviceID(device) != nil || !h.auth(device, string(pk.Connect.Password)) {
+	if topic.ValidDeviceID(device) != nil || !h.auth(device, string(pk.Connect.Password)) {
 		h.log.Debug("mqtt client refused: bad credentials", "client", cl.ID, "remote", cl.Net.Remote)
 		return false
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // mqttTopicKind says what a topic under devices/ carries.
@@ -60,15 +61,15 @@ func routeMQTT(topic string, payload []byte, maxPayload int) (mqttRoute, error) 
 }
 
 // parseDeviceTopic routes a topic without looking at the payload.
-func parseDeviceTopic(topic string) (mqttRoute, error) {
-	rest, ok := strings.CutPrefix(topic, "devices/")
+func parseDeviceTopic(name string) (mqttRoute, error) {
+	rest, ok := strings.CutPrefix(name, "devices/")
 	if !ok {
 		return mqttRoute{kind: mqttForeign}, nil
 	}
 	id, sub, _ := strings.Cut(rest, "/")
 	r := mqttRoute{kind: mqttInvalid, rawID: id}
-	if err := bridge.ValidDeviceID(id); err != nil {
-		return r, err
+	if err := topic.ValidDeviceID(id); err != nil {
+		return r, bridge.Errorf("%v", err)
 	}
 	r.device = id
 	switch sub {
@@ -84,10 +85,10 @@ func parseDeviceTopic(topic string) (mqttRoute, error) {
 		metric, ok := strings.CutPrefix(sub, "telemetry/")
 		if !ok {
 			return r, bridge.Errorf("unknown topic %q: devices publish to devices/{id}/telemetry, "+
-				"devices/{id}/telemetry/{metric}, devices/{id}/heartbeat or devices/{id}/status", topic)
+				"devices/{id}/telemetry/{metric}, devices/{id}/heartbeat or devices/{id}/status", name)
 		}
-		if err := bridge.ValidMetric(metric); err != nil {
-			return r, err
+		if err := topic.ValidMetric(metric); err != nil {
+			return r, bridge.Errorf("%v", err)
 		}
 		r.kind, r.metric = mqttMetric, metric
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/metrics"
 	"github.com/telehub/telehub/internal/testcert"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // mqttTestBroker is an embedded broker on 127.0.0.1:0 with fakes.
@@ -994,19 +995,19 @@ func FuzzRouteMQTT(f *testing.F) {
 	f.Add("devices/d1/telemetry", []byte(`[{"bn":"a.","n":"b","v":1}]`))
 	f.Add("devices//", []byte(`x`))
 	f.Add("devices/\xff/telemetry", []byte(`{}`))
-	f.Fuzz(func(t *testing.T, topic string, payload []byte) {
-		r, err := routeMQTT(topic, payload, 1024)
+	f.Fuzz(func(t *testing.T, name string, payload []byte) {
+		r, err := routeMQTT(name, payload, 1024)
 		if err != nil {
 			var be *bridge.Error
 			if !errors.As(err, &be) || be.Code == "" || be.Message == "" {
 				t.Fatalf("error %v is no complete *bridge.Error", err)
 			}
 		}
-		if r.device != "" && bridge.ValidDeviceID(r.device) != nil {
+		if r.device != "" && topic.ValidDeviceID(r.device) != nil {
 			t.Fatalf("route names invalid device %q", r.device)
 		}
-		if r.kind == mqttForeign && strings.HasPrefix(topic, "devices/") {
-			t.Fatalf("device topic %q routed as foreign", topic)
+		if r.kind == mqttForeign && strings.HasPrefix(name, "devices/") {
+			t.Fatalf("device topic %q routed as foreign", name)
 		}
 		if err == nil && r.kind >= mqttTelemetry && r.device == "" {
 			t.Fatalf("valid route %+v without device", r)

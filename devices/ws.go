@@ -16,6 +16,7 @@ import (
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/httpx"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // Defaults of WSConfig.
@@ -179,7 +180,7 @@ func NewWS(cfg WSConfig) (*WS, error) {
 // 401, both as the JSON error body, before any upgrade.
 func (s *WS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	device := r.PathValue("id")
-	if err := bridge.ValidDeviceID(device); err != nil {
+	if err := topic.ValidDeviceID(device); err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
 		return
 	}

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // ErrInvalidConfig is wrapped by every Config validation error.
@@ -293,7 +295,7 @@ func (c *Config) validate() error {
 		{c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin, "backoff bounds must satisfy 0 <= min <= max"},
 		{c.ConnectTimeout < 0 || c.WriteTimeout < 0 || c.DrainTimeout < 0, "timeouts must not be negative"},
 		{c.Schedulers < 1 || c.Connectors < 1 || c.MaxProblems < 1, "schedulers, connectors and max problems must be positive"},
-		{!validID(c.IDPrefix + "0"), "id-prefix must make device ids that match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+		{!topic.ValidName(c.IDPrefix + "0"), "id-prefix must make device ids that match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
 		{c.Watchers < 0, "watchers must not be negative"},
 		{c.WatchSettle < 0, "watch settle time must not be negative"},
 	}
@@ -329,21 +331,6 @@ func (c *Config) validateURLs() error {
 		return fmt.Errorf("%w: mqtt %q is not a tcp:// URL", ErrInvalidConfig, c.MQTT)
 	}
 	return nil
-}
-
-// validID reports whether s matches the device id rule of SPEC §2.
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		alnum := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9'
-		if !alnum && (i == 0 || !strings.ContainsRune("._-", rune(ch))) {
-			return false
-		}
-	}
-	return true
 }
 
 // wsURL returns the WebSocket device endpoint of device id on hub.

@@ -19,6 +19,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // fakeHub is a small stand-in for telehub in tests: the WebSocket device
@@ -201,7 +203,7 @@ func parsePayload(b []byte) (message, error) {
 	for k, v := range obj {
 		switch {
 		case k == "seq" || k == "ts" || k == "type" || k == "values" || k == "senml":
-		case !validID(k):
+		case !topic.ValidName(k):
 			return message{}, fmt.Errorf("bad metric name %q", k)
 		case v[0] == '{' || v[0] == '[':
 			return message{}, fmt.Errorf("metric %q: nested value", k)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/telehub/telehub/internal/topic"
 )
 
 var testEntry = entry{
@@ -109,7 +111,7 @@ func hasBadPart(v map[string]any) bool {
 		case map[string]any, []any:
 			return true
 		}
-		if !validID(k) {
+		if !topic.ValidName(k) {
 			return true
 		}
 	}

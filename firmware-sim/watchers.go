@@ -9,9 +9,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/lxzan/gws"
+
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // WatchTransport says how watchers connect to the hub (SPEC §6).
@@ -44,9 +45,6 @@ func (t *WatchTransport) Set(s string) error {
 // their events too.
 const DefaultWatchFilter = "telemetry/+/#"
 
-// maxFilterLen is the hub's limit on one topic filter (SPEC §6).
-const maxFilterLen = 256
-
 // watchReadBuffer is the read buffer of a watcher connection: one read
 // takes a few hundred events.
 const watchReadBuffer = 64 << 10
@@ -57,30 +55,12 @@ func parseWatchFilter(s string) ([]string, error) {
 	filters := strings.Split(s, ",")
 	for i, f := range filters {
 		f = strings.TrimSpace(f)
-		if !validFilter(f) {
+		if _, err := topic.ParseFilter(f); err != nil {
 			return nil, fmt.Errorf("%w: watch-filter %q is not a topic filter", ErrInvalidConfig, f)
 		}
 		filters[i] = f
 	}
 	return filters, nil
-}
-
-// validFilter reports whether f is a topic filter the hub accepts: "+"
-// and "#" alone in their level, "#" only last.
-func validFilter(f string) bool {
-	if f == "" || len(f) > maxFilterLen || !utf8.ValidString(f) {
-		return false
-	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.ContainsAny(l, "+#") && len(l) != 1 {
-			return false
-		}
-		if l == "#" && i != len(levels)-1 {
-			return false
-		}
-	}
-	return true
 }
 
 // WatcherSummary is what the watchers saw during a run.

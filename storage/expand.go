@@ -5,7 +5,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // indexTopics returns the index form of every topic in the index that one
@@ -13,14 +13,14 @@ import (
 // there are no filters, a filter starts with '#' (it matches nearly
 // everything: the log is the better source), or the filters match more
 // than maxIndexTopics topics or need more than maxIndexSeeks lookups.
-func indexTopics(tx *bolt.Tx, filters []bridge.Filter) ([][]byte, bool) {
+func indexTopics(tx *bolt.Tx, filters []topic.Filter) ([][]byte, bool) {
 	if len(filters) == 0 {
 		return nil, false
 	}
 	x := expander{c: tx.Bucket(bucketTopics).Cursor(), seeks: maxIndexSeeks, seen: map[string]bool{}}
 	for _, f := range filters {
 		levels := f.Levels()
-		if levels[0] == bridge.MultiLevel || !x.walk(nil, 0, levels) {
+		if levels[0] == topic.MultiLevel || !x.walk(nil, 0, levels) {
 			return nil, false
 		}
 	}
@@ -59,9 +59,9 @@ func (x *expander) walk(prefix []byte, depth int, levels []string) bool {
 		return x.ok()
 	}
 	switch l := levels[0]; l {
-	case bridge.MultiLevel:
+	case topic.MultiLevel:
 		return x.below(prefix, depth)
-	case bridge.SingleLevel:
+	case topic.SingleLevel:
 		return x.eachValue(prefix, depth, levels[1:])
 	default:
 		return x.walk(child(prefix, depth, []byte(l)), depth+1, levels[1:])

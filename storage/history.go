@@ -6,7 +6,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // Bounds of one Latest call.
@@ -30,7 +30,7 @@ const (
 // next is the id to continue from (as before) when the call stopped before
 // finding limit events and older events remain to be looked at; 0 when
 // nothing older can match. Records' Data is a copy, the caller's to keep.
-func (s *Store) Latest(before uint64, filters []bridge.Filter, limit int) (recs []Record, next uint64, err error) {
+func (s *Store) Latest(before uint64, filters []topic.Filter, limit int) (recs []Record, next uint64, err error) {
 	if before == 0 {
 		before = s.LastID() + 1
 	}
@@ -53,12 +53,12 @@ func (s *Store) Latest(before uint64, filters []bridge.Filter, limit int) (recs 
 
 // matchAny reports whether topic matches one of filters; true when there
 // are none.
-func matchAny(filters []bridge.Filter, topic string) bool {
+func matchAny(filters []topic.Filter, t string) bool {
 	if len(filters) == 0 {
 		return true
 	}
 	for _, f := range filters {
-		if f.Match(topic) {
+		if f.Match(t) {
 			return true
 		}
 	}
@@ -67,7 +67,7 @@ func matchAny(filters []bridge.Filter, topic string) bool {
 
 // latestIndexed merges the index entries of topics, newest first, and
 // reads their events from the log.
-func latestIndexed(tx *bolt.Tx, topics [][]byte, before uint64, limit int, filters []bridge.Filter) ([]Record, error) {
+func latestIndexed(tx *bolt.Tx, topics [][]byte, before uint64, limit int, filters []topic.Filter) ([]Record, error) {
 	m := newIndexMerge(tx.Bucket(bucketTopics), topics, before)
 	log := tx.Bucket(bucketEvents).Cursor()
 	var (
@@ -187,11 +187,11 @@ func (h *mergeHeap) Pop() any {
 
 // latestLogged reads the log backwards from the event before before,
 // looking at no more than scanWindow events.
-func latestLogged(tx *bolt.Tx, before uint64, limit int, filters []bridge.Filter) (out []Record, next uint64, err error) {
+func latestLogged(tx *bolt.Tx, before uint64, limit int, filters []topic.Filter) (out []Record, next uint64, err error) {
 	c := tx.Bucket(bucketEvents).Cursor()
 	var evs [][]byte
 	looked := 0
-	match := func(topic string) bool { return matchAny(filters, topic) }
+	match := func(t string) bool { return matchAny(filters, t) }
 	k, v := seekEvent(c, before-1)
 	if k == nil {
 		k, v = c.Last() // before is past the end of the log

@@ -8,6 +8,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // historyTopics are the topics historyStore cycles through: devices whose
@@ -37,7 +38,7 @@ func historyStore(t testing.TB, cfg Config, n int) *Store {
 
 // wantLatest is Latest done the slow way: every retained record, newest
 // first, filtered.
-func wantLatest(t *testing.T, s *Store, before uint64, filters []bridge.Filter, limit int) []uint64 {
+func wantLatest(t *testing.T, s *Store, before uint64, filters []topic.Filter, limit int) []uint64 {
 	t.Helper()
 	all := scanAll(t, s)
 	var out []uint64
@@ -50,7 +51,7 @@ func wantLatest(t *testing.T, s *Store, before uint64, filters []bridge.Filter, 
 }
 
 // latestAll calls Latest until limit records or the end, as the API does.
-func latestAll(t *testing.T, s *Store, before uint64, filters []bridge.Filter, limit int) []Record {
+func latestAll(t *testing.T, s *Store, before uint64, filters []topic.Filter, limit int) []Record {
 	t.Helper()
 	var out []Record
 	for len(out) < limit {
@@ -67,11 +68,11 @@ func latestAll(t *testing.T, s *Store, before uint64, filters []bridge.Filter, l
 	return out
 }
 
-func parseFilters(t testing.TB, raw ...string) []bridge.Filter {
+func parseFilters(t testing.TB, raw ...string) []topic.Filter {
 	t.Helper()
-	var out []bridge.Filter
+	var out []topic.Filter
 	for _, s := range raw {
-		f, err := bridge.ParseFilter(s)
+		f, err := topic.ParseFilter(s)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // authorize runs Config.Authorize on a watcher's request. When it refuses,
 // authorize answers 401 and returns false. A nil allow admits every filter.
-func (h *Hub) authorize(w http.ResponseWriter, r *http.Request) (allow func(bridge.Filter) bool, ok bool) {
+func (h *Hub) authorize(w http.ResponseWriter, r *http.Request) (allow func(topic.Filter) bool, ok bool) {
 	if h.cfg.Authorize == nil {
 		return nil, true
 	}
@@ -25,7 +25,7 @@ func (h *Hub) authorize(w http.ResponseWriter, r *http.Request) (allow func(brid
 
 // allowed returns an error wrapping ErrForbidden naming the first of
 // filters that allow refuses; nil when allow is nil or admits them all.
-func allowed(allow func(bridge.Filter) bool, filters []bridge.Filter) error {
+func allowed(allow func(topic.Filter) bool, filters []topic.Filter) error {
 	if allow == nil {
 		return nil
 	}

@@ -7,16 +7,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // telemetryOnly admits requests whose Authorization is "Bearer good" to
 // filters under telemetry/, and refuses any other request.
-func telemetryOnly(r *http.Request) (func(bridge.Filter) bool, error) {
+func telemetryOnly(r *http.Request) (func(topic.Filter) bool, error) {
 	if r.Header.Get("Authorization") != "Bearer good" {
 		return nil, errors.New("missing or invalid watcher token")
 	}
-	return func(f bridge.Filter) bool { return strings.HasPrefix(f.String(), "telemetry/") }, nil
+	return func(f topic.Filter) bool { return strings.HasPrefix(f.String(), "telemetry/") }, nil
 }
 
 var goodToken = http.Header{"Authorization": {"Bearer good"}}

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 func FuzzParseRequest(f *testing.F) {
@@ -35,7 +35,7 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, fl := range req.filters {
-			if _, err := bridge.ParseFilter(fl.String()); err != nil || seen[fl.String()] {
+			if _, err := topic.ParseFilter(fl.String()); err != nil || seen[fl.String()] {
 				t.Fatalf("filter %q invalid or repeated", fl)
 			}
 			seen[fl.String()] = true
@@ -43,7 +43,7 @@ func FuzzParseRequest(f *testing.F) {
 	})
 }
 
-// FuzzIndexMatch checks the index against bridge.Filter.Match, before and
+// FuzzIndexMatch checks the index against topic.Filter.Match, before and
 // after removing a subscription.
 func FuzzIndexMatch(f *testing.F) {
 	f.Add("telemetry/+/temp", "telemetry/#", "telemetry/d1/temp")
@@ -51,10 +51,10 @@ func FuzzIndexMatch(f *testing.F) {
 	f.Add("a/#", "+/+", "a")
 	f.Add("$SYS/#", "#", "$SYS/x")
 	f.Add("a//+", "a/+/", "a//")
-	f.Fuzz(func(t *testing.T, a, b, topic string) {
-		var filters []bridge.Filter
+	f.Fuzz(func(t *testing.T, a, b, name string) {
+		var filters []topic.Filter
 		for _, s := range []string{a, b} {
-			if fl, err := bridge.ParseFilter(s); err == nil {
+			if fl, err := topic.ParseFilter(s); err == nil {
 				filters = append(filters, fl)
 			}
 		}
@@ -66,16 +66,16 @@ func FuzzIndexMatch(f *testing.F) {
 		check := func(live []bool) {
 			var want, got []int
 			for i, fl := range filters {
-				if live[i] && fl.Match(topic) {
+				if live[i] && fl.Match(name) {
 					want = append(want, i)
 				}
 			}
-			for _, w := range x.match(topic, nil) {
+			for _, w := range x.match(name, nil) {
 				got = append(got, int(w.mark))
 			}
 			slices.Sort(got)
 			if !slices.Equal(got, want) {
-				t.Fatalf("filters %q topic %q: index %v, Filter.Match %v", filters, topic, got, want)
+				t.Fatalf("filters %q topic %q: index %v, Filter.Match %v", filters, name, got, want)
 			}
 		}
 		live := []bool{true, true}

@@ -12,8 +12,8 @@ import (
 	"github.com/lxzan/gws"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -79,7 +79,7 @@ type Config struct {
 	// topics, each WebSocket subscribe) must satisfy allow: a denied SSE
 	// filter answers 403, a denied subscribe an {"op":"error"} message.
 	// Default nil: anyone may watch anything.
-	Authorize func(r *http.Request) (allow func(bridge.Filter) bool, err error)
+	Authorize func(r *http.Request) (allow func(topic.Filter) bool, err error)
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the hub's metrics. Default: a private set.
@@ -252,7 +252,7 @@ func (h *Hub) fanout(rec *storage.Record) {
 // register adds w with filters to the hub. With resume set, a replay from
 // the event after id from up to the last published id is queued first.
 // goroutines is how many goroutines of the watcher the hub must wait for.
-func (h *Hub) register(w *watcher, filters []bridge.Filter, from string, resume bool, goroutines int) error {
+func (h *Hub) register(w *watcher, filters []topic.Filter, from string, resume bool, goroutines int) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -286,7 +286,7 @@ func (h *Hub) unregister(w *watcher) {
 
 // newReplay returns a replay of the events up to the last published id
 // that match one of added and none of held. h.mu is held.
-func (h *Hub) newReplay(from string, added []bridge.Filter, held []liveFilter) *replay {
+func (h *Hub) newReplay(from string, added []topic.Filter, held []liveFilter) *replay {
 	return &replay{from: from, upTo: h.last, match: func(topic string) bool { return anyMatch(added, topic) }, live: held}
 }
 

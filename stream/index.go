@@ -3,7 +3,7 @@ package stream
 import (
 	"strings"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // index is the subscription index: a trie of filter levels where '+' and
@@ -28,14 +28,14 @@ type node struct {
 // sub is one watcher's subscription to one filter, placed at its node.
 type sub struct {
 	w      *watcher
-	filter bridge.Filter
+	filter topic.Filter
 	n      *node
 	i      int    // position in n.subs
 	since  uint64 // last published id when it was added: later events went out live
 }
 
 // add places a subscription of w to filter, split into levels, and returns it.
-func (x *index) add(w *watcher, filter bridge.Filter, levels []string) *sub {
+func (x *index) add(w *watcher, filter topic.Filter, levels []string) *sub {
 	n := &x.root
 	for _, l := range levels {
 		n = n.child(l)
@@ -113,7 +113,7 @@ func (n *node) drop(c *node) {
 // match appends to out the watcher of every subscription whose filter
 // matches topic, following MQTT rules: '+' is exactly one level, '#' any
 // number of levels including none ("a/#" matches "a"); like
-// bridge.Filter.Match. A watcher appears once per matching filter.
+// topic.Filter.Match. A watcher appears once per matching filter.
 func (x *index) match(topic string, out []*watcher) []*watcher {
 	if strings.HasPrefix(topic, "$") {
 		// As in MQTT, wildcards in the first level do not match '$' topics.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // indexWith builds an index with one watcher per filter; watchers are
@@ -15,7 +15,7 @@ func indexWith(t testing.TB, filters ...string) (*index, []*sub) {
 	x := new(index)
 	subs := make([]*sub, len(filters))
 	for i, s := range filters {
-		f, err := bridge.ParseFilter(s)
+		f, err := topic.ParseFilter(s)
 		if err != nil {
 			t.Fatalf("filter %q: %v", s, err)
 		}
@@ -75,7 +75,7 @@ func TestIndexMatch(t *testing.T) {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 			for i, f := range filters {
-				pf, _ := bridge.ParseFilter(f)
+				pf, _ := topic.ParseFilter(f)
 				if pf.Match(tt.topic) != slices.Contains(tt.want, i) {
 					t.Errorf("filter %q: index and Filter.Match disagree", f)
 				}

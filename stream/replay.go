@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -34,7 +34,7 @@ type replay struct {
 // liveFilter is a filter a watcher holds and the last published id when it
 // was added.
 type liveFilter struct {
-	filter bridge.Filter
+	filter topic.Filter
 	since  uint64
 }
 
@@ -63,7 +63,7 @@ func (r *replay) wentLive(rec storage.Record) bool {
 }
 
 // anyMatch reports whether one of fs matches topic.
-func anyMatch(fs []bridge.Filter, topic string) bool {
+func anyMatch(fs []topic.Filter, topic string) bool {
 	for _, f := range fs {
 		if f.Match(topic) {
 			return true

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // ErrBadRequest: a WebSocket watcher sent a message the hub cannot act on
@@ -24,9 +24,9 @@ const (
 
 // request is a parsed WebSocket watcher message.
 type request struct {
-	op      string          // opSubscribe or opUnsubscribe
-	filters []bridge.Filter // without repeats
-	from    string          // resume id of a subscribe; "" for none
+	op      string         // opSubscribe or opUnsubscribe
+	filters []topic.Filter // without repeats
+	from    string         // resume id of a subscribe; "" for none
 }
 
 // wireRequest is the JSON form of a watcher message.
@@ -58,7 +58,7 @@ func parseRequest(b []byte, limit int) (request, error) {
 }
 
 // filterStrings returns the filters as strings.
-func filterStrings(fs []bridge.Filter) []string {
+func filterStrings(fs []topic.Filter) []string {
 	out := make([]string, len(fs))
 	for i, f := range fs {
 		out[i] = f.String()

@@ -3,22 +3,22 @@ package stream
 import (
 	"fmt"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // parseFilters parses topic filters, dropping repeats. None means "#".
-func parseFilters(topics []string, limit int) ([]bridge.Filter, error) {
+func parseFilters(topics []string, limit int) ([]topic.Filter, error) {
 	if len(topics) == 0 {
 		topics = []string{"#"}
 	}
 	if len(topics) > limit {
 		return nil, fmt.Errorf("%w: %d, at most %d", ErrTooManyFilters, len(topics), limit)
 	}
-	out := make([]bridge.Filter, 0, len(topics))
+	out := make([]topic.Filter, 0, len(topics))
 	for _, t := range topics {
-		f, err := bridge.ParseFilter(t)
+		f, err := topic.ParseFilter(t)
 		if err != nil {
-			return nil, err // a *bridge.Error naming the filter
+			return nil, err // names the filter
 		}
 		if !hasFilter(out, f.String()) {
 			out = append(out, f)
@@ -28,7 +28,7 @@ func parseFilters(topics []string, limit int) ([]bridge.Filter, error) {
 }
 
 // hasFilter reports whether fs holds the filter s.
-func hasFilter(fs []bridge.Filter, s string) bool {
+func hasFilter(fs []topic.Filter, s string) bool {
 	for _, f := range fs {
 		if f.String() == s {
 			return true
@@ -39,8 +39,8 @@ func hasFilter(fs []bridge.Filter, s string) bool {
 
 // addFilters subscribes w to those of filters it does not hold yet and
 // returns them. h.mu is held.
-func (h *Hub) addFilters(w *watcher, filters []bridge.Filter) []bridge.Filter {
-	var added []bridge.Filter
+func (h *Hub) addFilters(w *watcher, filters []topic.Filter) []topic.Filter {
+	var added []topic.Filter
 	for _, f := range filters {
 		if w.sub(f.String()) >= 0 {
 			continue
@@ -78,7 +78,7 @@ func (w *watcher) heldFilters() []liveFilter {
 // a replay of the newly added filters from the event after id from. The
 // replay skips the events that a filter w held before delivered live (those
 // after it was added); earlier ones it replays.
-func (h *Hub) subscribe(w *watcher, filters []bridge.Filter, from string, resume bool, ack *frame) error {
+func (h *Hub) subscribe(w *watcher, filters []topic.Filter, from string, resume bool, ack *frame) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || w.gone {
@@ -97,7 +97,7 @@ func (h *Hub) subscribe(w *watcher, filters []bridge.Filter, from string, resume
 }
 
 // newCount is how many of filters w does not hold yet. Hub.mu is held.
-func newCount(w *watcher, filters []bridge.Filter) int {
+func newCount(w *watcher, filters []topic.Filter) int {
 	n := 0
 	for _, f := range filters {
 		if w.sub(f.String()) < 0 {
@@ -108,7 +108,7 @@ func newCount(w *watcher, filters []bridge.Filter) int {
 }
 
 // unsubscribe removes filters from w and queues ack.
-func (h *Hub) unsubscribe(w *watcher, filters []bridge.Filter, ack *frame) error {
+func (h *Hub) unsubscribe(w *watcher, filters []topic.Filter, ack *frame) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed || w.gone {

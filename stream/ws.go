@@ -13,8 +13,8 @@ import (
 
 	"github.com/lxzan/gws"
 
-	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // WebSocket limits and close codes of watcher connections. Watchers send
@@ -106,7 +106,7 @@ type wsConn struct {
 	conn       *gws.Conn
 	readerDone chan struct{}
 	readWait   time.Duration
-	allow      func(bridge.Filter) bool // nil: every filter
+	allow      func(topic.Filter) bool // nil: every filter
 }
 
 // newWSConn returns the watcher state of conn.

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // FileName is the name of the credentials file inside the data directory.
@@ -83,7 +83,7 @@ type device struct {
 type watcher struct {
 	name    string
 	hash    digest
-	scopes  []bridge.Filter
+	scopes  []topic.Filter
 	source  string
 	created time.Time
 }
@@ -219,16 +219,16 @@ func (s *snapshot) clone() *snapshot {
 
 // ParseScopes parses watcher scopes: one to MaxScopes topic filters.
 // Errors wrap ErrBadScope.
-func ParseScopes(topics []string) ([]bridge.Filter, error) {
+func ParseScopes(topics []string) ([]topic.Filter, error) {
 	switch {
 	case len(topics) == 0:
 		return nil, fmt.Errorf("%w: no topics: give at least one topic filter", ErrBadScope)
 	case len(topics) > MaxScopes:
 		return nil, fmt.Errorf("%w: %d topics, at most %d", ErrBadScope, len(topics), MaxScopes)
 	}
-	scopes := make([]bridge.Filter, 0, len(topics))
+	scopes := make([]topic.Filter, 0, len(topics))
 	for _, t := range topics {
-		f, err := bridge.ParseFilter(t)
+		f, err := topic.ParseFilter(t)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBadScope, err)
 		}
@@ -239,7 +239,7 @@ func ParseScopes(topics []string) ([]bridge.Filter, error) {
 
 // validName checks a device id or watcher name against SPEC §2's rule.
 func validName(what, name string) error {
-	if bridge.ValidDeviceID(name) != nil {
+	if topic.ValidDeviceID(name) != nil {
 		return fmt.Errorf("%w: %s %.80q: want 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit", ErrBadName, what, name)
 	}
 	return nil
@@ -268,7 +268,7 @@ func (a *Auth) Device(id, token string) bool {
 //
 // The credential is found by the token's SHA-256 in a map: the lookup's
 // timing depends on the hash, which tells nothing about the token.
-func (a *Auth) Watcher(token string) (scopes []bridge.Filter, ok bool) {
+func (a *Auth) Watcher(token string) (scopes []topic.Filter, ok bool) {
 	if token == "" {
 		return nil, false
 	}
@@ -343,7 +343,7 @@ func (a *Auth) RevokeDevice(id string) error {
 // issued before is replaced: its old token stops working. The token is
 // shown only here. Errors: ErrBadName, ErrBadScope, ErrConfigured,
 // ErrPersist.
-func (a *Auth) IssueWatcher(name string, scopes []bridge.Filter) (string, error) {
+func (a *Auth) IssueWatcher(name string, scopes []topic.Filter) (string, error) {
 	if err := validName("watcher name", name); err != nil {
 		return "", err
 	}
@@ -373,7 +373,7 @@ func (a *Auth) IssueWatcher(name string, scopes []bridge.Filter) (string, error)
 }
 
 // checkScopes checks scopes given as parsed filters.
-func checkScopes(scopes []bridge.Filter) error {
+func checkScopes(scopes []topic.Filter) error {
 	switch {
 	case len(scopes) == 0:
 		return fmt.Errorf("%w: no topics: give at least one topic filter", ErrBadScope)
@@ -454,7 +454,7 @@ func (a *Auth) Watchers() []WatcherInfo {
 	return out
 }
 
-func filterStrings(fs []bridge.Filter) []string {
+func filterStrings(fs []topic.Filter) []string {
 	out := make([]string, len(fs))
 	for i, f := range fs {
 		out[i] = f.String()

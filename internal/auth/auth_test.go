@@ -13,7 +13,7 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 const (
@@ -40,9 +40,9 @@ func newAuth(t *testing.T, cfg Config) *Auth {
 	return a
 }
 
-func filters(t testing.TB, ss ...string) []bridge.Filter {
+func filters(t testing.TB, ss ...string) []topic.Filter {
 	t.Helper()
-	out := make([]bridge.Filter, len(ss))
+	out := make([]topic.Filter, len(ss))
 	for i, s := range ss {
 		out[i] = mustFilter(t, s)
 	}
@@ -232,7 +232,7 @@ func TestChangeRejects(t *testing.T) {
 		Devices:  map[string]string{"cfg-dev": deviceToken},
 		Watchers: []WatcherConfig{{Name: "cfg-w", Token: watcherToken, Topics: []string{"#"}}},
 	})
-	tooMany := make([]bridge.Filter, MaxScopes+1)
+	tooMany := make([]topic.Filter, MaxScopes+1)
 	for i := range tooMany {
 		tooMany[i] = mustFilter(t, "#")
 	}
@@ -249,7 +249,7 @@ func TestChangeRejects(t *testing.T) {
 		{"issue watcher bad name", second(a.IssueWatcher("", filters(t, "#"))), ErrBadName},
 		{"issue watcher no scopes", second(a.IssueWatcher("w", nil)), ErrBadScope},
 		{"issue watcher too many scopes", second(a.IssueWatcher("w", tooMany)), ErrBadScope},
-		{"issue watcher zero filter", second(a.IssueWatcher("w", []bridge.Filter{{}})), ErrBadScope},
+		{"issue watcher zero filter", second(a.IssueWatcher("w", []topic.Filter{{}})), ErrBadScope},
 		{"issue watcher configured", second(a.IssueWatcher("cfg-w", filters(t, "#"))), ErrConfigured},
 		{"revoke watcher bad name", a.RevokeWatcher("a/b"), ErrBadName},
 		{"revoke watcher configured", a.RevokeWatcher("cfg-w"), ErrConfigured},

@@ -6,14 +6,14 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/auth"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 func ExampleCovers() {
-	scope, _ := bridge.ParseFilter("telemetry/#")
+	scope, _ := topic.ParseFilter("telemetry/#")
 	for _, s := range []string{"telemetry/+/temp", "telemetry", "presence/#", "#"} {
-		f, _ := bridge.ParseFilter(s)
+		f, _ := topic.ParseFilter(s)
 		fmt.Println(s, auth.Covers(scope, f))
 	}
 	// Output:
@@ -35,15 +35,15 @@ func ExampleAuth_IssueWatcher() {
 		fmt.Println(err)
 		return
 	}
-	scope, _ := bridge.ParseFilter("telemetry/pump-7/#")
-	token, err := a.IssueWatcher("pump-dashboard", []bridge.Filter{scope})
+	scope, _ := topic.ParseFilter("telemetry/pump-7/#")
+	token, err := a.IssueWatcher("pump-dashboard", []topic.Filter{scope})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	scopes, ok := a.Watcher(token)
-	want, _ := bridge.ParseFilter("telemetry/pump-7/temp")
-	other, _ := bridge.ParseFilter("telemetry/+/temp")
+	want, _ := topic.ParseFilter("telemetry/pump-7/temp")
+	other, _ := topic.ParseFilter("telemetry/+/temp")
 	fmt.Println(ok, auth.AllowFilter(scopes, want), auth.AllowFilter(scopes, other))
 	fmt.Println(a.Watchers()[0].Name, a.Watchers()[0].Topics)
 	// Output:

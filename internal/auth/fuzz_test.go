@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // FuzzParseSecret checks that a configuration token either parses to a
@@ -69,7 +69,7 @@ func FuzzParseFile(f *testing.F) {
 		}
 		s := &snapshot{devices: devices, watchers: map[string]*watcher{}, byHash: map[digest]*watcher{}}
 		for _, w := range watchers {
-			if bridge.ValidDeviceID(w.name) != nil || len(w.scopes) == 0 {
+			if topic.ValidDeviceID(w.name) != nil || len(w.scopes) == 0 {
 				t.Fatalf("accepted watcher %q with scopes %v", w.name, w.scopes)
 			}
 			_ = s.addWatcher(w) // duplicate tokens are New's to refuse
@@ -98,8 +98,8 @@ func FuzzCovers(f *testing.F) {
 		f.Add(s[0], s[1], "x")
 	}
 	f.Fuzz(func(t *testing.T, scopeStr, filterStr, fill string) {
-		scope, err1 := bridge.ParseFilter(scopeStr)
-		filter, err2 := bridge.ParseFilter(filterStr)
+		scope, err1 := topic.ParseFilter(scopeStr)
+		filter, err2 := topic.ParseFilter(filterStr)
 		if err1 != nil || err2 != nil {
 			return
 		}
@@ -123,11 +123,11 @@ func FuzzCovers(f *testing.F) {
 func instances(filter, fill string) []string {
 	levels := strings.Split(filter, "/")
 	for i, l := range levels {
-		if l == bridge.SingleLevel {
+		if l == topic.SingleLevel {
 			levels[i] = fill
 		}
 	}
-	if levels[len(levels)-1] != bridge.MultiLevel {
+	if levels[len(levels)-1] != topic.MultiLevel {
 		return []string{strings.Join(levels, "/")}
 	}
 	base := levels[:len(levels)-1]

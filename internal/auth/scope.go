@@ -3,7 +3,7 @@ package auth
 import (
 	"strings"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
 // MaxScopes is the most topic-filter scopes one watcher credential may
@@ -12,7 +12,7 @@ const MaxScopes = 64
 
 // AllowFilter reports whether a watcher holding scopes may subscribe to
 // filter: whether one of the scopes covers it. No scopes allow nothing.
-func AllowFilter(scopes []bridge.Filter, filter bridge.Filter) bool {
+func AllowFilter(scopes []topic.Filter, filter topic.Filter) bool {
 	for _, s := range scopes {
 		if Covers(s, filter) {
 			return true
@@ -28,7 +28,7 @@ func AllowFilter(scopes []bridge.Filter, filter bridge.Filter) bool {
 // covered by "a/+/#" (which does not). As in MQTT, a scope whose first
 // level is a wildcard does not cover topics starting with '$'. Zero
 // Filters cover and are covered by nothing.
-func Covers(scope, filter bridge.Filter) bool {
+func Covers(scope, filter topic.Filter) bool {
 	sRest, fRest := scope.String(), filter.String()
 	if sRest == "" || fRest == "" {
 		return false
@@ -36,15 +36,15 @@ func Covers(scope, filter bridge.Filter) bool {
 	if first, _, _ := strings.Cut(sRest, "/"); isWildcard(first) && fRest[0] == '$' {
 		return false
 	}
-	if fRest == bridge.MultiLevel {
+	if fRest == topic.MultiLevel {
 		// Every topic has at least one level, so "#" and "+/#" match the
 		// same topics.
-		return sRest == bridge.MultiLevel || sRest == bridge.SingleLevel+"/"+bridge.MultiLevel
+		return sRest == topic.MultiLevel || sRest == topic.SingleLevel+"/"+topic.MultiLevel
 	}
 	fDone := false // the filter's levels are used up
 	for {
 		sl, sTail, sMore := strings.Cut(sRest, "/")
-		if sl == bridge.MultiLevel {
+		if sl == topic.MultiLevel {
 			return true // covers whatever follows, zero levels included
 		}
 		if fDone {
@@ -65,12 +65,12 @@ func Covers(scope, filter bridge.Filter) bool {
 // that filter level fl matches; '#' levels are handled by Covers.
 func levelCovers(sl, fl string) bool {
 	switch {
-	case fl == bridge.MultiLevel:
+	case fl == topic.MultiLevel:
 		return false
-	case sl == bridge.SingleLevel:
+	case sl == topic.SingleLevel:
 		return true
 	}
 	return sl == fl // fl '+' is covered only by a '+' scope level
 }
 
-func isWildcard(level string) bool { return level == bridge.SingleLevel || level == bridge.MultiLevel }
+func isWildcard(level string) bool { return level == topic.SingleLevel || level == topic.MultiLevel }

@@ -4,12 +4,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 )
 
-func mustFilter(t testing.TB, s string) bridge.Filter {
+func mustFilter(t testing.TB, s string) topic.Filter {
 	t.Helper()
-	f, err := bridge.ParseFilter(s)
+	f, err := topic.ParseFilter(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestCovers(t *testing.T) {
 
 func TestCoversZeroFilter(t *testing.T) {
 	f := mustFilter(t, "#")
-	if Covers(bridge.Filter{}, f) || Covers(f, bridge.Filter{}) {
+	if Covers(topic.Filter{}, f) || Covers(f, topic.Filter{}) {
 		t.Fatal("a zero Filter covers or is covered")
 	}
 }
@@ -88,9 +88,9 @@ func TestCoversZeroFilter(t *testing.T) {
 func TestCoversExhaustive(t *testing.T) {
 	filters := combos([]string{"a", "$a", "", "+", "#"}, 3)
 	topics := combos([]string{"a", "$a", "", "z"}, 5)
-	var parsed []bridge.Filter
+	var parsed []topic.Filter
 	for _, s := range filters {
-		if f, err := bridge.ParseFilter(s); err == nil {
+		if f, err := topic.ParseFilter(s); err == nil {
 			parsed = append(parsed, f)
 		}
 	}
@@ -136,7 +136,7 @@ func combos(levels []string, n int) []string {
 }
 
 func TestAllowFilter(t *testing.T) {
-	scopes := []bridge.Filter{mustFilter(t, "telemetry/pump-7/#"), mustFilter(t, "presence/+")}
+	scopes := []topic.Filter{mustFilter(t, "telemetry/pump-7/#"), mustFilter(t, "presence/+")}
 	tests := []struct {
 		filter string
 		want   bool

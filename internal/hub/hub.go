@@ -32,6 +32,7 @@ import (
 	"github.com/telehub/telehub/internal/config"
 	"github.com/telehub/telehub/internal/httpx"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 	"github.com/telehub/telehub/stream"
 	"github.com/telehub/telehub/web"
@@ -131,7 +132,7 @@ func (h *Hub) resumesPresence(d presence.Record) bool {
 
 // authorizeWatcher is the watchers' stream.Config.Authorize: the admin
 // token watches anything, a watcher token within its scopes.
-func (h *Hub) authorizeWatcher(r *http.Request) (func(bridge.Filter) bool, error) {
+func (h *Hub) authorizeWatcher(r *http.Request) (func(topic.Filter) bool, error) {
 	token := httpx.RequestToken(r)
 	if h.auth.Admin(token) {
 		return nil, nil
@@ -140,7 +141,7 @@ func (h *Hub) authorizeWatcher(r *http.Request) (func(bridge.Filter) bool, error
 	if !ok {
 		return nil, errors.New("missing or invalid watcher token")
 	}
-	return func(f bridge.Filter) bool { return auth.AllowFilter(scopes, f) }, nil
+	return func(f topic.Filter) bool { return auth.AllowFilter(scopes, f) }, nil
 }
 
 // authenticateWS is the WebSocket devices' Authenticate: the device's

@@ -1,4 +1,4 @@
-package bridge
+package topic
 
 import (
 	"errors"
@@ -8,14 +8,16 @@ import (
 )
 
 func TestTopics(t *testing.T) {
-	if got := TelemetryTopic("d1", "temp"); got != "telemetry/d1/temp" {
-		t.Errorf("TelemetryTopic = %q", got)
+	tests := []struct{ got, want string }{
+		{Telemetry("d1", "temp"), "telemetry/d1/temp"},
+		{Presence("d1"), "presence/d1"},
+		{Errors("d1"), "errors/d1"},
+		{Commands("d1"), "commands/d1"},
 	}
-	if got := PresenceTopic("d1"); got != "presence/d1" {
-		t.Errorf("PresenceTopic = %q", got)
-	}
-	if got := ErrorTopic("d1"); got != "errors/d1" {
-		t.Errorf("ErrorTopic = %q", got)
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
 	}
 }
 
@@ -51,9 +53,8 @@ func TestParseFilter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f, err := ParseFilter(tt.in)
 			if tt.wantErr != "" {
-				var e *Error
-				if !errors.As(err, &e) || e.Code != CodeBadRequest || !strings.Contains(e.Message, tt.wantErr) {
-					t.Fatalf("ParseFilter(%q) err = %v, want *Error containing %q", tt.in, err, tt.wantErr)
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseFilter(%q) err = %v, want ErrInvalid containing %q", tt.in, err, tt.wantErr)
 				}
 				return
 			}

@@ -1,26 +1,9 @@
-package bridge
+package topic
 
 import (
 	"strings"
 	"unicode/utf8"
 )
-
-// Topic roots of normalized events (SPEC §2).
-const (
-	telemetryRoot = "telemetry/"
-	presenceRoot  = "presence/"
-	errorsRoot    = "errors/"
-)
-
-// TelemetryTopic returns "telemetry/{device}/{metric}". Both names must
-// already be valid.
-func TelemetryTopic(device, metric string) string { return telemetryRoot + device + "/" + metric }
-
-// PresenceTopic returns "presence/{device}". device must already be valid.
-func PresenceTopic(device string) string { return presenceRoot + device }
-
-// ErrorTopic returns "errors/{device}". device must already be valid.
-func ErrorTopic(device string) string { return errorsRoot + device }
 
 // MaxFilterLen is the longest topic filter accepted, in bytes.
 const MaxFilterLen = 256
@@ -31,8 +14,8 @@ const (
 	MultiLevel  = "#"
 )
 
-// Filter is a parsed MQTT topic filter (SPEC §2, §6): levels separated by
-// '/', where a level "+" matches exactly one topic level and a last level
+// Filter is a parsed MQTT topic filter, as watchers and scopes give them:
+// levels separated by '/', where a level "+" matches exactly one topic level and a last level
 // "#" matches any number of levels, zero included. The zero Filter matches
 // nothing. A Filter is an immutable value, safe to share.
 type Filter struct {
@@ -43,25 +26,25 @@ type Filter struct {
 // ParseFilter parses a topic filter. It must be non-empty, at most
 // MaxFilterLen bytes of valid UTF-8 without NUL, with '+' and '#' only as
 // whole levels and '#' only as the last level; empty levels are allowed, as
-// in MQTT. Errors are *Error values with CodeBadRequest naming the filter.
+// in MQTT. Errors match ErrInvalid and name the filter.
 func ParseFilter(s string) (Filter, error) {
 	switch {
 	case s == "":
-		return Filter{}, Errorf("filter: empty")
+		return Filter{}, errorf("filter: empty")
 	case len(s) > MaxFilterLen:
-		return Filter{}, Errorf("filter %s: longer than %d bytes", quote(s), MaxFilterLen)
+		return Filter{}, errorf("filter %s: longer than %d bytes", quote(s), MaxFilterLen)
 	case !utf8.ValidString(s):
-		return Filter{}, Errorf("filter %s: invalid UTF-8", quote(s))
+		return Filter{}, errorf("filter %s: invalid UTF-8", quote(s))
 	case strings.IndexByte(s, 0) >= 0:
-		return Filter{}, Errorf("filter %s: contains NUL", quote(s))
+		return Filter{}, errorf("filter %s: contains NUL", quote(s))
 	}
 	levels := strings.Split(s, "/")
 	for i, l := range levels {
 		switch {
 		case l == MultiLevel && i != len(levels)-1:
-			return Filter{}, Errorf("filter %s: '#' must be the last level", quote(s))
+			return Filter{}, errorf("filter %s: '#' must be the last level", quote(s))
 		case l != MultiLevel && l != SingleLevel && strings.ContainsAny(l, "+#"):
-			return Filter{}, Errorf("filter %s: '+' and '#' must be a whole level", quote(s))
+			return Filter{}, errorf("filter %s: '+' and '#' must be a whole level", quote(s))
 		}
 	}
 	return Filter{s: s, levels: levels}, nil
