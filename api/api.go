@@ -15,7 +15,7 @@ import (
 
 // Store is what the REST API reads; *storage.Store implements it.
 type Store interface {
-	Devices() ([]storage.Device, error)
+	ScanDevices(after, prefix string, max int) ([]storage.Device, string, error)
 	Device(id string) (storage.Device, []storage.MetricState, error)
 	IDs() storage.IDCodec
 	OldestID() (uint64, bool)

@@ -26,7 +26,23 @@ type fakeStore struct {
 	err     error
 }
 
-func (f *fakeStore) Devices() ([]storage.Device, error) { return f.devices, f.err }
+// ScanDevices pages through the fake's devices, which are sorted by id.
+func (f *fakeStore) ScanDevices(after, prefix string, max int) ([]storage.Device, string, error) {
+	if f.err != nil {
+		return nil, "", f.err
+	}
+	var out []storage.Device
+	for _, d := range f.devices {
+		if d.ID <= after || !strings.HasPrefix(d.ID, prefix) {
+			continue
+		}
+		if len(out) == max {
+			return out, out[len(out)-1].ID, nil
+		}
+		out = append(out, d)
+	}
+	return out, "", nil
+}
 
 func (f *fakeStore) Device(id string) (storage.Device, []storage.MetricState, error) {
 	if f.err != nil {
