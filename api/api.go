@@ -76,8 +76,13 @@ func New(cfg Config) (*API, error) {
 	return &API{cfg: cfg, log: cfg.Logger}, nil
 }
 
+// Mux is where Register adds routes; *http.ServeMux implements it.
+type Mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Register adds the API's routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux Mux) {
 	mux.HandleFunc("GET /v1/devices", a.reader(a.listDevices))
 	mux.HandleFunc("GET /v1/devices/{id}", a.reader(a.getDevice))
 	mux.HandleFunc("DELETE /v1/devices/{id}", a.adminOrOpen(a.deleteDevice))

@@ -63,6 +63,7 @@ type Hub struct {
 
 	httpLn  net.Listener
 	server  *http.Server
+	routes  []string // the patterns the HTTP server serves
 	debugLn net.Listener
 	debug   *http.Server
 
@@ -320,7 +321,7 @@ func (h *Hub) buildHTTP() error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
+	mux := newRouteMux()
 	a.Register(mux)
 	mux.Handle("GET /v1/devices/{id}/ws", h.wsDev)
 	mux.HandleFunc("GET /v1/stream", h.fanout.ServeSSE)
@@ -330,6 +331,7 @@ func (h *Hub) buildHTTP() error {
 	}))
 	mux.Handle("GET /{$}", web.Handler())
 	mux.Handle("GET /assets/", web.Handler())
+	h.routes = mux.patterns
 
 	tlsCfg, err := h.tlsConfig()
 	if err != nil {
@@ -343,7 +345,7 @@ func (h *Hub) buildHTTP() error {
 		h.httpLn = tls.NewListener(h.httpLn, tlsCfg)
 	}
 	h.server = &http.Server{
-		Handler: httpx.Routes(mux),
+		Handler: httpx.Routes(mux.ServeMux),
 		// No WriteTimeout: it would cut every stream. Streams set a
 		// deadline per write instead.
 		ReadHeaderTimeout: 10 * time.Second,
