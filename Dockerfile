@@ -7,7 +7,8 @@
 #   docker run -p 8080:8080 -p 1883:1883 -v telehub-data:/data telehub
 #
 # Flags after the image name are passed to telehub (e.g. --log-format json);
-# every flag also has a TELEHUB_* variable (docker run -e ...).
+# every flag also has a TELEHUB_* variable (docker run -e ...):
+# docker run --rm telehub --help lists them with their defaults.
 
 # ---- build ---------------------------------------------------------------
 FROM golang:1.26 AS build
@@ -50,6 +51,10 @@ EXPOSE 8080 1883
 # yet, so the container network (which ports are published, to whom) is the
 # security boundary. Publish the ports to trusted networks only, e.g.
 # -p 127.0.0.1:8080:8080.
+#
+# Every variable here can be overridden with docker run -e; an empty value
+# counts like an empty flag: -e TELEHUB_MQTT_ADDR= runs without the
+# embedded broker (as does -e TELEHUB_MQTT_BROKER=tcp://broker:1883).
 ENV TELEHUB_HTTP_ADDR=0.0.0.0:8080 \
     TELEHUB_MQTT_ADDR=0.0.0.0:1883 \
     TELEHUB_DATA_DIR=/data \

@@ -1,10 +1,7 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -127,7 +124,7 @@ func (a *API) revokeDevice(w http.ResponseWriter, r *http.Request) {
 // shown once.
 func (a *API) issueWatcher(w http.ResponseWriter, r *http.Request) {
 	var req watcherRequest
-	if status, err := decodeBody(w, r, &req); err != nil {
+	if status, err := httpx.DecodeJSON(w, r, &req, maxAdminBody); err != nil {
 		httpx.Error(w, status, httpx.CodeBadRequest, err.Error())
 		return
 	}
@@ -178,26 +175,4 @@ func (a *API) adminError(w http.ResponseWriter, what string, err error) {
 	default:
 		a.internalError(w, what, err)
 	}
-}
-
-// decodeBody decodes a JSON object of at most maxAdminBody bytes into v:
-// unknown fields and trailing data are errors. It returns the status to
-// answer with an error.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) (int, error) {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if dec.Decode(&struct{}{}) != io.EOF {
-			err = errors.New("data after the JSON object")
-		}
-	}
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", maxAdminBody)
-	case err != nil:
-		return http.StatusBadRequest, fmt.Errorf("body: %w", err)
-	}
-	return 0, nil
 }

@@ -257,6 +257,10 @@ func TestEventsRejections(t *testing.T) {
 		{"bad filter", "?topic=telemetry/%23/x", 400, "bad_request", "telemetry/#/x"},
 		{"mixed wildcard", "?topic=tele%2Bmetry", 400, "bad_request", "tele+metry"},
 		{"empty filter", "?topic=", 400, "bad_request", "topic"},
+		// The client cuts the unencoded # and what follows (the fragment).
+		{"unencoded hash", "?topic=telemetry/#", 400, "bad_request", "topic=telemetry/%23"},
+		{"unencoded lone hash", "?topic=#", 400, "bad_request", "%23"},
+		{"unencoded plus", "?topic=telemetry/+/temp", 400, "bad_request", "%2B"},
 		{"long filter", "?topic=" + strings.Repeat("a", 257), 400, "bad_request", "topic"},
 		{"limit zero", "?limit=0", 400, "bad_request", "limit"},
 		{"limit word", "?limit=many", 400, "bad_request", "limit"},

@@ -119,7 +119,8 @@ func (a *API) summary(d storage.Device, dq deviceQuery, acc access) (deviceSumma
 	if metrics == nil {
 		metrics = []string{}
 	}
-	return deviceSummary{ID: d.ID, Online: online, Transport: transport, LastSeen: seen, Metrics: metrics}, true
+	return deviceSummary{ID: d.ID, Online: online, Transport: transport, LastSeen: seen, Metrics: metrics,
+		seqEpoch: epochOf(d)}, true
 }
 
 // writeDevices writes page as a JSON array, one element at a time.

@@ -18,6 +18,20 @@ type deviceSummary struct {
 	Transport string   `json:"transport,omitempty"`
 	LastSeen  string   `json:"last_seen,omitempty"`
 	Metrics   []string `json:"metrics"`
+	seqEpoch
+}
+
+// seqEpoch is the seq bookkeeping of a device record: readings acked as
+// duplicates, seq epochs started after the first, and the current epoch's
+// boot.
+type seqEpoch struct {
+	Duplicates  uint64 `json:"duplicates"`
+	SeqRestarts uint64 `json:"seq_restarts"`
+	Boot        string `json:"boot,omitempty"`
+}
+
+func epochOf(d storage.Device) seqEpoch {
+	return seqEpoch{Duplicates: d.Duplicates, SeqRestarts: d.SeqRestarts, Boot: d.Boot}
 }
 
 // deviceDetail is GET /v1/devices/{id}.
@@ -27,6 +41,7 @@ type deviceDetail struct {
 	Transport string                     `json:"transport,omitempty"`
 	LastSeen  string                     `json:"last_seen,omitempty"`
 	State     map[string]json.RawMessage `json:"state"`
+	seqEpoch
 }
 
 func (a *API) getDevice(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +63,7 @@ func (a *API) getDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	online, transport, seen := a.liveness(d)
 	out := deviceDetail{ID: d.ID, Online: online, Transport: transport, LastSeen: seen,
-		State: make(map[string]json.RawMessage, len(states))}
+		State: make(map[string]json.RawMessage, len(states)), seqEpoch: epochOf(d)}
 	for _, s := range states {
 		// A watcher sees only the values its scopes cover.
 		if acc.allowTopic(topic.Telemetry(d.ID, s.Metric)) {

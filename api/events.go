@@ -28,6 +28,10 @@ type event struct {
 
 func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if problem := httpx.TopicQueryProblem(q["topic"]); problem != "" {
+		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, problem)
+		return
+	}
 	filters, err := parseFilters(q["topic"])
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())

@@ -165,7 +165,8 @@ func (cfg *Config) fillDefaults() error {
 // Telemetry builds one telemetry/{device}/{metric} event per reading of p
 // (data and latest-state JSON encoded here, once) and submits them as one
 // Write: Device, Transport and Seen from in (Seen is the bridge's clock when
-// in.Received is zero), Seq and HasSeq from p, and done as its Done. It
+// in.Received is zero), Seq, HasSeq, Boot and DeviceTime from p, and done
+// as its Done. It
 // does not wait for the commit.
 //
 // An invalid device id, an empty payload, an invalid metric name or a
@@ -185,13 +186,15 @@ func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error {
 		}
 	}
 	w := &Write{
-		Device:    in.Device,
-		Transport: in.Transport,
-		Seen:      seen,
-		Seq:       p.Seq,
-		HasSeq:    p.HasSeq,
-		Events:    buildTelemetry(in.Device, seen, &p),
-		Done:      done,
+		Device:     in.Device,
+		Transport:  in.Transport,
+		Seen:       seen,
+		Seq:        p.Seq,
+		HasSeq:     p.HasSeq,
+		Boot:       p.Boot,
+		DeviceTime: p.Time,
+		Events:     buildTelemetry(in.Device, seen, &p),
+		Done:       done,
 	}
 	if err := b.store.Submit(w); err != nil {
 		return fmt.Errorf("bridge: submit %d telemetry events of device %s: %w", len(w.Events), in.Device, err)

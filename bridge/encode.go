@@ -185,6 +185,10 @@ func appendTelemetryData(b []byte, topic []byte, device string, rd *Reading, ts 
 		b = append(b, `,"device_seq":`...)
 		b = strconv.AppendUint(b, p.Seq, 10)
 	}
+	if p.Boot != "" {
+		b = append(b, `,"device_boot":`...)
+		b = appendString(b, p.Boot)
+	}
 	return append(b, '}')
 }
 

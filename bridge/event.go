@@ -78,11 +78,17 @@ type Reading struct {
 	Time   time.Time // the device's time; zero when the device sent none
 }
 
-// Payload is what one device message carries once parsed: its readings and
-// the device sequence number, if any.
+// Payload is what one device message carries once parsed: its readings,
+// the device sequence number and boot, if any, and its ts.
 type Payload struct {
-	Seq      uint64
-	HasSeq   bool
+	Seq    uint64
+	HasSeq bool
+	// Boot names the device's seq epoch (the "boot" key, 1 to 64 bytes);
+	// empty when the message had none.
+	Boot string
+	// Time is the message's "ts" key; zero when it had none. SenML times
+	// of single records do not count.
+	Time     time.Time
 	Readings []Reading
 }
 
@@ -117,11 +123,15 @@ type Write struct {
 	Transport string    // TransportWS, TransportMQTT, or "" when unknown
 	Seen      time.Time // hub receive time; becomes the device's last_seen
 	// Seq deduplicates per device when HasSeq is set: a Write whose Seq is
-	// not above the device's last stored seq stores nothing and reports
-	// Duplicate.
-	Seq    uint64
-	HasSeq bool
-	Events []Event
+	// not above the device's last stored seq, in the same seq epoch, stores
+	// nothing and reports Duplicate. Boot and DeviceTime decide the epoch:
+	// a new Boot starts one; without Boot, a lower Seq whose DeviceTime is
+	// later than that of the device's last stored write starts one.
+	Seq        uint64
+	HasSeq     bool
+	Boot       string
+	DeviceTime time.Time
+	Events     []Event
 	// Presence, when set, updates the device record's online flag,
 	// transport and session.
 	Presence *Presence
@@ -134,7 +144,7 @@ type Write struct {
 // Result is the outcome of a Write.
 type Result struct {
 	FirstID   uint64 // id of Events[0]; Events[i] has id FirstID+i
-	Duplicate bool   // nothing stored: Seq not above the last stored seq
+	Duplicate bool   // nothing stored: Seq not above the last stored seq of its epoch
 	Err       error
 }
 

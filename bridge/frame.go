@@ -22,11 +22,11 @@ type Frame struct {
 
 // ParseFrame parses a WebSocket device frame (SPEC §4):
 //
-//	{"type":"telemetry","seq":42,"ts":1764064800000,"values":{"temp":21.5}}
+//	{"type":"telemetry","seq":42,"ts":1764064800000,"boot":"b7","values":{"temp":21.5}}
 //	{"type":"telemetry","seq":43,"senml":[{"n":"temp","v":21.5}]}
 //	{"type":"heartbeat"}
 //
-// seq and ts are optional and follow the rules of ParseTelemetry; ts applies
+// seq, ts and boot are optional and follow the rules of ParseTelemetry; ts applies
 // to the readings that have no SenML time of their own. A telemetry frame
 // carries exactly one of values and senml, with at least one reading; a
 // heartbeat carries neither. Unknown keys are ignored; an unknown or missing
@@ -101,6 +101,10 @@ func (r *reader) frameMember(st *frameState, key []byte) error {
 		if err = st.seen.add(keyTS, "ts"); err == nil {
 			st.ts, err = r.timestamp("ts")
 		}
+	case "boot":
+		if err = st.seen.add(keyBoot, "boot"); err == nil {
+			st.f.Payload.Boot, err = r.boot()
+		}
 	case "values":
 		if err = st.seen.add(keyValues, "values"); err == nil {
 			st.f.Payload.Readings, err = r.metrics(st.f.Payload.Readings)
@@ -158,7 +162,7 @@ func (st *frameState) finish() (Frame, error) {
 	} else if err := finishReadings(f.Payload.Readings, st.ts); err != nil {
 		return Frame{}, err
 	}
-	f.Payload.Seq, f.Payload.HasSeq = f.Seq, f.HasSeq
+	f.Payload.Seq, f.Payload.HasSeq, f.Payload.Time = f.Seq, f.HasSeq, st.ts
 	return f, nil
 }
 

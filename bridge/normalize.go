@@ -13,19 +13,24 @@ const (
 	maxUnixMillis  = maxUnixSeconds*1000 + 999
 )
 
-// Messages naming a wrong ts or seq.
+// Messages naming a wrong ts, seq or boot.
 const (
-	msgTS  = "must be unix milliseconds or an RFC 3339 string"
-	msgSeq = "must be an integer from 0 to 18446744073709551615"
+	msgTS   = "must be unix milliseconds or an RFC 3339 string"
+	msgSeq  = "must be an integer from 0 to 18446744073709551615"
+	msgBoot = "must be a string of 1 to 64 bytes"
 )
+
+// MaxBoot is the longest boot value a device may send, in bytes.
+const MaxBoot = 64
 
 // ParseTelemetry parses the payload of an MQTT devices/{id}/telemetry
 // message (SPEC §3). It accepts three forms:
 //
 //   - a flat JSON object of metric → value, with the reserved keys "ts"
-//     (unix milliseconds or an RFC 3339 string) and "seq" (an integer from 0
-//     to 2^64-1), e.g. {"temp":21.5,"door":"open","ts":1764064800000};
-//   - the wrapped form {"ts":…,"seq":…,"values":{metric → value}}; a key
+//     (unix milliseconds or an RFC 3339 string), "seq" (an integer from 0
+//     to 2^64-1) and "boot" (a string of 1 to 64 bytes naming the seq
+//     epoch), e.g. {"temp":21.5,"door":"open","ts":1764064800000};
+//   - the wrapped form {"ts":…,"seq":…,"boot":…,"values":{metric → value}}; a key
 //     "values" always selects it, and then no metric may sit next to it;
 //   - a SenML pack (RFC 8428), see the senml.go rules: names bn+n, times
 //     bt+t in seconds (relative to now below 2^28), units bu/u, values
@@ -97,6 +102,7 @@ const (
 	keyValues
 	keyType
 	keySenML
+	keyBoot
 )
 
 // add marks k seen, returning an error when it was seen before.
@@ -131,6 +137,7 @@ func (r *reader) telemetryObject(rs []Reading) (Payload, error) {
 	if st.wrapped && st.flat != "" {
 		return Payload{}, Errorf(`metric %s: metrics go inside "values" in the wrapped form`, quote(st.flat))
 	}
+	st.p.Time = st.ts
 	return st.p, finishReadings(st.p.Readings, st.ts)
 }
 
@@ -146,6 +153,10 @@ func (r *reader) telemetryMember(st *objectState, key []byte) error {
 		if err = st.seen.add(keySeq, "seq"); err == nil {
 			st.p.Seq, err = r.seq()
 			st.p.HasSeq = err == nil
+		}
+	case "boot":
+		if err = st.seen.add(keyBoot, "boot"); err == nil {
+			st.p.Boot, err = r.boot()
 		}
 	case "values":
 		if err = st.seen.add(keyValues, "values"); err == nil {
@@ -333,4 +344,22 @@ func (r *reader) seq() (uint64, error) {
 		return 0, Errorf("seq: %s", msgSeq)
 	}
 	return n, nil
+}
+
+// boot reads a device boot value: a JSON string of 1 to MaxBoot bytes.
+func (r *reader) boot() (string, error) {
+	if r.peek() != '"' {
+		if err := r.skip(0); err != nil {
+			return "", err
+		}
+		return "", Errorf("boot: %s", msgBoot)
+	}
+	s, err := r.str()
+	if err != nil {
+		return "", err
+	}
+	if len(s) == 0 || len(s) > MaxBoot {
+		return "", Errorf("boot: %s", msgBoot)
+	}
+	return string(s), nil
 }

@@ -141,10 +141,14 @@ func (l *mqttLink) send(e *entry) error {
 	if l.qos == 0 {
 		return nil
 	}
+	// The window of readings awaiting PUBACKs is full while the hub
+	// acks nothing: wait, but not past the end of the link or the run.
 	select {
 	case l.acks <- p:
 		return nil
 	case <-l.stop:
+		return errLinkClosed
+	case <-l.d.s.halt:
 		return errLinkClosed
 	}
 }

@@ -41,6 +41,7 @@ type Sim struct {
 
 	readingsOn atomic.Bool           // devices take readings
 	stopping   atomic.Bool           // no more connections
+	halt       chan struct{}         // closed with stopping: wakes sends blocked on a link
 	ran        atomic.Bool           // Run was called
 	lastErr    atomic.Pointer[error] // error of the latest failed connection attempt
 }
@@ -56,6 +57,7 @@ func New(cfg Config) (*Sim, error) {
 		backoff: Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax},
 		period:  int64(float64(time.Second) / cfg.Rate),
 		connq:   make(chan *device, cfg.Devices),
+		halt:    make(chan struct{}),
 	}
 	for range min(cfg.Schedulers, cfg.Devices) {
 		s.scheds = append(s.scheds, newScheduler())
@@ -111,6 +113,7 @@ func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 	s.watch.settle(s.cfg.WatchSettle, s.cfg.DrainTimeout)
 	s.watch.stop()
 	s.stopping.Store(true)
+	close(s.halt)
 	cancelDial()
 	w.stop()
 	s.closeLinks()

@@ -73,9 +73,10 @@ type Summary struct {
 	Verify     *VerifyResult `json:"verify,omitempty"`
 }
 
-// Failed reports whether verify ran and found a missing or duplicated
-// reading.
-func (s *Summary) Failed() bool { return s.Verify != nil && !s.Verify.OK }
+// Failed reports whether readings stayed unacknowledged at the end of the
+// run (the hub refused or never confirmed them, or the run was cut short),
+// or verify ran and found a missing or duplicated reading.
+func (s *Summary) Failed() bool { return s.Unacked > 0 || (s.Verify != nil && !s.Verify.OK) }
 
 // WriteText writes the summary in a few human-readable lines.
 func (s *Summary) WriteText(w io.Writer) error {

@@ -153,18 +153,31 @@ type deviceRec struct {
 	firstMs   int64  // first seen, unix ms
 	lastMs    int64  // last seen, unix ms
 	metrics   []string
+
+	// The seq epoch (see seqVerdict): its boot, and the device time of the
+	// last stored write with a seq, when hasTS.
+	boot    string
+	hasTS   bool
+	tsMicro int64 // unix microseconds
+
+	duplicates uint64 // writes acknowledged as duplicates
+	restarts   uint64 // seq epochs started after the first
 }
 
 // Flags of an encoded device record.
 const (
 	devOnline byte = 1 << iota
 	devHasSeq
+	devHasTS
 )
 
 // Device records are, in order: flags (1 byte), session, seq (uvarints),
 // first and last seen (varints, unix ms), transport (uvarint length and
 // bytes), the number of metrics (uvarint), then each metric name (uvarint
-// length and bytes), sorted.
+// length and bytes), sorted; then the epoch part: duplicates, restarts
+// (uvarints), the epoch's device time (varint, unix µs) and boot (uvarint
+// length and bytes). Records written before the epoch part existed end
+// after the metrics and read as zero counts and no epoch.
 
 // appendDevice appends the encoded record to b.
 func appendDevice(b []byte, r *deviceRec) []byte {
@@ -174,6 +187,9 @@ func appendDevice(b []byte, r *deviceRec) []byte {
 	}
 	if r.hasSeq {
 		flags |= devHasSeq
+	}
+	if r.hasTS {
+		flags |= devHasTS
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, r.session)
@@ -185,7 +201,10 @@ func appendDevice(b []byte, r *deviceRec) []byte {
 	for _, m := range r.metrics {
 		b = appendString(b, m)
 	}
-	return b
+	b = binary.AppendUvarint(b, r.duplicates)
+	b = binary.AppendUvarint(b, r.restarts)
+	b = binary.AppendVarint(b, r.tsMicro)
+	return appendString(b, r.boot)
 }
 
 // decodeDevice decodes a record written by appendDevice. The strings are
@@ -194,7 +213,7 @@ func decodeDevice(v []byte) (deviceRec, error) {
 	if len(v) < 1 {
 		return deviceRec{}, fmt.Errorf("%w: empty device record", ErrCorrupt)
 	}
-	r := deviceRec{online: v[0]&devOnline != 0, hasSeq: v[0]&devHasSeq != 0}
+	r := deviceRec{online: v[0]&devOnline != 0, hasSeq: v[0]&devHasSeq != 0, hasTS: v[0]&devHasTS != 0}
 	d := decoder{b: v[1:]}
 	r.session = d.uvarint()
 	r.seq = d.uvarint()
@@ -202,6 +221,12 @@ func decodeDevice(v []byte) (deviceRec, error) {
 	r.lastMs = d.varint()
 	r.transport = string(d.bytes())
 	r.metrics = d.strings()
+	if d.err == nil && len(d.b) != 0 {
+		r.duplicates = d.uvarint()
+		r.restarts = d.uvarint()
+		r.tsMicro = d.varint()
+		r.boot = string(d.bytes())
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
 	}

@@ -93,6 +93,9 @@ func FuzzDecodeDevice(f *testing.F) {
 		transport: "mqtt", online: true, hasSeq: true, session: 7, seq: 42,
 		firstMs: t0.UnixMilli(), lastMs: t0.UnixMilli() + 1000, metrics: []string{"hum", "temp"},
 	}))
+	f.Add(appendDevice(nil, &deviceRec{
+		hasSeq: true, seq: 3, hasTS: true, tsMicro: t0.UnixMicro(), boot: "b7", duplicates: 2, restarts: 1,
+	}))
 	f.Add([]byte{})
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 200})
 	f.Fuzz(func(t *testing.T, v []byte) {

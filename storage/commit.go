@@ -57,6 +57,7 @@ func (s *Store) committed(batch []*bridge.Write, size int64) {
 	s.met.CommitBatch.Observe(float64(len(batch)))
 	s.met.EventsStored.Add(float64(w.appended))
 	s.met.Duplicates.Add(float64(w.dups))
+	s.met.SeqRestarts.Add(float64(w.restarts))
 	s.met.StorageBytes.Set(float64(size))
 	s.publishRange()
 	if len(w.recs) > 0 && s.cfg.OnCommit != nil {
@@ -116,9 +117,11 @@ func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 	return tx.Bucket(bucketMeta).Put(metaHighWater, putID(w.key[:0], w.nextID-1))
 }
 
-// applyWrite stores one write, or nothing when its seq is a duplicate or
-// its device record cannot be read (then the Result carries the error). An
-// error return fails the whole transaction.
+// applyWrite stores one write, or nothing when its seq is a duplicate in
+// its epoch (counted on the device record) or its device record cannot be
+// read (then the Result carries the error). The epoch state is part of the
+// device record, so it commits with the write. An error return fails the
+// whole transaction.
 func (s *Store) applyWrite(b buckets, wr *bridge.Write) (bridge.Result, error) {
 	w := &s.w
 	rec, err := w.device(b.devices, wr.Device)
@@ -130,9 +133,17 @@ func (s *Store) applyWrite(b buckets, wr *bridge.Write) (bridge.Result, error) {
 	if err != nil {
 		return bridge.Result{}, err
 	}
-	if wr.HasSeq && rec.hasSeq && wr.Seq <= rec.seq {
-		w.dups++
-		return bridge.Result{Duplicate: true}, nil
+	if wr.HasSeq {
+		v := rec.seqVerdict(wr)
+		if v == seqDuplicate {
+			rec.duplicates++
+			w.dups++
+			return bridge.Result{Duplicate: true}, nil
+		}
+		if v == seqEpoch {
+			w.restarts++
+		}
+		rec.advance(wr, v)
 	}
 	seen := wr.Seen
 	if seen.IsZero() {
@@ -245,7 +256,7 @@ func (w *writer) putDevices(devs *bolt.Bucket) error {
 }
 
 // touch applies a stored write's bookkeeping to the record: last seen,
-// transport, seq and presence.
+// transport and presence (the seq is advance's).
 func (r *deviceRec) touch(wr *bridge.Write) {
 	if !wr.Seen.IsZero() {
 		ms := wr.Seen.UnixMilli()
@@ -256,9 +267,6 @@ func (r *deviceRec) touch(wr *bridge.Write) {
 	}
 	if wr.Transport != "" {
 		r.transport = wr.Transport
-	}
-	if wr.HasSeq {
-		r.seq, r.hasSeq = wr.Seq, true
 	}
 	if p := wr.Presence; p != nil {
 		r.online, r.session = p.Online, p.Session

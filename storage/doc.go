@@ -1,7 +1,8 @@
 // Package storage owns telehub's durable state: one bbolt file holding the
 // event log, the latest state of every device metric, the device records
-// (first and last seen, transport, presence session, metrics) with the last
-// stored device seq used for deduplication, and the store identity that
+// (first and last seen, transport, presence session, metrics) with the seq
+// epoch used for deduplication (last stored seq, boot and device time, and
+// the counts of duplicates and epoch changes), and the store identity that
 // event ids carry (see IDCodec).
 //
 // # Writing
@@ -10,8 +11,9 @@
 // single writer goroutine owned by the Store is the only bbolt writer. It
 // takes the first queued write, then whatever else is queued (up to
 // Config.MaxBatch) without waiting, and commits them in one transaction with
-// one fsync (group commit). Inside that transaction it drops duplicate
-// device seqs, appends events under consecutive ids, updates latest state and
+// one fsync (group commit). Inside that transaction it drops writes whose
+// device seq was already stored in its epoch (see MaxSeqGap and
+// bridge.Write), appends events under consecutive ids, updates latest state and
 // device records, and trims retention in bounded steps. The event log keeps
 // one record per write, under the id of its first event; retention still
 // counts events, and cuts the oldest record when only part of it must go. After a successful

@@ -27,6 +27,13 @@ type Device struct {
 	FirstSeen, LastSeen time.Time
 	// Metrics are the names of the metrics with a latest state, sorted.
 	Metrics []string
+	// Duplicates counts the device's writes acknowledged but not stored
+	// again (their seq was already stored in its epoch); SeqRestarts the
+	// seq epochs it started after its first (see MaxSeqGap and
+	// bridge.Write); Boot is the boot of its current epoch, "" when none.
+	Duplicates  uint64
+	SeqRestarts uint64
+	Boot        string
 }
 
 // MetricState is the latest state of one metric of a device.
@@ -226,11 +233,14 @@ func readDevice(k, v []byte) (Device, error) {
 // toDevice returns the public form of the record of device id.
 func (r *deviceRec) toDevice(id string) Device {
 	d := Device{
-		ID:        id,
-		Transport: r.transport,
-		Online:    r.online,
-		Session:   r.session,
-		Metrics:   r.metrics,
+		ID:          id,
+		Transport:   r.transport,
+		Online:      r.online,
+		Session:     r.session,
+		Metrics:     r.metrics,
+		Duplicates:  r.duplicates,
+		SeqRestarts: r.restarts,
+		Boot:        r.boot,
 	}
 	if r.firstMs != 0 {
 		d.FirstSeen = time.UnixMilli(r.firstMs).UTC()

@@ -47,6 +47,7 @@ type writer struct {
 
 	appended int // events appended by the batch
 	dups     int // duplicate writes in the batch
+	restarts int // seq epochs the batch started
 }
 
 func newWriter() writer {
@@ -98,7 +99,7 @@ func (w *writer) startBatch() {
 	w.results = w.results[:0]
 	w.recs = w.recs[:0]
 	w.arena = w.arena[:0]
-	w.appended, w.dups = 0, 0
+	w.appended, w.dups, w.restarts = 0, 0, 0
 	w.ix.reset()
 }
 

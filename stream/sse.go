@@ -21,6 +21,10 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	if problem := httpx.TopicQueryProblem(q["topic"]); problem != "" {
+		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, problem)
+		return
+	}
 	filters, err := parseFilters(q["topic"], h.cfg.MaxFilters)
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())

@@ -142,6 +142,28 @@ func TestSSEBadRequest(t *testing.T) {
 	}
 }
 
+// An unencoded # in the URL starts its fragment, which the client does
+// not send: the hub sees "telemetry/" and says how to write the filter.
+func TestSSEUnencodedHash(t *testing.T) {
+	th := newTestHub(t, Config{MaxFilters: 4})
+	_, resp := dialSSE(t, th, "topic=telemetry/#", nil)
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(body.Error.Message, "topic=telemetry/%23") {
+		t.Fatalf("message %q gives no fix", body.Error.Message)
+	}
+	if n := th.Watchers(); n != 0 {
+		t.Errorf("Watchers = %d", n)
+	}
+}
+
 // checkErrorResponse checks status and the JSON error body's code.
 func checkErrorResponse(t *testing.T, resp *http.Response, status int, code string) {
 	t.Helper()

@@ -12,7 +12,12 @@
 // A progress line goes to stderr every second (--quiet turns it off); the
 // summary goes to stdout, as text or with --json as one JSON object.
 //
-// Exit codes: 0 success, 1 run or verify failure, 2 bad flags.
+// The first SIGINT or SIGTERM ends the run: the devices stop taking
+// readings, outstanding acks get --drain-timeout, the summary is printed;
+// a second signal kills the process.
+//
+// Exit codes: 0 success, 1 run or verify failure or readings left
+// unacknowledged, 2 bad flags.
 package main
 
 import (
@@ -75,6 +80,9 @@ func report(sum *firmwaresim.Summary, err error, asJSON bool, stdout, stderr io.
 	if err != nil {
 		fmt.Fprintln(stderr, "firmware-sim:", err)
 		return 1
+	}
+	if sum.Unacked > 0 {
+		fmt.Fprintf(stderr, "firmware-sim: %d readings were not acknowledged by the hub\n", sum.Unacked)
 	}
 	if sum.Failed() {
 		return 1

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -11,6 +12,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childArgsEnv) != "" {
+		os.Exit(runChild())
+	}
 	goleak.VerifyTestMain(m)
 }
 

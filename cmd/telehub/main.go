@@ -1,15 +1,18 @@
 // Command telehub runs the IoT device telemetry hub: devices over WebSocket
 // and MQTT in, durable storage, live watchers over SSE and WebSocket out.
 //
-//	telehub [flags]            run the hub (see telehub --help)
-//	telehub version            print the version
-//	telehub healthcheck [flags] exit 0 when the configured hub answers /healthz
+//	telehub [flags]              run the hub (telehub --help lists the flags)
+//	telehub healthcheck [flags]  exit 0 when the configured hub answers /healthz
+//	telehub token [flags]        make a token and its sha256: line
+//	telehub version              print the version (also --version)
+//	telehub help [command]       explain telehub or one command
+//
+// A command may stand anywhere among the flags.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,34 +25,58 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "version":
-			fmt.Fprintln(stdout, "telehub", hub.Version)
-			return 0
-		case "healthcheck":
-			return healthcheck(args[1:], getenv, stderr)
-		}
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the hub or the command failed
+	exitUsage = 2 // a bad command line or configuration
+)
+
+// cli is what every command gets: the environment and where to write.
+type cli struct {
+	env            config.Env
+	stdout, stderr io.Writer
+}
+
+func run(args []string, env config.Env, stdout, stderr io.Writer) int {
+	c := &cli{env: env, stdout: stdout, stderr: stderr}
+	cmd, rest, help := findCommand(args)
+	if help {
+		cmd.usage(c.stdout)
+		return exitOK
 	}
-	cfg, err := config.Load(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
+	return cmd.run(c, rest)
+}
+
+// usageError reports a bad command line and where to read about it.
+func (c *cli) usageError(cmd string, err error) int {
+	fmt.Fprintf(c.stderr, "%s: %v\n", cmd, err)
+	return exitUsage
+}
+
+// runHub is the default command: run the hub until SIGINT or SIGTERM.
+func runHub(c *cli, args []string) int {
+	cl, err := config.Parse(args)
 	if err != nil {
-		fmt.Fprintln(stderr, "telehub:", err)
-		return 2
+		return c.usageError("telehub", err)
+	}
+	if len(cl.Args) > 0 {
+		return c.usageError("telehub", fmt.Errorf("unknown command %q (telehub help lists the commands)", cl.Args[0]))
+	}
+	cfg, err := cl.Config(c.env)
+	if err != nil {
+		return c.usageError("telehub", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, stderr); err != nil {
-		fmt.Fprintln(stderr, "telehub:", err)
-		return 1
+	if err := serve(ctx, cfg, c.stderr); err != nil {
+		fmt.Fprintln(c.stderr, "telehub:", err)
+		return exitFail
 	}
-	return 0
+	return exitOK
 }
 
 func serve(ctx context.Context, cfg config.Config, logOut io.Writer) error {
@@ -74,17 +101,9 @@ func serve(ctx context.Context, cfg config.Config, logOut io.Writer) error {
 	return errors.Join(serveErr, h.Shutdown(shutdownCtx))
 }
 
-func healthcheck(args []string, getenv func(string) string, stderr io.Writer) int {
-	cfg, err := config.Load(args, getenv, stderr)
-	if err != nil && !errors.Is(err, config.ErrInvalid) {
-		fmt.Fprintln(stderr, "telehub healthcheck:", err)
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := hub.Healthcheck(ctx, cfg); err != nil {
-		fmt.Fprintln(stderr, "telehub", err)
-		return 1
-	}
-	return 0
+// version prints the version; other arguments, like the flags beside
+// --version, do not matter.
+func version(c *cli, _ []string) int {
+	fmt.Fprintln(c.stdout, "telehub", hub.Version)
+	return exitOK
 }

@@ -17,28 +17,67 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func noEnv(string) string { return "" }
+func noEnv(string) (string, bool) { return "", false }
 
 func TestVersion(t *testing.T) {
-	var out bytes.Buffer
-	if code := run([]string{"version"}, noEnv, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "telehub ") {
-		t.Fatalf("exit %d, output %q", code, out.String())
-	}
-}
-
-func TestBadFlagsExit2(t *testing.T) {
-	for _, args := range [][]string{{"--nope"}, {"--device-timeout", "soon"}, {"--http-addr", "0.0.0.0:1"}} {
-		var errOut bytes.Buffer
-		if code := run(args, noEnv, io.Discard, &errOut); code != 2 || errOut.Len() == 0 {
-			t.Errorf("%v: exit %d, stderr %q", args, code, errOut.String())
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}, {"--http-addr", "127.0.0.1:1", "--version"}} {
+		var out bytes.Buffer
+		if code := run(args, noEnv, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "telehub ") {
+			t.Errorf("%v: exit %d, output %q", args, code, out.String())
 		}
 	}
 }
 
-func TestHelpExits0(t *testing.T) {
-	var errOut bytes.Buffer
-	if code := run([]string{"--help"}, noEnv, io.Discard, &errOut); code != 0 || !strings.Contains(errOut.String(), "-http-addr") {
-		t.Fatalf("exit %d, usage %q", code, errOut.String())
+func TestBadCommandLinesExit2(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nope"}, "unknown flag -nope"},
+		{[]string{"--device-timeout", "soon"}, `"soon" is not a duration like 45s`},
+		{[]string{"--http-addr", "0.0.0.0:1"}, "--insecure"},
+		{[]string{"--http-addr", "foo"}, `http_addr "foo" has no port`},
+		{[]string{"serve"}, `unknown command "serve"`},
+		{[]string{"help", "nope"}, `unknown command "nope"; the commands are healthcheck, token`},
+		{[]string{"help", "a", "b"}, "one command at most"},
+		{[]string{"healthcheck", "extra"}, `unexpected argument "extra"`},
+		{[]string{"healthcheck", "--nope"}, "unknown flag -nope"},
+	}
+	for _, c := range cases {
+		var errOut bytes.Buffer
+		if code := run(c.args, noEnv, io.Discard, &errOut); code != 2 || !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", c.args, code, errOut.String(), c.want)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	cases := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--help"}, []string{"Usage: telehub [flags]", "healthcheck", "token", "version", "--http-addr host:port",
+			"(default 127.0.0.1:8080; env TELEHUB_HTTP_ADDR)", "--max-payload size", "(default 64KiB"}},
+		{[]string{"-h"}, []string{"Usage: telehub [flags]"}},
+		{[]string{"help"}, []string{"Usage: telehub [flags]", "Commands", "--device-timeout duration"}},
+		{[]string{"help", "healthcheck"}, []string{"Usage: telehub healthcheck [flags]", "/healthz", "telehub --help lists them"}},
+		{[]string{"healthcheck", "--help"}, []string{"Usage: telehub healthcheck [flags]", "Exits 0"}},
+		{[]string{"--data-dir", "x", "healthcheck", "-h"}, []string{"Usage: telehub healthcheck"}},
+		{[]string{"help", "token"}, []string{"Usage: telehub token", "--device ID", "sha256:"}},
+		{[]string{"token", "--help"}, []string{"Usage: telehub token"}},
+		{[]string{"help", "version"}, []string{"Usage: telehub version", "Print the version"}},
+		{[]string{"help", "help"}, []string{"Usage: telehub help [command]"}},
+	}
+	for _, c := range cases {
+		var out bytes.Buffer
+		if code := run(c.args, noEnv, &out, io.Discard); code != 0 {
+			t.Errorf("%v: exit %d", c.args, code)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%v: help lacks %q:\n%s", c.args, w, out.String())
+			}
+		}
 	}
 }
 
@@ -58,7 +97,8 @@ func TestServeAndHealthcheck(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, io.Discard) }()
 
-	check := func() int { return run([]string{"healthcheck", "--http-addr", addr}, noEnv, io.Discard, io.Discard) }
+	// The command may follow the flags.
+	check := func() int { return run([]string{"--http-addr", addr, "healthcheck"}, noEnv, io.Discard, io.Discard) }
 	deadline := time.Now().Add(15 * time.Second)
 	for check() != 0 {
 		if time.Now().After(deadline) {

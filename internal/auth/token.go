@@ -96,3 +96,14 @@ func parseDigest(h string) (digest, error) {
 	}
 	return d, nil
 }
+
+// NewToken returns a fresh random token, like those the admin API issues,
+// and its "sha256:<hex>" form for the configuration. src is usually
+// crypto/rand.Reader.
+func NewToken(src io.Reader) (token, hash string, err error) {
+	token, d, err := newToken(src)
+	if err != nil {
+		return "", "", err
+	}
+	return token, d.String(), nil
+}

@@ -1,6 +1,6 @@
 // Package config loads telehub's configuration from, in order of precedence,
 // command-line flags, TELEHUB_* environment variables, a YAML file named by
-// --config (or TELEHUB_CONFIG), and the defaults of SPEC §10.
+// --config (or TELEHUB_CONFIG), and the defaults.
 package config
 
 import (
@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,7 +83,8 @@ type Config struct {
 	// WatcherTokens (YAML only): watcher credentials with their topic
 	// scopes. Default none.
 	WatcherTokens []WatcherToken `yaml:"watcher_tokens"`
-	// DebugAddr (--debug-addr): serve pprof there; empty disables it.
+	// DebugAddr (--debug-addr): serve pprof there; empty disables it. It
+	// obeys the loopback rule of the other listeners.
 	DebugAddr string `yaml:"debug_addr"`
 
 	// LogLevel (--log-level): debug, info, warn, error. LogFormat
@@ -101,7 +103,8 @@ type WatcherToken struct {
 	Topics []string `yaml:"topics"`
 }
 
-// Default returns the configuration of SPEC §10.
+// Default returns the configuration telehub runs with when nothing is
+// configured.
 func Default() Config {
 	return Config{
 		HTTPAddr:          "127.0.0.1:8080",
@@ -123,7 +126,7 @@ func Default() Config {
 var ErrInvalid = errors.New("invalid configuration")
 
 // Validate checks the values, the credentials, and the loopback rule of
-// SPEC §9: without credentials the hub listens on loopback only, unless
+// the hub: without credentials it listens on loopback only, unless
 // Insecure is set. Credentials are those of the configuration or, when it
 // has none, a credentials file in the data directory.
 func (c Config) Validate() error {
@@ -132,7 +135,12 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...))
 	}
 	if c.HTTPAddr == "" {
-		bad("http_addr is empty")
+		bad("http_addr is empty: give host:port, like 127.0.0.1:8080")
+	}
+	for _, a := range c.listenAddrs() {
+		if err := checkListenAddr(a.value); err != nil {
+			bad("%s %q %v", a.name, a.value, err)
+		}
 	}
 	if c.DataDir == "" {
 		bad("data_dir is empty")
@@ -150,7 +158,7 @@ func (c Config) Validate() error {
 		bad("heartbeat_interval must be positive, got %s", c.HeartbeatInterval)
 	}
 	if c.MaxPayload < 64 || c.MaxPayload > 16<<20 {
-		bad("max_payload must be between 64 and 16777216 bytes, got %d", c.MaxPayload)
+		bad("max_payload must be between 64 bytes and 16MiB, got %s", FormatSize(c.MaxPayload))
 	}
 	if c.DeviceRate < 0 || math.IsNaN(c.DeviceRate) || math.IsInf(c.DeviceRate, 0) {
 		bad("device_rate must be 0 (no limit) or a positive number, got %v", c.DeviceRate)
@@ -181,21 +189,59 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// listenAddr is a listen address of the configuration and its key.
+type listenAddr struct{ name, value string }
+
+// listenAddrs returns the listen addresses the hub will use: HTTP, the
+// embedded broker's when it runs, and the debug server's when set.
+func (c Config) listenAddrs() []listenAddr {
+	out := []listenAddr{}
+	if c.HTTPAddr != "" {
+		out = append(out, listenAddr{"http_addr", c.HTTPAddr})
+	}
+	if c.MQTTAddr != "" && c.MQTTBroker == "" {
+		out = append(out, listenAddr{"mqtt_addr", c.MQTTAddr})
+	}
+	if c.DebugAddr != "" {
+		out = append(out, listenAddr{"debug_addr", c.DebugAddr})
+	}
+	return out
+}
+
+// checkListenAddr says what is wrong with a listen address, as the end of
+// a sentence that starts with the address.
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	switch {
+	case err != nil && strings.Count(addr, ":") == 0:
+		return fmt.Errorf("has no port: give host:port, like 127.0.0.1:8080, or :8080 for every interface")
+	case err != nil:
+		return fmt.Errorf("is not host:port (an IPv6 host goes in brackets, like [::1]:8080)")
+	case port == "":
+		return fmt.Errorf("has no port after the colon: give host:port, like %s", net.JoinHostPort(host, "8080"))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("has port %q: a port is a number from 0 to 65535 (0 picks a free one)", port)
+	}
+	return nil
+}
+
 // HasCredentials reports whether the configuration gives any credential:
 // an admin token, a device token or a watcher token.
 func (c Config) HasCredentials() bool {
 	return c.AdminToken != "" || len(c.DeviceTokens) > 0 || len(c.WatcherTokens) > 0
 }
 
-// Exposed names the listen addresses that are not loopback, as
-// "http_addr \"0.0.0.0:8080\"".
+// Exposed names the listen addresses that are not loopback (HTTP, the
+// embedded broker when it runs, the debug server when set), as
+// "http_addr \"0.0.0.0:8080\"". Addresses that do not parse are left to
+// Validate.
 func (c Config) Exposed() []string {
 	var out []string
-	if c.HTTPAddr != "" && !IsLoopback(c.HTTPAddr) {
-		out = append(out, fmt.Sprintf("http_addr %q", c.HTTPAddr))
-	}
-	if c.MQTTAddr != "" && c.MQTTBroker == "" && !IsLoopback(c.MQTTAddr) {
-		out = append(out, fmt.Sprintf("mqtt_addr %q", c.MQTTAddr))
+	for _, a := range c.listenAddrs() {
+		if checkListenAddr(a.value) == nil && !IsLoopback(a.value) {
+			out = append(out, fmt.Sprintf("%s %q", a.name, a.value))
+		}
 	}
 	return out
 }

@@ -11,8 +11,11 @@ import (
 	"time"
 )
 
-func env(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+func env(m map[string]string) Env {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
 }
 
 func writeFile(t *testing.T, body string) string {
@@ -36,7 +39,7 @@ func TestDefaultsWithNothingGiven(t *testing.T) {
 		MaxEvents: 1000000, MaxAge: 24 * time.Hour, DeviceTimeout: 45 * time.Second, HeartbeatInterval: 15 * time.Second,
 		MaxPayload: 65536, WatcherQueue: 4096, LogLevel: "info", LogFormat: "text"}
 	if !reflect.DeepEqual(cfg, want) {
-		t.Fatalf("defaults differ from SPEC §10: %+v", cfg)
+		t.Fatalf("defaults differ from the documented ones: %+v", cfg)
 	}
 }
 
@@ -100,9 +103,9 @@ func TestRejections(t *testing.T) {
 		want string
 	}{
 		{"bad duration flag", []string{"--device-timeout", "soon"}, nil, "", "not a duration"},
-		{"bad int flag", []string{"--max-events", "many"}, nil, "", "not an integer"},
+		{"bad int flag", []string{"--max-events", "many"}, nil, "", "not a whole number"},
 		{"bad bool env", nil, map[string]string{"TELEHUB_FSYNC": "perhaps"}, "", "TELEHUB_FSYNC"},
-		{"unknown flag", []string{"--nope"}, nil, "", "not defined"},
+		{"unknown flag", []string{"--nope"}, nil, "", "unknown flag -nope"},
 		{"stray argument", []string{"serve"}, nil, "", "unexpected argument"},
 		{"unknown yaml key", nil, nil, "http_adr: 127.0.0.1:1\n", "http_adr"},
 		{"bad yaml", nil, nil, "http_addr: [\n", "config file"},
@@ -198,7 +201,10 @@ func TestAdminTokenPrecedence(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e["TELEHUB_ADMIN_TOKEN"] = c.env
+			delete(e, "TELEHUB_ADMIN_TOKEN")
+			if c.env != "" {
+				e["TELEHUB_ADMIN_TOKEN"] = c.env
+			}
 			cfg, err := Load(c.args, env(e), io.Discard)
 			if err != nil || cfg.AdminToken != c.want {
 				t.Fatalf("admin token %q, err %v; want %q", cfg.AdminToken, err, c.want)
@@ -207,7 +213,7 @@ func TestAdminTokenPrecedence(t *testing.T) {
 	}
 }
 
-// SPEC §9: listening elsewhere needs credentials or --insecure.
+// Listening beyond loopback needs credentials or --insecure.
 func TestCredentialsAllowPublicAddresses(t *testing.T) {
 	withFile := t.TempDir()
 	if err := os.WriteFile(filepath.Join(withFile, "credentials.json"), []byte("{}"), 0o600); err != nil {

@@ -1,187 +1,164 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"strings"
-	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
-// option is one setting reachable as a flag, an environment variable and a
-// YAML key (the struct tag of its Config field).
-type option struct {
-	name  string // flag name; the variable is TELEHUB_ + NAME with - as _
-	usage string
-	bool  bool
-	set   func(c *Config, s string) error
-}
+// Env looks up an environment variable, as os.LookupEnv does: a variable
+// that is set counts even when it is empty.
+type Env func(name string) (string, bool)
 
-func (o option) env() string {
-	return "TELEHUB_" + strings.ToUpper(strings.ReplaceAll(o.name, "-", "_"))
-}
-
-func str(name, usage string, field func(*Config) *string) option {
-	return option{name: name, usage: usage, set: func(c *Config, s string) error {
-		*field(c) = s
-		return nil
-	}}
-}
-
-func boolean(name, usage string, field func(*Config) *bool) option {
-	return option{name: name, usage: usage, bool: true, set: func(c *Config, s string) error {
-		v, err := strconv.ParseBool(s)
-		if err != nil {
-			return fmt.Errorf("%q is not a boolean", s)
-		}
-		*field(c) = v
-		return nil
-	}}
-}
-
-func integer(name, usage string, field func(*Config) *int) option {
-	return option{name: name, usage: usage, set: func(c *Config, s string) error {
-		v, err := strconv.Atoi(strings.ReplaceAll(s, "_", ""))
-		if err != nil {
-			return fmt.Errorf("%q is not an integer", s)
-		}
-		*field(c) = v
-		return nil
-	}}
-}
-
-func float(name, usage string, field func(*Config) *float64) option {
-	return option{name: name, usage: usage, set: func(c *Config, s string) error {
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return fmt.Errorf("%q is not a number", s)
-		}
-		*field(c) = v
-		return nil
-	}}
-}
-
-func duration(name, usage string, field func(*Config) *time.Duration) option {
-	return option{name: name, usage: usage, set: func(c *Config, s string) error {
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("%q is not a duration (like 45s or 24h)", s)
-		}
-		*field(c) = v
-		return nil
-	}}
-}
-
-// list options take one value per flag (repeatable) or a comma-separated
-// environment variable.
-func list(name, usage string, field func(*Config) *[]string) option {
-	return option{name: name, usage: usage, set: func(c *Config, s string) error {
-		for _, v := range strings.Split(s, ",") {
-			if v = strings.TrimSpace(v); v != "" {
-				*field(c) = append(*field(c), v)
-			}
-		}
-		return nil
-	}}
-}
-
-var options = []option{
-	str("http-addr", "HTTP listen address (REST, watchers, WebSocket devices, dashboard)", func(c *Config) *string { return &c.HTTPAddr }),
-	str("mqtt-addr", "embedded MQTT broker listen address; empty disables it", func(c *Config) *string { return &c.MQTTAddr }),
-	str("mqtt-broker", "external MQTT broker URL (tcp://host:port); disables the embedded broker", func(c *Config) *string { return &c.MQTTBroker }),
-	str("mqtt-client-id", "client id on the external broker (default telehub-<store identity>)", func(c *Config) *string { return &c.MQTTClientID }),
-	str("mqtt-share-group", "external broker: subscribe through $share/<group>/ to split devices among hubs", func(c *Config) *string { return &c.MQTTShareGroup }),
-	str("mqtt-username", "username on the external broker", func(c *Config) *string { return &c.MQTTUsername }),
-	str("mqtt-password", "password on the external broker", func(c *Config) *string { return &c.MQTTPassword }),
-	str("data-dir", "data directory (holds telehub.db)", func(c *Config) *string { return &c.DataDir }),
-	boolean("fsync", "fsync every group commit; false trades durability for speed", func(c *Config) *bool { return &c.Fsync }),
-	integer("max-events", "retained events at most", func(c *Config) *int { return &c.MaxEvents }),
-	duration("max-age", "retained events at most this old", func(c *Config) *time.Duration { return &c.MaxAge }),
-	duration("device-timeout", "a device with nothing heard for this long goes offline", func(c *Config) *time.Duration { return &c.DeviceTimeout }),
-	duration("heartbeat-interval", "pings to devices and watchers", func(c *Config) *time.Duration { return &c.HeartbeatInterval }),
-	integer("max-payload", "max bytes of a WebSocket frame or MQTT payload", func(c *Config) *int { return &c.MaxPayload }),
-	float("device-rate", "telemetry messages per second one device may send; 0 means no limit", func(c *Config) *float64 { return &c.DeviceRate }),
-	integer("device-burst", "messages a device may send at once before --device-rate applies (0: twice the rate)", func(c *Config) *int { return &c.DeviceBurst }),
-	integer("watcher-queue", "events a watcher may fall behind before it is disconnected", func(c *Config) *int { return &c.WatcherQueue }),
-	list("allowed-origin", "Origin allowed to open watcher WebSockets (repeatable)", func(c *Config) *[]string { return &c.AllowedOrigins }),
-	str("tls-cert", "TLS certificate file (HTTPS/WSS and MQTTS)", func(c *Config) *string { return &c.TLSCert }),
-	str("tls-key", "TLS key file", func(c *Config) *string { return &c.TLSKey }),
-	boolean("insecure", "allow listening beyond loopback without credentials (logs a warning)", func(c *Config) *bool { return &c.Insecure }),
-	str("admin-token", "admin API token, plain or sha256:<hex> (prefer the environment or the file: flags show in ps)", func(c *Config) *string { return &c.AdminToken }),
-	str("debug-addr", "serve pprof on this address; empty disables it", func(c *Config) *string { return &c.DebugAddr }),
-	str("log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
-	str("log-format", "text or json", func(c *Config) *string { return &c.LogFormat }),
-}
-
-// ErrHelp is returned by Load when -h or --help was asked for; the usage
-// has been written.
+// ErrHelp is returned by Parse and Load when -h or --help was asked for.
 var ErrHelp = flag.ErrHelp
 
-// Load builds the configuration from args (without the program name), the
-// environment (getenv, usually os.Getenv) and the YAML file named by
-// --config or TELEHUB_CONFIG. Precedence: flags > environment > file >
-// defaults. Usage and flag errors are written to out. The result is
-// validated.
-func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
-	fs := flag.NewFlagSet("telehub", flag.ContinueOnError)
-	fs.SetOutput(out)
-	var file string
-	fs.StringVar(&file, "config", "", "YAML configuration file (env TELEHUB_CONFIG)")
-	type setting struct {
-		opt   option
-		value string
+// ErrUsage is wrapped by every error about the command line itself: an
+// unknown flag, a flag without its value, a value that does not parse.
+var ErrUsage = errors.New("bad command line")
+
+// CommandLine is a parsed command line: the flags given and the positional
+// arguments found among them.
+type CommandLine struct {
+	// Args are the positional arguments, in order, wherever they stood
+	// among the flags (everything after "--" is one).
+	Args []string
+
+	file  string    // --config
+	given []setting // flags in the order given
+}
+
+type setting struct {
+	opt   option
+	value string
+}
+
+// Parse parses the flags of args (without the program name). Positional
+// arguments may stand anywhere among the flags: they are returned in Args.
+// Each value is checked as it is parsed; errors wrap ErrUsage, or are
+// ErrHelp for -h and --help.
+func Parse(args []string) (CommandLine, error) {
+	var cl CommandLine
+	fs, valueErr := cl.flagSet()
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return cl, ErrHelp
+			}
+			if *valueErr != nil {
+				return cl, *valueErr
+			}
+			return cl, usageError(err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return cl, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			cl.Args = append(cl.Args, rest...)
+			return cl, nil
+		}
+		cl.Args = append(cl.Args, rest[0])
+		args = rest[1:]
 	}
-	var given []setting
-	var scratch Config // checks each flag's value as it is parsed
+}
+
+// flagSet returns the flag set that records into cl; the error a value
+// was refused with is left in *valueErr.
+func (cl *CommandLine) flagSet() (*flag.FlagSet, *error) {
+	fs := flag.NewFlagSet("telehub", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	valueErr := new(error)
+	fs.Func("config", "", func(s string) error {
+		cl.file = s
+		return nil
+	})
+	var scratch Config
 	for _, o := range options {
 		record := func(s string) error {
 			if err := o.set(&scratch, s); err != nil {
+				*valueErr = fmt.Errorf("%w: --%s: %w", ErrUsage, o.name, err)
 				return err
 			}
-			given = append(given, setting{o, s})
+			cl.given = append(cl.given, setting{o, s})
 			return nil
 		}
-		usage := fmt.Sprintf("%s (env %s)", o.usage, o.env())
-		if o.bool {
-			fs.BoolFunc(o.name, usage, record)
+		if o.isBool() {
+			fs.BoolFunc(o.name, "", record)
 		} else {
-			fs.Func(o.name, usage, record)
+			fs.Func(o.name, "", record)
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	return fs, valueErr
+}
+
+// usageError rewrites the flag package's messages in the --flag form.
+func usageError(err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		return fmt.Errorf("%w: unknown flag -%s (telehub --help lists the flags)", ErrUsage, strings.TrimLeft(name, "-"))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return fmt.Errorf("%w: -%s needs a value (--%[2]s=value or --%[2]s value)", ErrUsage, strings.TrimLeft(name, "-"))
+	}
+	return fmt.Errorf("%w: %s", ErrUsage, msg)
+}
+
+// TakesValue reports whether the flag name (without dashes) is one of
+// telehub's flags that take a value, so that a caller scanning a command
+// line knows the next argument is that value.
+func TakesValue(name string) bool {
+	if name == "config" {
+		return true
+	}
+	o, ok := optionByName(name)
+	return ok && !o.isBool()
+}
+
+// Load builds the configuration from args (without the program name), the
+// environment and the YAML file named by --config or TELEHUB_CONFIG, and
+// validates it. Precedence: flags > environment > file > defaults. A
+// positional argument is an error. For -h and --help it writes the flags
+// to out and returns ErrHelp.
+func Load(args []string, env Env, out io.Writer) (Config, error) {
+	cl, err := Parse(args)
+	if errors.Is(err, ErrHelp) {
+		PrintFlags(out)
 		return Config{}, err
 	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if err != nil {
+		return Config{}, err
 	}
+	if len(cl.Args) > 0 {
+		return Config{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, cl.Args[0])
+	}
+	return cl.Config(env)
+}
 
+// Config builds and validates the configuration of the command line's
+// flags over the environment, the YAML file and the defaults.
+func (cl CommandLine) Config(env Env) (Config, error) {
 	cfg := Default()
+	file := cl.file
 	if file == "" {
-		file = getenv("TELEHUB_CONFIG")
+		file, _ = env("TELEHUB_CONFIG")
 	}
 	if file != "" {
 		if err := loadFile(&cfg, file); err != nil {
 			return Config{}, err
 		}
 	}
-	for _, o := range options {
-		if v, ok := lookup(getenv, o.env()); ok {
-			if err := o.set(&cfg, v); err != nil {
-				return Config{}, fmt.Errorf("%s: %w", o.env(), err)
-			}
-		}
+	if err := applyEnv(&cfg, env); err != nil {
+		return Config{}, err
 	}
-	flagLists := map[string]bool{}
-	for _, s := range given {
-		if p := listField(&cfg, s.opt.name); p != nil && !flagLists[s.opt.name] {
-			*p = nil // flags replace, not extend, the list from env or file
-			flagLists[s.opt.name] = true
+	reset := map[string]bool{}
+	for _, s := range cl.given {
+		if s.opt.reset != nil && !reset[s.opt.name] {
+			s.opt.reset(&cfg) // flags replace, not extend, a list from env or file
+			reset[s.opt.name] = true
 		}
 		if err := s.opt.set(&cfg, s.value); err != nil {
 			return Config{}, fmt.Errorf("--%s: %w", s.opt.name, err)
@@ -190,28 +167,24 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	return cfg, cfg.Validate()
 }
 
-func listField(c *Config, name string) *[]string {
-	if name == "allowed-origin" {
-		return &c.AllowedOrigins
-	}
-	return nil
-}
-
-func lookup(getenv func(string) string, name string) (string, bool) {
-	v := getenv(name)
-	return v, v != ""
-}
-
-// loadFile decodes the YAML file at path over cfg; unknown keys are errors.
-func loadFile(cfg *Config, path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config file: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config file %s: %w", path, err)
+// applyEnv sets every option whose TELEHUB_* variable is set. An empty
+// variable counts like an empty flag: it disables an address or clears a
+// list, and is an error for a number, a duration or a boolean.
+func applyEnv(cfg *Config, env Env) error {
+	for _, o := range options {
+		v, ok := env(o.env())
+		if !ok {
+			continue
+		}
+		if v == "" && !o.emptyAllowed() {
+			return fmt.Errorf("%s is set but empty: give it a value or unset it", o.env())
+		}
+		if o.reset != nil {
+			o.reset(cfg)
+		}
+		if err := o.set(cfg, v); err != nil {
+			return fmt.Errorf("%s: %w", o.env(), err)
+		}
 	}
 	return nil
 }

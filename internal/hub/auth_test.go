@@ -380,10 +380,10 @@ func TestIssuedCredentialsSurviveRestart(t *testing.T) {
 func TestCredentialsAllowListeningBeyondLoopback(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"--http-addr", "0.0.0.0:0", "--mqtt-addr", "127.0.0.1:0", "--data-dir", dir}
-	if _, err := config.Load(args, func(string) string { return "" }, io.Discard); !errors.Is(err, config.ErrInvalid) {
+	if _, err := config.Load(args, noEnv, io.Discard); !errors.Is(err, config.ErrInvalid) {
 		t.Fatalf("without credentials: %v, want ErrInvalid", err)
 	}
-	cfg, err := config.Load(append(args, "--admin-token", adminTok), func(string) string { return "" }, io.Discard)
+	cfg, err := config.Load(append(args, "--admin-token", adminTok), noEnv, io.Discard)
 	if err != nil {
 		t.Fatalf("with an admin token: %v", err)
 	}

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // runChild runs a hub configured by TELEHUB_* variables and prints its
 // addresses on one line of stdout.
 func runChild() int {
-	cfg, err := config.Load(nil, os.Getenv, os.Stderr)
+	cfg, err := config.Load(nil, os.LookupEnv, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -125,6 +125,14 @@ func (s *streamer) OnClose(c *gws.Conn, err error) { close(s.closed) }
 // unacknowledged, until the connection drops or stop closes. pending holds
 // the seqs sent and not yet acked; acked collects the acked ones.
 func streamUntilClosed(addr, device string, next *uint64, pending *[]uint64, acked map[uint64]bool, stop <-chan struct{}) error {
+	frame := func(seq uint64) string {
+		return fmt.Sprintf(`{"type":"telemetry","seq":%d,"values":{"n":%d}}`, seq, seq)
+	}
+	return streamFrames(addr, device, frame, next, pending, acked, stop)
+}
+
+// streamFrames is streamUntilClosed with frame making the frame of a seq.
+func streamFrames(addr, device string, frame func(uint64) string, next *uint64, pending *[]uint64, acked map[uint64]bool, stop <-chan struct{}) error {
 	s := &streamer{acks: make(chan uint64, 4096), closed: make(chan struct{})}
 	conn, resp, err := gws.NewClient(s, &gws.ClientOption{Addr: "ws://" + addr + "/v1/devices/" + device + "/ws"})
 	if err != nil {
@@ -135,9 +143,6 @@ func streamUntilClosed(addr, device string, next *uint64, pending *[]uint64, ack
 	go func() { defer close(done); conn.ReadLoop() }()
 	defer func() { _ = conn.NetConn().Close(); <-done }()
 
-	frame := func(seq uint64) string {
-		return fmt.Sprintf(`{"type":"telemetry","seq":%d,"values":{"n":%d}}`, seq, seq)
-	}
 	for _, seq := range *pending { // resend, original seq
 		if conn.WriteString(frame(seq)) != nil {
 			return nil

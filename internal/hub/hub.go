@@ -361,7 +361,8 @@ func (h *Hub) buildDebug() error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	// Never the command line: it may carry tokens (--admin-token).
+	mux.Handle("/debug/pprof/cmdline", http.NotFoundHandler())
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -427,8 +428,13 @@ func (h *Hub) Start(ctx context.Context) error {
 	}
 	h.log.Info("telehub listening", "http", h.HTTPAddr(), "mqtt", h.mqttDescription(), "data", h.cfg.DataDir,
 		"credentials", h.secured, "version", Version)
-	if h.cfg.Insecure && !h.secured && len(h.cfg.Exposed()) > 0 {
-		h.log.Warn("--insecure: listening beyond loopback without credentials; anyone who reaches these ports can publish and watch")
+	if exposed := h.cfg.Exposed(); h.cfg.Insecure && !h.secured && len(exposed) > 0 {
+		h.log.Warn("--insecure: listening beyond loopback without credentials; anyone who reaches these ports can publish and watch",
+			"addresses", strings.Join(exposed, ", "))
+	}
+	if h.debug != nil && !config.IsLoopback(h.cfg.DebugAddr) {
+		h.log.Warn("the pprof debug server asks for no credentials: keep --debug-addr reachable from trusted networks only",
+			"addr", h.debugLn.Addr().String())
 	}
 	return nil
 }

@@ -26,8 +26,11 @@ type Metrics struct {
 	EventsIngested *prometheus.CounterVec
 	EventsStored   prometheus.Counter
 	// Duplicates counts device messages acknowledged but not stored again
-	// because their seq was not above the last stored one.
+	// because their seq was not above the last stored one of their epoch.
 	Duplicates prometheus.Counter
+	// SeqRestarts counts device seq epoch changes: a new boot, a lower seq
+	// with a later ts, or a seq jump too large for one counter.
+	SeqRestarts prometheus.Counter
 	// Rejected counts rejected device payloads by reason (wire code).
 	Rejected *prometheus.CounterVec
 	// ErrorsSuppressed counts error events and answers not sent because of
@@ -79,7 +82,10 @@ func New(version string) *Metrics {
 			Name: "telehub_events_stored_total", Help: "Events durably committed to storage.",
 		}),
 		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "telehub_duplicates_total", Help: "Device messages acknowledged but not stored again (seq already stored).",
+			Name: "telehub_duplicates_total", Help: "Device messages acknowledged but not stored again (seq already stored in its epoch).",
+		}),
+		SeqRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_seq_restarts_total", Help: "Device seq epoch changes (device reboots, seq counter restarts or jumps).",
 		}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "telehub_payloads_rejected_total", Help: "Device payloads rejected, by reason.",
@@ -135,7 +141,7 @@ func New(version string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
 		m.DevicesConnected, m.WatchersConnected, m.EventsIngested, m.EventsStored,
-		m.Duplicates, m.Rejected, m.ErrorsSuppressed, m.EventsDelivered, m.SlowWatchers,
+		m.Duplicates, m.SeqRestarts, m.Rejected, m.ErrorsSuppressed, m.EventsDelivered, m.SlowWatchers,
 		m.CommitBatch, m.CommitDuration, m.FanoutLatency, m.StorageBytes, m.RetainedEvents,
 		m.PresenceChanges, m.BrokerConnected, m.MQTTDropped,
 	)
