@@ -24,10 +24,19 @@
 //
 // # Concurrency
 //
-// Submit, LastID, OldestID, Scan, Devices, Device and Close are safe to call
-// from any goroutine. Reads run in short read-only transactions beside the
-// writer; Scan looks at a bounded window per call so that it never holds
-// one long. OnCommit and every Write.Done run on the writer
+// Submit, LastID, OldestID, Scan, Latest, Devices, ScanDevices, Device,
+// DeleteDevice and Close are safe to call from any goroutine. Reads run in
+// short read-only transactions beside the writer; Scan and Latest look at a
+// bounded window per call so that they never hold one long. DeleteDevice
+// runs on the writer goroutine, after the writes queued before it.
+//
+// # Topic index
+//
+// Beside the log, every retained event has a key in a topic index (topic,
+// then id), written in the transaction that appends the event and deleted
+// in the one that trims it. Latest answers "the newest events matching
+// these filters" from it by merging the few matching topics newest first,
+// so its cost does not grow with the log. OnCommit and every Write.Done run on the writer
 // goroutine, one at a time, in commit order.
 //
 // # Caveats
