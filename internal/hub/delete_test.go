@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"testing"
@@ -121,5 +122,35 @@ func TestDeleteDeviceNeedsAdminToken(t *testing.T) {
 	}
 	if status, body := call(t, h, "DELETE", "/v1/devices/pump-7", adminTok, ""); status != http.StatusNoContent {
 		t.Fatalf("DELETE with the admin token: %d %s", status, body)
+	}
+}
+
+// The device list pages through real storage and live presence.
+func TestDevicesPaged(t *testing.T) {
+	h := startHub(t, testConfig(t))
+	c := mqttClient(t, h, "pager", nil)
+	for _, id := range []string{"p-3", "p-1", "q-1", "p-2", "p-10"} {
+		publish(t, c, "devices/"+id+"/telemetry", 1, `{"temp":1}`)
+	}
+	var page []struct {
+		ID     string `json:"id"`
+		Online bool   `json:"online"`
+	}
+	resp, err := http.Get("http://" + h.HTTPAddr() + "/v1/devices?prefix=p-&limit=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %v", resp.StatusCode, err)
+	}
+	if len(page) != 3 || page[0].ID != "p-1" || page[1].ID != "p-10" || page[2].ID != "p-2" || !page[0].Online {
+		t.Fatalf("first page %+v", page)
+	}
+	if link := resp.Header.Get("Link"); link != `</v1/devices?after=p-2&limit=3&prefix=p->; rel="next"` {
+		t.Fatalf("Link %q", link)
+	}
+	if status := getJSON(t, h, "/v1/devices?prefix=p-&after=p-2", &page); status != http.StatusOK || len(page) != 1 || page[0].ID != "p-3" {
+		t.Fatalf("second page: %d %+v", status, page)
 	}
 }
