@@ -2,6 +2,7 @@ package devices
 
 import (
 	"cmp"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,9 @@ type BrokerConfig struct {
 	Logger *slog.Logger
 	// Metrics receives the broker's metrics. Default a private set.
 	Metrics *metrics.Metrics
+	// Limits bounds clients, sessions and retained messages; zero fields
+	// take their defaults.
+	Limits BrokerLimits
 }
 
 // withDefaults validates c and returns it with defaults filled.
@@ -55,6 +59,11 @@ func (c BrokerConfig) withDefaults() (BrokerConfig, error) {
 	case c.MaxPayload > mqttMaxPayload:
 		return c, fmt.Errorf("%w: MaxPayload %d is over the MQTT limit of %d", ErrInvalidConfig, c.MaxPayload, mqttMaxPayload)
 	}
+	limits, err := c.Limits.withDefaults()
+	if err != nil {
+		return c, err
+	}
+	c.Limits = limits
 	c.Addr = cmp.Or(c.Addr, DefaultBrokerAddr)
 	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
 	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultMQTTConnectTimeout)
@@ -79,6 +88,9 @@ type Broker struct {
 	hook    *brokerHook
 	ln      *mqttListener
 	closing chan struct{}
+	// closeDone is closed once the close ends; closeErr is its error.
+	closeDone chan struct{}
+	closeErr  error
 
 	mu      sync.Mutex
 	started bool
@@ -86,28 +98,27 @@ type Broker struct {
 }
 
 // NewBroker builds the broker and binds its listener; it does not accept
-// connections before Serve.
+// connections before Start.
 func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClientWritesPending = mqttWritesPending
-	caps.MaximumPacketSize = uint32(cfg.MaxPayload + mqttPacketOverhead)
+	maxPacket := cfg.MaxPayload + mqttPacketOverhead
 	log := cfg.Logger
 	server := mqtt.New(&mqtt.Options{
 		InlineClient:           true,
-		Capabilities:           caps,
-		Logger:                 log,
+		Capabilities:           mqttCapabilities(cfg.Limits, uint32(maxPacket)),
+		Logger:                 newMQTTLogger(log, time.Now),
 		SysTopicResendInterval: mqttSysInterval,
 	})
-	b := &Broker{cfg: cfg, server: server, closing: make(chan struct{})}
+	b := &Broker{cfg: cfg, server: server, closing: make(chan struct{}), closeDone: make(chan struct{})}
 	b.hook = newBrokerHook(cfg, server, b.closing, log)
 	if err := server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("mqtt hook: %w", err)
 	}
 	b.ln = newMQTTListener(cfg.Addr, cfg.TLS, cfg.ConnectTimeout, log)
+	b.ln.maxPacket = maxPacket
 	if err := server.AddListener(b.ln); err != nil {
 		return nil, fmt.Errorf("mqtt listen on %s: %w", cfg.Addr, err)
 	}
@@ -117,8 +128,13 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 // Addr returns the address the broker listens on, with port 0 resolved.
 func (b *Broker) Addr() net.Addr { return b.ln.ln.Addr() }
 
-// Serve starts accepting connections and returns at once.
-func (b *Broker) Serve() error {
+// Start starts accepting connections and returns at once. ctx is not
+// kept: the broker serves until Shutdown. It returns ErrStarted when
+// called twice and ErrClosed after Shutdown.
+func (b *Broker) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mqtt start: %w", err)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
@@ -136,20 +152,32 @@ func (b *Broker) Serve() error {
 	return nil
 }
 
-// Close disconnects every client, releases publishes waiting for their
+// Shutdown disconnects every client, releases publishes waiting for their
 // commit unacknowledged (the devices resend them), closes the listener and
-// waits for the connection goroutines. It is safe to call more than once.
-func (b *Broker) Close() error {
+// waits for the connection goroutines. When ctx ends first it returns
+// ctx's error while the close goes on; a later call waits for it again.
+// Every call after the close returns the close's error.
+func (b *Broker) Shutdown(ctx context.Context) error {
 	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return nil
+	if !b.closed {
+		b.closed = true
+		close(b.closing)
+		go b.close()
 	}
-	b.closed = true
 	b.mu.Unlock()
-	close(b.closing)
-	if err := b.server.Close(); err != nil {
-		return fmt.Errorf("mqtt close: %w", err)
+	select {
+	case <-b.closeDone:
+		return b.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt shutdown: %w", ctx.Err())
 	}
-	return nil
+}
+
+// close stops the mochi server, whose listener waits for every connection
+// goroutine, and then reports its error through closeErr and closeDone.
+func (b *Broker) close() {
+	defer close(b.closeDone)
+	if err := b.server.Close(); err != nil {
+		b.closeErr = fmt.Errorf("mqtt close: %w", err)
+	}
 }

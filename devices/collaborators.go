@@ -22,8 +22,10 @@ type Ingester interface {
 type Presence interface {
 	// Connect starts a new session of device and returns its number.
 	Connect(device, transport, reason string) (session uint64)
-	// Heard records a sign of life of device.
-	Heard(device, transport string)
+	// Heard records a sign of life of device and returns its session;
+	// started is true when the device was offline and this sign of life
+	// started a new session.
+	Heard(device, transport string) (session uint64, started bool)
 	// Disconnect ends the device's session when it is still the current
 	// one.
 	Disconnect(device string, session uint64, reason string)

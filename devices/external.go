@@ -31,7 +31,7 @@ const (
 	externalFirstRetry = 250 * time.Millisecond
 	// externalWriteTimeout bounds a publish of an error answer.
 	externalWriteTimeout = 5 * time.Second
-	// externalQuiesce is how long Close lets the DISCONNECT go out, in
+	// externalQuiesce is how long Shutdown lets the DISCONNECT go out, in
 	// milliseconds.
 	externalQuiesce = 250
 )
@@ -142,7 +142,7 @@ func validBrokerURL(raw string) error {
 // paho calls the message handler on one goroutine, in order; the handler
 // never blocks on the network. Acknowledgements are written by a goroutine
 // of External in arrival order, error answers by another through a bounded
-// queue. Both are started by Start and stopped by Close.
+// queue. Both are started by Start and stopped by Shutdown.
 //
 // # Caveats
 //
@@ -160,12 +160,18 @@ type External struct {
 	// subscribed carries the outcome of the first subscription to Start.
 	subscribed chan error
 	done       chan struct{}
+	stopped    chan struct{} // closed once wg is done after Shutdown
+	disconnect sync.Once
 	log        *slog.Logger
 	wg         sync.WaitGroup // the ack and answer goroutines
 
 	mu      sync.Mutex
 	started bool
 	closed  bool
+	// subscribedOK is set while the subscriptions of the current
+	// connection hold; subErr is the error of their last attempt.
+	subscribedOK bool
+	subErr       error
 }
 
 // externalAnswer is an error answer waiting to be published.
@@ -187,6 +193,7 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 		answers:    make(chan externalAnswer, cfg.AnswerQueue),
 		subscribed: make(chan error, 1),
 		done:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 		log:        cfg.Logger.With("broker", redactURL(cfg.URL)),
 	}
 	e.acks.wake = make(chan struct{}, 1)
@@ -250,7 +257,7 @@ func (e *External) options() *paho.ClientOptions {
 // up to MaxReconnectInterval, and returns nil once connected and
 // subscribed, or an error when the broker refuses a subscription. It returns
 // the last connection error wrapped with ctx's error when ctx ends first,
-// or with ErrClosed when Close is called meanwhile; both are noticed
+// or with ErrClosed when Shutdown is called meanwhile; both are noticed
 // between attempts, and an attempt in progress takes at most
 // ConnectTimeout. Once connected, paho reconnects on its own after a
 // connection loss, and the subscriptions are renewed on every connection.
@@ -278,7 +285,7 @@ func (e *External) Start(ctx context.Context) error {
 }
 
 // begin marks the client started and starts its goroutines. Start
-// counts in e.wg too, so that Close disconnects only once Start returned.
+// counts in e.wg too, so that Shutdown disconnects only once Start returned.
 func (e *External) begin() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -328,23 +335,51 @@ func (e *External) sleep(ctx context.Context, d time.Duration) error {
 // Connected reports whether the client is connected to the broker now.
 func (e *External) Connected() bool { return e.client.IsConnectionOpen() }
 
-// Close stops the client: it waits for a running Start to notice (at most
-// the attempt in progress), stops the client's goroutines, sending the
-// acknowledgements of readings committed by then, and disconnects. Messages
-// still waiting for their commit stay unacknowledged, and the broker
-// delivers them again on the next connection. Safe to call more than once.
-func (e *External) Close() error {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
-		return nil
+// Ready returns nil when the client is connected to the broker and holds
+// its subscriptions; otherwise why not: not connected yet or any more, or
+// the broker refused the subscriptions on the last connection.
+func (e *External) Ready() error {
+	if !e.client.IsConnectionOpen() {
+		return errors.New("not connected to the broker")
 	}
-	e.closed = true
-	close(e.done)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.subErr != nil:
+		return fmt.Errorf("subscriptions failed: %w", e.subErr)
+	case !e.subscribedOK:
+		return errors.New("connected, not subscribed yet")
+	}
+	return nil
+}
+
+// Shutdown stops the client: it waits for a running Start to notice (at
+// most the attempt in progress), stops the client's goroutines, sending
+// the acknowledgements of readings committed by then, and disconnects.
+// Messages still waiting for their commit stay unacknowledged, and the
+// broker delivers them again on the next connection. When ctx ends before
+// the goroutines have stopped, it returns ctx's error without
+// disconnecting; a later call waits again.
+func (e *External) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		close(e.done)
+		go func() {
+			defer close(e.stopped)
+			e.wg.Wait()
+		}()
+	}
 	e.mu.Unlock()
-	e.wg.Wait()
-	e.client.Disconnect(externalQuiesce)
-	e.cfg.Metrics.BrokerConnected.Set(0)
+	select {
+	case <-e.stopped:
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt client shutdown: %w", ctx.Err())
+	}
+	e.disconnect.Do(func() {
+		e.client.Disconnect(externalQuiesce)
+		e.cfg.Metrics.BrokerConnected.Set(0)
+	})
 	return nil
 }
 
@@ -352,7 +387,9 @@ func (e *External) Close() error {
 // renews the subscriptions.
 func (e *External) onConnect(c paho.Client) {
 	e.cfg.Metrics.BrokerConnected.Set(1)
+	e.setSubscribed(false, nil)
 	err := e.subscribe(c)
+	e.setSubscribed(err == nil, err)
 	if err != nil {
 		e.log.Error("mqtt broker connected, subscriptions failed", "error", err)
 	} else {
@@ -362,6 +399,13 @@ func (e *External) onConnect(c paho.Client) {
 	case e.subscribed <- err: // the first outcome is for Start
 	default:
 	}
+}
+
+// setSubscribed records the outcome of the subscriptions, for Ready.
+func (e *External) setSubscribed(ok bool, err error) {
+	e.mu.Lock()
+	e.subscribedOK, e.subErr = ok, err
+	e.mu.Unlock()
 }
 
 // subscribe makes the hub's subscriptions and waits for the broker's
@@ -460,7 +504,7 @@ func (e *External) answerLoop() {
 	}
 }
 
-// ackLoop acknowledges released messages in arrival order until Close,
+// ackLoop acknowledges released messages in arrival order until Shutdown,
 // sending those released by then first.
 func (e *External) ackLoop() {
 	defer e.wg.Done()

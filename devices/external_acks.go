@@ -29,7 +29,7 @@ type externalAck struct {
 }
 
 // push queues m. QoS 0 messages, which need no acknowledgement, and
-// messages arriving after Close are not queued: their slot releases
+// messages arriving after Shutdown are not queued: their slot releases
 // nothing.
 func (q *externalAcks) push(m paho.Message) *externalAck {
 	a := &externalAck{q: q, msg: m}

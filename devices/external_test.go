@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func startExternal(t *testing.T, m *mosquittotest.Broker, edit func(*ExternalCon
 	if err != nil {
 		t.Fatalf("NewExternal: %v", err)
 	}
-	t.Cleanup(func() { _ = e.Close() })
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), waitGuard)
 	defer cancel()
 	if err := e.Start(ctx); err != nil {
@@ -171,11 +172,21 @@ func TestExternalSubscriptionRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	defer e.Shutdown(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), waitGuard)
 	defer cancel()
+	if err := e.Ready(); err == nil {
+		t.Fatal("Ready before Start: nil")
+	}
 	if err := e.Start(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Start: %v, want the refused subscription", err)
+	}
+	// Connected, but not ready: the refusal shows, not only in the logs.
+	if !e.Connected() {
+		t.Fatal("not connected after a refused subscription")
+	}
+	if err := e.Ready(); err == nil || !strings.Contains(err.Error(), "subscriptions failed") {
+		t.Fatalf("Ready = %v, want the refused subscriptions", err)
 	}
 }
 
@@ -241,7 +252,7 @@ func newUnstartedExternal(t *testing.T, url string) (*External, *fakeBridge, *fa
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = e.Close() })
+	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
 	return e, fb, fl
 }
 
@@ -261,12 +272,12 @@ func TestExternalStartGivesUp(t *testing.T) {
 	}
 }
 
-func TestExternalCloseStopsStart(t *testing.T) {
+func TestExternalShutdownStopsStart(t *testing.T) {
 	e, _, _ := newUnstartedExternal(t, unreachableURL(t))
 	started := make(chan error, 1)
 	go func() { started <- e.Start(context.Background()) }()
 	time.Sleep(50 * time.Millisecond) // let it try at least once; not required
-	if err := e.Close(); err != nil {
+	if err := e.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -277,14 +288,14 @@ func TestExternalCloseStopsStart(t *testing.T) {
 	case <-time.After(waitGuard):
 		t.Fatal("Start did not return after Close")
 	}
-	if err := e.Close(); err != nil {
+	if err := e.Shutdown(context.Background()); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
 }
 
-func TestExternalStartAfterClose(t *testing.T) {
+func TestExternalStartAfterShutdown(t *testing.T) {
 	e, _, _ := newUnstartedExternal(t, unreachableURL(t))
-	_ = e.Close()
+	_ = e.Shutdown(context.Background())
 	if err := e.Start(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Start after Close: %v, want ErrClosed", err)
 	}

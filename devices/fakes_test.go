@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -306,15 +307,15 @@ func (f *fakePresence) Connect(device, transport, reason string) uint64 {
 	return f.online(device, transport, reason)
 }
 
-func (f *fakePresence) Heard(device, transport string) {
+func (f *fakePresence) Heard(device, transport string) (uint64, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.heard[device]++
 	if d := f.device(device); d.online {
 		d.lastSeen = time.Now()
-		return
+		return d.session, false
 	}
-	f.online(device, transport, bridge.ReasonMessage)
+	return f.online(device, transport, bridge.ReasonMessage), true
 }
 
 func (f *fakePresence) Disconnect(device string, session uint64, reason string) {
@@ -399,14 +400,34 @@ func (e presenceEvent) String() string {
 
 // recordingSink is the presence sink of a real *presence.Tracker: it
 // records every event, unless discard is set, and reports it stored at
-// once.
+// once. Like a full storage queue, it can hold the events of one device.
 type recordingSink struct {
 	discard bool
 	mu      sync.Mutex
 	events  []presenceEvent
+	gate    chan struct{} // when set, the events of gated wait for it to close
+	gated   string
+	blocked chan string // one "device session=N online=B" per event held
+}
+
+// block makes the events of device wait until release is called; each
+// event that waits is reported on blocked.
+func (r *recordingSink) block(device string) (blocked <-chan string, release func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gate, r.gated, r.blocked = make(chan struct{}), device, make(chan string, 64)
+	gate := r.gate
+	return r.blocked, func() { close(gate) }
 }
 
 func (r *recordingSink) Presence(device string, p bridge.Presence, at time.Time, done func(bridge.Result)) error {
+	r.mu.Lock()
+	gate, gated, blocked := r.gate, r.gated, r.blocked
+	r.mu.Unlock()
+	if gate != nil && device == gated {
+		blocked <- fmt.Sprintf("%s session=%d online=%v", device, p.Session, p.Online)
+		<-gate
+	}
 	if !r.discard {
 		r.mu.Lock()
 		r.events = append(r.events, presenceEvent{Device: device, Presence: p, At: at})
@@ -475,9 +496,9 @@ func newTestPresence(t testing.TB, timeout time.Duration) (*presence.Tracker, *r
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Start(); err != nil {
+	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Close() })
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
 	return p, rec
 }

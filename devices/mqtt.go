@@ -28,8 +28,6 @@ const (
 	// it outright and drops the connection. Payloads over the max payload
 	// but within this margin are refused with an error answer instead.
 	mqttPacketOverhead = 4 << 10
-	// mqttWritesPending bounds each client's outbound queue in the broker.
-	mqttWritesPending = 1024
 	// mqttMaxPayload is the largest MaxPayload: an MQTT packet is at most
 	// 256 MiB.
 	mqttMaxPayload = 256<<20 - mqttPacketOverhead

@@ -36,6 +36,11 @@ type mqttConn struct {
 	// the session over: this one's will and disconnect no longer speak for
 	// the device.
 	replaced atomic.Bool
+	// ack and subscribing are the state of the SUBSCRIBE or UNSUBSCRIBE
+	// being handled (mqtt_compat.go); subscribing is read by deliveries to
+	// the client from other goroutines.
+	ack         mqttAckState
+	subscribing atomic.Bool
 }
 
 // commitWait is how a QoS 1 publish waits for its commit; pooled.
@@ -64,14 +69,24 @@ type brokerHook struct {
 	connected prometheus.Gauge
 	dropped   prometheus.Counter
 	waits     sync.Pool
+	limits    BrokerLimits
+	maxPacket uint32
+	queues    *mqttQueues
+	retained  *mqttRetained
+	// dropLog is mochi's logger: one line per kind of warning at most
+	// every mqttLogEvery.
+	dropLog *slog.Logger
 
 	conns sync.Map // *mqtt.Client -> *mqttConn
 	mu    sync.Mutex
 	byID  map[string]*mqttConn // client id -> its current connection
+	// parked holds the sessions that outlived their connection, with
+	// when it ended (mqtt_limits_hook.go).
+	parked map[*mqtt.Client]time.Time
 }
 
 func newBrokerHook(cfg BrokerConfig, server *mqtt.Server, closing <-chan struct{}, log *slog.Logger) *brokerHook {
-	return &brokerHook{
+	h := &brokerHook{
 		ingest:    mqttIngest{bridge: cfg.Bridge, maxPayload: cfg.MaxPayload},
 		live:      cfg.Presence,
 		auth:      cfg.Authenticate,
@@ -82,7 +97,14 @@ func newBrokerHook(cfg BrokerConfig, server *mqtt.Server, closing <-chan struct{
 		dropped:   cfg.Metrics.MQTTDropped,
 		waits:     sync.Pool{New: func() any { return newCommitWait() }},
 		byID:      make(map[string]*mqttConn),
+		parked:    make(map[*mqtt.Client]time.Time),
+		limits:    cfg.Limits,
+		maxPacket: uint32(cfg.MaxPayload + mqttPacketOverhead),
+		queues:    &mqttQueues{limits: cfg.Limits},
+		retained:  newMQTTRetained(cfg.Limits),
+		dropLog:   server.Log,
 	}
+	return h
 }
 
 // ID names the hook in mochi's logs.
@@ -93,7 +115,9 @@ func (h *brokerHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPacketRead,
-		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnWillSent:
+		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnWillSent,
+		mqtt.OnConnect, mqtt.OnPacketEncode, mqtt.OnWill, mqtt.OnRetainMessage,
+		mqtt.OnRetainedExpired, mqtt.OnQosDropped, mqtt.OnClientExpired:
 		return true
 	}
 	return false
@@ -122,12 +146,16 @@ func (h *brokerHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 }
 
 // OnACLCheck allows every publish (OnPublish answers forbidden ones) and,
-// with credentials, subscriptions only under the device's own topics.
+// with credentials, subscriptions and deliveries only under the device's
+// own topics. A delivery to a session over its limits is refused.
 func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if h.auth == nil || write || cl.Net.Inline {
+	if write || cl.Net.Inline {
 		return true
 	}
-	return strings.HasPrefix(topic, "devices/"+string(cl.Properties.Username)+"/")
+	if h.auth != nil && !strings.HasPrefix(topic, "devices/"+string(cl.Properties.Username)+"/") {
+		return false
+	}
+	return h.subscribing(cl) || h.deliver(cl)
 }
 
 // OnSessionEstablish runs before a new connection takes over the session
@@ -135,6 +163,7 @@ func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 // replaced first, so that its will and disconnect cannot mark the device
 // offline however the two connections' goroutines interleave.
 func (h *brokerHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	h.makeRoom(cl)
 	h.mu.Lock()
 	if old := h.byID[cl.ID]; old != nil {
 		old.replaced.Store(true)
@@ -156,12 +185,15 @@ func (h *brokerHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 // OnPacketRead counts every packet of a connection that holds its device's
-// session (PINGREQ included) as a sign of life.
+// session (PINGREQ included) as a sign of life, and adapts SUBSCRIBE and
+// UNSUBSCRIBE for mochi (compatRead).
 func (h *brokerHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if v, ok := h.conns.Load(cl); ok {
-		if c := v.(*mqttConn); c.live {
+		c := v.(*mqttConn)
+		if c.live {
 			h.heard(c, time.Now())
 		}
+		pk = h.compatRead(cl, c, pk)
 	}
 	return pk, nil
 }
@@ -194,7 +226,8 @@ func (h *brokerHook) heard(c *mqttConn, now time.Time) {
 // connection no longer holds the device's session: it went offline by its
 // will or a status "offline", another connection took its session over,
 // or a delayed will is pending.
-func (h *brokerHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+func (h *brokerHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	h.sessionEnded(cl, expire)
 	v, ok := h.conns.LoadAndDelete(cl)
 	if !ok {
 		return
@@ -256,14 +289,16 @@ func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if v, ok := h.conns.Load(cl); ok {
 		c = v.(*mqttConn)
 	}
-	return h.handle(c, pk, false)
+	pk = h.limitRetain(pk)
+	pkx, err := h.handle(c, pk, false)
+	return pkx, ackCode(&pk, err)
 }
 
 // handle is OnPublish and OnWillSent: route, presence, then store or
-// reject. c is nil for a will sent after its connection ended. The error
-// tells mochi what to do with the packet: CodeSuccessIgnore acknowledges
-// it without forwarding it to subscribers (rejections), ErrRejectPacket
-// leaves it unacknowledged (not stored).
+// reject. c is nil for a will sent after its connection ended. A refused
+// publish returns an *mqttRefusal (see ackCode); ErrRejectPacket leaves a
+// publish unacknowledged (not stored). An empty retained publish clears
+// the topic's retained message and is no reading.
 func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.Packet, error) {
 	now := time.Now()
 	topic := pk.TopicName
@@ -274,9 +309,12 @@ func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.
 	}
 	switch {
 	case h.auth != nil && !will && r.device != owner:
-		h.reject(mqttInput(owner, topic, now), mqttForbidden(owner, topic))
-		return pk, packets.CodeSuccessIgnore
+		forbidden := mqttForbidden(owner, topic)
+		h.reject(mqttInput(owner, topic, now), forbidden)
+		return pk, &mqttRefusal{err: forbidden}
 	case r.kind == mqttForeign || r.kind == mqttAnswer:
+		return pk, nil
+	case pk.FixedHeader.Retain && len(pk.Payload) == 0:
 		return pk, nil
 	}
 	if will {
@@ -286,7 +324,7 @@ func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.
 	}
 	if err != nil {
 		h.reject(mqttInput(rejectDevice(&r, owner), topic, now), err)
-		return pk, packets.CodeSuccessIgnore
+		return pk, &mqttRefusal{err: err, badTopic: r.kind == mqttInvalid}
 	}
 	if !r.stores() {
 		return pk, nil
@@ -367,8 +405,9 @@ func (h *brokerHook) offline(c *mqttConn) {
 // storeAsync submits QoS 0 telemetry without waiting for its commit.
 func (h *brokerHook) storeAsync(in bridge.Input, p bridge.Payload) error {
 	if err := h.ingest.bridge.Telemetry(in, p, ignoreResult); err != nil {
-		h.reject(in, mqttStoreError(err))
-		return packets.CodeSuccessIgnore
+		refused := mqttStoreError(err)
+		h.reject(in, refused)
+		return &mqttRefusal{err: refused}
 	}
 	return nil
 }
@@ -381,11 +420,9 @@ func (h *brokerHook) storeAndWait(in bridge.Input, p bridge.Payload) error {
 	w := h.waits.Get().(*commitWait)
 	if err := h.ingest.bridge.Telemetry(in, p, w.done); err != nil {
 		// done is never called; w is left to the garbage collector all the same.
-		h.reject(in, mqttStoreError(err))
-		if acknowledgeRefusal(err) {
-			return packets.CodeSuccessIgnore
-		}
-		return packets.ErrRejectPacket
+		refused := mqttStoreError(err)
+		h.reject(in, refused)
+		return &mqttRefusal{err: refused, resend: !acknowledgeRefusal(err)}
 	}
 	select {
 	case res := <-w.ch:

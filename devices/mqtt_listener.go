@@ -18,9 +18,12 @@ type mqttListener struct {
 	addr           string
 	tls            *tls.Config
 	connectTimeout time.Duration
-	log            *slog.Logger
-	ln             net.Listener
-	done           chan struct{}
+	// maxPacket, when set, is the largest packet a client may send
+	// (mqttLimitedConn).
+	maxPacket int
+	log       *slog.Logger
+	ln        net.Listener
+	done      chan struct{}
 
 	mu     sync.Mutex
 	closed bool
@@ -144,7 +147,11 @@ func (l *mqttListener) serveConn(establish listeners.EstablishFn, conn net.Conn)
 	// mochi replaces this deadline with the client's keepalive once the
 	// CONNECT packet is read.
 	_ = conn.SetReadDeadline(time.Now().Add(l.connectTimeout))
-	if err := establish(l.id, conn); err != nil {
+	client := conn
+	if l.maxPacket > 0 {
+		client = newMQTTLimitedConn(conn, l.maxPacket)
+	}
+	if err := establish(l.id, client); err != nil {
 		l.log.Debug("mqtt connection ended", "remote", conn.RemoteAddr().String(), "error", err)
 	}
 }

@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,8 +51,8 @@ func startMQTTBroker(t testing.TB, edit func(*BrokerConfig)) *mqttTestBroker {
 	if err != nil {
 		t.Fatalf("NewBroker: %v", err)
 	}
-	t.Cleanup(func() { _ = b.Close() })
-	if err := b.Serve(); err != nil {
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	if err := b.Start(context.Background()); err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
 	tb.Broker = b
@@ -254,7 +255,7 @@ func TestNewBrokerRejectsBadConfig(t *testing.T) {
 			tt.cfg.Logger = mqttDiscardLogger()
 			b, err := NewBroker(tt.cfg)
 			if err == nil {
-				_ = b.Close()
+				_ = b.Shutdown(context.Background())
 				t.Fatal("NewBroker accepted the config")
 			}
 			if got := errors.Is(err, ErrInvalidConfig); got != tt.invalid {
@@ -274,19 +275,19 @@ func TestBrokerLifecycle(t *testing.T) {
 	if addr.Port == 0 {
 		t.Fatal("Addr did not resolve port 0")
 	}
-	if err := b.Serve(); err != nil {
+	if err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Serve(); !errors.Is(err, ErrStarted) {
+	if err := b.Start(context.Background()); !errors.Is(err, ErrStarted) {
 		t.Fatalf("second Serve: %v, want ErrStarted", err)
 	}
-	if err := b.Close(); err != nil {
+	if err := b.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Close(); err != nil {
+	if err := b.Shutdown(context.Background()); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := b.Serve(); !errors.Is(err, ErrClosed) {
+	if err := b.Start(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Serve after Close: %v, want ErrClosed", err)
 	}
 	ln, err := net.Listen("tcp", addr.String())
@@ -296,14 +297,14 @@ func TestBrokerLifecycle(t *testing.T) {
 	_ = ln.Close()
 }
 
-func TestBrokerCloseWithoutServe(t *testing.T) {
+func TestBrokerShutdownWithoutStart(t *testing.T) {
 	b, err := NewBroker(BrokerConfig{Addr: "127.0.0.1:0", Bridge: &fakeBridge{},
 		Presence: newFakePresence(), Logger: mqttDiscardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := b.Addr().String()
-	if err := b.Close(); err != nil {
+	if err := b.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -742,14 +743,14 @@ func TestBrokerPingCountsAsHeard(t *testing.T) {
 	}
 }
 
-func TestBrokerCloseReleasesWaitingPublish(t *testing.T) {
+func TestBrokerShutdownReleasesWaitingPublish(t *testing.T) {
 	b := startMQTTBroker(t, nil)
 	c := mustDialMQTT(t, b.Addr().String(), nil)
 	b.bridge.setHold()
 	tok := c.Publish("devices/d1/telemetry", 1, false, `{"temp":1}`)
 	b.bridge.nextWrite(t)
 	closed := make(chan error, 1)
-	go func() { closed <- b.Close() }()
+	go func() { closed <- b.Shutdown(context.Background()) }()
 	select {
 	case err := <-closed:
 		if err != nil {
@@ -764,7 +765,7 @@ func TestBrokerCloseReleasesWaitingPublish(t *testing.T) {
 	}
 }
 
-func TestBrokerCloseWithSilentConnection(t *testing.T) {
+func TestBrokerShutdownWithSilentConnection(t *testing.T) {
 	b := startMQTTBroker(t, nil)
 	conn, err := net.Dial("tcp", b.Addr().String()) // never sends CONNECT
 	if err != nil {
@@ -772,7 +773,7 @@ func TestBrokerCloseWithSilentConnection(t *testing.T) {
 	}
 	defer conn.Close()
 	closed := make(chan error, 1)
-	go func() { closed <- b.Close() }()
+	go func() { closed <- b.Shutdown(context.Background()) }()
 	select {
 	case <-closed:
 	case <-time.After(waitGuard):

@@ -290,62 +290,103 @@ func (s *WS) serve(socket *gws.Conn, device string) {
 // open makes c the device's connection: a new session, and the device's
 // previous connection, if any, closed with 4000 "replaced". It runs on c's
 // read goroutine.
+//
+// The session is taken before s.mu, since Connect waits for its presence
+// event to be submitted (a full storage queue). Sessions increase, so of
+// two connections of one device opening at once, the one with the later
+// session is kept and the other closed as replaced, whichever takes s.mu
+// first.
 func (s *WS) open(c *wsConn) {
 	c.extend(time.Now()) // no Heard: Connect below is the sign of life
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	if s.isClosing() {
 		c.close(closeGoingAway, "shutdown", time.Now().Add(wsCloseTimeout))
 		return
 	}
-	old := s.devices[c.device()]
-	s.devices[c.device()] = c
-	c.session = s.cfg.Presence.Connect(c.device(), bridge.TransportWS, bridge.ReasonConnect)
-	c.registered = true
-	s.startHeartbeat()
-	s.mu.Unlock()
+	session := s.cfg.Presence.Connect(c.device(), bridge.TransportWS, bridge.ReasonConnect)
+	old, ok := s.register(c, session)
+	if !ok {
+		if old == nil { // shutting down
+			s.cfg.Presence.Disconnect(c.device(), session, bridge.ReasonDisconnect)
+			c.close(closeGoingAway, "shutdown", time.Now().Add(wsCloseTimeout))
+		} else {
+			c.close(closeReplaced, "replaced", time.Now().Add(wsCloseTimeout))
+		}
+		return
+	}
 	s.connected.Inc()
-	s.log.Debug("device connected", "device", c.device(), "session", c.session, "remote", c.socket.RemoteAddr())
+	s.log.Debug("device connected", "device", c.device(), "session", session, "remote", c.socket.RemoteAddr())
 	if old != nil {
 		old.close(closeReplaced, "replaced", time.Now().Add(wsCloseTimeout))
 	}
 }
 
-// closed forgets c once its read loop ends and reports the disconnect,
-// which Presence ignores when a newer connection replaced c.
+// register makes c, holding session, the device's current connection and
+// returns the one it replaces. ok is false when the endpoint is shutting
+// down (old nil) or when old, a connection with a later session, is the
+// device's already.
+func (s *WS) register(c *wsConn, session uint64) (old *wsConn, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil, false
+	}
+	old = s.devices[c.device()]
+	if old != nil && old.session > session {
+		return old, false
+	}
+	c.session = session
+	s.devices[c.device()] = c
+	c.registered = true
+	s.startHeartbeat()
+	return old, true
+}
+
+// began records that a frame of c started a new WebSocket session of its
+// device (it had timed out, or gone offline over MQTT). The device's
+// current connection owns it: its close ends that session. When no
+// connection is current (c was replaced, and its replacement closed), c
+// becomes current again; while shutting down the session ends at once.
+func (s *WS) began(c *wsConn, session uint64) {
+	s.mu.Lock()
+	cur := s.devices[c.device()]
+	switch {
+	case cur != nil:
+		cur.session = max(cur.session, session)
+	case !s.closing:
+		c.session = session
+		s.devices[c.device()] = c
+		if !c.registered {
+			c.registered = true
+			s.connected.Inc()
+		}
+	}
+	closing := cur == nil && s.closing
+	s.mu.Unlock()
+	if closing {
+		s.cfg.Presence.Disconnect(c.device(), session, bridge.ReasonDisconnect)
+	}
+}
+
+// closed forgets c once its read loop ends and, when c was the device's
+// current connection, ends its session. A replaced connection ends
+// nothing: its replacement holds a later session.
 func (s *WS) closed(c *wsConn, err error) {
 	c.kill()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.loops--
-	if !c.registered {
+	registered, current, session := c.registered, s.devices[c.device()] == c, c.session
+	if current {
+		delete(s.devices, c.device())
+	}
+	s.mu.Unlock()
+	if !registered {
 		return
 	}
-	session := c.session
-	if s.devices[c.device()] == c {
-		delete(s.devices, c.device())
-		session = s.endingSession(c)
+	if current {
+		s.cfg.Presence.Disconnect(c.device(), session, bridge.ReasonDisconnect)
 	}
-	s.cfg.Presence.Disconnect(c.device(), session, bridge.ReasonDisconnect)
 	s.connected.Dec()
 	s.log.Debug("device disconnected", "device", c.device(), "session", session, "err", err)
-}
-
-// endingSession returns the session that the close of c, the device's
-// current connection, ends: c's own, or a later WebSocket session that
-// began when a frame of c arrived after the device had timed out. s.mu must
-// be held, so that no other WebSocket connection of the device starts a
-// session meanwhile; the session is read before the transport, so that an
-// MQTT session begun in between is never taken for c's.
-func (s *WS) endingSession(c *wsConn) uint64 {
-	session, online := s.cfg.Presence.Session(c.device())
-	if !online || session <= c.session {
-		return c.session
-	}
-	if _, _, transport, _ := s.cfg.Presence.LastSeen(c.device()); transport != bridge.TransportWS {
-		return c.session
-	}
-	return session
 }
 
 // startHeartbeat starts the ping ticker once. s.mu must be held and the

@@ -10,8 +10,8 @@ import (
 	"github.com/telehub/telehub/bridge"
 )
 
-// wsConn is one device connection. The read goroutine owns session and
-// registered; mu guards the rest.
+// wsConn is one device connection. WS.mu guards session and registered;
+// mu guards the rest.
 //
 // Every frame but a heartbeat takes a slot in answers, in frame order. A
 // slot becomes ready when its answer is known (immediately for an error,
@@ -33,7 +33,7 @@ type wsConn struct {
 	wake    chan struct{} // made when the read goroutine first waits for space
 	pong    string        // the payload of a pong waiting to be written
 
-	registered bool // owned by the read goroutine, like session
+	registered bool // counted in DevicesConnected; guarded by WS.mu, like session
 	hasPong    bool
 	ping       bool // a ping waits to be written
 	writing    bool // the writer goroutine runs
@@ -61,7 +61,9 @@ func (c *wsConn) device() string { return c.topic[len("devices/") : len(c.topic)
 // hears of it.
 func (c *wsConn) alive(now time.Time) {
 	c.extend(now)
-	c.ws.cfg.Presence.Heard(c.device(), bridge.TransportWS)
+	if session, started := c.ws.cfg.Presence.Heard(c.device(), bridge.TransportWS); started {
+		c.ws.began(c, session)
+	}
 }
 
 // extend moves the read deadline to Timeout (plus a grace) from now. The

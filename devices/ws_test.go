@@ -631,42 +631,6 @@ func TestWSCloseEndsSessionBegunAfterTimeout(t *testing.T) {
 		"d1 online=true ws session=2 message", "d1 online=false ws session=2 disconnect")
 }
 
-// fakeSessions is a Presence whose current session is set by the test.
-type fakeSessions struct {
-	Presence
-	session   uint64
-	online    bool
-	transport string
-}
-
-func (f fakeSessions) Session(string) (uint64, bool) { return f.session, f.online }
-
-func (f fakeSessions) LastSeen(string) (time.Time, bool, string, bool) {
-	return time.Time{}, f.online, f.transport, true
-}
-
-func TestEndingSession(t *testing.T) {
-	tests := []struct {
-		name string
-		live fakeSessions
-		want uint64
-	}{
-		{"own session", fakeSessions{session: 3, online: true, transport: "ws"}, 3},
-		{"later websocket session", fakeSessions{session: 4, online: true, transport: "ws"}, 4},
-		{"later mqtt session", fakeSessions{session: 4, online: true, transport: "mqtt"}, 3},
-		{"offline", fakeSessions{session: 4, transport: "ws"}, 3},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := &WS{cfg: WSConfig{Presence: tt.live}}
-			c := &wsConn{topic: "devices/d1/ws", session: 3}
-			if got := s.endingSession(c); got != tt.want {
-				t.Fatalf("endingSession = %d, want %d", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestWSWriteFailureClosesConnection(t *testing.T) {
 	env := newWSEnv(t, WSConfig{})
 	c := dial(t, env.url("d1"), nil)
@@ -942,7 +906,7 @@ func TestWSIdleConnectionMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer live.Close()
+	defer live.Shutdown(context.Background())
 	ws, err := NewWS(WSConfig{Bridge: &fakeBridge{}, Presence: live, Heartbeat: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -1131,7 +1095,7 @@ func newBenchEnv(b *testing.B) *wsEnv {
 	b.Cleanup(func() {
 		_ = env.ws.Shutdown(context.Background())
 		srv.Close()
-		_ = live.Close()
+		_ = live.Shutdown(context.Background())
 	})
 	env.base = srv.URL
 	return env

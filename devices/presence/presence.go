@@ -1,7 +1,7 @@
 package presence
 
 import (
-	"container/heap"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,16 +13,15 @@ import (
 	"github.com/telehub/telehub/internal/metrics"
 )
 
-// expireBatch is the most timed-out devices handled under one hold of the
-// Tracker mutex, so that a mass timeout does not stall Heard for long.
-const expireBatch = 512
-
-// neverHeard is the last-heard time of a device never heard.
-const neverHeard = time.Duration(math.MinInt64)
-
-// DefaultTimeout is the default time after which a device with nothing
-// heard goes offline (--device-timeout).
-const DefaultTimeout = 45 * time.Second
+// Defaults of Config.
+const (
+	// DefaultTimeout is the default time after which a device with nothing
+	// heard goes offline (--device-timeout).
+	DefaultTimeout = 45 * time.Second
+	// DefaultForgetAfter is the default time an offline device stays in
+	// memory.
+	DefaultForgetAfter = 10 * time.Minute
+)
 
 // Errors of the Tracker.
 var (
@@ -33,6 +32,9 @@ var (
 	// ErrStarted: Start was called twice.
 	ErrStarted = errors.New("presence: already started")
 )
+
+// neverHeard is the last-heard time of a device never heard.
+const neverHeard = time.Duration(math.MinInt64)
 
 // Record is what storage knows of a device's presence: its last recorded
 // presence change and when it was last seen.
@@ -48,16 +50,29 @@ type Record struct {
 	LastSeen time.Time
 }
 
-// Sink records presence changes; *bridge.Bridge implements it.
+// Sink records presence changes; *bridge.Bridge implements it. Presence
+// may block (a full storage queue); done runs once the event is stored or
+// failed, and must not be waited for by Presence itself.
 type Sink interface {
 	Presence(device string, p bridge.Presence, at time.Time, done func(bridge.Result)) error
 }
 
+// Records reads what storage knows of one device; in telehub the store's
+// device records. found is false for a device never stored.
+type Records interface {
+	Record(device string) (r Record, found bool, err error)
+}
+
 // Config configures a Tracker.
 type Config struct {
-	// Sink receives every presence change, in the order the changes
-	// happen. Required; in telehub the *bridge.Bridge.
+	// Sink receives every presence change; the changes of one device reach
+	// it in the order they happen. Required; in telehub the *bridge.Bridge.
 	Sink Sink
+	// Records reads the stored session of a device the Tracker does not
+	// hold in memory: one it forgot (see ForgetAfter) or one not in Known.
+	// Default nil: devices are never forgotten, and one not in Known
+	// starts at session 1.
+	Records Records
 	// Known are the device records stored when the hub starts. Sessions
 	// continue from their Session numbers; the devices recorded Online are
 	// marked offline (reason "disconnect") by Start, since their
@@ -72,11 +87,17 @@ type Config struct {
 	// Timeout is how long a device may stay silent before it goes offline
 	// with reason "timeout" (--device-timeout). Default 45s.
 	Timeout time.Duration
-	// Logger receives the logs of Tracker. Default: logs are discarded.
+	// ForgetAfter is how long a device stays in memory once it is offline
+	// and its presence events are stored. A forgotten device is read again
+	// from Records when it comes back, so its sessions go on increasing.
+	// Default 10 minutes; without Records devices are never forgotten.
+	ForgetAfter time.Duration
+	// Logger receives the logs of the Tracker. Default: logs are
+	// discarded.
 	Logger *slog.Logger
 	// Metrics is telehub's metrics set. Presence changes are counted by
-	// the bridge as they are submitted, so Tracker adds none of its own.
-	// Default a private set.
+	// the bridge as they are submitted, so the Tracker adds none of its
+	// own. Default a private set.
 	Metrics *metrics.Metrics
 	// Now is the clock for last-seen times, deadlines and event times.
 	// Default time.Now.
@@ -86,13 +107,19 @@ type Config struct {
 // withDefaults validates c and returns it with defaults filled.
 func (c Config) withDefaults() (Config, error) {
 	if c.Sink == nil {
-		return c, fmt.Errorf("%w: liveness needs a Presence writer", ErrInvalidConfig)
+		return c, fmt.Errorf("%w: the tracker needs a Sink", ErrInvalidConfig)
 	}
-	if c.Timeout < 0 {
-		return c, fmt.Errorf("%w: negative device timeout %v", ErrInvalidConfig, c.Timeout)
+	if c.Timeout < 0 || c.ForgetAfter < 0 {
+		return c, fmt.Errorf("%w: negative device timeout %v or forget time %v", ErrInvalidConfig, c.Timeout, c.ForgetAfter)
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.ForgetAfter == 0 {
+		c.ForgetAfter = DefaultForgetAfter
+	}
+	if c.Records == nil {
+		c.ForgetAfter = 0 // nowhere to read a forgotten device back from
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -105,43 +132,53 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // Tracker decides which devices are online. Transports report
-// connections, disconnections and every sign of life; Tracker numbers the
-// sessions of each device, goes offline after the device timeout, and
-// emits a presence event for every change.
+// connections, disconnections and every sign of life; the Tracker numbers
+// the sessions of each device, takes it offline after the device timeout,
+// and emits a presence event for every change.
 //
 // Timeouts of all devices are kept in one min-heap of deadlines, served by
 // one goroutine with one timer. Heard only records the time: a deadline
 // that comes due is checked against the last time the device was heard
-// and, when the device spoke since, pushed back.
+// and, when the device spoke since, pushed back. The same goroutine
+// forgets devices that have been offline for ForgetAfter.
+//
+// The mutex is never held while an event is submitted to the Sink: a
+// change takes a ticket of its device under the mutex, and the event is
+// submitted after it is released, once the device's earlier events are
+// submitted. A Sink that blocks holds up the changes of that one device,
+// and the caller whose event waits, but no other device.
 //
 // # Caveats
 //
-// Presence events are submitted while the Tracker mutex is held, so that
-// they are stored in the order of the changes; a Presence writer that
-// blocks (a full storage queue) stalls every transport reporting to this
-// Tracker until it returns.
+// A device read back from Records while storage fails to read it starts
+// again at session 1; the failure is logged.
 type Tracker struct {
-	sink    Sink
-	timeout time.Duration
-	log     *slog.Logger
-	now     func() time.Time
-	epoch   time.Time           // times are kept as durations since epoch
-	stored  func(bridge.Result) // done callback of every presence event
+	sink        Sink
+	records     Records
+	timeout     time.Duration
+	forgetAfter time.Duration // 0: never forget
+	log         *slog.Logger
+	now         func() time.Time
+	epoch       time.Time // times are kept as durations since epoch
 
 	mu        sync.Mutex
+	turns     sync.Cond // on mu: a device's next event may be submitted
 	devices   map[string]*deviceState
+	peak      int // the most devices the map held since it was made
 	deadlines deadlineHeap
+	offline   forgetQueue
+	forgotten uint64         // how many devices were forgotten so far
 	startup   []*deviceState // recorded online before the start: marked offline by Start
 	started   bool
 	closed    bool
 
 	wake      chan struct{} // a deadline earlier than the timer's was added
-	stop      chan struct{} // closed by Close
+	stop      chan struct{} // closed by Shutdown
 	done      chan struct{} // closed when the timer goroutine has exited
 	closeOnce sync.Once
 }
 
-// deviceState is the liveness of one device. Guarded by Tracker.mu.
+// deviceState is the presence of one device. Guarded by Tracker.mu.
 type deviceState struct {
 	id        string
 	transport string
@@ -151,100 +188,138 @@ type deviceState struct {
 	queued    bool // has an entry in the deadline heap
 	wasOnline bool // recorded online before the start and not seen since
 	resume    bool // recorded online, and its connection may have survived
+
+	// Presence events are submitted in ticket order: next is the ticket
+	// of the device's next change, turn the ticket whose event may be
+	// submitted now.
+	next, turn uint64
+	waiting    int           // goroutines waiting for their turn
+	unstored   int           // events submitted whose done has not come
+	offlineAt  time.Duration // when it went offline: its forget entry
 }
 
-// New returns a Tracker that knows cfg.Known. It emits nothing and
-// runs no goroutine until Start.
+// New returns a Tracker that knows cfg.Known. It emits nothing and runs
+// no goroutine until Start.
 func New(cfg Config) (*Tracker, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	l := &Tracker{
-		sink:    cfg.Sink,
-		timeout: cfg.Timeout,
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		epoch:   cfg.Now(),
-		devices: make(map[string]*deviceState, len(cfg.Known)),
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		sink:        cfg.Sink,
+		records:     cfg.Records,
+		timeout:     cfg.Timeout,
+		forgetAfter: cfg.ForgetAfter,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		epoch:       cfg.Now(),
+		devices:     make(map[string]*deviceState, len(cfg.Known)),
+		wake:        make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
 	}
-	l.stored = l.logStored
+	l.turns.L = &l.mu
 	for _, d := range cfg.Known {
 		l.know(d, cfg.Resume != nil && d.Online && cfg.Resume(d))
 	}
+	for _, d := range l.devices {
+		if !d.wasOnline && l.forgetAfter > 0 {
+			l.offline.push(d, 0)
+		}
+	}
+	l.peak = len(l.devices)
 	return l, nil
 }
 
 // know records a device from storage. Of two records of one id, the one
 // with the higher session wins.
-func (l *Tracker) know(d Record, resume bool) {
-	if old := l.devices[d.ID]; old != nil && old.session >= d.Session {
+func (l *Tracker) know(r Record, resume bool) {
+	if old := l.devices[r.ID]; old != nil && old.session >= r.Session {
 		return
 	}
-	st := &deviceState{
-		id:        d.ID,
-		transport: d.Transport,
-		session:   d.Session,
-		lastHeard: l.since(d.LastSeen),
-		wasOnline: d.Online,
-		resume:    resume,
+	d := l.fromRecord(r)
+	d.wasOnline, d.resume = r.Online, resume
+	l.devices[r.ID] = d
+	if r.Online {
+		l.startup = append(l.startup, d)
 	}
-	l.devices[d.ID] = st
-	if d.Online {
-		l.startup = append(l.startup, st)
-	}
+}
+
+// fromRecord returns the state of an offline device as stored.
+func (l *Tracker) fromRecord(r Record) *deviceState {
+	return &deviceState{id: r.ID, transport: r.Transport, session: r.Session, lastHeard: l.since(r.LastSeen)}
 }
 
 // Start marks offline, with reason "disconnect", the known devices that
 // were recorded online and have not connected since (except those Resume
-// keeps online), and starts the timeout goroutine. It returns ErrStarted when called twice and ErrClosed after
-// Close.
-func (l *Tracker) Start() error {
+// keeps online), and starts the timer goroutine. It returns ErrStarted
+// when called twice and ErrClosed after Shutdown. ctx is not kept: the
+// goroutine runs until Shutdown.
+func (l *Tracker) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("presence start: %w", err)
+	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return fmt.Errorf("liveness start: %w", ErrClosed)
+	if err := l.begin(); err != nil {
+		l.mu.Unlock()
+		return err
 	}
-	if l.started {
-		return fmt.Errorf("liveness start: %w", ErrStarted)
-	}
-	l.started = true
 	now := l.now()
+	var changes []change
 	for _, d := range l.startup {
 		switch {
 		case !d.wasOnline: // connected again before Start
 		case d.resume: // still online; the timeout decides from now on
 			d.wasOnline, d.online = false, true
-			d.lastHeard = now.Sub(l.epoch)
+			d.lastHeard = l.rel(now)
 			l.schedule(d)
 		default:
 			d.wasOnline = false
-			l.emit(d, bridge.ReasonDisconnect, now)
+			changes = append(changes, l.goOffline(d, bridge.ReasonDisconnect, now))
 		}
 	}
 	l.startup = nil
 	go l.run()
+	l.mu.Unlock()
+	for _, c := range changes {
+		l.submit(c)
+	}
 	return nil
 }
 
-// Close stops the timeout goroutine and waits for it. Devices keep their
-// state and the other methods keep working, but no device times out any
-// more. Close is idempotent and always returns nil.
-func (l *Tracker) Close() error {
+// begin marks the Tracker started. l.mu must be held.
+func (l *Tracker) begin() error {
+	if l.closed {
+		return fmt.Errorf("presence start: %w", ErrClosed)
+	}
+	if l.started {
+		return fmt.Errorf("presence start: %w", ErrStarted)
+	}
+	l.started = true
+	return nil
+}
+
+// Shutdown stops the timer goroutine and waits for it, or for ctx. Devices
+// keep their state and the other methods keep working, but no device
+// times out any more. It returns ctx's error when ctx ends first (the
+// goroutine is then waiting for the Sink); later calls wait again.
+func (l *Tracker) Shutdown(ctx context.Context) error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.closed = true
 		started := l.started
 		l.mu.Unlock()
 		close(l.stop)
-		if started {
-			<-l.done
+		if !started {
+			close(l.done)
 		}
 	})
-	return nil
+	select {
+	case <-l.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("presence shutdown: %w", ctx.Err())
+	}
 }
 
 // Connect records a new connection of device over transport and returns
@@ -252,46 +327,61 @@ func (l *Tracker) Close() error {
 // online from now on, and a presence event with reason (ReasonConnect, or
 // ReasonMessage when the connection became the device's by a publish) is
 // emitted, also when a connection replaces one that was still online.
+// Connect returns once the event is submitted.
 func (l *Tracker) Connect(device, transport, reason string) (session uint64) {
-	now := l.now()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.goOnline(device, transport, reason, now).session
+	d := l.hold(device)
+	c := l.goOnline(d, transport, reason, l.now())
+	l.mu.Unlock()
+	l.submit(c)
+	return c.p.Session
 }
 
 // Heard records a sign of life of device: any frame, pong, packet or
-// publish. For an online device it only notes the time. A device that is
-// offline (it timed out, or was never seen) goes online with a new session
-// and reason "message".
-func (l *Tracker) Heard(device, transport string) {
+// publish. For an online device it only notes the time and returns its
+// session. A device that is offline (it timed out, or was never seen)
+// goes online with a new session and reason "message": then started is
+// true, and Heard returns once the event is submitted.
+func (l *Tracker) Heard(device, transport string) (session uint64, started bool) {
 	now := l.now()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if d := l.devices[device]; d != nil && d.online {
-		d.lastHeard = now.Sub(l.epoch)
-		return
+	d := l.devices[device]
+	if d == nil {
+		d = l.hold(device)
 	}
-	l.goOnline(device, transport, bridge.ReasonMessage, now)
+	if d.online {
+		d.lastHeard = max(d.lastHeard, l.rel(now))
+		session = d.session
+		l.mu.Unlock()
+		return session, false
+	}
+	c := l.goOnline(d, transport, bridge.ReasonMessage, l.now())
+	l.mu.Unlock()
+	l.submit(c)
+	return c.p.Session, true
 }
 
 // Disconnect records the end of a device's connection, with reason
 // ReasonDisconnect or ReasonWill. It does nothing when session is not the
 // device's current session (a late disconnect of a replaced connection) or
-// when the device is already offline.
+// when the device is already offline. It returns once the event, if any,
+// is submitted.
 func (l *Tracker) Disconnect(device string, session uint64, reason string) {
 	now := l.now()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	d := l.devices[device]
 	if d == nil || !d.online || d.session != session {
+		l.mu.Unlock()
 		return
 	}
-	d.online = false
-	l.emit(d, reason, now)
+	c := l.goOffline(d, reason, now)
+	l.mu.Unlock()
+	l.submit(c)
 }
 
 // Session returns the device's current session number and whether it is
-// online. An unknown device has session 0 and is offline.
+// online. A device the Tracker does not hold (never seen, or forgotten) is
+// offline with session 0.
 func (l *Tracker) Session(device string) (session uint64, online bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -303,7 +393,8 @@ func (l *Tracker) Session(device string) (session uint64, online bool) {
 
 // LastSeen returns when the device was last heard, whether it is online
 // and over which transport it was last connected; ok is false for a device
-// Tracker does not know.
+// the Tracker does not hold (never seen, or forgotten: its stored record
+// is then up to date).
 func (l *Tracker) LastSeen(device string) (t time.Time, online bool, transport string, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -313,128 +404,34 @@ func (l *Tracker) LastSeen(device string) (t time.Time, online bool, transport s
 	return time.Time{}, false, "", false
 }
 
-// goOnline starts a new session of device and emits its online event.
-// l.mu must be held.
-func (l *Tracker) goOnline(device, transport, reason string, now time.Time) *deviceState {
-	d := l.devices[device]
-	if d == nil {
-		d = &deviceState{id: device}
-		l.devices[device] = d
-	}
+// goOnline starts a new session of d and returns its online event. l.mu
+// must be held.
+func (l *Tracker) goOnline(d *deviceState, transport, reason string, now time.Time) change {
 	d.session++
 	d.online = true
 	d.wasOnline = false
 	d.transport = transport
-	d.lastHeard = now.Sub(l.epoch)
+	d.lastHeard = max(d.lastHeard, l.rel(now))
 	l.schedule(d)
-	l.emit(d, reason, now)
-	return d
+	return l.change(d, reason, now)
 }
 
-// schedule gives an online device a deadline in the heap unless it has
-// one; a due entry is checked against lastHeard then. l.mu must be held.
-func (l *Tracker) schedule(d *deviceState) {
-	if d.queued {
-		return
-	}
-	d.queued = true
-	heap.Push(&l.deadlines, deadline{at: d.lastHeard + l.timeout, dev: d})
-	if l.deadlines[0].dev == d { // earlier than the timer is set for
-		select {
-		case l.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// emit submits the presence event of d's current state. l.mu must be held.
-func (l *Tracker) emit(d *deviceState, reason string, at time.Time) {
-	p := bridge.Presence{Online: d.online, Transport: d.transport, Session: d.session, Reason: reason}
-	if err := l.sink.Presence(d.id, p, at, l.stored); err != nil {
-		l.log.Warn("presence event not submitted", "device", d.id, "online", d.online,
-			"session", d.session, "reason", reason, "err", err)
-	}
-}
-
-// logStored is the done callback of presence events.
-func (l *Tracker) logStored(r bridge.Result) {
-	if r.Err != nil {
-		l.log.Warn("presence event not stored", "err", r.Err)
-	}
-}
-
-// run is the timeout goroutine: it sleeps until the earliest deadline and
-// expires what is due.
-func (l *Tracker) run() {
-	defer close(l.done)
-	timer := time.NewTimer(l.timeout)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		var due <-chan time.Time
-		if wait, ok := l.expire(); ok {
-			timer.Reset(wait)
-			due = timer.C
-		}
-		select {
-		case <-l.stop:
-			return
-		case <-l.wake:
-		case <-due:
-		}
-	}
-}
-
-// expire handles every deadline that is due and returns the time until the
-// next one; ok is false when no device is waiting for a deadline.
-func (l *Tracker) expire() (wait time.Duration, ok bool) {
-	for {
-		wait, ok, more := l.expireSome(l.now())
-		if !more {
-			return wait, ok
-		}
-	}
-}
-
-// expireSome handles up to expireBatch due deadlines; more is true when it
-// stopped with some still due.
-func (l *Tracker) expireSome(now time.Time) (wait time.Duration, ok, more bool) {
-	rel := now.Sub(l.epoch)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for range expireBatch {
-		if len(l.deadlines) == 0 {
-			return 0, false, false
-		}
-		if next := l.deadlines[0].at; next > rel {
-			return next - rel, true, false
-		}
-		l.check(heap.Pop(&l.deadlines).(deadline).dev, now)
-	}
-	return 0, true, true
-}
-
-// check handles a device whose deadline came due: an offline device leaves
-// the heap, one heard since gets a later deadline, any other times out.
-// l.mu must be held.
-func (l *Tracker) check(d *deviceState, now time.Time) {
-	d.queued = false
-	if !d.online {
-		return
-	}
-	if d.lastHeard+l.timeout > now.Sub(l.epoch) {
-		l.schedule(d)
-		return
-	}
+// goOffline ends d's session and returns its offline event; d is
+// forgotten after ForgetAfter unless it comes back. l.mu must be held.
+func (l *Tracker) goOffline(d *deviceState, reason string, now time.Time) change {
 	d.online = false
-	l.emit(d, bridge.ReasonTimeout, now)
+	d.offlineAt = l.rel(now)
+	if l.forgetAfter > 0 {
+		if _, waiting := l.offline.peek(); !waiting {
+			l.wakeTimer() // the timer may be waiting for nothing
+		}
+		l.offline.push(d, d.offlineAt)
+	}
+	return l.change(d, reason, now)
 }
 
-// deadline is when a device times out unless heard since.
-type deadline struct {
-	at  time.Duration // since Tracker.epoch
-	dev *deviceState
-}
+// rel returns t as a duration since the epoch.
+func (l *Tracker) rel(t time.Time) time.Duration { return t.Sub(l.epoch) }
 
 // since returns t as a duration since the epoch; neverHeard for the zero
 // time.
@@ -451,24 +448,4 @@ func (l *Tracker) time(d time.Duration) time.Time {
 		return time.Time{}
 	}
 	return l.epoch.Add(d)
-}
-
-// deadlineHeap is a min-heap of deadlines (container/heap).
-type deadlineHeap []deadline
-
-func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h deadlineHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-
-// Push appends x (a deadline); for container/heap.
-func (h *deadlineHeap) Push(x any) { *h = append(*h, x.(deadline)) }
-
-// Pop removes the last element; for container/heap.
-func (h *deadlineHeap) Pop() any {
-	old := *h
-	n := len(old) - 1
-	x := old[n]
-	old[n] = deadline{}
-	*h = old[:n]
-	return x
 }

@@ -1,11 +1,11 @@
 package presence
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -13,80 +13,13 @@ import (
 	"github.com/telehub/telehub/bridge"
 )
 
-// presenceEvent is one call of recordingPresence.Presence.
-type presenceEvent struct {
-	Device string
-	bridge.Presence
-	At time.Time
-}
-
-func (e presenceEvent) String() string {
-	return fmt.Sprintf("%s online=%v %s session=%d %s", e.Device, e.Online, e.Transport, e.Session, e.Reason)
-}
-
-// recordingPresence is a presenceWriter that records every event and
-// reports it stored at once.
-type recordingPresence struct {
-	mu     sync.Mutex
-	events []presenceEvent
-	err    error // returned by Presence when set
-}
-
-func (r *recordingPresence) Presence(device string, p bridge.Presence, at time.Time, done func(bridge.Result)) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.err != nil {
-		return r.err
-	}
-	r.events = append(r.events, presenceEvent{Device: device, Presence: p, At: at})
-	done(bridge.Result{})
-	return nil
-}
-
-// take returns the events recorded since the last take.
-func (r *recordingPresence) take() []presenceEvent {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ev := r.events
-	r.events = nil
-	return ev
-}
-
-// newTestTracker returns a started Liveness over a recording writer,
-// closed when the test ends.
-func newTestTracker(t *testing.T, known ...Record) (*Tracker, *recordingPresence) {
-	t.Helper()
-	rec := &recordingPresence{}
-	l, err := New(Config{Sink: rec, Known: known, Timeout: 45 * time.Second})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	if err := l.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	return l, rec
-}
-
-// wantEvents compares events with want, written as presenceEvent.String.
-func wantEvents(t *testing.T, got []presenceEvent, want ...string) {
-	t.Helper()
-	g := make([]string, len(got))
-	for i, e := range got {
-		g[i] = e.String()
-	}
-	if strings.Join(g, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("presence events:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(want, "\n"))
-	}
-}
-
 func TestNewRejectsBadConfig(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  Config
 	}{
 		{"no presence writer", Config{}},
-		{"negative timeout", Config{Sink: &recordingPresence{}, Timeout: -time.Second}},
+		{"negative timeout", Config{Sink: &recordingSink{}, Timeout: -time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,32 +31,32 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func TestTrackerStartAndClose(t *testing.T) {
-	l, err := New(Config{Sink: &recordingPresence{}})
+	l, err := New(Config{Sink: &recordingSink{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Start(); err != nil {
+	if err := l.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	if err := l.Start(); !errors.Is(err, ErrStarted) {
+	if err := l.Start(context.Background()); !errors.Is(err, ErrStarted) {
 		t.Fatalf("second Start = %v, want ErrStarted", err)
 	}
-	if err := l.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
+	if err := l.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
 	}
-	if err := l.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
+	if err := l.Shutdown(context.Background()); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
 	}
 
-	unstarted, err := New(Config{Sink: &recordingPresence{}})
+	unstarted, err := New(Config{Sink: &recordingSink{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unstarted.Close(); err != nil {
-		t.Fatalf("Close without Start: %v", err)
+	if err := unstarted.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown without Start: %v", err)
 	}
-	if err := unstarted.Start(); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Start after Close = %v, want ErrClosed", err)
+	if err := unstarted.Start(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Shutdown = %v, want ErrClosed", err)
 	}
 }
 
@@ -384,7 +317,7 @@ func TestTrackerStartupMarksKnownOffline(t *testing.T) {
 func TestTrackerStartupResumesSurvivingConnections(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		seen := time.Now().Add(-time.Hour)
-		rec := &recordingPresence{}
+		rec := &recordingSink{}
 		l, err := New(Config{
 			Sink: rec,
 			Known: []Record{
@@ -398,10 +331,10 @@ func TestTrackerStartupResumesSurvivingConnections(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := l.Start(); err != nil {
+		if err := l.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
+		defer l.Shutdown(context.Background())
 		wantEvents(t, rec.take(), "ws online=false ws session=2 disconnect")
 		if s, online := l.Session("ext"); !online || s != 4 {
 			t.Fatalf("ext: session %d online %v, want 4 and online", s, online)
@@ -417,7 +350,7 @@ func TestTrackerStartupResumesSurvivingConnections(t *testing.T) {
 }
 
 func TestTrackerConnectBeforeStart(t *testing.T) {
-	rec := &recordingPresence{}
+	rec := &recordingSink{}
 	l, err := New(Config{
 		Sink:  rec,
 		Known: []Record{{ID: "a", Transport: "ws", Online: true, Session: 4}},
@@ -425,9 +358,9 @@ func TestTrackerConnectBeforeStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer l.Shutdown(context.Background())
 	l.Connect("a", "ws", bridge.ReasonConnect)
-	if err := l.Start(); err != nil {
+	if err := l.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// a reconnected before Start: its stale online record needs no offline event.
@@ -436,33 +369,36 @@ func TestTrackerConnectBeforeStart(t *testing.T) {
 
 func TestTrackerPresenceWriterError(t *testing.T) {
 	var logs strings.Builder
-	rec := &recordingPresence{err: errors.New("storage closed")}
+	rec := &recordingSink{err: errors.New("storage closed")}
 	l, err := New(Config{Sink: rec, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer l.Shutdown(context.Background())
 	if s := l.Connect("d1", "ws", bridge.ReasonConnect); s != 1 {
 		t.Fatalf("session = %d, want 1", s)
 	}
 	if !strings.Contains(logs.String(), "presence event not submitted") {
 		t.Fatalf("error not logged; logs: %s", logs.String())
 	}
-	l.logStored(bridge.Result{Err: errors.New("disk full")})
+	rec.mu.Lock()
+	rec.err, rec.commitErr = nil, errors.New("disk full")
+	rec.mu.Unlock()
+	l.Disconnect("d1", 1, bridge.ReasonDisconnect)
 	if !strings.Contains(logs.String(), "presence event not stored") {
 		t.Fatalf("store error not logged; logs: %s", logs.String())
 	}
 }
 
 func BenchmarkTrackerHeard(b *testing.B) {
-	l, err := New(Config{Sink: &recordingPresence{}})
+	l, err := New(Config{Sink: &recordingSink{}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := l.Start(); err != nil {
+	if err := l.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	defer l.Close()
+	defer l.Shutdown(context.Background())
 	ids := make([]string, 10000)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("dev-%d", i)

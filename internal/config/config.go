@@ -91,6 +91,34 @@ type Config struct {
 	// (--log-format): text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
+
+	// The embedded broker's limits (their doc is README "Limits").
+	// MQTTMaxClients (--mqtt-max-clients): clients connected at once.
+	MQTTMaxClients int `yaml:"mqtt_max_clients"`
+	// MQTTMaxSessions (--mqtt-max-sessions): sessions kept, connected or
+	// not; past it the one disconnected the longest is dropped.
+	MQTTMaxSessions int `yaml:"mqtt_max_sessions"`
+	// MQTTSessionExpiry (--mqtt-session-expiry): how long a persistent
+	// session is kept after its client disconnects.
+	MQTTSessionExpiry time.Duration `yaml:"mqtt_session_expiry"`
+	// MQTTMaxQueued (--mqtt-max-queued): QoS 1 and 2 messages one session
+	// may hold, unacknowledged or waiting for its client.
+	MQTTMaxQueued int `yaml:"mqtt_max_queued"`
+	// MQTTMaxQueuedBytes (--mqtt-max-queued-bytes): bytes of those per
+	// session; MQTTMaxQueuedBytesTotal (--mqtt-max-queued-bytes-total): of
+	// all sessions.
+	MQTTMaxQueuedBytes      int `yaml:"mqtt_max_queued_bytes"`
+	MQTTMaxQueuedBytesTotal int `yaml:"mqtt_max_queued_bytes_total"`
+	// MQTTMaxSubscriptions (--mqtt-max-subscriptions): topic filters per
+	// client.
+	MQTTMaxSubscriptions int `yaml:"mqtt_max_subscriptions"`
+	// MQTTMaxRetained (--mqtt-max-retained): retained messages in total;
+	// MQTTMaxRetainedPerDevice (--mqtt-max-retained-per-device): under one
+	// device's topics; MQTTMaxRetainedBytes (--mqtt-max-retained-bytes):
+	// their bytes in total.
+	MQTTMaxRetained          int `yaml:"mqtt_max_retained"`
+	MQTTMaxRetainedPerDevice int `yaml:"mqtt_max_retained_per_device"`
+	MQTTMaxRetainedBytes     int `yaml:"mqtt_max_retained_bytes"`
 }
 
 // WatcherToken is a watcher credential of the configuration.
@@ -107,18 +135,28 @@ type WatcherToken struct {
 // configured.
 func Default() Config {
 	return Config{
-		HTTPAddr:          "127.0.0.1:8080",
-		MQTTAddr:          "127.0.0.1:1883",
-		DataDir:           "./data",
-		Fsync:             true,
-		MaxEvents:         1_000_000,
-		MaxAge:            24 * time.Hour,
-		DeviceTimeout:     45 * time.Second,
-		HeartbeatInterval: 15 * time.Second,
-		MaxPayload:        65536,
-		WatcherQueue:      4096,
-		LogLevel:          "info",
-		LogFormat:         "text",
+		HTTPAddr:                 "127.0.0.1:8080",
+		MQTTAddr:                 "127.0.0.1:1883",
+		DataDir:                  "./data",
+		Fsync:                    true,
+		MaxEvents:                1_000_000,
+		MaxAge:                   24 * time.Hour,
+		DeviceTimeout:            45 * time.Second,
+		HeartbeatInterval:        15 * time.Second,
+		MaxPayload:               65536,
+		WatcherQueue:             4096,
+		LogLevel:                 "info",
+		LogFormat:                "text",
+		MQTTMaxClients:           10_000,
+		MQTTMaxSessions:          20_000,
+		MQTTSessionExpiry:        time.Hour,
+		MQTTMaxQueued:            1000,
+		MQTTMaxQueuedBytes:       1 << 20,
+		MQTTMaxQueuedBytesTotal:  256 << 20,
+		MQTTMaxSubscriptions:     100,
+		MQTTMaxRetained:          10_000,
+		MQTTMaxRetainedPerDevice: 100,
+		MQTTMaxRetainedBytes:     64 << 20,
 	}
 }
 
@@ -178,6 +216,7 @@ func (c Config) Validate() error {
 	if !oneOf(c.LogFormat, "text", "json") {
 		bad("log_format must be text or json, got %q", c.LogFormat)
 	}
+	c.validateMQTTLimits(bad)
 	if err := c.Credentials().Check(); err != nil {
 		bad("credentials: %v", err)
 	}

@@ -37,7 +37,11 @@ func TestDefaultsWithNothingGiven(t *testing.T) {
 	}
 	want := Config{HTTPAddr: "127.0.0.1:8080", MQTTAddr: "127.0.0.1:1883", DataDir: "./data", Fsync: true,
 		MaxEvents: 1000000, MaxAge: 24 * time.Hour, DeviceTimeout: 45 * time.Second, HeartbeatInterval: 15 * time.Second,
-		MaxPayload: 65536, WatcherQueue: 4096, LogLevel: "info", LogFormat: "text"}
+		MaxPayload: 65536, WatcherQueue: 4096, LogLevel: "info", LogFormat: "text",
+		MQTTMaxClients: 10000, MQTTMaxSessions: 20000, MQTTSessionExpiry: time.Hour,
+		MQTTMaxQueued: 1000, MQTTMaxQueuedBytes: 1 << 20, MQTTMaxQueuedBytesTotal: 256 << 20,
+		MQTTMaxSubscriptions: 100, MQTTMaxRetained: 10000, MQTTMaxRetainedPerDevice: 100,
+		MQTTMaxRetainedBytes: 64 << 20}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("defaults differ from the documented ones: %+v", cfg)
 	}
@@ -87,6 +91,28 @@ func TestFlagTypes(t *testing.T) {
 	}
 }
 
+// Every embedded-broker limit is reachable as a flag, a variable and a
+// YAML key.
+func TestMQTTLimitOptions(t *testing.T) {
+	file := writeFile(t, "mqtt_max_retained: 7\nmqtt_max_retained_bytes: 4KiB\n")
+	cfg, err := Load([]string{
+		"--mqtt-max-clients", "5", "--mqtt-max-sessions", "6", "--mqtt-session-expiry", "2m",
+		"--mqtt-max-queued", "8", "--mqtt-max-queued-bytes", "9000", "--mqtt-max-subscriptions", "3",
+		"--mqtt-max-retained-per-device", "2", "--config", file,
+	}, env(map[string]string{"TELEHUB_MQTT_MAX_QUEUED_BYTES_TOTAL": "100000"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.MQTTMaxClients, want.MQTTMaxSessions, want.MQTTSessionExpiry = 5, 6, 2*time.Minute
+	want.MQTTMaxQueued, want.MQTTMaxQueuedBytes, want.MQTTMaxQueuedBytesTotal = 8, 9000, 100000
+	want.MQTTMaxSubscriptions, want.MQTTMaxRetained = 3, 7
+	want.MQTTMaxRetainedPerDevice, want.MQTTMaxRetainedBytes = 2, 4096
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got %+v, want %+v", cfg, want)
+	}
+}
+
 func TestEnvBool(t *testing.T) {
 	cfg, err := Load(nil, env(map[string]string{"TELEHUB_FSYNC": "false"}), io.Discard)
 	if err != nil || cfg.Fsync {
@@ -128,6 +154,16 @@ func TestRejections(t *testing.T) {
 		{"watcher bad topic", nil, nil, "watcher_tokens:\n  - name: ops\n    token: watcher-token-0123456789\n    topics: [\"a/#/b\"]\n", "last level"},
 		{"watcher unknown key", nil, nil, "watcher_tokens:\n  - name: ops\n    tokn: x\n", "tokn"},
 		{"watchers share a name", nil, nil, "watcher_tokens:\n  - {name: w, token: watcher-token-0123456789, topics: [\"#\"]}\n  - {name: w, token: watcher-token-9876543210, topics: [\"#\"]}\n", "defined twice"},
+		{"zero mqtt clients", []string{"--mqtt-max-clients", "0"}, nil, "", "mqtt_max_clients"},
+		{"negative mqtt sessions", nil, map[string]string{"TELEHUB_MQTT_MAX_SESSIONS": "-1"}, "", "mqtt_max_sessions"},
+		{"short mqtt session expiry", []string{"--mqtt-session-expiry", "10ms"}, nil, "", "mqtt_session_expiry"},
+		{"mqtt queue over packet ids", []string{"--mqtt-max-queued", "70000"}, nil, "", "mqtt_max_queued"},
+		{"zero mqtt queued bytes", nil, nil, "mqtt_max_queued_bytes: 0\n", "mqtt_max_queued_bytes"},
+		{"zero mqtt queued bytes total", []string{"--mqtt-max-queued-bytes-total", "0"}, nil, "", "mqtt_max_queued_bytes_total"},
+		{"zero mqtt subscriptions", []string{"--mqtt-max-subscriptions", "0"}, nil, "", "mqtt_max_subscriptions"},
+		{"zero mqtt retained", []string{"--mqtt-max-retained", "0"}, nil, "", "mqtt_max_retained"},
+		{"zero mqtt retained per device", []string{"--mqtt-max-retained-per-device", "0"}, nil, "", "mqtt_max_retained_per_device"},
+		{"zero mqtt retained bytes", []string{"--mqtt-max-retained-bytes", "0"}, nil, "", "mqtt_max_retained_bytes"},
 		{"public with bad credentials", []string{"--http-addr", "0.0.0.0:0", "--admin-token", "x"}, nil, "", "admin token"},
 	}
 	for _, c := range cases {

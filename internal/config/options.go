@@ -168,6 +168,16 @@ var options = []option{
 	address("debug-addr", "serve pprof on this address; empty disables it", func(c *Config) *string { return &c.DebugAddr }),
 	str("log-level", "level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 	str("log-format", "format", "text or json", func(c *Config) *string { return &c.LogFormat }),
+	integer("mqtt-max-clients", "embedded broker: clients connected at once", func(c *Config) *int { return &c.MQTTMaxClients }),
+	integer("mqtt-max-sessions", "embedded broker: sessions kept, connected or not (the one disconnected the longest goes first)", func(c *Config) *int { return &c.MQTTMaxSessions }),
+	duration("mqtt-session-expiry", "embedded broker: how long a persistent session outlives its connection", func(c *Config) *time.Duration { return &c.MQTTSessionExpiry }),
+	integer("mqtt-max-queued", "embedded broker: QoS 1/2 messages one session may hold (in flight and queued)", func(c *Config) *int { return &c.MQTTMaxQueued }),
+	size("mqtt-max-queued-bytes", "embedded broker: bytes of queued messages per session", func(c *Config) *int { return &c.MQTTMaxQueuedBytes }),
+	size("mqtt-max-queued-bytes-total", "embedded broker: bytes of queued messages of all sessions", func(c *Config) *int { return &c.MQTTMaxQueuedBytesTotal }),
+	integer("mqtt-max-subscriptions", "embedded broker: topic filters per client", func(c *Config) *int { return &c.MQTTMaxSubscriptions }),
+	integer("mqtt-max-retained", "embedded broker: retained messages in total", func(c *Config) *int { return &c.MQTTMaxRetained }),
+	integer("mqtt-max-retained-per-device", "embedded broker: retained messages under one device's topics", func(c *Config) *int { return &c.MQTTMaxRetainedPerDevice }),
+	size("mqtt-max-retained-bytes", "embedded broker: bytes of retained messages in total", func(c *Config) *int { return &c.MQTTMaxRetainedBytes }),
 }
 
 // optionByName returns the option of a flag name.

@@ -205,6 +205,7 @@ func (h *Hub) buildDevices() error {
 	}
 	h.liveness, err = presence.New(presence.Config{
 		Sink:    h.bridge,
+		Records: storedPresence{h.store},
 		Known:   presenceRecords(known),
 		Resume:  h.resumesPresence,
 		Timeout: h.cfg.DeviceTimeout,
@@ -252,6 +253,7 @@ func (h *Hub) buildBroker() error {
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt"),
 		Metrics:    h.metrics,
+		Limits:     brokerLimits(h.cfg),
 	}
 	if h.secured {
 		brokerCfg.Authenticate = h.auth.Device // username = device id, password = token
@@ -380,8 +382,10 @@ func (h *Hub) ready() error {
 	if h.stopping.Load() {
 		return errors.New("shutting down")
 	}
-	if h.external != nil && !h.external.Connected() {
-		return errors.New("not connected to the external MQTT broker")
+	if h.external != nil {
+		if err := h.external.Ready(); err != nil {
+			return fmt.Errorf("external MQTT broker: %w", err)
+		}
 	}
 	return nil
 }
@@ -404,11 +408,11 @@ func (h *Hub) Metrics() *metrics.Metrics { return h.metrics }
 // Start serves: the liveness engine, the MQTT side and HTTP. With an
 // external broker it connects in the background (see /readyz).
 func (h *Hub) Start(ctx context.Context) error {
-	if err := h.liveness.Start(); err != nil {
+	if err := h.liveness.Start(ctx); err != nil {
 		return fmt.Errorf("liveness: %w", err)
 	}
 	if h.broker != nil {
-		if err := h.broker.Serve(); err != nil {
+		if err := h.broker.Start(ctx); err != nil {
 			return fmt.Errorf("embedded mqtt broker: %w", err)
 		}
 	}
@@ -518,17 +522,17 @@ func (h *Hub) closeBuilt() {
 		}
 	}
 	if h.broker != nil {
-		if err := h.broker.Close(); err != nil {
+		if err := h.broker.Shutdown(ctx); err != nil {
 			h.log.Warn("closing mqtt broker", "err", err)
 		}
 	}
 	if h.external != nil {
-		if err := h.external.Close(); err != nil {
+		if err := h.external.Shutdown(ctx); err != nil {
 			h.log.Warn("closing external mqtt client", "err", err)
 		}
 	}
 	if h.liveness != nil {
-		if err := h.liveness.Close(); err != nil {
+		if err := h.liveness.Shutdown(ctx); err != nil {
 			h.log.Warn("closing liveness", "err", err)
 		}
 	}

@@ -1,6 +1,9 @@
 package hub
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/telehub/telehub/devices/presence"
 	"github.com/telehub/telehub/storage"
 )
@@ -17,4 +20,21 @@ func presenceRecords(ds []storage.Device) []presence.Record {
 		out[i] = presenceRecord(d)
 	}
 	return out
+}
+
+// storedPresence reads a device's stored presence for the tracker, which
+// forgets devices long offline and reads them back when they return.
+type storedPresence struct{ store *storage.Store }
+
+// Record returns the stored presence of device; found is false for a
+// device never stored.
+func (s storedPresence) Record(device string) (presence.Record, bool, error) {
+	d, _, err := s.store.Device(device)
+	if errors.Is(err, storage.ErrNotFound) {
+		return presence.Record{}, false, nil
+	}
+	if err != nil {
+		return presence.Record{}, false, fmt.Errorf("read stored presence of %s: %w", device, err)
+	}
+	return presenceRecord(d), true, nil
 }

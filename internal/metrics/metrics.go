@@ -57,7 +57,7 @@ type Metrics struct {
 	PresenceChanges *prometheus.CounterVec
 
 	// MQTT: external broker connection state (1 connected, 0 not) and
-	// messages the embedded broker dropped for a slow client.
+	// messages the embedded broker dropped (slow clients, limits, expiry).
 	BrokerConnected prometheus.Gauge
 	MQTTDropped     prometheus.Counter
 }
@@ -124,7 +124,7 @@ func New(version string) *Metrics {
 			Name: "telehub_external_broker_connected", Help: "1 when connected to the external MQTT broker, else 0.",
 		}),
 		MQTTDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "telehub_mqtt_dropped_total", Help: "Messages the embedded broker dropped for clients that did not keep up.",
+			Name: "telehub_mqtt_dropped_total", Help: "Messages the embedded broker dropped: for a client that did not keep up, a session or retained store at its limit, or a session that expired or was dropped.",
 		}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
