@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"context"
 	"fmt"
 	"testing"
 )
@@ -75,4 +76,55 @@ func eventsOf(events []presenceEvent, device string) []presenceEvent {
 		}
 	}
 	return out
+}
+
+// The device's current connection owns every WebSocket session: the one
+// it registered with, and those begun by frames of any of the device's
+// connections after a timeout.
+func TestWSSessionOwnership(t *testing.T) {
+	live := newFakePresence()
+	s, err := NewWS(WSConfig{Bridge: &fakeBridge{}, Presence: live})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func() *wsConn { return &wsConn{ws: s, topic: "devices/d1/ws"} }
+	older, newer := conn(), conn()
+
+	if _, ok := s.register(newer, 3); !ok {
+		t.Fatal("first connection not registered")
+	}
+	if old, ok := s.register(older, 2); ok || old != newer {
+		t.Fatalf("register of an older session: ok %v, old %p; want refused for %p", ok, old, newer)
+	}
+	s.began(older, 4) // a late frame of the older connection after a timeout
+	if newer.session != 4 {
+		t.Fatalf("current connection's session %d, want 4", newer.session)
+	}
+	s.began(newer, 5)
+	if newer.session != 5 {
+		t.Fatalf("current connection's session %d, want 5", newer.session)
+	}
+
+	// With no connection current, the one whose frame began the session
+	// becomes current, so that its close ends the session.
+	s.mu.Lock()
+	delete(s.devices, "d1")
+	s.mu.Unlock()
+	s.began(older, 6)
+	if s.devices["d1"] != older || older.session != 6 || !older.registered || s.Connected() != 1 {
+		t.Fatalf("after began with no current connection: current %p (want %p), session %d, registered %v",
+			s.devices["d1"], older, older.session, older.registered)
+	}
+
+	// While shutting down, such a session ends at once.
+	live.Connect("d1", "ws", "message") // session 1 of the fake
+	s.mu.Lock()
+	delete(s.devices, "d1") // the fakes have no socket for Shutdown to close
+	s.mu.Unlock()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	live.expect(t, "online d1 1 message")
+	s.began(older, 1)
+	live.expect(t, "offline d1 1 disconnect")
 }
