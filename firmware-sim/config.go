@@ -119,10 +119,29 @@ type Config struct {
 	QoS0 bool
 	// IDPrefix prefixes device ids: device n is IDPrefix+n. Default "sim-".
 	IDPrefix string
-	// Token, when set, authenticates every device: as a bearer token over
-	// WebSocket, and as the MQTT password with the device id as username.
-	// Default empty: no credentials.
+	// Token, when set, authenticates every device without a token of its
+	// own (TokenFile, TokenPattern): as a bearer token over WebSocket, and
+	// as the MQTT password with the device id as username. Default empty:
+	// no credentials.
 	Token string
+	// TokenFile names a file of per-device tokens, one "<id> <token>" a
+	// line (see parseTokenFile). A device it does not list takes
+	// TokenPattern or Token, and without them the run refuses to start.
+	// Default none.
+	TokenFile string
+	// TokenPattern makes each device's token from its id: "{id}" is
+	// replaced by the device id and "{n}" by its number, as in
+	// "secret-{id}". Default none.
+	TokenPattern string
+	// WatchToken is the watcher (or admin) token of verify's reads and of
+	// the watchers' streams. Default empty: none.
+	WatchToken string
+	// CAFile names PEM certificates to trust, besides the system's, for a
+	// hub or broker over TLS (https://, wss://, ssl://). Default none.
+	CAFile string
+	// InsecureSkipVerify accepts any certificate of a TLS hub or broker:
+	// for tests with self-signed certificates only. Default false.
+	InsecureSkipVerify bool
 	// DropRate is the probability per reading of abruptly closing the
 	// device's connection right after sending it. Default 0.
 	DropRate float64
@@ -189,7 +208,8 @@ type Config struct {
 	Progress io.Writer
 	// Logger logs connection trouble. Default: discard.
 	Logger *slog.Logger
-	// HTTPClient is used by verify. Default: a client with a 30 s timeout.
+	// HTTPClient is used by verify. Default: a client with a 30 s timeout
+	// and the TLS settings of CAFile and InsecureSkipVerify.
 	HTTPClient *http.Client
 }
 
@@ -201,21 +221,27 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Transport, c.Format = TransportWS, FormatJSON
 	fs.Var(&c.Transport, "transport", "device transport: ws, mqtt or mixed")
 	fs.Var(&c.Format, "format", "MQTT payload form: json, wrapped, senml or plain")
-	fs.IntVar(&c.Devices, "devices", 1, "number of simulated devices")
-	fs.Float64Var(&c.Rate, "rate", 1, "readings per second per device")
-	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "how long devices take readings (0: until interrupted)")
+	c.Devices, c.Rate = 1, 1
+	fs.Func("devices", "number of simulated devices, at least 1 (default 1)", positiveInt(&c.Devices, "devices"))
+	fs.Func("rate", "readings per second per device, more than 0 and at most 500 (default 1)", positiveFloat(&c.Rate, "rate"))
+	durationFlag(fs, &c.Duration, "duration", 10*time.Second, "how long devices take readings (0: until interrupted)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the sensor models")
 	fs.Func("qos", "MQTT QoS of readings, 0 or 1 (default 1)", c.setQoS)
 	fs.StringVar(&c.IDPrefix, "id-prefix", "sim-", "device id prefix")
-	fs.StringVar(&c.Token, "token", "", "device token (WebSocket bearer, MQTT password)")
+	fs.StringVar(&c.Token, "token", "", "device token of every device without its own (WebSocket bearer, MQTT password)")
+	fs.StringVar(&c.TokenFile, "token-file", "", `file of per-device tokens, one "<id> <token>" a line`)
+	fs.StringVar(&c.TokenPattern, "token-pattern", "", `per-device token made from the id: {id} is the device id, {n} its number (e.g. secret-{id})`)
+	fs.StringVar(&c.WatchToken, "watch-token", "", "watcher or admin token of --verify and the watchers")
+	fs.StringVar(&c.CAFile, "ca", "", "PEM file of certificates to trust for a TLS hub or broker (https://, ssl://)")
+	fs.BoolVar(&c.InsecureSkipVerify, "insecure-skip-verify", false, "accept any certificate of a TLS hub or broker (tests only)")
 	fs.Float64Var(&c.DropRate, "drop-rate", 0, "probability per reading of abruptly dropping the connection")
 	fs.Float64Var(&c.MalformedRate, "malformed-rate", 0, "probability per reading of also sending a payload the hub must reject")
 	fs.BoolVar(&c.Verify, "verify", false, "after the run, check every confirmed reading is stored exactly once")
 	fs.IntVar(&c.Silent, "silent", 0, "devices that go silent (no readings, heartbeats or pongs) after --silent-after")
-	fs.DurationVar(&c.SilentAfter, "silent-after", 0, "when silent devices stop (default a third of --duration)")
-	fs.DurationVar(&c.Heartbeat, "heartbeat", 10*time.Second, "heartbeat interval (negative: none)")
+	durationFlag(fs, &c.SilentAfter, "silent-after", 0, "when silent devices stop (default a third of --duration)")
+	durationFlag(fs, &c.Heartbeat, "heartbeat", 10*time.Second, "heartbeat interval (negative: none)")
 	fs.IntVar(&c.BufferSize, "buffer", 1024, "store-and-forward buffer per device (readings)")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 5*time.Second, "wait for outstanding acks after the run")
+	durationFlag(fs, &c.DrainTimeout, "drain-timeout", 5*time.Second, "wait for outstanding acks after the run")
 	fs.Uint64Var(&c.SeqStart, "seq-start", 0, "first device seq (0: derived from the clock)")
 	c.WatchTransport = WatchSSE
 	fs.IntVar(&c.Watchers, "watchers", 0, "watchers streaming the hub's events, opened before the devices start")
@@ -265,9 +291,6 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
 	return c
 }
 
@@ -284,7 +307,7 @@ func (c *Config) validate() error {
 		bad bool
 		msg string
 	}{
-		{c.Devices < 0, "devices must be positive"},
+		{c.Devices < 0, "devices must be at least 1"},
 		{c.Rate < 0 || c.Rate > maxRate, "rate must be in (0, 500] readings/s"},
 		{c.Duration < 0, "duration must not be negative"},
 		{c.DropRate < 0 || c.DropRate > 1, "drop-rate must be in [0, 1]"},
@@ -327,8 +350,8 @@ func (c *Config) validateURLs() error {
 		}
 	}
 	broker, err := url.Parse(c.MQTT)
-	if err != nil || (broker.Scheme != "tcp" && broker.Scheme != "mqtt") || broker.Host == "" {
-		return fmt.Errorf("%w: mqtt %q is not a tcp:// URL", ErrInvalidConfig, c.MQTT)
+	if err != nil || (broker.Scheme != "tcp" && broker.Scheme != "mqtt" && !isTLSBroker(broker.Scheme)) || broker.Host == "" {
+		return fmt.Errorf("%w: mqtt %q is not a tcp:// or ssl:// URL", ErrInvalidConfig, c.MQTT)
 	}
 	return nil
 }

@@ -96,6 +96,7 @@ func (s *Sim) eventsPage(ctx context.Context, after string) ([]storedEvent, erro
 	if err != nil {
 		return nil, fmt.Errorf("events request: %w", err)
 	}
+	s.cfg.setWatchToken(req.Header)
 	resp, err := s.cfg.HTTPClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("GET /v1/events: %w", err)

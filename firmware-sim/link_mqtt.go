@@ -2,6 +2,7 @@ package firmwaresim
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -96,8 +97,7 @@ func (s *Sim) mqttOptions(ctx context.Context, d *device, l *mqttLink) *mqtt.Cli
 		SetConnectionLostHandler(l.onLost).
 		SetDefaultPublishHandler(func(mqtt.Client, mqtt.Message) {}).
 		SetCustomOpenConnectionFn(func(u *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
-			dialer := net.Dialer{Timeout: s.cfg.ConnectTimeout}
-			conn, err := dialer.DialContext(ctx, "tcp", u.Host)
+			conn, err := s.dialBroker(ctx, u)
 			if err != nil {
 				return nil, err
 			}
@@ -105,10 +105,35 @@ func (s *Sim) mqttOptions(ctx context.Context, d *device, l *mqttLink) *mqtt.Cli
 			l.conn.Store(dc)
 			return dc, nil
 		})
-	if s.cfg.Token != "" {
-		opts.SetUsername(d.id).SetPassword(s.cfg.Token)
+	if tok := s.tokens[d.index]; tok != "" {
+		opts.SetUsername(d.id).SetPassword(tok)
 	}
 	return opts
+}
+
+// dialBroker opens a connection to the broker of u, over TLS for the TLS
+// schemes (ssl://, tls://, mqtts://, tcps://).
+func (s *Sim) dialBroker(ctx context.Context, u *url.URL) (net.Conn, error) {
+	dialer := net.Dialer{Timeout: s.cfg.ConnectTimeout}
+	conn, err := dialer.DialContext(ctx, "tcp", u.Host)
+	if err != nil || !isTLSBroker(u.Scheme) {
+		return conn, err
+	}
+	cfg := s.tlsClone()
+	if cfg == nil {
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = u.Hostname()
+	}
+	tc := tls.Client(conn, cfg)
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("tls handshake with %s: %w", u.Host, err)
+	}
+	return tc, nil
 }
 
 func tokenErr(t mqtt.Token) error {

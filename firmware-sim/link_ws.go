@@ -39,13 +39,17 @@ func (s *Sim) dialWS(ctx context.Context, d *device) (link, error) {
 		NewDialer: func() (gws.Dialer, error) {
 			return ctxDialer{ctx: ctx, d: net.Dialer{Timeout: s.cfg.ConnectTimeout}}, nil
 		},
-		Logger: gwsLogger{s},
+		Logger:    gwsLogger{s},
+		TlsConfig: s.tlsClone(),
 	}
-	if s.cfg.Token != "" {
-		opt.RequestHeader = http.Header{"Authorization": {"Bearer " + s.cfg.Token}}
+	if tok := s.tokens[d.index]; tok != "" {
+		opt.RequestHeader = http.Header{"Authorization": {"Bearer " + tok}}
 	}
 	conn, resp, err := gws.NewClient(l, opt)
 	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			return nil, fmt.Errorf("websocket %s: HTTP 401: the hub refused the device's token (--token, --token-file, --token-pattern)", opt.Addr)
+		}
 		if resp != nil {
 			return nil, fmt.Errorf("websocket %s: HTTP %d: %w", opt.Addr, resp.StatusCode, err)
 		}

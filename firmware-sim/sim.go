@@ -2,11 +2,13 @@ package firmwaresim
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +20,8 @@ var (
 	ErrAlreadyRun = errors.New("simulation already ran")
 	// ErrNoConnection: no device ever connected to the hub.
 	ErrNoConnection = errors.New("no device could connect")
+	// ErrNotAllConnected: some devices never connected to the hub.
+	ErrNotAllConnected = errors.New("not every device could connect")
 )
 
 // faultSalt separates the fault dice of a device from its sensor models.
@@ -35,6 +39,9 @@ type Sim struct {
 	connq   chan *device // devices due for a connection attempt
 	stats   stats
 	hist    Histogram
+	tokens  []string       // each device's token, by index ("" for none)
+	dialed  []atomic.Bool  // whether each device, by index, ever connected
+	tls     *tls.Config    // TLS of hub and broker connections; nil for the defaults
 	watch   *watchGroup    // nil without watchers
 	links   sync.WaitGroup // read loops and ack waiters of links
 	start   time.Time
@@ -52,11 +59,23 @@ func New(cfg Config) (*Sim, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	tokens, err := cfg.deviceTokens()
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = newHTTPClient(tlsCfg)
+	}
 	s := &Sim{
-		cfg: cfg, log: cfg.Logger,
+		cfg: cfg, log: cfg.Logger, tokens: tokens, tls: tlsCfg,
 		backoff: Backoff{Min: cfg.BackoffMin, Max: cfg.BackoffMax},
 		period:  int64(float64(time.Second) / cfg.Rate),
 		connq:   make(chan *device, cfg.Devices),
+		dialed:  make([]atomic.Bool, cfg.Devices),
 		halt:    make(chan struct{}),
 	}
 	for range min(cfg.Schedulers, cfg.Devices) {
@@ -125,10 +144,38 @@ func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 	if err := s.watch.noConnection(); err != nil {
 		return sum, err
 	}
+	notAll := s.notAllConnected(sum)
 	if s.cfg.Verify {
-		return sum, s.verifyInto(sum)
+		return sum, errors.Join(notAll, s.verifyInto(sum))
 	}
-	return sum, nil
+	return sum, notAll
+}
+
+// notAllConnected counts the devices that never connected into sum and
+// returns ErrNotAllConnected naming a few of them and the latest
+// connection error, or nil when every device connected.
+func (s *Sim) notAllConnected(sum *Summary) error {
+	var never []string
+	for i := range s.dialed {
+		if !s.dialed[i].Load() {
+			sum.NeverConnected++
+			if len(never) < 5 {
+				never = append(never, s.DeviceID(i))
+			}
+		}
+	}
+	if sum.NeverConnected == 0 {
+		return nil
+	}
+	if sum.NeverConnected > len(never) {
+		never = append(never, "…")
+	}
+	err := fmt.Errorf("%w: %d of %d devices never connected (%s)", ErrNotAllConnected,
+		sum.NeverConnected, len(s.devices), strings.Join(never, ", "))
+	if last := s.lastErr.Load(); last != nil {
+		err = fmt.Errorf("%w; latest error: %w", err, *last)
+	}
+	return err
 }
 
 // noConnection returns ErrNoConnection with the latest connection error.
@@ -239,6 +286,7 @@ func (s *Sim) connect(ctx context.Context, d *device) {
 		d.retry()
 		return
 	}
+	s.dialed[d.index].Store(true)
 	d.attach(l)
 }
 

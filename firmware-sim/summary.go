@@ -60,6 +60,9 @@ type Summary struct {
 	Drops       uint64 `json:"drops"` // connections dropped on purpose
 	Disconnects uint64 `json:"disconnects"`
 	ConnectFail uint64 `json:"connect_failures"`
+	// NeverConnected counts devices that never connected during the run;
+	// any makes the run fail.
+	NeverConnected int `json:"never_connected"`
 
 	AckedPerS  float64 `json:"acked_per_s"`
 	AckLatency Latency `json:"ack_latency_ms"`
@@ -87,8 +90,8 @@ func (s *Summary) WriteText(w io.Writer) error {
 		s.Readings, s.Sent, s.Acked, s.AckedPerS, s.Resent, s.Unconfirmed, s.Unacked, s.Discarded)
 	fmt.Fprintf(&b, "errors %d  rejected %d  malformed sent %d  heartbeats %d\n",
 		s.Errors, s.Rejected, s.Malformed, s.Heartbeats)
-	fmt.Fprintf(&b, "connects %d  drops %d  disconnects %d  connect failures %d\n",
-		s.Connects, s.Drops, s.Disconnects, s.ConnectFail)
+	fmt.Fprintf(&b, "connects %d  drops %d  disconnects %d  connect failures %d  never connected %d\n",
+		s.Connects, s.Drops, s.Disconnects, s.ConnectFail, s.NeverConnected)
 	fmt.Fprintf(&b, "ack latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n",
 		s.AckLatency.P50, s.AckLatency.P90, s.AckLatency.P99, s.AckLatency.Max)
 	if w := s.Watchers; w != nil {

@@ -3,6 +3,7 @@ package firmwaresim
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -136,8 +137,9 @@ func sseURL(hub string, filters []string) string {
 // newSSEClient returns the HTTP client of SSE watchers: no overall timeout
 // (streams last the run), a bounded wait for the answer's headers, and
 // large read buffers so that one read takes many events.
-func newSSEClient(cfg *Config) *http.Client {
+func newSSEClient(cfg *Config, tlsCfg *tls.Config) *http.Client {
 	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:       tlsCfg,
 		DialContext:           (&net.Dialer{Timeout: cfg.ConnectTimeout}).DialContext,
 		ResponseHeaderTimeout: cfg.ConnectTimeout,
 		MaxIdleConnsPerHost:   -1,
@@ -168,6 +170,7 @@ func (g *watchGroup) openSSE(ctx context.Context, lastID []byte) (*http.Response
 		return nil, fmt.Errorf("stream request: %w", err)
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	g.s.cfg.setWatchToken(req.Header)
 	if len(lastID) > 0 {
 		req.Header.Set("Last-Event-ID", string(lastID))
 	}

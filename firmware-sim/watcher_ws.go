@@ -30,8 +30,11 @@ func (w *watcher) wsSession(ctx context.Context) (bool, error) {
 		NewDialer: func() (gws.Dialer, error) {
 			return ctxDialer{ctx: ctx, d: net.Dialer{Timeout: cfg.ConnectTimeout}}, nil
 		},
-		Logger: gwsLogger{w.g.s},
+		Logger:        gwsLogger{w.g.s},
+		TlsConfig:     w.g.s.tlsClone(),
+		RequestHeader: http.Header{},
 	}
+	cfg.setWatchToken(opt.RequestHeader)
 	w.g.sem <- struct{}{}
 	conn, resp, err := gws.NewClient(h, opt)
 	<-w.g.sem

@@ -150,7 +150,7 @@ func newWatchGroup(s *Sim) *watchGroup {
 	g := &watchGroup{
 		s: s, filters: filters, sseURL: sseURL(s.cfg.WatchHub, filters),
 		wsURL:  wsBase(s.cfg.WatchHub) + "/v1/stream/ws",
-		client: newSSEClient(&s.cfg), sem: make(chan struct{}, s.cfg.Connectors),
+		client: newSSEClient(&s.cfg, s.tls), sem: make(chan struct{}, s.cfg.Connectors),
 		done: make(chan struct{}),
 	}
 	for i := range s.cfg.Watchers {

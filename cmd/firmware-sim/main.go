@@ -8,6 +8,13 @@
 //	firmware-sim --transport mixed --format senml --drop-rate 0.01 --malformed-rate 0.01 --verify --json
 //	firmware-sim --transport mqtt --qos 0 --devices 1000 --duration 0   # until Ctrl-C
 //	firmware-sim --devices 200 --rate 50 --watchers 100 --watch-transport ws --json
+//	firmware-sim --hub https://hub:8080 --mqtt ssl://hub:1883 --ca hub.pem --transport mixed \
+//	    --token-pattern 'secret-{id}' --watch-token "$WATCHER" --verify
+//
+// With credentials on the hub, each device needs its token (--token for
+// all, --token-file or --token-pattern for one each) and --verify and the
+// watchers a watcher token (--watch-token). A run in which a device never
+// connected fails, and says which and why.
 //
 // A progress line goes to stderr every second (--quiet turns it off); the
 // summary goes to stdout, as text or with --json as one JSON object.

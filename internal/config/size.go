@@ -37,8 +37,8 @@ func ParseSize(s string) (int, error) {
 	if mult == 0 || err != nil || n < 0 || num == "" || num[0] == '+' {
 		return 0, fmt.Errorf("%q is not a size like 65536, 64KiB or 1MiB", s)
 	}
-	if n > math.MaxInt32/mult {
-		return 0, fmt.Errorf("%q is too large: at most 2GiB", s)
+	if n > int64(math.MaxInt)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
 	}
 	return int(n * mult), nil
 }
