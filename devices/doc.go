@@ -19,7 +19,12 @@
 //   - mqtt.go: what both MQTT transports share; mqtt_route.go: topic
 //     routing and payload checks.
 //   - broker.go: the embedded broker; mqtt_hook.go: its mochi hook;
-//     mqtt_listener.go: its TCP/TLS listener.
+//     mqtt_listener.go: its TCP/TLS listener; mqtt_conn.go: the
+//     connection reader that stops at a packet over the size limit;
+//     mqtt_compat.go: where the hook makes mochi answer as MQTT says
+//     (packet ids, reason codes, session keys); mqtt_limits.go and
+//     mqtt_limits_hook.go: the bounds of clients, sessions and retained
+//     messages; mqtt_log.go: mochi's logger, which never logs a packet.
 //   - external.go: the external-broker client; external_acks.go: its
 //     in-order acknowledgements.
 //

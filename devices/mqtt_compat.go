@@ -196,7 +196,7 @@ func mochiError(err error) error {
 }
 
 // ackCode is the error OnPublish returns to mochi for the outcome err of
-// a publish. An MQTT 5 client's refused QoS 1 or 2 publish is answered
+// a publish. An MQTT 5 client's refused QoS 1 publish is answered
 // with a PUBACK reason code and reason string: 0x87 not authorized for a
 // topic the device may not publish to, 0x97 quota exceeded over the rate
 // limit, 0x90 topic name invalid for a bad device topic, 0x99 payload
@@ -209,7 +209,9 @@ func ackCode(pk *packets.Packet, err error) error {
 	if !errors.As(err, &r) {
 		return err
 	}
-	if pk.ProtocolVersion != 5 || pk.FixedHeader.Qos == 0 {
+	// mochi answers a reason code with a PUBACK, also to a QoS 2 PUBLISH
+	// (which wants a PUBREC): QoS 2 keeps mochi's own answer.
+	if pk.ProtocolVersion != 5 || pk.FixedHeader.Qos != 1 {
 		return mochiError(err)
 	}
 	code := packets.ErrPayloadFormatInvalid

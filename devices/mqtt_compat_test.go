@@ -228,6 +228,13 @@ func TestBrokerMQTT5RefusalReasonCodes(t *testing.T) {
 		}
 		b.bridge.nextReject(t)
 	})
+	t.Run("qos 2", func(t *testing.T) { // mochi would answer a PUBACK
+		v5.publish("devices/d1/telemetry", 2, 30, []byte(`{"temp":`), packets.Properties{})
+		if rec := v5.nextOf(packets.Pubrec); rec.PacketID != 30 || rec.ReasonCode >= 0x80 {
+			t.Fatalf("PUBREC id %d reason %#x", rec.PacketID, rec.ReasonCode)
+		}
+		b.bridge.nextReject(t)
+	})
 	t.Run("mqtt 3.1.1", func(t *testing.T) {
 		v4, _ := dialRaw(t, addr, rawConnect{version: 4, id: "v4", user: "d1", pass: "secret-d1", clean: true})
 		v4.publish("devices/d1/telemetry", 1, 5, []byte(`{"temp":`), packets.Properties{})

@@ -141,7 +141,10 @@ func (q *mqttQueues) allow(cl *mqtt.Client) bool {
 	if n >= q.limits.MaxQueued {
 		return false
 	}
-	v, _ := q.queues.LoadOrStore(cl, &mqttQueue{})
+	v, ok := q.queues.Load(cl)
+	if !ok {
+		v, _ = q.queues.LoadOrStore(cl, &mqttQueue{})
+	}
 	s := v.(*mqttQueue)
 	s.mu.Lock()
 	if s.n != n {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -259,5 +260,47 @@ func TestBrokerNeverReadingSubscriber(t *testing.T) {
 	}
 	if d := b.dropped(); d != 20 {
 		t.Fatalf("dropped %v, want 20", d)
+	}
+}
+
+// A will that would pass the retained limits is published unretained.
+func TestBrokerHookWillRetainLimit(t *testing.T) {
+	h, server, _, _ := newMQTTHookHarness(t, nil)
+	h.retained = newMQTTRetained(BrokerLimits{MaxRetained: 1, MaxRetainedPerDevice: 1, MaxRetainedBytes: 1 << 10})
+	h.retained.set("devices/d1/status", "d1", 20)
+	cl := mqttHookClient(server, "c1", "")
+	before := testutil.ToFloat64(h.dropped)
+	tests := []struct {
+		topic  string
+		retain bool
+	}{
+		{"devices/d1/status", true}, // replaces the one retained
+		{"devices/d2/status", false},
+	}
+	for _, tt := range tests {
+		will, err := h.OnWill(cl, mqtt.Will{TopicName: tt.topic, Payload: []byte("offline"), Retain: true})
+		if err != nil || will.Retain != tt.retain {
+			t.Fatalf("%s: retain %v, err %v; want retain %v", tt.topic, will.Retain, err, tt.retain)
+		}
+	}
+	if d := testutil.ToFloat64(h.dropped) - before; d != 1 {
+		t.Fatalf("dropped %v, want 1", d)
+	}
+}
+
+// BenchmarkBrokerHookDeliver measures the check of each delivery to a
+// subscriber against its session's limits.
+func BenchmarkBrokerHookDeliver(b *testing.B) {
+	h, server, _, _ := newMQTTHookHarness(b, nil)
+	cl := mqttHookClient(server, "sub", "")
+	for i := range 20 { // a subscriber with messages in flight
+		cl.State.Inflight.Set(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+			TopicName: "devices/d1/telemetry", PacketID: uint16(i + 1), Payload: []byte("{}")})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !h.OnACLCheck(cl, "devices/d1/telemetry", false) {
+			b.Fatal("delivery refused")
+		}
 	}
 }

@@ -35,6 +35,7 @@ type writer struct {
 	s       sink
 	bufs    [][]byte // the next write
 	events  int      // events in bufs
+	wrote   int      // frames the last round took from the backlog
 	spare   []*frame // the backlog array to reuse
 	scratch []byte   // replayed events being encoded
 }
@@ -70,11 +71,21 @@ func (h *Hub) serve(w *watcher, s sink, gone <-chan struct{}) (end, error) {
 // round writes the whole backlog and the heartbeat if due, then applies
 // the slow-consumer rule. A round that replayed from the log skips the rule:
 // the events held during a replay are not a sign of a slow connection.
+//
+// The rule measures the backlog against the round's own write: a backlog
+// over QueueLimit is slow only when it is also larger than what the round
+// just wrote, that is when the watcher fell further behind while it took
+// the write. A watcher that drains as fast as the hub writes to it ends
+// each round with no more than the events that arrived while it read the
+// last batch, which shrinks as long as it keeps up; under a flood those can
+// be many more than QueueLimit without the watcher being slow. The hard
+// bound (Publish: four times QueueLimit before a commit) still caps memory.
 func (wr *writer) round() (end, error) {
 	batch, slow := wr.w.take(wr.spare)
 	if slow {
 		return endSlow, ErrSlowWatcher
 	}
+	wr.wrote = len(batch)
 	replayed, err := wr.deliver(batch, wr.w.ping.Swap(false))
 	wr.recycle(batch)
 	if err != nil && wr.w.isSlow() {
@@ -87,7 +98,7 @@ func (wr *writer) round() (end, error) {
 	if err != nil {
 		return endError, err
 	}
-	if !replayed && wr.w.overLimit(wr.h.cfg.QueueLimit) {
+	if !replayed && wr.w.overLimit(max(wr.h.cfg.QueueLimit, wr.wrote)) {
 		return endSlow, ErrSlowWatcher
 	}
 	return endNone, nil
