@@ -3,7 +3,10 @@ package firmwaresim
 // entry is one reading in a device's store-and-forward buffer.
 type entry struct {
 	seq    uint64
-	ts     int64 // the device's time of the reading, Unix milliseconds
+	ts     int64  // the device's time of the reading, Unix milliseconds
+	noTS   bool   // the device has no clock: ts is not sent
+	boot   string // boot id of the reading's seq epoch; "" without one
+	idx    int    // the reading's number on its device (verify log index)
 	r      Reading
 	sentAt int64  // when it was last transmitted, ns since the run started
 	sends  uint32 // transmissions so far
@@ -132,4 +135,13 @@ func (b *sfBuffer) Pending() int {
 		}
 	}
 	return pending
+}
+
+// EachPending calls fn with every entry not yet done, oldest first.
+func (b *sfBuffer) EachPending(fn func(*entry)) {
+	for i := range b.n {
+		if e := b.at(i); !e.done {
+			fn(e)
+		}
+	}
 }

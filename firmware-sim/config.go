@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -148,6 +149,20 @@ type Config struct {
 	// MalformedRate is the probability per reading of also sending a payload
 	// the hub must reject. Default 0.
 	MalformedRate float64
+	// RebootRate is the probability per reading that the device reboots
+	// right after taking it: its connection drops, the readings it had not
+	// seen confirmed are lost with its RAM, and its seq starts again at 1
+	// in a new seq epoch. Default 0.
+	RebootRate float64
+	// NoBoot makes devices send no "boot" key: the hub then tells a
+	// restarted counter by its later "ts" alone (with NoClock too, it
+	// cannot, and readings after a reboot are duplicates). Default false:
+	// with a RebootRate, every reading carries the boot id of its epoch,
+	// new at each reboot.
+	NoBoot bool
+	// NoClock simulates devices without a clock: readings carry no "ts".
+	// Not with FormatSenML, whose records carry their time. Default false.
+	NoClock bool
 	// Verify checks after the run that every reading the hub confirmed is
 	// stored exactly once (GET /v1/events). Default false.
 	Verify bool
@@ -236,6 +251,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.InsecureSkipVerify, "insecure-skip-verify", false, "accept any certificate of a TLS hub or broker (tests only)")
 	fs.Float64Var(&c.DropRate, "drop-rate", 0, "probability per reading of abruptly dropping the connection")
 	fs.Float64Var(&c.MalformedRate, "malformed-rate", 0, "probability per reading of also sending a payload the hub must reject")
+	fs.Float64Var(&c.RebootRate, "reboot-rate", 0, "probability per reading of a device reboot: connection dropped, unconfirmed readings lost, seq restarted at 1")
+	fs.BoolFunc("reboot-boot", "send a boot id that changes at every reboot (default true; --reboot-boot=false: the hub must rely on ts)", func(v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%w: reboot-boot %q is not a boolean", ErrInvalidConfig, v)
+		}
+		c.NoBoot = !b
+		return nil
+	})
+	fs.BoolVar(&c.NoClock, "no-clock", false, "devices without a clock: readings carry no ts")
 	fs.BoolVar(&c.Verify, "verify", false, "after the run, check every confirmed reading is stored exactly once")
 	fs.IntVar(&c.Silent, "silent", 0, "devices that go silent (no readings, heartbeats or pongs) after --silent-after")
 	durationFlag(fs, &c.SilentAfter, "silent-after", 0, "when silent devices stop (default a third of --duration)")
@@ -312,6 +337,8 @@ func (c *Config) validate() error {
 		{c.Duration < 0, "duration must not be negative"},
 		{c.DropRate < 0 || c.DropRate > 1, "drop-rate must be in [0, 1]"},
 		{c.MalformedRate < 0 || c.MalformedRate > 1, "malformed-rate must be in [0, 1]"},
+		{c.RebootRate < 0 || c.RebootRate > 1, "reboot-rate must be in [0, 1]"},
+		{c.NoClock && c.Format == FormatSenML, "no-clock does not go with --format senml (SenML records carry their time)"},
 		{c.Silent < 0 || c.Silent > c.Devices, "silent must be in [0, devices]"},
 		{c.SilentAfter < 0, "silent-after must not be negative"},
 		{c.BufferSize < 1, "buffer must be positive"},

@@ -21,6 +21,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"negative duration", func(c *Config) { c.Duration = -time.Second }, "duration"},
 		{"drop rate over 1", func(c *Config) { c.DropRate = 1.5 }, "drop-rate"},
 		{"negative malformed rate", func(c *Config) { c.MalformedRate = -0.1 }, "malformed-rate"},
+		{"reboot rate over 1", func(c *Config) { c.RebootRate = 2 }, "reboot-rate"},
+		{"no clock with senml", func(c *Config) { c.NoClock, c.Format = true, FormatSenML }, "no-clock"},
 		{"more silent than devices", func(c *Config) { c.Devices, c.Silent = 2, 3 }, "silent"},
 		{"negative silent-after", func(c *Config) { c.SilentAfter = -time.Second }, "silent-after"},
 		{"negative buffer", func(c *Config) { c.BufferSize = -1 }, "buffer"},
@@ -78,7 +80,16 @@ func TestRegisterFlags(t *testing.T) {
 		cfg.Rate != 2.5 || cfg.DropRate != 0.1 || !cfg.Verify || cfg.IDPrefix != "x-" {
 		t.Fatalf("flags parsed into %+v", cfg)
 	}
-	for _, bad := range [][]string{{"--qos", "2"}, {"--transport", "udp"}, {"--format", "cbor"}} {
+	cfg = Config{}
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--reboot-rate", "0.01", "--reboot-boot=false", "--no-clock"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RebootRate != 0.01 || !cfg.NoBoot || !cfg.NoClock {
+		t.Fatalf("reboot flags parsed into %+v", cfg)
+	}
+	for _, bad := range [][]string{{"--qos", "2"}, {"--transport", "udp"}, {"--format", "cbor"}, {"--reboot-boot=maybe"}} {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		var c Config

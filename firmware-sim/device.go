@@ -25,6 +25,9 @@ type link interface {
 	close()
 	// dead reports whether the connection already ended.
 	dead() bool
+	// epoch is the device's seq epoch when the link was made: acks from a
+	// link of an earlier epoch (before a reboot) are ignored.
+	epoch() int
 }
 
 // Flags of a reading in the verify log.
@@ -34,10 +37,13 @@ const (
 	flagConfirmable             // transmitted on a link that acks
 	flagResent                  // transmitted more than once
 	flagRejected                // answered with an error
+	flagAbandoned               // lost with the device's RAM at a reboot, unconfirmed
 )
 
 // logEntry is the verify bookkeeping of one reading.
 type logEntry struct {
+	seq   uint64
+	epoch int32
 	ts    int64 // device time, Unix ms
 	flags uint8
 	sends uint8 // transmissions, saturating
@@ -63,15 +69,26 @@ type device struct {
 	sending entry       // the reading being transmitted; under sendMu
 	muted   atomic.Bool // silent now: no pongs, no reconnects
 
-	mu       sync.Mutex
-	link     link
-	buf      *sfBuffer
-	seq      uint64 // seq of the next reading
-	lastTS   int64  // device time of the last reading, Unix ms
-	attempt  int    // reconnect attempts since the last connection
-	quiet    bool   // takes no more readings or heartbeats
+	mu      sync.Mutex
+	link    link
+	buf     *sfBuffer
+	seq     uint64     // seq of the next reading
+	lastTS  int64      // device time of the last reading, Unix ms
+	attempt int        // reconnect attempts since the last connection
+	quiet   bool       // takes no more readings or heartbeats
+	epoch   int        // seq epochs started by reboots
+	boot    string     // boot id of the epoch; "" without one
+	epochs  []epochLog // where each epoch's readings are in log; only with Config.Verify
+	log     []logEntry // by reading number (entry.idx); only with Config.Verify
+}
+
+// epochLog says where the readings of one seq epoch are in the verify log:
+// from firstIdx, with seqs from firstSeq, until the next epoch's firstIdx.
+type epochLog struct {
+	boot     string
 	firstSeq uint64
-	log      []logEntry // by seq-firstSeq; only with Config.Verify
+	firstIdx int
+	firstTS  int64 // device time of its first reading; 0 before it
 }
 
 // onReadingTick takes a reading, sends it, injects faults and schedules
@@ -97,11 +114,14 @@ func (d *device) takeReading(now time.Time) {
 	d.mu.Lock()
 	ts := max(now.UnixMilli(), d.lastTS+2)
 	d.lastTS = ts
-	e := entry{seq: d.seq, ts: ts, r: r}
+	e := entry{seq: d.seq, ts: ts, noTS: d.s.cfg.NoClock, boot: d.boot, idx: len(d.log), r: r}
 	d.seq++
 	old, evicted := d.buf.Push(e)
 	if d.s.cfg.Verify {
-		d.log = append(d.log, logEntry{ts: ts})
+		d.log = append(d.log, logEntry{seq: e.seq, epoch: int32(d.epoch), ts: ts})
+		if ep := &d.epochs[len(d.epochs)-1]; ep.firstTS == 0 {
+			ep.firstTS = ts
+		}
 	}
 	d.mu.Unlock()
 	d.s.stats.readings.Add(1)
@@ -118,6 +138,10 @@ func (d *device) injectFaults() {
 	drop := d.faults.Float64() < d.s.cfg.DropRate
 	bad := d.faults.Float64() < d.s.cfg.MalformedRate
 	variant := d.faults.IntN(len(malformedWS))
+	if d.s.cfg.RebootRate > 0 && d.faults.Float64() < d.s.cfg.RebootRate {
+		d.reboot()
+		return
+	}
 	l := d.currentLink()
 	if l == nil {
 		return
@@ -199,7 +223,7 @@ func (d *device) sendAll() {
 			return
 		}
 		if !l.confirms() {
-			d.complete(d.sending.seq, false)
+			d.complete(l.epoch(), d.sending.seq, false)
 		}
 	}
 }
@@ -224,14 +248,14 @@ func (d *device) nextToSend(dst *entry) link {
 	p.sends++
 	p.sentAt = d.s.mono()
 	if d.s.cfg.Verify {
-		d.markSent(p.seq, p.sends > 1, d.link.confirms())
+		d.markSent(p.idx, p.sends > 1, d.link.confirms())
 	}
 	*dst = *p
 	return d.link
 }
 
-func (d *device) markSent(seq uint64, resent, confirmable bool) {
-	le := &d.log[seq-d.firstSeq]
+func (d *device) markSent(idx int, resent, confirmable bool) {
+	le := &d.log[idx]
 	le.flags |= flagSent
 	if resent {
 		le.flags |= flagResent
@@ -248,27 +272,32 @@ func (d *device) hasUnsent() bool {
 	return d.link != nil && !d.muted.Load() && d.buf.HasUnsent()
 }
 
-// onAck handles the hub's confirmation of reading seq.
-func (d *device) onAck(seq uint64) {
+// onAck handles the hub's confirmation of reading seq, on a link of seq
+// epoch ep.
+func (d *device) onAck(ep int, seq uint64) {
 	now := d.s.mono()
-	e, ok := d.complete(seq, true)
+	e, ok := d.complete(ep, seq, true)
 	if ok {
 		d.s.hist.Record(time.Duration(now - e.sentAt))
 	}
 }
 
-// onError handles an error answer; one naming a buffered reading's seq
-// rejects that reading: the hub will not store it, and a resend could not
-// change that.
-func (d *device) onError(f hubFrame) {
+// onError handles an error answer on a link of seq epoch ep; one naming a
+// buffered reading's seq rejects that reading: the hub will not store it,
+// and a resend could not change that.
+func (d *device) onError(ep int, f hubFrame) {
 	d.s.stats.errors.Add(1)
 	if !f.HasSeq {
 		return
 	}
 	d.mu.Lock()
-	_, ok := d.buf.Complete(f.Seq)
+	var e entry
+	ok := ep == d.epoch
+	if ok {
+		e, ok = d.buf.Complete(f.Seq)
+	}
 	if ok && d.s.cfg.Verify {
-		d.log[f.Seq-d.firstSeq].flags |= flagRejected
+		d.log[e.idx].flags |= flagRejected
 	}
 	d.mu.Unlock()
 	if ok {
@@ -277,13 +306,18 @@ func (d *device) onError(f hubFrame) {
 	}
 }
 
-// complete takes reading seq out of the buffer: acked by the hub, or
-// handed to a transport without acks.
-func (d *device) complete(seq uint64, acked bool) (entry, bool) {
+// complete takes reading seq of epoch ep out of the buffer: acked by the
+// hub, or handed to a transport without acks. A reading of an earlier
+// epoch was lost at the reboot: nothing to do.
+func (d *device) complete(ep int, seq uint64, acked bool) (entry, bool) {
 	d.mu.Lock()
-	e, ok := d.buf.Complete(seq)
+	var e entry
+	ok := ep == d.epoch
+	if ok {
+		e, ok = d.buf.Complete(seq)
+	}
 	if ok && acked && d.s.cfg.Verify {
-		d.log[seq-d.firstSeq].flags |= flagAcked
+		d.log[e.idx].flags |= flagAcked
 	}
 	d.mu.Unlock()
 	if !ok {
@@ -301,7 +335,7 @@ func (d *device) complete(seq uint64, acked bool) (entry, bool) {
 // attach makes l the device's link and resends what is buffered.
 func (d *device) attach(l link) {
 	d.mu.Lock()
-	ok := !l.dead() && !d.s.stopping.Load()
+	ok := !l.dead() && !d.s.stopping.Load() && l.epoch() == d.epoch
 	if ok {
 		d.link, d.attempt = l, 0
 		d.buf.Rewind()
@@ -357,4 +391,51 @@ func (d *device) detach() link {
 		d.s.stats.online.Add(-1)
 	}
 	return l
+}
+
+// currentEpoch returns the device's seq epoch, for a new link.
+func (d *device) currentEpoch() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.epoch
+}
+
+// startEpoch begins seq epoch n at seq first: its boot id and, with
+// Verify, where its readings start in the log. The caller holds d.mu or
+// owns d.
+func (d *device) startEpoch(n int, first uint64) {
+	d.epoch, d.seq = n, first
+	d.boot = d.s.bootID(n)
+	if d.s.cfg.Verify {
+		d.epochs = append(d.epochs, epochLog{boot: d.boot, firstSeq: first, firstIdx: len(d.log)})
+	}
+}
+
+// reboot restarts the device as firmware without persistent storage
+// would: the connection drops without a goodbye, the readings not yet
+// confirmed are lost with the RAM, and the seq starts again at 1 in a new
+// epoch. A connection attempt in flight is refused at attach (its epoch is
+// over); otherwise the device reconnects at once.
+func (d *device) reboot() {
+	d.mu.Lock()
+	l := d.link
+	d.link = nil
+	lost := d.buf.Pending()
+	if d.s.cfg.Verify {
+		d.buf.EachPending(func(e *entry) { d.log[e.idx].flags |= flagAbandoned })
+	}
+	d.buf = newBuffer(d.s.cfg.BufferSize)
+	d.startEpoch(d.epoch+1, 1)
+	d.attempt = 0
+	d.mu.Unlock()
+	d.s.stats.reboots.Add(1)
+	d.s.stats.rebootLost.Add(uint64(lost))
+	d.s.stats.pending.Add(-int64(lost))
+	if l == nil {
+		return // a reconnect is already scheduled or under way
+	}
+	d.s.stats.online.Add(-1)
+	d.s.stats.disconnects.Add(1)
+	l.drop()
+	d.retry()
 }

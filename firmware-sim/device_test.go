@@ -10,6 +10,7 @@ import (
 // is set, confirms each reading as soon as it is sent.
 type memLink struct {
 	d      *device
+	ep     int
 	acking bool
 	fail   error
 	sent   []uint64
@@ -22,7 +23,7 @@ func (l *memLink) send(e *entry) error {
 	}
 	l.sent = append(l.sent, e.seq)
 	if l.acking {
-		l.d.onAck(e.seq)
+		l.d.onAck(l.ep, e.seq)
 	}
 	return nil
 }
@@ -32,6 +33,7 @@ func (l *memLink) confirms() bool      { return true }
 func (l *memLink) drop()               { l.closed = true }
 func (l *memLink) close()              { l.closed = true }
 func (l *memLink) dead() bool          { return l.closed }
+func (l *memLink) epoch() int          { return l.ep }
 
 func newTestDevice(t testing.TB, cfg Config) *device {
 	t.Helper()
@@ -41,7 +43,8 @@ func newTestDevice(t testing.TB, cfg Config) *device {
 	}
 	s.start = time.Now()
 	d := s.devices[0]
-	d.firstSeq, d.seq = 1, 1
+	d.epochs = nil
+	d.startEpoch(0, 1)
 	return d
 }
 
@@ -53,7 +56,7 @@ func TestDeviceResendsUnackedAfterReattach(t *testing.T) {
 		d.takeReading(time.Now())
 		d.flush()
 	}
-	d.onAck(2) // out of order: 1 and 3 stay
+	d.onAck(0, 2) // out of order: 1 and 3 stay
 	d.lost(first)
 	d.takeReading(time.Now()) // offline: buffered
 	d.flush()
@@ -112,8 +115,8 @@ func TestDeviceErrorAnswerRejectsReading(t *testing.T) {
 	d.attach(&memLink{d: d})
 	d.takeReading(time.Now())
 	d.flush()
-	d.onError(hubFrame{Kind: frameError, Seq: 1, HasSeq: true, Code: "internal"})
-	d.onError(hubFrame{Kind: frameError}) // malformed payload answer, no seq
+	d.onError(0, hubFrame{Kind: frameError, Seq: 1, HasSeq: true, Code: "internal"})
+	d.onError(0, hubFrame{Kind: frameError}) // malformed payload answer, no seq
 	st := &d.s.stats
 	if st.errors.Load() != 2 || st.rejected.Load() != 1 || st.pending.Load() != 0 || d.log[0].flags&flagRejected == 0 {
 		t.Fatalf("errors %d rejected %d pending %d", st.errors.Load(), st.rejected.Load(), st.pending.Load())
@@ -158,6 +161,48 @@ type wsBenchLink struct {
 
 func (l *wsBenchLink) send(e *entry) error {
 	l.buf = appendWSFrame(l.buf[:0], e, false)
-	l.d.onAck(e.seq)
+	l.d.onAck(0, e.seq)
 	return nil
+}
+
+func TestDeviceRebootRestartsSeqInANewEpoch(t *testing.T) {
+	d := newTestDevice(t, Config{Verify: true, RebootRate: 0.5})
+	first := &memLink{d: d}
+	d.attach(first)
+	for range 3 {
+		d.takeReading(time.Now())
+		d.flush()
+	}
+	d.onAck(0, 1)
+	boot0 := d.boot
+	d.reboot()
+	if !first.closed || d.currentLink() != nil {
+		t.Fatal("the reboot left the connection up")
+	}
+	d.onAck(0, 2) // a late ack from before the reboot: that reading is gone
+	st := &d.s.stats
+	if st.reboots.Load() != 1 || st.rebootLost.Load() != 2 || st.pending.Load() != 0 || st.acked.Load() != 1 {
+		t.Fatalf("reboots %d lost %d pending %d acked %d", st.reboots.Load(), st.rebootLost.Load(), st.pending.Load(), st.acked.Load())
+	}
+	if d.log[1].flags&flagAbandoned == 0 || d.log[2].flags&flagAbandoned == 0 || d.log[0].flags&flagAbandoned != 0 {
+		t.Fatalf("verify log flags %v", d.log)
+	}
+	stale := &memLink{d: d, ep: 0}
+	d.attach(stale) // dialled before the reboot
+	if !stale.closed || d.currentLink() != nil {
+		t.Fatal("a link of the old epoch was attached")
+	}
+	second := &memLink{d: d, ep: 1, acking: true}
+	d.attach(second)
+	d.takeReading(time.Now())
+	d.flush()
+	if !equalSeqs(second.sent, []uint64{1}) || d.boot == boot0 || d.boot == "" {
+		t.Fatalf("after the reboot sent %v with boot %q (before %q)", second.sent, d.boot, boot0)
+	}
+	if len(d.epochs) != 2 || d.epochs[1].firstIdx != 3 || d.epochs[1].firstSeq != 1 || d.log[3].epoch != 1 {
+		t.Fatalf("epochs %+v, log %+v", d.epochs, d.log)
+	}
+	if le := d.entryOf(1, 1); le != &d.log[3] || d.entryOf(0, 1) != &d.log[0] || d.entryOf(1, 2) != nil {
+		t.Fatal("entryOf does not find readings by epoch and seq")
+	}
 }

@@ -5,12 +5,16 @@
 // Each device has sensor models seeded from the run's seed and its index
 // (a temperature with a daily cycle, an anti-correlated humidity, an
 // energy counter, a door and a pump, occasional stuck or spiking sensors),
-// a device seq that only grows during a run, and a bounded store-and-forward
+// a device seq that only grows until the device reboots, and a bounded store-and-forward
 // buffer: readings taken while offline or not yet acked are kept in order
 // and resent with their original seq after a reconnect, so the hub's dedup
 // stores each exactly once. Reconnects back off exponentially with full
 // jitter. Faults can be injected: dropped connections, malformed payloads,
-// devices that go silent.
+// devices that go silent, and reboots (Config.RebootRate): the device drops
+// its connection, loses the readings not yet confirmed (RAM) and starts its
+// seq again at 1 in a new seq epoch, named by a new boot id unless
+// Config.NoBoot (the hub then relies on the readings' ts, absent with
+// Config.NoClock).
 //
 // With Config.Watchers, the run also opens watchers on the hub's SSE or
 // WebSocket stream before the devices start. They count the events
@@ -20,8 +24,8 @@
 //
 // After the run, Run waits for outstanding acks and, with Config.Verify,
 // pages through GET /v1/events to check that every confirmed reading is
-// stored exactly once (see VerifyResult for how each payload form is
-// matched).
+// stored exactly once, readings being told apart by seq epoch and seq (see
+// VerifyResult for how each payload form is matched).
 //
 // # Concurrency
 //

@@ -179,6 +179,30 @@ func TestE2EHubKilledAndRestarted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
+	sum := runWithKills(t, func(*Config) {})
+	if sum.Disconnects < 3*20 || sum.Unacked != 0 {
+		t.Fatalf("disconnects %d (want every device dropped 3 times), unacked %d", sum.Disconnects, sum.Unacked)
+	}
+}
+
+// TestE2EHubKilledWhileDevicesReboot is TestE2EHubKilledAndRestarted with
+// devices that also reboot (seq restarted at 1, a new boot id) and drop
+// their connections: every acked reading of every seq epoch is stored once.
+func TestE2EHubKilledWhileDevicesReboot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	sum := runWithKills(t, func(c *Config) { c.RebootRate, c.DropRate = 0.01, 0.01 })
+	if sum.Reboots == 0 || sum.Unacked != 0 {
+		t.Fatalf("reboots %d (want some), unacked %d", sum.Reboots, sum.Unacked)
+	}
+}
+
+// runWithKills runs 20 mixed devices (cfg changed by mod) against a
+// telehub process that is SIGKILLed and restarted three times, and checks
+// the run verified.
+func runWithKills(t *testing.T, mod func(*Config)) *Summary {
+	t.Helper()
 	logs, err := os.Create(filepath.Join(t.TempDir(), "telehub.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -192,11 +216,13 @@ func TestE2EHubKilledAndRestarted(t *testing.T) {
 			t.Logf("telehub log:\n%s", lastLines(string(b), 40))
 		}
 	})
-	s, err := New(Config{
+	cfg := Config{
 		Hub: "http://" + p.httpAddr, MQTT: "tcp://" + p.mqttAddr, Transport: TransportMixed,
 		Devices: 20, Rate: 20, BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
 		DrainTimeout: 30 * time.Second, Verify: true,
-	})
+	}
+	mod(&cfg)
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,12 +246,10 @@ func TestE2EHubKilledAndRestarted(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	sum := result.Load()
-	t.Logf("readings %d acked %d resent %d disconnects %d connect failures %d; verify %+v",
-		sum.Readings, sum.Acked, sum.Resent, sum.Disconnects, sum.ConnectFail, *sum.Verify)
+	t.Logf("readings %d acked %d resent %d disconnects %d connect failures %d reboots %d (%d lost); verify %+v",
+		sum.Readings, sum.Acked, sum.Resent, sum.Disconnects, sum.ConnectFail, sum.Reboots, sum.RebootLost, *sum.Verify)
 	requireVerified(t, sum)
-	if sum.Disconnects < 3*20 || sum.Unacked != 0 {
-		t.Fatalf("disconnects %d (want every device dropped 3 times), unacked %d", sum.Disconnects, sum.Unacked)
-	}
+	return sum
 }
 
 // waitAcks waits until n more readings were acked.
@@ -238,4 +262,48 @@ func waitAcks(t *testing.T, s *Sim, n uint64) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// TestE2EReboots runs mixed devices that reboot (seq restarted at 1) and
+// drop connections against a real hub: with a boot id, a clock or both,
+// verify finds every acked reading of every seq epoch stored exactly once;
+// with neither, the hub cannot tell a restarted counter from resends, and
+// verify reports the readings it dropped.
+func TestE2EReboots(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	tests := []struct {
+		name            string
+		noBoot, noClock bool
+		lossless        bool
+	}{
+		{"boot and clock", false, false, true},
+		{"clock only", true, false, true},
+		{"boot only", false, true, true},
+		{"neither", true, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := startRealHub(t, nil)
+			cfg := Config{
+				Hub: "http://" + h.HTTPAddr(), MQTT: "tcp://" + h.MQTTAddr(), Transport: TransportMixed,
+				Devices: 10, Rate: 50, RebootRate: 0.02, DropRate: 0.01, NoBoot: tt.noBoot, NoClock: tt.noClock,
+				BackoffMin: 5 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
+				DrainTimeout: 30 * time.Second, Verify: true,
+			}
+			_, sum := runUntil(t, cfg, "reboots", func(s *Sim) bool {
+				return s.stats.reboots.Load() >= 30 && s.stats.acked.Load() >= 1000
+			})
+			t.Logf("readings %d acked %d reboots %d (%d lost) drops %d; verify %+v",
+				sum.Readings, sum.Acked, sum.Reboots, sum.RebootLost, sum.Drops, *sum.Verify)
+			if tt.lossless {
+				requireVerified(t, sum)
+				return
+			}
+			if sum.Verify.OK || sum.Verify.Missing == 0 || sum.Verify.Duplicates != 0 {
+				t.Fatalf("verify %+v: want readings missing after the reboots, none duplicated", *sum.Verify)
+			}
+		})
+	}
 }

@@ -41,6 +41,8 @@ type eventData struct {
 	Metric    string  `json:"metric"`
 	TS        string  `json:"ts"`
 	DeviceSeq *uint64 `json:"device_seq"`
+	// DeviceBoot is the reading's boot id, "" when it carried none.
+	DeviceBoot string `json:"device_boot"`
 }
 
 // parseEventsPage parses one page of GET /v1/events.

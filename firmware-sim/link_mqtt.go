@@ -35,6 +35,7 @@ type mqttLink struct {
 	topic   string                   // devices/{id}/telemetry
 	metrics [len(metricNames)]string // devices/{id}/telemetry/{metric}
 	beat    string                   // devices/{id}/heartbeat
+	ep      int                      // the device's seq epoch when the link was made
 
 	acks     chan mqttPending
 	stop     chan struct{}
@@ -74,7 +75,7 @@ func (s *Sim) dialMQTT(ctx context.Context, d *device) (link, error) {
 
 func (s *Sim) newMQTTLink(d *device) *mqttLink {
 	l := &mqttLink{
-		d: d, qos: s.cfg.qos(), format: s.cfg.Format,
+		d: d, qos: s.cfg.qos(), format: s.cfg.Format, ep: d.currentEpoch(),
 		topic: "devices/" + d.id + "/telemetry", beat: "devices/" + d.id + "/heartbeat",
 		acks: make(chan mqttPending, s.cfg.BufferSize+1), stop: make(chan struct{}),
 	}
@@ -198,6 +199,8 @@ func tokenFailure(t mqtt.Token) error {
 
 func (l *mqttLink) confirms() bool { return l.qos > 0 }
 
+func (l *mqttLink) epoch() int { return l.ep }
+
 func (l *mqttLink) dead() bool { return l.ended.Load() }
 
 // drop closes the TCP connection under paho, which then reports the loss;
@@ -227,7 +230,7 @@ func (l *mqttLink) onLost(_ mqtt.Client, err error) {
 // onErrorAnswer counts an answer on devices/{id}/errors. It runs on paho's
 // router goroutine and must not block.
 func (l *mqttLink) onErrorAnswer(_ mqtt.Client, _ mqtt.Message) {
-	l.d.onError(hubFrame{Kind: frameError})
+	l.d.onError(l.ep, hubFrame{Kind: frameError})
 }
 
 // waitAcks confirms readings as their PUBACKs arrive, in publish order,
@@ -258,7 +261,7 @@ func (l *mqttLink) await(p *mqttPending) bool {
 		}
 	}
 	if ok {
-		l.d.onAck(p.seq)
+		l.d.onAck(l.ep, p.seq)
 	}
 	return true
 }

@@ -19,6 +19,7 @@ type wsLink struct {
 	conn  *gws.Conn
 	senml bool
 	buf   []byte // frame encoding buffer; used under d.sendMu only
+	ep    int    // the device's seq epoch when the link was made
 	ended atomic.Bool
 	once  sync.Once
 
@@ -29,7 +30,7 @@ type wsLink struct {
 // dialWS connects device d over WebSocket and starts its read loop.
 func (s *Sim) dialWS(ctx context.Context, d *device) (link, error) {
 	l := &wsLink{
-		d: d, senml: s.cfg.Format == FormatSenML,
+		d: d, senml: s.cfg.Format == FormatSenML, ep: d.currentEpoch(),
 		writeTimeout: s.cfg.WriteTimeout,
 		readTimeout:  max(time.Minute, 3*s.cfg.Heartbeat),
 	}
@@ -78,6 +79,8 @@ func (l *wsLink) write(frame []byte) error {
 
 func (l *wsLink) confirms() bool { return true }
 
+func (l *wsLink) epoch() int { return l.ep }
+
 func (l *wsLink) dead() bool { return l.ended.Load() }
 
 // drop closes the TCP connection without a close frame, like a device
@@ -121,9 +124,9 @@ func (l *wsLink) OnMessage(c *gws.Conn, msg *gws.Message) {
 	}
 	switch {
 	case f.Kind == frameAck && f.HasSeq:
-		l.d.onAck(f.Seq)
+		l.d.onAck(l.ep, f.Seq)
 	case f.Kind == frameError:
-		l.d.onError(f)
+		l.d.onError(l.ep, f)
 	}
 }
 

@@ -10,13 +10,16 @@ var metricUnits = [...]string{"Cel", "%RH", "kWh", "", ""}
 func appendWSFrame(b []byte, e *entry, senml bool) []byte {
 	b = append(b, `{"type":"telemetry","seq":`...)
 	b = strconv.AppendUint(b, e.seq, 10)
+	b = appendBoot(b, e)
 	if senml {
 		b = append(b, `,"senml":`...)
 		b = appendSenML(b, e)
 		return append(b, '}')
 	}
-	b = append(b, `,"ts":`...)
-	b = strconv.AppendInt(b, e.ts, 10)
+	if !e.noTS {
+		b = append(b, `,"ts":`...)
+		b = strconv.AppendInt(b, e.ts, 10)
+	}
 	b = append(b, `,"values":`...)
 	b = appendValues(b, &e.r)
 	return append(b, '}')
@@ -46,8 +49,23 @@ func appendMQTTPayload(b []byte, e *entry, f Format) []byte {
 func appendSeqTS(b []byte, e *entry) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, e.seq, 10)
+	b = appendBoot(b, e)
+	if e.noTS {
+		return b
+	}
 	b = append(b, `,"ts":`...)
 	return strconv.AppendInt(b, e.ts, 10)
+}
+
+// appendBoot appends ,"boot":"…" when the reading has a boot id (letters,
+// digits and '-': nothing to escape).
+func appendBoot(b []byte, e *entry) []byte {
+	if e.boot == "" {
+		return b
+	}
+	b = append(b, `,"boot":"`...)
+	b = append(b, e.boot...)
+	return append(b, '"')
 }
 
 // appendValues appends the reading as a JSON object of metric → value.

@@ -126,3 +126,30 @@ func BenchmarkAppendWSFrame(b *testing.B) {
 		buf = appendWSFrame(buf[:0], &e, false)
 	}
 }
+
+func TestPayloadBootAndNoClock(t *testing.T) {
+	e := testEntry
+	e.boot, e.noTS = "mf2x1k-3", true
+	flat := map[string]any{"seq": 42.0, "boot": "mf2x1k-3"}
+	for k, v := range testValues {
+		flat[k] = v
+	}
+	tests := []struct {
+		name string
+		got  []byte
+		want any
+	}{
+		{"ws values", appendWSFrame(nil, &e, false), map[string]any{
+			"type": "telemetry", "seq": 42.0, "boot": "mf2x1k-3", "values": testValues}},
+		{"mqtt json", appendMQTTPayload(nil, &e, FormatJSON), flat},
+		{"mqtt wrapped", appendMQTTPayload(nil, &e, FormatWrapped), map[string]any{
+			"seq": 42.0, "boot": "mf2x1k-3", "values": testValues}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := decode(t, tt.got); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("%s\ngot  %v\nwant %v", tt.got, got, tt.want)
+			}
+		})
+	}
+}

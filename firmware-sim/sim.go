@@ -106,6 +106,15 @@ func (s *Sim) newDevice(i int) *device {
 	}
 }
 
+// bootID returns the boot id of seq epoch n of a device: unique to the
+// run (its start time) and the epoch, or "" when readings carry none.
+func (s *Sim) bootID(n int) string {
+	if s.cfg.RebootRate == 0 || s.cfg.NoBoot {
+		return ""
+	}
+	return strconv.FormatInt(s.start.UnixMilli(), 36) + "-" + strconv.Itoa(n)
+}
+
 // DeviceID returns the id of device n: the id prefix followed by n.
 func (s *Sim) DeviceID(n int) string { return s.cfg.IDPrefix + strconv.Itoa(n) }
 
@@ -197,7 +206,7 @@ func (s *Sim) begin() {
 	s.readingsOn.Store(true)
 	n := float64(len(s.devices))
 	for i, d := range s.devices {
-		d.firstSeq, d.seq = seqStart, seqStart
+		d.startEpoch(0, seqStart)
 		phase := (float64(i) + 0.5) / n
 		d.sched.add(task{at: 0, dev: d, kind: taskConnect})
 		d.sched.add(task{at: int64(phase * float64(s.period)), dev: d, kind: taskReading})

@@ -23,6 +23,8 @@ type stats struct {
 	disconnects  atomic.Uint64 // connections lost
 	connectFails atomic.Uint64 // connection attempts that failed
 	discarded    atomic.Uint64 // unconfirmed readings pushed out of a full buffer
+	reboots      atomic.Uint64 // device reboots (seq restarted)
+	rebootLost   atomic.Uint64 // unconfirmed readings lost with a reboot
 	heartbeats   atomic.Uint64 // heartbeats sent
 	pending      atomic.Int64  // readings in buffers, not yet confirmed
 	online       atomic.Int64  // devices connected now
@@ -52,6 +54,8 @@ type Summary struct {
 	Unconfirmed uint64 `json:"unconfirmed"` // readings sent at QoS 0: no ack exists
 	Unacked     uint64 `json:"unacked"`     // readings still waiting for an ack at the end
 	Discarded   uint64 `json:"discarded"`   // readings pushed out of a full buffer
+	Reboots     uint64 `json:"reboots"`     // device reboots: seq restarted at 1 in a new epoch
+	RebootLost  uint64 `json:"reboot_lost"` // unconfirmed readings lost with a reboot
 	Rejected    uint64 `json:"rejected"`    // readings the hub refused with an error
 	Errors      uint64 `json:"errors"`      // error answers received from the hub
 	Malformed   uint64 `json:"malformed"`   // malformed payloads sent on purpose
@@ -90,8 +94,8 @@ func (s *Summary) WriteText(w io.Writer) error {
 		s.Readings, s.Sent, s.Acked, s.AckedPerS, s.Resent, s.Unconfirmed, s.Unacked, s.Discarded)
 	fmt.Fprintf(&b, "errors %d  rejected %d  malformed sent %d  heartbeats %d\n",
 		s.Errors, s.Rejected, s.Malformed, s.Heartbeats)
-	fmt.Fprintf(&b, "connects %d  drops %d  disconnects %d  connect failures %d  never connected %d\n",
-		s.Connects, s.Drops, s.Disconnects, s.ConnectFail, s.NeverConnected)
+	fmt.Fprintf(&b, "connects %d  drops %d  disconnects %d  connect failures %d  never connected %d  reboots %d (%d unconfirmed readings lost)\n",
+		s.Connects, s.Drops, s.Disconnects, s.ConnectFail, s.NeverConnected, s.Reboots, s.RebootLost)
 	fmt.Fprintf(&b, "ack latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n",
 		s.AckLatency.P50, s.AckLatency.P90, s.AckLatency.P99, s.AckLatency.Max)
 	if w := s.Watchers; w != nil {
@@ -112,6 +116,7 @@ func (s *Sim) summarize(elapsed time.Duration) *Summary {
 		DurationS: elapsed.Seconds(),
 		Readings:  st.readings.Load(), Sent: st.sent.Load(), Acked: st.acked.Load(),
 		Resent: st.resent.Load(), Unconfirmed: st.unconfirmed.Load(),
+		Reboots: st.reboots.Load(), RebootLost: st.rebootLost.Load(),
 		Unacked: uint64(max(st.pending.Load(), 0)), Discarded: st.discarded.Load(),
 		Rejected: st.rejected.Load(), Errors: st.errors.Load(), Malformed: st.malformed.Load(),
 		Heartbeats: st.heartbeats.Load(), Connects: st.connects.Load(), Drops: st.drops.Load(),

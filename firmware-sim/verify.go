@@ -12,7 +12,10 @@ import (
 // VerifyResult is what verify found in the hub's event log.
 //
 // How readings are matched to events depends on what the payload carries:
-// by device seq (WebSocket, MQTT json and wrapped), by device time to the
+// by device seq within its seq epoch (WebSocket, MQTT json and wrapped; the
+// epoch is the event's device_boot, else the one whose readings' device
+// times cover the event's ts, else, for devices without a clock, the first
+// epoch whose reading of that seq is not found yet), by device time to the
 // millisecond (MQTT senml: SenML has no seq, so a reading resent after a
 // lost PUBACK can be stored twice; those are counted apart, as
 // ResentDuplicates, not as failures), or, for MQTT plain (neither seq nor
@@ -39,6 +42,10 @@ type VerifyResult struct {
 	// ResentDuplicates counts readings without a seq stored twice after a
 	// resend: the hub cannot tell those apart, so they are not failures.
 	ResentDuplicates int `json:"resent_duplicates"`
+	// LostAtReboot counts readings a device lost with its RAM at a reboot
+	// before the hub confirmed them and that are not stored: the device
+	// gave them up, so they are not failures.
+	LostAtReboot int `json:"lost_at_reboot"`
 	// LostUnconfirmed counts readings sent without confirmation (QoS 0) and
 	// not stored. QoS 0 promises at most once, but a reading sent and
 	// missing from the hub fails the verification all the same.
@@ -116,7 +123,7 @@ func (v *verifier) match(ev *storedEvent) {
 	mi := metricIndex(ev.Data.Metric)
 	switch v.s.matchMode(d) {
 	case matchSeq:
-		v.matchSeq(d, ev.Data.DeviceSeq, mi, okTS && ms >= v.startMS)
+		v.matchSeq(d, &ev.Data, ms, okTS, mi)
 	case matchTS:
 		v.matchTS(d, ms, okTS, mi)
 	default:
@@ -124,19 +131,67 @@ func (v *verifier) match(ev *storedEvent) {
 	}
 }
 
-func (v *verifier) matchSeq(d *device, seq *uint64, mi int, recent bool) {
+func (v *verifier) matchSeq(d *device, ev *eventData, ms int64, okTS bool, mi int) {
 	switch {
-	case seq == nil:
-		if recent {
-			v.unexpected()
-		}
-	case *seq < d.firstSeq:
+	case okTS && ms < v.startMS:
 		// a reading of an earlier run
-	case *seq-d.firstSeq >= uint64(len(d.log)) || mi < 0:
+	case ev.DeviceSeq == nil || mi < 0:
 		v.unexpected()
 	default:
-		v.mark(&d.log[*seq-d.firstSeq], mi)
+		le := v.findReading(d, *ev.DeviceSeq, ev.DeviceBoot, ms, mi)
+		if le == nil {
+			v.unexpected()
+			return
+		}
+		v.mark(le, mi)
 	}
+}
+
+// findReading returns the log entry of the reading of d with seq in the
+// epoch the event belongs to: the one of its boot id, else the one whose
+// first reading is the latest not after the event's device time, else
+// (no clock) the first whose reading of seq has no metric mi found yet.
+func (v *verifier) findReading(d *device, seq uint64, boot string, ms int64, mi int) *logEntry {
+	switch {
+	case boot != "":
+		for i := range d.epochs {
+			if d.epochs[i].boot == boot {
+				return d.entryOf(i, seq)
+			}
+		}
+		return nil
+	case !v.s.cfg.NoClock:
+		for i := len(d.epochs) - 1; i >= 0; i-- {
+			if ts := d.epochs[i].firstTS; ts != 0 && ts <= ms {
+				return d.entryOf(i, seq)
+			}
+		}
+		return nil
+	}
+	var last *logEntry
+	for i := range d.epochs {
+		if le := d.entryOf(i, seq); le != nil {
+			if le.seen&(1<<mi) == 0 {
+				return le
+			}
+			last = le
+		}
+	}
+	return last
+}
+
+// entryOf returns the log entry of seq in epoch i, nil when the epoch has
+// no reading with that seq.
+func (d *device) entryOf(i int, seq uint64) *logEntry {
+	ep := &d.epochs[i]
+	end := len(d.log)
+	if i+1 < len(d.epochs) {
+		end = d.epochs[i+1].firstIdx
+	}
+	if seq < ep.firstSeq || seq-ep.firstSeq >= uint64(end-ep.firstIdx) {
+		return nil
+	}
+	return &d.log[ep.firstIdx+int(seq-ep.firstSeq)]
 }
 
 func (v *verifier) matchTS(d *device, ms int64, okTS bool, mi int) {
@@ -194,28 +249,42 @@ func (v *verifier) evaluate(d *device) {
 		return
 	}
 	for i := range d.log {
-		v.evaluateReading(d, d.firstSeq+uint64(i), &d.log[i], mode)
+		v.evaluateReading(d, &d.log[i], mode)
 	}
 }
 
-func (v *verifier) evaluateReading(d *device, seq uint64, le *logEntry, mode matchMode) {
+// expected reports whether a reading must be stored exactly once: acked,
+// or sent on a link that acks, not refused and not given up at a reboot.
+func (le *logEntry) expected() bool {
+	if le.flags&flagAcked != 0 {
+		return true
+	}
+	return le.flags&(flagSent|flagConfirmable) == flagSent|flagConfirmable &&
+		le.flags&(flagRejected|flagAbandoned) == 0
+}
+
+func (v *verifier) evaluateReading(d *device, le *logEntry, mode matchMode) {
 	sent := le.flags&flagSent != 0
-	expected := le.flags&flagAcked != 0 ||
-		(sent && le.flags&flagConfirmable != 0 && le.flags&flagRejected == 0)
+	expected := le.expected()
+	seq := le.seq
 	switch {
 	case expected:
 		v.res.Expected++
 		if le.seen != allMetrics {
 			v.res.Missing++
-			v.problem("%s seq %d ts %d: confirmed, stored %d of %d metrics",
-				d.id, seq, le.ts, bits.OnesCount8(le.seen), len(metricNames))
+			v.problem("%s seq %d (epoch %d) ts %d: confirmed, stored %d of %d metrics",
+				d.id, seq, le.epoch, le.ts, bits.OnesCount8(le.seen), len(metricNames))
+		}
+	case le.flags&flagAbandoned != 0:
+		if le.seen == 0 {
+			v.res.LostAtReboot++
 		}
 	case sent && le.flags&flagRejected != 0 && le.seen == 0:
 		v.res.Missing++
-		v.problem("%s seq %d ts %d: refused by the hub, not stored", d.id, seq, le.ts)
+		v.problem("%s seq %d (epoch %d) ts %d: refused by the hub, not stored", d.id, seq, le.epoch, le.ts)
 	case sent && le.seen == 0:
 		v.res.LostUnconfirmed++
-		v.problem("%s seq %d ts %d: sent without confirmation, not stored", d.id, seq, le.ts)
+		v.problem("%s seq %d (epoch %d) ts %d: sent without confirmation, not stored", d.id, seq, le.epoch, le.ts)
 	case !sent && le.seen != 0:
 		v.res.Unexpected++
 	}
@@ -227,7 +296,7 @@ func (v *verifier) evaluateReading(d *device, seq uint64, le *logEntry, mode mat
 		return
 	}
 	v.res.Duplicates++
-	v.problem("%s seq %d ts %d: stored again %d times", d.id, seq, le.ts, le.extra)
+	v.problem("%s seq %d (epoch %d) ts %d: stored again %d times", d.id, seq, le.epoch, le.ts, le.extra)
 }
 
 // evaluateCounts checks a device whose events carry neither seq nor time:
@@ -235,7 +304,7 @@ func (v *verifier) evaluateReading(d *device, seq uint64, le *logEntry, mode mat
 func (v *verifier) evaluateCounts(d *device) {
 	var acked, sent, transmissions int
 	for _, le := range d.log {
-		if le.flags&flagAcked != 0 || (le.flags&(flagSent|flagConfirmable) == flagSent|flagConfirmable && le.flags&flagRejected == 0) {
+		if le.expected() {
 			acked++
 		}
 		if le.flags&flagSent != 0 {

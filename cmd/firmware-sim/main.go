@@ -7,6 +7,7 @@
 //	firmware-sim --devices 100 --rate 10 --duration 30s
 //	firmware-sim --transport mixed --format senml --drop-rate 0.01 --malformed-rate 0.01 --verify --json
 //	firmware-sim --transport mqtt --qos 0 --devices 1000 --duration 0   # until Ctrl-C
+//	firmware-sim --transport mixed --devices 100 --reboot-rate 0.01 --drop-rate 0.01 --verify
 //	firmware-sim --devices 200 --rate 50 --watchers 100 --watch-transport ws --json
 //	firmware-sim --hub https://hub:8080 --mqtt ssl://hub:1883 --ca hub.pem --transport mixed \
 //	    --token-pattern 'secret-{id}' --watch-token "$WATCHER" --verify
