@@ -75,11 +75,11 @@ func (a *API) admin(h http.HandlerFunc) http.HandlerFunc {
 		case a.cfg.Auth.Admin(token):
 			h(w, r)
 		case !a.cfg.Auth.HasAdmin():
-			unauthorized(w, token, "no admin token is configured (admin_token, --admin-token, TELEHUB_ADMIN_TOKEN)")
+			httpx.Unauthorized(w, token, "no admin token is configured (admin_token, --admin-token, TELEHUB_ADMIN_TOKEN)")
 		case token != "" && a.isWatcher(token):
-			httpx.Error(w, http.StatusForbidden, httpx.CodeForbidden, "the admin API needs the admin token, not a watcher token")
+			httpx.Forbidden(w, "the admin API needs the admin token, not a watcher token")
 		default:
-			unauthorized(w, token, "the admin token is required as Authorization: Bearer <token>")
+			httpx.Unauthorized(w, token, "the admin token is required as Authorization: Bearer <token>")
 		}
 	}
 }

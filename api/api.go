@@ -9,6 +9,7 @@ import (
 
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
@@ -53,7 +54,7 @@ type Config struct {
 	// scopes. The health probes stay open. Default nil: no admin API,
 	// everything open.
 	Auth   *auth.Auth
-	Logger *slog.Logger // default slog.Default()
+	Logger *slog.Logger // nil: discard
 }
 
 // API serves the REST endpoints.
@@ -70,9 +71,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Store == nil {
 		return nil, ErrNoStore
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = logx.Or(cfg.Logger)
 	return &API{cfg: cfg, log: cfg.Logger}, nil
 }
 

@@ -37,9 +37,9 @@ func checkOrder(q url.Values) error {
 // latestEvents answers GET /v1/events?order=desc: the newest matching
 // events, before the before id when given.
 func (a *API) latestEvents(w http.ResponseWriter, r *http.Request, filters []topic.Filter, limit int) {
-	before, status, err := a.beforePoint(r.URL.Query().Get("before"))
+	before, err := a.beforePoint(r.URL.Query().Get("before"))
 	if err != nil {
-		a.idError(w, status, err)
+		a.readError(w, "before", err)
 		return
 	}
 	var recs []storage.Record
@@ -55,22 +55,26 @@ func (a *API) latestEvents(w http.ResponseWriter, r *http.Request, filters []top
 
 // beforePoint turns the before parameter into the sequence number events
 // must be below: one past the last committed id when it is empty, 0 when
-// nothing is. A malformed id is a 400, a foreign one a 410. An id older
-// than every retained event is not an error: nothing before it is
-// retained, and the answer is empty.
-func (a *API) beforePoint(before string) (uint64, int, error) {
+// nothing is. A malformed id wraps storage.ErrBadID, a foreign one is a
+// *storage.GapError. An id older than every retained event is not an
+// error: nothing before it is retained, and the answer is empty.
+func (a *API) beforePoint(before string) (uint64, error) {
 	last := a.cfg.Store.LastID()
 	if before == "" {
-		return last + 1, 0, nil
+		return last + 1, nil
 	}
 	seq, err := a.cfg.Store.IDs().Parse(before)
 	switch {
 	case errors.Is(err, storage.ErrForeignID):
-		return 0, http.StatusGone, fmt.Errorf("event id %q was minted by another hub or data directory; oldest retained id is %q", before, a.oldest())
+		gap := &storage.GapError{ID: before, Foreign: true}
+		if oldest, ok := a.cfg.Store.OldestID(); ok {
+			gap.Oldest, gap.OldestSeq = a.cfg.Store.IDs().Format(oldest), oldest
+		}
+		return 0, gap
 	case err != nil:
-		return 0, http.StatusBadRequest, fmt.Errorf("before: %v", err)
+		return 0, err
 	}
-	return min(seq, last+1), 0, nil
+	return min(seq, last+1), nil
 }
 
 // readLatest returns up to limit matching records below before, newest

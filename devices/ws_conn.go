@@ -8,6 +8,7 @@ import (
 
 	"github.com/lxzan/gws"
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/wsframe"
 )
 
 // wsConn is one device connection. WS.mu guards session and registered;
@@ -260,12 +261,11 @@ func (c *wsConn) take(b []byte) (_ []byte, n int, ok bool) {
 func (c *wsConn) encode(b []byte) (_ []byte, n int) {
 	if c.ping {
 		c.ping = false
-		b = append(b, 0x80|opPing, 0)
+		b = wsframe.AppendFrame(b, wsframe.OpPing, "")
 	}
 	if c.hasPong {
 		c.hasPong = false
-		b = append(b, 0x80|opPong, byte(len(c.pong)))
-		b = append(b, c.pong...)
+		b = wsframe.AppendFrame(b, wsframe.OpPong, c.pong)
 	}
 	for i := c.head; i < len(c.answers) && c.answers[i].ready; i++ {
 		b = appendAnswerFrame(b, &c.answers[i])

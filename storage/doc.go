@@ -22,6 +22,21 @@
 // commit every write of the batch gets the error in its Done and nothing of
 // it is kept, in the file or in memory.
 //
+// # Lifecycle
+//
+// Open is the start: it loads the file and starts the writer goroutine, so
+// that a Store is usable as soon as Open returns; there is no separate
+// Start. Close is the stop: it drains the queue, stops the writer and
+// closes the file, and returns the error of that close (the hub returns it
+// from its Shutdown). A Store is opened once and closed once.
+//
+// # Reading after an id
+//
+// ResumePoint and ReadAfter are the one way to read the log from an event
+// id: they tell a foreign or expired id, and retention that overtakes a
+// read, apart from the events themselves with a *GapError naming the
+// oldest retained id. The REST API and the stream replay both use them.
+//
 // # Concurrency
 //
 // Submit, LastID, OldestID, Scan, Latest, Devices, ScanDevices, Device,

@@ -16,6 +16,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
 )
 
@@ -77,7 +78,7 @@ type Config struct {
 	// batch's records in id order. It must not block. The slice is reused
 	// after it returns; the records' Data is not.
 	OnCommit func([]Record)
-	// Logger receives the store's logs. Default slog.Default().
+	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the store's metrics. Default a private set.
 	Metrics *metrics.Metrics
@@ -101,9 +102,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.MaxBatch = orDefault(c.MaxBatch, DefaultMaxBatch)
 	c.OpenTimeout = orDefault(c.OpenTimeout, DefaultOpenTimeout)
 	c.TrimInterval = orDefault(c.TrimInterval, DefaultTrimInterval)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Logger = logx.Or(c.Logger)
 	c.Metrics = metrics.OrNew(c.Metrics)
 	if c.Now == nil {
 		c.Now = time.Now
@@ -147,7 +146,10 @@ type Store struct {
 }
 
 // Open opens (or creates) the store file, creates its buckets and identity
-// on first use, and starts the writer goroutine. Close releases both.
+// on first use, and starts the writer goroutine: the Store accepts writes
+// when Open returns. Close stops the writer and closes the file; its error
+// must be checked, as it is the last chance to learn that the file could
+// not be closed cleanly.
 func Open(cfg Config) (*Store, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {

@@ -31,7 +31,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := allowed(allow, filters); err != nil {
-		httpx.Error(w, http.StatusForbidden, httpx.CodeForbidden, err.Error())
+		httpx.Forbidden(w, err.Error())
 		return
 	}
 	from := r.Header.Get("Last-Event-ID")

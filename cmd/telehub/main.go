@@ -12,13 +12,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/telehub/telehub/internal/config"
 	"github.com/telehub/telehub/internal/hub"
@@ -80,25 +78,11 @@ func runHub(c *cli, args []string) int {
 }
 
 func serve(ctx context.Context, cfg config.Config, logOut io.Writer) error {
-	logger := hub.NewLogger(cfg, logOut)
-	h, err := hub.New(cfg, logger)
+	h, err := hub.New(cfg, hub.NewLogger(cfg, logOut))
 	if err != nil {
 		return err
 	}
-	if err := h.Start(ctx); err != nil {
-		_ = h.Shutdown(context.Background())
-		return err
-	}
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case serveErr = <-h.Err():
-		logger.Error("serving failed, shutting down", "err", serveErr)
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return errors.Join(serveErr, h.Shutdown(shutdownCtx))
+	return h.Run(ctx)
 }
 
 // version prints the version; other arguments, like the flags beside
