@@ -106,7 +106,6 @@ func (a *API) reader(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-
 // seesDevice reports whether the request may see device id at all: a
 // watcher sees a device when one of its scopes can match a topic of it,
 // telemetry/{id}/{metric}, presence/{id} or errors/{id}.
