@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -197,5 +198,27 @@ func TestOpenUpgradesIndex(t *testing.T) {
 	}
 	if v, err := s.storedVersion(); err != nil || v != formatVersion {
 		t.Fatalf("layout version %d (%v), want %d", v, err, formatVersion)
+	}
+}
+
+// A recovered file gets its topic index built again from the log it holds.
+func TestRecoverRebuildsIndex(t *testing.T) {
+	cfg := testConfig(t)
+	s := historyStore(t, cfg, 300)
+	want := wantLatest(t, s, 0, parseFilters(t, "telemetry/d1/temp"), 100)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	to := filepath.Join(t.TempDir(), "recovered.db")
+	if _, err := Recover(cfg.Path, to); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Path = to
+	s = openStore(t, cfg)
+	if got := latestAll(t, s, 0, parseFilters(t, "telemetry/d1/temp"), 100); !slices.Equal(ids(got), want) || len(want) == 0 {
+		t.Fatalf("after Recover: %v, want %v", ids(got), want)
+	}
+	if n, stale := indexKeys(t, s); n != 300 || stale != 0 {
+		t.Fatalf("index holds %d keys (%d stale), want 300", n, stale)
 	}
 }

@@ -242,3 +242,25 @@ func (s *Store) indexChunk(from []byte) (next []byte, done bool, err error) {
 	})
 	return next, done, err
 }
+
+// staleIndex drops the topic index of a file whose log was copied or
+// salvaged in parts (Recover), and marks the file as of the layout before
+// the index, so that the store's Open builds the index from the log again.
+// A file of an older layout keeps its version: Open refuses it.
+func staleIndex(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketTopics) != nil {
+			if err := tx.DeleteBucket(bucketTopics); err != nil {
+				return fmt.Errorf("drop the topic index: %w", err)
+			}
+		}
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(metaFormat); len(v) == 1 && v[0] < layoutWithoutIndex {
+			return nil
+		}
+		return meta.Put(metaFormat, []byte{layoutWithoutIndex})
+	})
+}

@@ -131,6 +131,7 @@ func (s *Store) run() {
 			s.deleteDevice(req)
 		case <-tick.C:
 			s.trimIdle()
+			s.probe()
 		case <-s.drain:
 			s.flush()
 			return
