@@ -183,7 +183,7 @@ func (s *Store) upgradeLayout() error {
 				return err
 			}
 		}
-		_, err := tx.CreateBucket(bucketTopics)
+		_, err := createBuckets(tx) // a recovered file may lack some
 		return err
 	})
 	for from, done := []byte(nil), false; err == nil && !done; {
