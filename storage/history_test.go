@@ -25,6 +25,7 @@ var historyTopics = []string{
 func historyStore(t testing.TB, cfg Config, n int) *Store {
 	t.Helper()
 	s := openStore(t, cfg)
+	var last <-chan bridge.Result
 	for i := 0; i < n; {
 		w := &bridge.Write{Device: "d1", Seen: t0}
 		for j := 0; j <= i%3 && i < n; j++ {
@@ -32,7 +33,10 @@ func historyStore(t testing.TB, cfg Config, n int) *Store {
 				Data: fmt.Appendf(nil, `{"i":%d}`, i)})
 			i++
 		}
-		submitSync(t, s, w)
+		last = submitAsync(t, s, w) // batched: writes commit in order
+	}
+	if r := wait(t, last); r.Err != nil {
+		t.Fatal(r.Err)
 	}
 	return s
 }
