@@ -423,10 +423,13 @@ const ShutdownTimeout = 30 * time.Second
 // Run starts the hub and serves until ctx is done or a part fails, then
 // shuts the hub down, waiting at most ShutdownTimeout. It returns the
 // failure and every error of the shutdown, joined: nil after a clean stop
-// on ctx.
+// on ctx, even when ctx ended before the parts had started.
 func (h *Hub) Run(ctx context.Context) error {
-	var failed error
-	if failed = h.Start(ctx); failed == nil {
+	failed := h.Start(ctx)
+	switch {
+	case failed != nil && ctx.Err() != nil:
+		failed = nil // told to stop before it had started: not a failure
+	case failed == nil:
 		select {
 		case <-ctx.Done():
 			h.log.Info("shutting down")
