@@ -123,7 +123,7 @@ func New(cfg Config) (*Bridge, error) {
 		errorIngested:      m.EventsIngested.WithLabelValues(KindError.String()),
 		presenceChangesVec: m.PresenceChanges,
 	}
-	for _, code := range []string{CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal} {
+	for _, code := range []string{CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal, CodeStorageFull} {
 		b.rejected[code] = m.Rejected.WithLabelValues(code)
 	}
 	if cfg.DeviceRate > 0 {
@@ -361,7 +361,7 @@ func errorParts(err error) (code, msg string) {
 	var e *Error
 	if errors.As(err, &e) {
 		switch e.Code {
-		case CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal:
+		case CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal, CodeStorageFull:
 			code = e.Code
 		}
 		msg = e.Message

@@ -22,6 +22,18 @@
 // commit every write of the batch gets the error in its Done and nothing of
 // it is kept, in the file or in memory.
 //
+// # Full disk and damaged files
+//
+// A commit that fails because the file cannot grow (full disk or quota,
+// Config.MaxBytes) gives its writes ErrFull; WriteErr reports the failure
+// until a commit succeeds, and the writer probes for space on its trim tick
+// so that it recovers without a write. Failures are logged at a rate limit.
+//
+// Open first reads the whole file with plain reads (Check): bbolt trusts
+// the file and crashes the process on a damaged one. An empty, cut-short
+// or damaged file is refused with a *DamageError (ErrDamaged); Recover
+// copies what is readable into a new file.
+//
 // # Lifecycle
 //
 // Open is the start: it loads the file and starts the writer goroutine, so
@@ -39,7 +51,7 @@
 //
 // # Concurrency
 //
-// Submit, LastID, OldestID, Scan, Devices, Device and Close are safe to call
+// Submit, LastID, OldestID, WriteErr, Scan, Devices, Device and Close are safe to call
 // from any goroutine. Reads run in short read-only transactions beside the
 // writer; Scan looks at a bounded window per call so that it never holds
 // one long. OnCommit and every Write.Done run on the writer

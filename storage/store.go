@@ -141,6 +141,9 @@ type Store struct {
 	lastID   atomic.Uint64 // last committed id, 0 = none
 	oldestID atomic.Uint64 // oldest retained id, 0 = none retained
 
+	writeErr atomic.Pointer[error] // see WriteErr; nil while commits succeed
+	health   writeHealth           // owned by the writer goroutine
+
 	w writer // owned by the writer goroutine
 }
 
@@ -182,6 +185,9 @@ func Open(cfg Config) (*Store, error) {
 func openDB(cfg Config) (*bolt.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o750); err != nil {
 		return nil, fmt.Errorf("storage: create data directory: %w", err)
+	}
+	if err := checkBeforeOpen(cfg); err != nil {
+		return nil, err
 	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
 		Timeout:        cfg.OpenTimeout,

@@ -4,6 +4,8 @@
 //	telehub [flags]              run the hub (telehub --help lists the flags)
 //	telehub healthcheck [flags]  exit 0 when the configured hub answers /healthz
 //	telehub token [flags]        make a token and its sha256: line
+//	telehub recover --from DAMAGED.db --to NEW.db
+//	                             copy what is readable of a damaged data file
 //	telehub version              print the version (also --version)
 //	telehub help [command]       explain telehub or one command
 //

@@ -157,18 +157,23 @@ func (h *Hub) buildStorage() error {
 	if !h.cfg.Fsync {
 		h.log.Warn("fsync is off: a crash or power loss can take back readings that were already acknowledged")
 	}
+	path := filepath.Join(h.cfg.DataDir, "telehub.db")
 	var err error
 	h.store, err = storage.Open(storage.Config{
-		Path:      filepath.Join(h.cfg.DataDir, "telehub.db"),
+		Path:      path,
 		NoFsync:   !h.cfg.Fsync,
 		MaxEvents: h.cfg.MaxEvents,
 		MaxAge:    h.cfg.MaxAge,
+		MaxBytes:  h.cfg.MaxBytes,
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
 		OnCommit: func(recs []storage.Record) { h.fanout.Publish(recs) },
 		Logger:   h.log.With("component", "storage"),
 		Metrics:  h.metrics,
 	})
+	if errors.Is(err, storage.ErrDamaged) {
+		return damagedFile(err, path)
+	}
 	if err != nil {
 		return fmt.Errorf("open storage: %w", err)
 	}
@@ -308,6 +313,7 @@ func (h *Hub) buildHTTP() error {
 		Presence: h.liveness,
 		Ready:    h.ready,
 		Auth:     h.auth,
+		Revoker:  revoker{h},
 		Logger:   h.log.With("component", "api"),
 	})
 	if err != nil {
@@ -366,7 +372,8 @@ func (h *Hub) buildDebug() error {
 	return nil
 }
 
-// ready is /readyz: storage open and, with an external broker, connected.
+// ready is /readyz: storage open and writing and, with an external broker,
+// connected.
 func (h *Hub) ready() error {
 	if h.sup.stopping.Load() {
 		return errors.New("shutting down")
@@ -375,6 +382,9 @@ func (h *Hub) ready() error {
 		if err := h.external.Ready(); err != nil {
 			return fmt.Errorf("external MQTT broker: %w", err)
 		}
+	}
+	if err := h.store.WriteErr(); err != nil {
+		return fmt.Errorf("storage cannot write: %w", err)
 	}
 	return nil
 }
