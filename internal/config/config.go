@@ -68,6 +68,12 @@ type Config struct {
 	// offline is not refused.
 	DeviceRate  float64 `yaml:"device_rate"`
 	DeviceBurst int     `yaml:"device_burst"`
+	// MaxConnections (--max-connections): WebSocket devices and SSE and
+	// WebSocket watchers connected at once; 0 means no cap. Default 10000.
+	// MaxConnectionsPerAddress (--max-connections-per-address): the same
+	// from one source address; 0 means no cap. Default 1000.
+	MaxConnections           int `yaml:"max_connections"`
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
 	// WatcherQueue (--watcher-queue): events a watcher may fall behind.
 	WatcherQueue int `yaml:"watcher_queue"`
 	// AllowedOrigins (--allowed-origin, repeatable): Origins allowed to open
@@ -159,6 +165,8 @@ func Default() Config {
 		MaxPayload:               65536,
 		DeviceRate:               DefaultDeviceRate,
 		DeviceBurst:              DefaultDeviceBurst,
+		MaxConnections:           10_000,
+		MaxConnectionsPerAddress: 1000,
 		WatcherQueue:             4096,
 		LogLevel:                 "info",
 		LogFormat:                "text",
@@ -221,6 +229,9 @@ func (c Config) Validate() error {
 	}
 	if c.DeviceBurst < 0 {
 		bad("device_burst must not be negative, got %d", c.DeviceBurst)
+	}
+	if c.MaxConnections < 0 || c.MaxConnectionsPerAddress < 0 {
+		bad("max_connections and max_connections_per_address must be 0 (no cap) or positive, got %d and %d", c.MaxConnections, c.MaxConnectionsPerAddress)
 	}
 	if c.WatcherQueue < 1 {
 		bad("watcher_queue must be at least 1, got %d", c.WatcherQueue)
