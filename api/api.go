@@ -43,8 +43,12 @@ type Config struct {
 	// watcher or the admin token, and a watcher reads only within its
 	// scopes. The health probes stay open. Default nil: no admin API,
 	// everything open.
-	Auth   *auth.Auth
-	Logger *slog.Logger // default slog.Default()
+	Auth *auth.Auth
+	// Commands, when set, serves the command endpoints
+	// (/v1/devices/{id}/commands, /v1/commands/{cid}); while credentials
+	// exist they need the admin token. Default nil: no command endpoints.
+	Commands Commands
+	Logger   *slog.Logger // default slog.Default()
 }
 
 // API serves the REST endpoints.
@@ -76,6 +80,9 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /readyz", a.readyz)
 	if a.cfg.Auth != nil {
 		a.registerAdmin(mux)
+	}
+	if a.cfg.Commands != nil {
+		a.registerCommands(mux)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/telehub/telehub/api"
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/commands"
 	"github.com/telehub/telehub/devices"
 	"github.com/telehub/telehub/devices/presence"
 	"github.com/telehub/telehub/internal/auth"
@@ -57,6 +58,7 @@ type Hub struct {
 	bridge   *bridge.Bridge
 	fanout   *stream.Hub
 	liveness *presence.Tracker
+	commands *commands.Service
 	wsDev    *devices.WS
 	broker   *devices.Broker   // nil unless the embedded broker runs
 	external *devices.External // nil unless --mqtt-broker
@@ -194,6 +196,14 @@ func (h *Hub) buildStorage() error {
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
+	h.commands, err = commands.New(commands.Config{
+		Store:   h.store,
+		Logger:  h.log.With("component", "commands"),
+		Metrics: h.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("commands: %w", err)
+	}
 	return nil
 }
 
@@ -220,6 +230,7 @@ func (h *Hub) buildDevices() error {
 		MaxPayload: h.cfg.MaxPayload,
 		Heartbeat:  h.cfg.HeartbeatInterval,
 		Timeout:    h.cfg.DeviceTimeout,
+		Commands:   h.commands,
 		Logger:     h.log.With("component", "ws-devices"),
 		Metrics:    h.metrics,
 	}
@@ -230,6 +241,7 @@ func (h *Hub) buildDevices() error {
 	if err != nil {
 		return fmt.Errorf("websocket devices: %w", err)
 	}
+	h.commands.Attach(h.wsDev)
 	switch {
 	case h.cfg.MQTTBroker != "":
 		return h.buildExternal()
@@ -250,6 +262,7 @@ func (h *Hub) buildBroker() error {
 		Bridge:     h.bridge,
 		Presence:   h.liveness,
 		MaxPayload: h.cfg.MaxPayload,
+		Commands:   h.commands,
 		Logger:     h.log.With("component", "mqtt"),
 		Metrics:    h.metrics,
 		Limits:     brokerLimits(h.cfg),
@@ -261,6 +274,7 @@ func (h *Hub) buildBroker() error {
 	if err != nil {
 		return fmt.Errorf("embedded mqtt broker: %w", err)
 	}
+	h.commands.Attach(h.broker)
 	return nil
 }
 
@@ -305,6 +319,7 @@ func (h *Hub) buildHTTP() error {
 		Presence: h.liveness,
 		Ready:    h.ready,
 		Auth:     h.auth,
+		Commands: h.commands,
 		Logger:   h.log.With("component", "api"),
 	})
 	if err != nil {
@@ -397,6 +412,7 @@ func (h *Hub) Start(ctx context.Context) error {
 	if err := h.liveness.Start(ctx); err != nil {
 		return fmt.Errorf("liveness: %w", err)
 	}
+	h.commands.Start()
 	if h.broker != nil {
 		if err := h.broker.Start(ctx); err != nil {
 			return fmt.Errorf("embedded mqtt broker: %w", err)
@@ -520,6 +536,11 @@ func (h *Hub) closeBuilt() {
 	if h.liveness != nil {
 		if err := h.liveness.Shutdown(ctx); err != nil {
 			h.log.Warn("closing liveness", "err", err)
+		}
+	}
+	if h.commands != nil {
+		if err := h.commands.Shutdown(ctx); err != nil {
+			h.log.Warn("closing commands", "err", err)
 		}
 	}
 	if h.store != nil {
