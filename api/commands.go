@@ -66,7 +66,7 @@ func (a *API) commander(h http.HandlerFunc) http.HandlerFunc {
 		case token != "" && a.isWatcher(token):
 			httpx.Error(w, http.StatusForbidden, httpx.CodeForbidden, "commands need the admin token, not a watcher token")
 		default:
-			unauthorized(w, token, "the admin token is required to command devices")
+			httpx.Unauthorized(w, token, "the admin token is required to command devices")
 		}
 	}
 }

@@ -2,6 +2,7 @@ package devices
 
 import (
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/wsframe"
 )
 
 // Reachable reports whether device has a WebSocket connection now.
@@ -41,10 +42,9 @@ func (c *wsConn) queueCommand(frame []byte) bool {
 // encodeCommands appends the queued command frames. c.mu must be held.
 func (c *wsConn) encodeCommands(b []byte) []byte {
 	for i, f := range c.commands {
-		start := len(b)
-		b = append(b, 0, 0, 0, 0)
+		b, start := wsframe.Begin(b)
 		b = append(b, f...)
-		b = finishFrame(b, start, opText)
+		b = wsframe.End(b, start, wsframe.OpText)
 		c.commands[i] = nil
 	}
 	c.commands = c.commands[:0]

@@ -47,6 +47,9 @@ type Config struct {
 	// MaxEvents and MaxAge (--max-events, --max-age): event retention.
 	MaxEvents int           `yaml:"max_events"`
 	MaxAge    time.Duration `yaml:"max_age"`
+	// MaxBytes (--max-bytes): the largest the data file may grow; at the
+	// cap readings are refused as on a full disk. 0: no cap.
+	MaxBytes int `yaml:"max_bytes"`
 
 	// DeviceTimeout (--device-timeout): a device with nothing heard for this
 	// long goes offline.
@@ -185,6 +188,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxEvents < 1 {
 		bad("max_events must be at least 1, got %d", c.MaxEvents)
+	}
+	if c.MaxBytes < 0 {
+		bad("max_bytes must not be negative, got %d", c.MaxBytes)
 	}
 	if c.MaxAge <= 0 {
 		bad("max_age must be positive, got %s", c.MaxAge)

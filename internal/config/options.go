@@ -154,6 +154,7 @@ var options = []option{
 	boolean("fsync", "fsync every group commit; false trades durability for speed", func(c *Config) *bool { return &c.Fsync }),
 	integer("max-events", "retained events at most", func(c *Config) *int { return &c.MaxEvents }),
 	duration("max-age", "retained events at most this old", func(c *Config) *time.Duration { return &c.MaxAge }),
+	size("max-bytes", "largest the data file may grow, in bytes; at the cap readings are refused as on a full disk (0: no cap)", func(c *Config) *int { return &c.MaxBytes }),
 	duration("device-timeout", "a device with nothing heard for this long goes offline", func(c *Config) *time.Duration { return &c.DeviceTimeout }),
 	duration("heartbeat-interval", "pings to devices and watchers", func(c *Config) *time.Duration { return &c.HeartbeatInterval }),
 	size("max-payload", "largest WebSocket frame or MQTT payload, in bytes (64 to 16MiB)", func(c *Config) *int { return &c.MaxPayload }),
