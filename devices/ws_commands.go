@@ -42,9 +42,7 @@ func (c *wsConn) queueCommand(frame []byte) bool {
 // encodeCommands appends the queued command frames. c.mu must be held.
 func (c *wsConn) encodeCommands(b []byte) []byte {
 	for i, f := range c.commands {
-		b, start := wsframe.Begin(b)
-		b = append(b, f...)
-		b = wsframe.End(b, start, wsframe.OpText)
+		b = wsframe.AppendFrame(b, wsframe.OpText, f)
 		c.commands[i] = nil
 	}
 	c.commands = c.commands[:0]
