@@ -357,3 +357,46 @@ func TestCommandMetrics(t *testing.T) {
 			bytes.Contains(b, []byte("telehub_command_delivery_seconds_count 1"))
 	})
 }
+
+func TestCommandsNeedTheAdminTokenWithCredentials(t *testing.T) {
+	h := startHub(t, securedConfig(t))
+	// pumps watches telemetry and presence of pump-7 only: no command events.
+	pumps, st := openSSEWith(t, h, url.Values{"topic": {"telemetry/pump-7/#", "presence/pump-7"}}, pumpsTok)
+	if st != http.StatusOK {
+		t.Fatalf("pumps watcher: %d", st)
+	}
+	ops, _ := openSSEWith(t, h, url.Values{"topic": {"commands/#"}}, opsTok)
+	for _, c := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {"wrong", http.StatusUnauthorized}, {opsTok, http.StatusForbidden}, {pumpTok, http.StatusUnauthorized}} {
+		if st, body := call(t, h, http.MethodPost, "/v1/devices/pump-7/commands", c.token, `{"name":"ping"}`); st != c.want {
+			t.Errorf("token %q: %d %s, want %d", c.token, st, body, c.want)
+		}
+		if st, _ := call(t, h, http.MethodGet, "/v1/devices/pump-7/commands", c.token, ""); st != c.want {
+			t.Errorf("list with token %q: %d, want %d", c.token, st, c.want)
+		}
+	}
+	st, body := call(t, h, http.MethodPost, "/v1/devices/pump-7/commands", adminTok, `{"name":"ping"}`)
+	if st != http.StatusCreated {
+		t.Fatalf("admin: %d %s", st, body)
+	}
+	var c command
+	_ = json.Unmarshal(body, &c)
+	if s := fmt.Sprint(commandStates(t, ops, c.ID, "queued")); s != "[queued]" {
+		t.Fatalf("ops watcher saw %s", s)
+	}
+	// A reading after the command: the pumps watcher sees it and nothing before it.
+	d := dialDeviceWith(t, h, "pump-7", "", http.Header{"Authorization": {"Bearer " + pumpTok}})
+	d.nextOfType(t, "command")
+	d.send(t, `{"type":"telemetry","seq":1,"values":{"temp":1}}`)
+	for {
+		e := pumps.next(t)
+		if e.Event == "command" {
+			t.Fatalf("a watcher outside commands/# got %v", e)
+		}
+		if e.Event == "telemetry" {
+			break
+		}
+	}
+}
