@@ -13,14 +13,14 @@ type mqttTopicKind uint8
 
 // The kinds of device topics.
 const (
-	mqttForeign   mqttTopicKind = iota // not under devices/: not the hub's business
-	mqttInvalid                        // under devices/ but no topic a device publishes to
-	mqttTelemetry                      // devices/{id}/telemetry
-	mqttMetric                         // devices/{id}/telemetry/{metric}
-	mqttHeartbeat                      // devices/{id}/heartbeat
-	mqttStatus                         // devices/{id}/status
-	mqttAnswer                         // devices/{id}/errors: the hub's own answers
-	mqttCommandResult                  // devices/{id}/commands/{cid}/result
+	mqttForeign       mqttTopicKind = iota // not under devices/: not the hub's business
+	mqttInvalid                            // under devices/ but no topic a device publishes to
+	mqttTelemetry                          // devices/{id}/telemetry
+	mqttMetric                             // devices/{id}/telemetry/{metric}
+	mqttHeartbeat                          // devices/{id}/heartbeat
+	mqttStatus                             // devices/{id}/status
+	mqttAnswer                             // devices/{id}/errors: the hub's own answers
+	mqttCommandResult                      // devices/{id}/commands/{cid}/result
 )
 
 // mqttRoute is a publish routed by its topic and checked by its payload.
