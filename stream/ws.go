@@ -251,7 +251,11 @@ type wsSink struct {
 
 // newWSSink returns a sink writing to conn.
 func newWSSink(conn net.Conn, timeout time.Duration) *wsSink {
-	tcp, _ := conn.(*net.TCPConn)
+	under := conn
+	if u, ok := conn.(interface{ Unwrap() net.Conn }); ok { // a connection wrapped to be counted
+		under = u.Unwrap()
+	}
+	tcp, _ := under.(*net.TCPConn)
 	return &wsSink{conn: conn, tcp: tcp, timeout: timeout}
 }
 

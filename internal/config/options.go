@@ -160,6 +160,8 @@ var options = []option{
 	size("max-payload", "largest WebSocket frame or MQTT payload, in bytes (64 to 16MiB)", func(c *Config) *int { return &c.MaxPayload }),
 	float("device-rate", "telemetry messages per second one device may send; 0 means no limit", func(c *Config) *float64 { return &c.DeviceRate }),
 	integer("device-burst", "messages a device may send at once before --device-rate applies (0: twice the rate)", func(c *Config) *int { return &c.DeviceBurst }),
+	integer("max-connections", "WebSocket devices and SSE/WebSocket watchers connected at once; 0 means no cap", func(c *Config) *int { return &c.MaxConnections }),
+	integer("max-connections-per-address", "the same from one source address; 0 means no cap", func(c *Config) *int { return &c.MaxConnectionsPerAddress }),
 	integer("watcher-queue", "events a watcher may fall behind before it is disconnected", func(c *Config) *int { return &c.WatcherQueue }),
 	list("allowed-origin", "Origin allowed to open watcher WebSockets (repeatable; comma-separated in the environment)", func(c *Config) *[]string { return &c.AllowedOrigins }),
 	str("tls-cert", "path", "TLS certificate file (HTTPS/WSS and MQTTS); needs --tls-key", func(c *Config) *string { return &c.TLSCert }),

@@ -336,9 +336,10 @@ func (h *Hub) buildHTTP() error {
 	}
 	mux := http.NewServeMux()
 	a.Register(mux)
-	mux.Handle("GET /v1/devices/{id}/ws", h.wsDev)
-	mux.HandleFunc("GET /v1/stream", h.fanout.ServeSSE)
-	mux.HandleFunc("GET /v1/stream/ws", h.fanout.ServeWS)
+	conns := h.connectionLimiter()
+	mux.Handle("GET /v1/devices/{id}/ws", conns.Wrap(h.wsDev))
+	mux.Handle("GET /v1/stream", conns.Wrap(http.HandlerFunc(h.fanout.ServeSSE)))
+	mux.Handle("GET /v1/stream/ws", conns.Wrap(http.HandlerFunc(h.fanout.ServeWS)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics.Registry, promhttp.HandlerOpts{
 		Registry: h.metrics.Registry, MaxRequestsInFlight: 4, Timeout: 10 * time.Second,
 	}))
