@@ -254,8 +254,8 @@ func (s *Service) committed(op *bridge.CommandOp, r bridge.Result) {
 	case op.Changed && op.Out.State.Final():
 		s.met.CommandsFinished.WithLabelValues(string(op.Out.State)).Inc()
 	}
-	if op.Create != nil {
-		return
+	if op.Create != nil || !op.To.Final() {
+		return // only a final change ends a wait
 	}
 	final := r.Err == nil && op.Changed && op.Out.State.Final()
 	s.mu.Lock()

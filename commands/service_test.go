@@ -362,6 +362,7 @@ func TestPendingCommandsReloadAfterRestart(t *testing.T) {
 
 func TestWaitRightAfterTheResultSeesTheFinalState(t *testing.T) {
 	r := newRig(t, "", 0)
+	r.tr.setOnline("d1", true) // each command's "sent" commits around its result
 	for range 20 {
 		c := r.create(t, "d1", 0)
 		if err := r.svc.Answer("d1", bridge.CommandAnswer{ID: c.ID, IsResult: true, Status: bridge.StatusOK}); err != nil {
