@@ -454,7 +454,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	failed := h.Start(ctx)
 	switch {
 	case failed != nil && ctx.Err() != nil:
-		failed = nil // told to stop before it had started: not a failure
+		// Stopped while starting: a shutdown asked for, not a failure.
+		h.log.Info("shutting down before the start completed")
+		failed = nil
 	case failed == nil:
 		select {
 		case <-ctx.Done():
@@ -462,10 +464,6 @@ func (h *Hub) Run(ctx context.Context) error {
 		case failed = <-h.Err():
 			h.log.Error("serving failed, shutting down", "err", failed)
 		}
-	} else if ctx.Err() != nil && errors.Is(failed, ctx.Err()) {
-		// Stopped while starting: a shutdown asked for, not a failure.
-		h.log.Info("shutting down before the start completed")
-		failed = nil
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
