@@ -54,7 +54,7 @@ func (acc access) deniedFilter(raw []string) (string, bool) {
 
 // forbidden answers 403 for a filter outside the watcher's scopes.
 func (acc access) forbidden(w http.ResponseWriter, filter string) {
-	httpx.Error(w, http.StatusForbidden, httpx.CodeForbidden, fmt.Sprintf(
+	httpx.Forbidden(w, fmt.Sprintf(
 		"topic %q is outside this watcher's scopes %s: ask for topics within them", filter, strings.Join(filterStrings(acc.scopes), " ")))
 }
 
@@ -99,21 +99,9 @@ func (a *API) reader(h http.HandlerFunc) http.HandlerFunc {
 		}
 		scopes, ok := a.cfg.Auth.Watcher(token)
 		if !ok {
-			unauthorized(w, token, "a watcher or admin token is required")
+			httpx.Unauthorized(w, token, "a watcher or admin token is required")
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, access{scopes: scopes})))
 	}
-}
-
-// unauthorized answers 401 with a Bearer challenge (RFC 6750); a token
-// that was given but is not valid is named invalid_token.
-func unauthorized(w http.ResponseWriter, token, msg string) {
-	challenge := `Bearer realm="telehub"`
-	if token != "" {
-		challenge += `, error="invalid_token"`
-		msg = "invalid token: " + msg
-	}
-	w.Header().Set("WWW-Authenticate", challenge)
-	httpx.Error(w, http.StatusUnauthorized, httpx.CodeUnauthorized, msg)
 }

@@ -75,11 +75,11 @@ func (a *API) admin(h http.HandlerFunc) http.HandlerFunc {
 		case a.cfg.Auth.Admin(token):
 			h(w, r)
 		case !a.cfg.Auth.HasAdmin():
-			unauthorized(w, token, "no admin token is configured (admin_token, --admin-token, TELEHUB_ADMIN_TOKEN)")
+			httpx.Unauthorized(w, token, "no admin token is configured (admin_token, --admin-token, TELEHUB_ADMIN_TOKEN)")
 		case token != "" && a.isWatcher(token):
-			httpx.Error(w, http.StatusForbidden, httpx.CodeForbidden, "the admin API needs the admin token, not a watcher token")
+			httpx.Forbidden(w, "the admin API needs the admin token, not a watcher token")
 		default:
-			unauthorized(w, token, "the admin token is required as Authorization: Bearer <token>")
+			httpx.Unauthorized(w, token, "the admin token is required as Authorization: Bearer <token>")
 		}
 	}
 }
@@ -110,11 +110,17 @@ func (a *API) issueDevice(w http.ResponseWriter, r *http.Request) {
 	httpx.JSON(w, http.StatusCreated, issuedDevice{Device: id, Token: token})
 }
 
-// revokeDevice is DELETE /v1/admin/devices/{id}/token.
+// revokeDevice is DELETE /v1/admin/devices/{id}/token: the device can no
+// longer connect, and its open connections are closed.
 func (a *API) revokeDevice(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Auth.RevokeDevice(r.PathValue("id")); err != nil {
+	id := r.PathValue("id")
+	if err := a.cfg.Auth.RevokeDevice(id); err != nil {
 		a.adminError(w, "revoking a device token", err)
 		return
+	}
+	if a.cfg.Revoker != nil {
+		n := a.cfg.Revoker.RevokeDevice(id)
+		a.log.Info("revoked device disconnected", "device", id, "connections_closed", n)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -141,11 +147,17 @@ func (a *API) issueWatcher(w http.ResponseWriter, r *http.Request) {
 	httpx.JSON(w, http.StatusCreated, issuedWatcher{Name: req.Name, Token: token, Topics: req.Topics})
 }
 
-// revokeWatcher is DELETE /v1/admin/watchers/{name}.
+// revokeWatcher is DELETE /v1/admin/watchers/{name}: the token no longer
+// works, and the streams opened with it end.
 func (a *API) revokeWatcher(w http.ResponseWriter, r *http.Request) {
-	if err := a.cfg.Auth.RevokeWatcher(r.PathValue("name")); err != nil {
+	name := r.PathValue("name")
+	if err := a.cfg.Auth.RevokeWatcher(name); err != nil {
 		a.adminError(w, "revoking a watcher token", err)
 		return
+	}
+	if a.cfg.Revoker != nil {
+		n := a.cfg.Revoker.RevokeWatchers()
+		a.log.Info("revoked watcher disconnected", "watcher", name, "streams_ended", n)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

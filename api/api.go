@@ -9,6 +9,7 @@ import (
 
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -43,8 +44,21 @@ type Config struct {
 	// watcher or the admin token, and a watcher reads only within its
 	// scopes. The health probes stay open. Default nil: no admin API,
 	// everything open.
-	Auth   *auth.Auth
-	Logger *slog.Logger // default slog.Default()
+	Auth *auth.Auth
+	// Revoker, when set, ends the live connections of a credential the
+	// admin API revokes. Default nil: open connections stay open.
+	Revoker Revoker
+	Logger  *slog.Logger // nil: discard
+}
+
+// Revoker ends the live connections of revoked credentials.
+type Revoker interface {
+	// RevokeDevice closes every connection of device and returns how many
+	// it closed.
+	RevokeDevice(device string) int
+	// RevokeWatchers ends every watcher stream whose credential no longer
+	// holds and returns how many it ended.
+	RevokeWatchers() int
 }
 
 // API serves the REST endpoints.
@@ -61,9 +75,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Store == nil {
 		return nil, ErrNoStore
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = logx.Or(cfg.Logger)
 	return &API{cfg: cfg, log: cfg.Logger}, nil
 }
 

@@ -48,24 +48,17 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
 		return
 	}
-	after, status, err := a.resumePoint(q.Get("after"))
-	if err != nil {
-		code := httpx.CodeBadRequest
-		if status == http.StatusGone {
-			code = httpx.CodeGone
-		}
-		httpx.Error(w, status, code, err.Error())
+	recs, err := a.read(q.Get("after"), match, limit)
+	var gap *storage.GapError
+	switch {
+	case errors.As(err, &gap):
+		httpx.Error(w, http.StatusGone, httpx.CodeGone, gap.Error())
 		return
-	}
-	recs, err := a.read(after, match, limit)
-	if err != nil {
+	case errors.Is(err, storage.ErrBadID):
+		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, fmt.Sprintf("after: %v", err))
+		return
+	case err != nil:
 		a.internalError(w, "reading events", err)
-		return
-	}
-	// Retention may have trimmed past the resume point while the log was
-	// read; the scan may then have skipped events.
-	if _, status, err := a.resumePoint(q.Get("after")); err != nil {
-		httpx.Error(w, status, httpx.CodeGone, err.Error())
 		return
 	}
 	ids := a.cfg.Store.IDs()
@@ -76,52 +69,25 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 	httpx.JSON(w, http.StatusOK, out)
 }
 
-// read returns up to limit matching records after the given id, scanning
-// the log in bounded chunks up to the last committed id.
-func (a *API) read(after uint64, match func(string) bool, limit int) ([]storage.Record, error) {
-	upTo := a.cfg.Store.LastID()
-	var out []storage.Record
-	for len(out) < limit && after < upTo {
-		recs, next, err := a.cfg.Store.Scan(after, upTo, match, limit-len(out))
+// startRetries bounds how often read starts again when retention trims
+// the start of the log while a read without an after id runs.
+const startRetries = 3
+
+// read returns up to limit matching records after the event id from (""
+// for the oldest retained), up to the last committed id. A malformed from
+// wraps storage.ErrBadID; a foreign or expired one is a *storage.GapError.
+func (a *API) read(from string, match func(string) bool, limit int) ([]storage.Record, error) {
+	for try := 0; ; try++ {
+		after, err := storage.ResumePoint(a.cfg.Store, from)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, recs...)
-		if next <= after {
-			break
+		recs, _, err := storage.ReadAfter(a.cfg.Store, after, a.cfg.Store.LastID(), match, limit)
+		if from == "" && errors.Is(err, storage.ErrExpired) && try < startRetries {
+			continue // trimmed under a read from the start: start again
 		}
-		after = next
+		return recs, err
 	}
-	return out, nil
-}
-
-// resumePoint turns the after parameter into a sequence number. A
-// malformed id is a 400; a foreign or expired one a 410 naming the oldest
-// retained id.
-func (a *API) resumePoint(after string) (uint64, int, error) {
-	if after == "" {
-		return 0, 0, nil
-	}
-	ids := a.cfg.Store.IDs()
-	seq, err := ids.Parse(after)
-	switch {
-	case errors.Is(err, storage.ErrForeignID):
-		return 0, http.StatusGone, fmt.Errorf("event id %q was minted by another hub or data directory; oldest retained id is %q", after, a.oldest())
-	case err != nil:
-		return 0, http.StatusBadRequest, fmt.Errorf("after: %v", err)
-	}
-	oldest, ok := a.cfg.Store.OldestID()
-	if (ok && seq+1 < oldest) || (!ok && seq < a.cfg.Store.LastID()) {
-		return 0, http.StatusGone, fmt.Errorf("event id %q is no longer retained; oldest retained id is %q", after, a.oldest())
-	}
-	return seq, 0, nil
-}
-
-func (a *API) oldest() string {
-	if id, ok := a.cfg.Store.OldestID(); ok {
-		return a.cfg.Store.IDs().Format(id)
-	}
-	return ""
 }
 
 func parseLimit(s string) (int, error) {

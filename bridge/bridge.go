@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/telehub/telehub/internal/jsonx"
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
 	"github.com/telehub/telehub/internal/topic"
 )
@@ -121,7 +123,7 @@ func New(cfg Config) (*Bridge, error) {
 		errorIngested:      m.EventsIngested.WithLabelValues(KindError.String()),
 		presenceChangesVec: m.PresenceChanges,
 	}
-	for _, code := range []string{CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal} {
+	for _, code := range []string{CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal, CodeStorageFull} {
 		b.rejected[code] = m.Rejected.WithLabelValues(code)
 	}
 	if cfg.DeviceRate > 0 {
@@ -153,9 +155,7 @@ func (cfg *Config) fillDefaults() error {
 	case cfg.DeviceBurst == 0:
 		cfg.DeviceBurst = max(1, int(math.Ceil(2*cfg.DeviceRate)))
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = logx.Or(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -361,13 +361,13 @@ func errorParts(err error) (code, msg string) {
 	var e *Error
 	if errors.As(err, &e) {
 		switch e.Code {
-		case CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal:
+		case CodeBadRequest, CodePayloadTooLarge, CodeForbidden, CodeRateLimited, CodeInternal, CodeStorageFull:
 			code = e.Code
 		}
 		msg = e.Message
 	}
 	if len(msg) > maxMessage {
-		msg = truncate(msg, maxMessage) + "..."
+		msg = jsonx.Truncate(msg, maxMessage) + "..."
 	}
 	return code, msg
 }
@@ -406,9 +406,9 @@ func (b *Bridge) logReject(in Input, code, msg string, now time.Time) {
 		return
 	}
 	b.log.Warn("rejected device payload",
-		"device", truncate(in.Device, maxQuoted),
+		"device", jsonx.Truncate(in.Device, maxQuoted),
 		"transport", in.Transport,
-		"source_topic", truncate(in.SourceTopic, maxQuoted),
+		"source_topic", jsonx.Truncate(in.SourceTopic, maxQuoted),
 		"code", code,
 		"message", msg,
 		"log_lines_skipped", skipped)

@@ -4,7 +4,8 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/telehub/telehub/internal/jsonx"
 )
 
 // timeLayout is the form of every time telehub sends: RFC 3339, UTC, with
@@ -56,75 +57,12 @@ func appendDigits(b []byte, v, n int) []byte {
 func ErrorAnswer(code, message, topic string) []byte {
 	b := make([]byte, 0, 40+len(code)+len(message)+len(topic))
 	b = append(b, `{"code":`...)
-	b = appendString(b, code)
+	b = jsonx.AppendString(b, code)
 	b = append(b, `,"message":`...)
-	b = appendString(b, message)
+	b = jsonx.AppendString(b, message)
 	b = append(b, `,"topic":`...)
-	b = appendString(b, topic)
+	b = jsonx.AppendString(b, topic)
 	return append(b, '}')
-}
-
-// hexDigits are the digits of \u escapes.
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string, escaped exactly as encoding/json
-// escapes it: '"', '\\' and control characters, '<', '>' and '&' (HTML
-// safety), U+2028 and U+2029; invalid UTF-8 becomes U+FFFD.
-func appendString[S []byte | string](b []byte, s S) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if jsonSafe(c) {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			b = appendEscape(b, c)
-			i++
-			start = i
-			continue
-		}
-		// a short conversion, so that it stays on the stack
-		r, size := utf8.DecodeRuneInString(string(s[i:min(len(s), i+utf8.UTFMax)]))
-		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			if r == utf8.RuneError {
-				b = append(b, `\ufffd`...)
-			} else {
-				b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			}
-			start = i + size
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-// jsonSafe reports whether the ASCII byte c goes into a JSON string as is.
-func jsonSafe(c byte) bool {
-	return c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-}
-
-// appendEscape appends the escape of the ASCII byte c.
-func appendEscape(b []byte, c byte) []byte {
-	switch c {
-	case '"', '\\':
-		return append(b, '\\', c)
-	case '\b':
-		return append(b, '\\', 'b')
-	case '\f':
-		return append(b, '\\', 'f')
-	case '\n':
-		return append(b, '\\', 'n')
-	case '\r':
-		return append(b, '\\', 'r')
-	case '\t':
-		return append(b, '\\', 't')
-	}
-	return append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 }
 
 // appendFloat appends f as encoding/json does (ES6 number form). f must be
@@ -151,7 +89,7 @@ func appendValue(b []byte, v Value) []byte {
 	case Number:
 		return appendFloat(b, v.Num)
 	case String:
-		return appendString(b, v.Str)
+		return jsonx.AppendString(b, v.Str)
 	case Bool:
 		return strconv.AppendBool(b, v.Bool)
 	}
@@ -169,16 +107,16 @@ func appendTS(b, ts []byte) []byte {
 // (SPEC §6).
 func appendTelemetryData(b []byte, topic []byte, device string, rd *Reading, ts []byte, p *Payload) []byte {
 	b = append(b, `{"topic":`...)
-	b = appendString(b, topic)
+	b = jsonx.AppendString(b, topic)
 	b = append(b, `,"device":`...)
-	b = appendString(b, device)
+	b = jsonx.AppendString(b, device)
 	b = append(b, `,"metric":`...)
-	b = appendString(b, rd.Metric)
+	b = jsonx.AppendString(b, rd.Metric)
 	b = append(b, `,"value":`...)
 	b = appendValue(b, rd.Value)
 	if rd.Unit != "" {
 		b = append(b, `,"unit":`...)
-		b = appendString(b, rd.Unit)
+		b = jsonx.AppendString(b, rd.Unit)
 	}
 	b = appendTS(b, ts)
 	if p.HasSeq {
@@ -187,7 +125,7 @@ func appendTelemetryData(b []byte, topic []byte, device string, rd *Reading, ts 
 	}
 	if p.Boot != "" {
 		b = append(b, `,"device_boot":`...)
-		b = appendString(b, p.Boot)
+		b = jsonx.AppendString(b, p.Boot)
 	}
 	return append(b, '}')
 }
@@ -199,7 +137,7 @@ func appendState(b []byte, rd *Reading, ts []byte) []byte {
 	b = appendValue(b, rd.Value)
 	if rd.Unit != "" {
 		b = append(b, `,"unit":`...)
-		b = appendString(b, rd.Unit)
+		b = jsonx.AppendString(b, rd.Unit)
 	}
 	b = appendTS(b, ts)
 	return append(b, '}')
@@ -209,15 +147,15 @@ func appendState(b []byte, rd *Reading, ts []byte) []byte {
 func presenceData(topic, device string, p *Presence, at time.Time) []byte {
 	b := make([]byte, 0, 128+len(topic)+len(device))
 	b = append(b, `{"topic":`...)
-	b = appendString(b, topic)
+	b = jsonx.AppendString(b, topic)
 	b = append(b, `,"device":`...)
-	b = appendString(b, device)
+	b = jsonx.AppendString(b, device)
 	b = append(b, `,"online":`...)
 	b = strconv.AppendBool(b, p.Online)
 	b = append(b, `,"transport":`...)
-	b = appendString(b, p.Transport)
+	b = jsonx.AppendString(b, p.Transport)
 	b = append(b, `,"reason":`...)
-	b = appendString(b, p.Reason)
+	b = jsonx.AppendString(b, p.Reason)
 	b = append(b, `,"session":`...)
 	b = strconv.AppendUint(b, p.Session, 10)
 	b = append(b, `,"ts":"`...)
@@ -236,15 +174,15 @@ type errorData struct {
 func (e *errorData) encode() []byte {
 	b := make([]byte, 0, 160+len(e.topic)+len(e.device)+len(e.message)+len(e.source))
 	b = append(b, `{"topic":`...)
-	b = appendString(b, e.topic)
+	b = jsonx.AppendString(b, e.topic)
 	b = append(b, `,"device":`...)
-	b = appendString(b, e.device)
+	b = jsonx.AppendString(b, e.device)
 	b = append(b, `,"code":`...)
-	b = appendString(b, e.code)
+	b = jsonx.AppendString(b, e.code)
 	b = append(b, `,"message":`...)
-	b = appendString(b, e.message)
+	b = jsonx.AppendString(b, e.message)
 	b = append(b, `,"source_topic":`...)
-	b = appendString(b, e.source)
+	b = jsonx.AppendString(b, e.source)
 	b = append(b, `,"suppressed":`...)
 	b = strconv.AppendUint(b, e.suppressed, 10)
 	b = append(b, `,"ts":"`...)

@@ -7,26 +7,6 @@ import (
 	"time"
 )
 
-func TestAppendStringMatchesEncodingJSON(t *testing.T) {
-	tests := []string{
-		"", "plain", `quote " and \ backslash`, "new\nline\ttab\rcr\bbs\fff",
-		"\x00\x01\x1f\x7f", "<script>&amp;</script>", "é€😀", "\u2028\u2029",
-		"bad \xff utf8 \xc3", "\xed\xa0\x80", "tail\xe2\x82",
-	}
-	for _, s := range tests {
-		want, err := json.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := appendString(nil, s); string(got) != string(want) {
-			t.Errorf("appendString(%q) = %s, want %s", s, got, want)
-		}
-		if got := appendString(nil, []byte(s)); string(got) != string(want) {
-			t.Errorf("appendString([]byte %q) = %s, want %s", s, got, want)
-		}
-	}
-}
-
 func TestAppendFloatMatchesEncodingJSON(t *testing.T) {
 	tests := []float64{
 		0, math.Copysign(0, -1), 1, -1, 21.5, 0.1, 1e-6, 1e-7, 9.99e-7, 1e20, 1e21, 1.5e21,

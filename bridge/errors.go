@@ -16,6 +16,9 @@ const (
 	CodeRateLimited = "rate_limited"
 	// CodeInternal: the hub could not store an otherwise valid payload.
 	CodeInternal = "internal"
+	// CodeStorageFull: the hub is out of storage space and stored nothing
+	// of the payload; the device should send it again later.
+	CodeStorageFull = "storage_full"
 )
 
 // Error is a rejection of a device payload. Code is one of the Code…

@@ -2,8 +2,8 @@ package bridge
 
 import (
 	"strconv"
-	"unicode/utf8"
 
+	"github.com/telehub/telehub/internal/jsonx"
 	"github.com/telehub/telehub/internal/topic"
 )
 
@@ -39,21 +39,5 @@ func quote(s string) string {
 	if len(s) <= maxQuoted {
 		return strconv.Quote(s)
 	}
-	return strconv.Quote(truncate(s, maxQuoted)) + "..."
-}
-
-// truncate returns s cut to at most n bytes without splitting a valid UTF-8
-// sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for i := 0; i < utf8.UTFMax && cut > 0 && !utf8.RuneStart(s[cut]); i++ {
-		cut--
-	}
-	if !utf8.RuneStart(s[cut]) {
-		cut = n // not UTF-8 there: a plain byte cut is as good as any
-	}
-	return s[:cut]
+	return strconv.Quote(jsonx.Truncate(s, maxQuoted)) + "..."
 }

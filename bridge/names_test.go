@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 func TestQuoteTruncates(t *testing.T) {
@@ -25,16 +24,6 @@ func TestQuoteTruncates(t *testing.T) {
 				t.Errorf("quote = %s, want %s", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestTruncateKeepsUTF8(t *testing.T) {
-	s := strings.Repeat("€", 100) // 3 bytes each
-	for n := 1; n < 40; n++ {
-		got := truncate(s, n)
-		if len(got) > n || !utf8.ValidString(got) || len(got) < n-2 {
-			t.Errorf("truncate(_, %d) = %d bytes, valid=%v", n, len(got), utf8.ValidString(got))
-		}
 	}
 }
 

@@ -185,8 +185,7 @@ func (s *WS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.cfg.Authenticate != nil && !s.cfg.Authenticate(r, device) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="telehub"`)
-		httpx.Error(w, http.StatusUnauthorized, httpx.CodeUnauthorized, "missing or invalid device token")
+		httpx.Unauthorized(w, httpx.RequestToken(r), "a valid device token is required")
 		return
 	}
 	if problem := httpx.UpgradeProblem(r); problem != "" {

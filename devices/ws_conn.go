@@ -8,6 +8,7 @@ import (
 
 	"github.com/lxzan/gws"
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/wsframe"
 )
 
 // wsConn is one device connection. WS.mu guards session and registered;
@@ -124,11 +125,21 @@ func (c *wsConn) telemetry(in bridge.Input, f bridge.Frame) {
 // goroutine: it must not block.
 func (c *wsConn) stored(n uint64, r bridge.Result) {
 	if r.Err != nil {
-		c.ws.log.Warn("reading not stored", "device", c.device(), "err", r.Err)
-		c.resolve(n, &bridge.Error{Code: bridge.CodeInternal, Message: "the reading could not be stored"})
+		// The store logs its failed commits, at a rate limit.
+		c.ws.log.Debug("reading not stored", "device", c.device(), "err", r.Err)
+		c.resolve(n, storeFailure(r.Err))
 		return
 	}
 	c.resolve(n, nil)
+}
+
+// storeFailure is the answer to a reading the store failed to store: its
+// *bridge.Error when it has one (the hub is out of space), else internal.
+func storeFailure(err error) *bridge.Error {
+	if be, ok := errors.AsType[*bridge.Error](err); ok {
+		return be
+	}
+	return &bridge.Error{Code: bridge.CodeInternal, Message: "the reading could not be stored"}
 }
 
 // reject records a bad frame with the bridge and answers it with an error.
@@ -260,12 +271,11 @@ func (c *wsConn) take(b []byte) (_ []byte, n int, ok bool) {
 func (c *wsConn) encode(b []byte) (_ []byte, n int) {
 	if c.ping {
 		c.ping = false
-		b = append(b, 0x80|opPing, 0)
+		b = wsframe.AppendFrame(b, wsframe.OpPing, "")
 	}
 	if c.hasPong {
 		c.hasPong = false
-		b = append(b, 0x80|opPong, byte(len(c.pong)))
-		b = append(b, c.pong...)
+		b = wsframe.AppendFrame(b, wsframe.OpPong, c.pong)
 	}
 	for i := c.head; i < len(c.answers) && c.answers[i].ready; i++ {
 		b = appendAnswerFrame(b, &c.answers[i])

@@ -811,7 +811,7 @@ func TestAppendAnswerJSON(t *testing.T) {
 		{"error", answer{seq: 0, hasSeq: true, err: bridge.Errorf(`metric "a\b": invalid name`)},
 			`{"type":"error","seq":0,"code":"bad_request","message":"metric \"a\\b\": invalid name"}`},
 		{"control and invalid bytes", answer{err: &bridge.Error{Code: "internal", Message: "a\n\x01\xffé"}},
-			`{"type":"error","code":"internal","message":"a\u000a\u0001\ufffdé"}`},
+			`{"type":"error","code":"internal","message":"a\n\u0001\ufffdé"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -136,7 +136,7 @@ func TestE2ECredentialsAndTLS(t *testing.T) {
 		mod  func(*Config)
 	}{
 		{"ca", func(c *Config) { c.CAFile = certFile }},
-		{"insecure skip verify", func(c *Config) { c.InsecureSkipVerify = true }},
+		{"insecure skip verify, WebSocket watcher", func(c *Config) { c.InsecureSkipVerify, c.WatchTransport = true, WatchWS }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := Config{
@@ -182,5 +182,21 @@ func TestE2EDevicesThatCannotConnectFailTheRun(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+	}
+}
+
+// Verify against a hub with credentials and no watcher token says which
+// flag is missing.
+func TestE2EVerifyWithoutWatchToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	h := startRealHub(t, func(c *config.Config) {
+		c.DeviceTokens = map[string]string{"sim-0": "device-secret-sim-0"}
+	})
+	cfg := Config{Hub: "http://" + h.HTTPAddr(), Devices: 1, Rate: 20, TokenPattern: "device-secret-{id}", Verify: true}
+	_, _, err := runSim(t, cfg, "5 acks", acked(5))
+	if !errors.Is(err, ErrHubResponse) || !strings.Contains(err.Error(), "HTTP 401") || !strings.Contains(err.Error(), "--watch-token") {
+		t.Fatalf("err %v", err)
 	}
 }

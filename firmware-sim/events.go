@@ -113,6 +113,9 @@ func (s *Sim) eventsPage(ctx context.Context, after string) ([]storedEvent, erro
 		return parseEventsPage(body)
 	case http.StatusGone:
 		return nil, fmt.Errorf("%w: %s", ErrEventsExpired, bytesHead(body))
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return nil, fmt.Errorf("%w: GET /v1/events: HTTP %d: %s (verify needs a watcher token covering telemetry/#: --watch-token)",
+			ErrHubResponse, resp.StatusCode, bytesHead(body))
 	}
 	return nil, fmt.Errorf("%w: GET /v1/events: HTTP %d: %s", ErrHubResponse, resp.StatusCode, bytesHead(body))
 }

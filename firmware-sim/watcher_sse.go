@@ -183,7 +183,11 @@ func (g *watchGroup) openSSE(ctx context.Context, lastID []byte) (*http.Response
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		return nil, fmt.Errorf("%w: GET /v1/stream: HTTP %d: %s", ErrHubResponse, resp.StatusCode, bytesHead(body))
+		hint := ""
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			hint = " (watchers need a watcher token covering their filters: --watch-token)"
+		}
+		return nil, fmt.Errorf("%w: GET /v1/stream: HTTP %d: %s%s", ErrHubResponse, resp.StatusCode, bytesHead(body), hint)
 	}
 	return resp, nil
 }

@@ -47,6 +47,7 @@ func (s *Store) commit(batch []*bridge.Write) {
 
 // committed publishes a successful commit: metrics, range, OnCommit, Done.
 func (s *Store) committed(batch []*bridge.Write, size int64) {
+	s.writeOK()
 	w := &s.w
 	if len(w.devices) > maxCachedDevices {
 		clear(w.devices) // refilled from the file as devices write again
@@ -72,8 +73,8 @@ func (s *Store) committed(batch []*bridge.Write, size int64) {
 
 // fail reports a failed commit to every write of the batch.
 func (s *Store) fail(batch []*bridge.Write, err error) {
-	err = fmt.Errorf("storage: commit batch of %d writes: %w", len(batch), err)
-	s.log.Error("commit failed", "writes", len(batch), "err", err)
+	err = fmt.Errorf("storage: commit batch of %d writes: %w", len(batch), fullError(err))
+	s.writeFailed("commit", len(batch), len(s.w.arena), err)
 	for _, wr := range batch {
 		if wr.Done != nil {
 			wr.Done(bridge.Result{Err: err})

@@ -22,9 +22,36 @@
 // commit every write of the batch gets the error in its Done and nothing of
 // it is kept, in the file or in memory.
 //
+// # Full disk and damaged files
+//
+// A commit that fails because the file cannot grow (full disk or quota,
+// Config.MaxBytes) gives its writes ErrFull; WriteErr reports the failure
+// until a commit succeeds, and the writer probes for space on its trim tick
+// so that it recovers without a write. Failures are logged at a rate limit.
+//
+// Open first reads the whole file with plain reads (Check): bbolt trusts
+// the file and crashes the process on a damaged one. An empty, cut-short
+// or damaged file is refused with a *DamageError (ErrDamaged); Recover
+// copies what is readable into a new file.
+//
+// # Lifecycle
+//
+// Open is the start: it loads the file and starts the writer goroutine, so
+// that a Store is usable as soon as Open returns; there is no separate
+// Start. Close is the stop: it drains the queue, stops the writer and
+// closes the file, and returns the error of that close (the hub returns it
+// from its Shutdown). A Store is opened once and closed once.
+//
+// # Reading after an id
+//
+// ResumePoint and ReadAfter are the one way to read the log from an event
+// id: they tell a foreign or expired id, and retention that overtakes a
+// read, apart from the events themselves with a *GapError naming the
+// oldest retained id. The REST API and the stream replay both use them.
+//
 // # Concurrency
 //
-// Submit, LastID, OldestID, Scan, Devices, Device and Close are safe to call
+// Submit, LastID, OldestID, WriteErr, Scan, Devices, Device and Close are safe to call
 // from any goroutine. Reads run in short read-only transactions beside the
 // writer; Scan looks at a bounded window per call so that it never holds
 // one long. OnCommit and every Write.Done run on the writer

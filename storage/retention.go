@@ -197,9 +197,10 @@ func (s *Store) commitTrim() bool {
 	s.met.CommitDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.w.restoreRange(saved)
-		s.log.Error("retention trim failed", "err", err)
+		s.writeFailed("retention trim", 0, 0, fullError(err))
 		return false
 	}
+	s.writeOK()
 	s.met.StorageBytes.Set(float64(size))
 	s.publishRange()
 	s.log.Debug("retention trimmed", "events", n, "oldest_id", s.w.oldest)

@@ -16,6 +16,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
 )
 
@@ -77,7 +78,7 @@ type Config struct {
 	// batch's records in id order. It must not block. The slice is reused
 	// after it returns; the records' Data is not.
 	OnCommit func([]Record)
-	// Logger receives the store's logs. Default slog.Default().
+	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the store's metrics. Default a private set.
 	Metrics *metrics.Metrics
@@ -101,9 +102,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.MaxBatch = orDefault(c.MaxBatch, DefaultMaxBatch)
 	c.OpenTimeout = orDefault(c.OpenTimeout, DefaultOpenTimeout)
 	c.TrimInterval = orDefault(c.TrimInterval, DefaultTrimInterval)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Logger = logx.Or(c.Logger)
 	c.Metrics = metrics.OrNew(c.Metrics)
 	if c.Now == nil {
 		c.Now = time.Now
@@ -142,11 +141,17 @@ type Store struct {
 	lastID   atomic.Uint64 // last committed id, 0 = none
 	oldestID atomic.Uint64 // oldest retained id, 0 = none retained
 
+	writeErr atomic.Pointer[error] // see WriteErr; nil while commits succeed
+	health   writeHealth           // owned by the writer goroutine
+
 	w writer // owned by the writer goroutine
 }
 
 // Open opens (or creates) the store file, creates its buckets and identity
-// on first use, and starts the writer goroutine. Close releases both.
+// on first use, and starts the writer goroutine: the Store accepts writes
+// when Open returns. Close stops the writer and closes the file; its error
+// must be checked, as it is the last chance to learn that the file could
+// not be closed cleanly.
 func Open(cfg Config) (*Store, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -180,6 +185,9 @@ func Open(cfg Config) (*Store, error) {
 func openDB(cfg Config) (*bolt.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o750); err != nil {
 		return nil, fmt.Errorf("storage: create data directory: %w", err)
+	}
+	if err := checkBeforeOpen(cfg); err != nil {
+		return nil, err
 	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
 		Timeout:        cfg.OpenTimeout,

@@ -126,6 +126,7 @@ func (s *Store) run() {
 			s.commit(s.collect(wr))
 		case <-tick.C:
 			s.trimIdle()
+			s.probe()
 		case <-s.drain:
 			s.flush()
 			return

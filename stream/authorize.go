@@ -16,8 +16,7 @@ func (h *Hub) authorize(w http.ResponseWriter, r *http.Request) (allow func(topi
 	}
 	allow, err := h.cfg.Authorize(r)
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="telehub"`)
-		httpx.Error(w, http.StatusUnauthorized, httpx.CodeUnauthorized, err.Error())
+		httpx.Unauthorized(w, httpx.RequestToken(r), err.Error())
 		return nil, false
 	}
 	return allow, true

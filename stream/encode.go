@@ -2,9 +2,10 @@ package stream
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 
+	"github.com/telehub/telehub/internal/jsonx"
+	"github.com/telehub/telehub/internal/wsframe"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -151,7 +152,7 @@ var (
 // log retains nothing).
 func appendSSEReset(b []byte, oldest string) []byte {
 	b = append(b, "event: reset\ndata: {\"oldest\":"...)
-	b = appendJSONString(b, oldest)
+	b = jsonx.AppendString(b, oldest)
 	return append(b, "}\n\n"...)
 }
 
@@ -178,12 +179,12 @@ func wsPayloadLen(ids storage.IDCodec, rec *storage.Record) int {
 // wsEventLen is the exact length appendWSEvent adds for rec.
 func wsEventLen(ids storage.IDCodec, rec *storage.Record) int {
 	n := wsPayloadLen(ids, rec)
-	return wsHeaderLen(n) + n
+	return wsframe.HeaderLen(n) + n
 }
 
 // appendWSEvent appends the complete WebSocket frame of rec's event to b.
 func appendWSEvent(b []byte, ids storage.IDCodec, rec *storage.Record) []byte {
-	b = appendWSHeader(b, opText, wsPayloadLen(ids, rec))
+	b = wsframe.AppendHeader(b, wsframe.OpText, wsPayloadLen(ids, rec))
 	b = append(b, wsEventOpen...)
 	b = ids.AppendFormat(b, rec.ID)
 	b = append(b, wsEventKind...)
@@ -197,43 +198,8 @@ func appendWSEvent(b []byte, ids storage.IDCodec, rec *storage.Record) []byte {
 	return append(b, wsEventClose...)
 }
 
-// WebSocket opcodes the hub writes itself.
-const (
-	opText = 0x1
-	opPing = 0x9
-)
-
 // wsPing is a server ping frame without payload.
-var wsPing = []byte{0x80 | opPing, 0}
-
-// wsHeaderLen is the length of an unmasked frame header for n payload bytes.
-func wsHeaderLen(n int) int {
-	switch {
-	case n < 126:
-		return 2
-	case n <= 0xFFFF:
-		return 4
-	}
-	return 10
-}
-
-// appendWSHeader appends the header of an unmasked, final frame.
-func appendWSHeader(b []byte, opcode byte, n int) []byte {
-	b = append(b, 0x80|opcode)
-	switch {
-	case n < 126:
-		return append(b, byte(n))
-	case n <= 0xFFFF:
-		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
-}
-
-// wsTextFrame returns payload as one complete text frame.
-func wsTextFrame(payload []byte) []byte {
-	b := make([]byte, 0, wsHeaderLen(len(payload))+len(payload))
-	return append(appendWSHeader(b, opText, len(payload)), payload...)
-}
+var wsPing = wsframe.AppendFrame(nil, wsframe.OpPing, "")
 
 // wsMessage returns the text frame of v encoded as JSON.
 func wsMessage(v any) []byte {
@@ -243,7 +209,7 @@ func wsMessage(v any) []byte {
 		// encode.
 		payload = []byte(`{"op":"error","message":"internal error"}`)
 	}
-	return wsTextFrame(payload)
+	return wsframe.AppendFrame(make([]byte, 0, wsframe.HeaderLen(len(payload))+len(payload)), wsframe.OpText, payload)
 }
 
 // wsOpMessage is every hub-to-client message other than events.
@@ -257,15 +223,6 @@ type wsOpMessage struct {
 // appendWSReset appends the reset message announcing oldest as a frame.
 func appendWSReset(b []byte, oldest string) []byte {
 	return append(b, wsMessage(wsOpMessage{Op: "reset", Oldest: &oldest})...)
-}
-
-// appendJSONString appends s as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
-	q, err := json.Marshal(s)
-	if err != nil {
-		return append(b, `""`...)
-	}
-	return append(b, q...)
 }
 
 // appendEvent appends rec in format f to b (replay path: not shared).

@@ -12,6 +12,7 @@ import (
 	"github.com/lxzan/gws"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
 	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
@@ -181,9 +182,7 @@ func (c *Config) fill() error {
 	if c.MaxFilters == 0 {
 		c.MaxFilters = DefaultMaxFilters
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Logger = logx.Or(c.Logger)
 	return nil
 }
 

@@ -11,13 +11,8 @@ import (
 // replayChunk is how many records one replay write carries at most.
 const replayChunk = 256
 
-// Errors of replays.
-var (
-	// errReplay wraps every failure to read the log during a replay.
-	errReplay = errors.New("replay")
-	// errNoProgress: the log's Scan returned without moving forward.
-	errNoProgress = errors.New("log scan made no progress")
-)
+// errReplay wraps every failure to read the log during a replay.
+var errReplay = errors.New("replay")
 
 // replay is a resume step queued in a watcher's backlog: write the logged
 // events after the resume id from, up to upTo (the last published id when
@@ -79,55 +74,35 @@ func anyMatch(fs []topic.Filter, topic string) bool {
 func (wr *writer) replay(r *replay) error {
 	after, reset := wr.resumePoint(r)
 	for {
-		oldest, ok := wr.h.cfg.Log.OldestID()
-		if reset || gapAfter(after, r.upTo, oldest, ok) {
+		if reset {
+			oldest, ok := wr.h.cfg.Log.OldestID()
 			after, reset = wr.addReset(after, r.upTo, oldest, ok), false
 		}
 		if after >= r.upTo {
 			return wr.flushScratch()
 		}
-		recs, next, err := wr.h.cfg.Log.Scan(after, r.upTo, r.match, replayChunk)
-		if err != nil {
-			return fmt.Errorf("%w after %d: %w", errReplay, after, err)
+		recs, next, err := storage.ReadAfter(wr.h.cfg.Log, after, r.upTo, r.match, replayChunk)
+		if err != nil && !errors.Is(err, storage.ErrExpired) {
+			return fmt.Errorf("%w: %w", errReplay, err)
 		}
-		if next <= after {
-			return fmt.Errorf("%w after %d: %w", errReplay, after, errNoProgress)
+		if werr := wr.writeRecords(r.dropLive(recs)); werr != nil {
+			return werr
 		}
-		if skippedByTrim(wr.h.cfg.Log, after, r.upTo, recs) {
-			continue // the next round resets
-		}
-		if err := wr.writeRecords(r.dropLive(recs)); err != nil {
-			return err
-		}
-		after = next
+		// On a gap, the records before it went out; a reset follows.
+		after, reset = next, err != nil
 	}
 }
 
 // resumePoint returns the id to replay after, or reset when the resume id
-// is malformed, foreign, or beyond what the hub has published.
+// is malformed, foreign, no longer retained, or beyond what the hub has
+// published.
 func (wr *writer) resumePoint(r *replay) (after uint64, reset bool) {
-	seq, err := wr.h.ids.Parse(r.from)
+	seq, err := storage.ResumePoint(wr.h.cfg.Log, r.from)
 	if err != nil || seq > r.upTo {
-		wr.h.log.Debug("watcher resume from an unknown id", "id", r.from, "err", err)
+		wr.h.log.Debug("watcher resumes from an unknown or expired id", "id", r.from, "err", err)
 		return 0, true
 	}
 	return seq, false
-}
-
-// skippedByTrim reports whether a scan from after may have skipped events
-// that retention trimmed while it ran: the oldest retained event is now
-// past after+1, and the scan did not visibly start at after+1.
-func skippedByTrim(l Log, after, upTo uint64, recs []storage.Record) bool {
-	if len(recs) > 0 && recs[0].ID == after+1 {
-		return false
-	}
-	oldest, ok := l.OldestID()
-	return gapAfter(after, upTo, oldest, ok)
-}
-
-// gapAfter reports whether events in (after, upTo] are no longer retained.
-func gapAfter(after, upTo, oldest uint64, retained bool) bool {
-	return after < upTo && (!retained || oldest > after+1)
 }
 
 // addReset queues the reset message and returns the id to replay after:

@@ -12,8 +12,9 @@ import (
 // Last-Event-ID header or the last_event_id query parameter when given. An
 // invalid filter gets 400 before any stream bytes; a hub shutting down
 // gets 503. With Config.Authorize, a refused request gets 401 and a
-// filter it does not allow 403, both before the stream. The stream ends cleanly (so browsers reconnect) on Shutdown,
-// and ends when the client cannot keep up or a write fails.
+// filter it does not allow 403, both before the stream. The stream ends cleanly (so browsers reconnect) on Shutdown
+// and when Recheck finds its credential revoked, and ends when the client
+// cannot keep up or a write fails.
 func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	allow, ok := h.authorize(w, r)
 	if !ok {
@@ -30,7 +31,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := allowed(allow, filters); err != nil {
-		httpx.Error(w, http.StatusForbidden, httpx.CodeForbidden, err.Error())
+		httpx.Forbidden(w, err.Error())
 		return
 	}
 	from := r.Header.Get("Last-Event-ID")
@@ -39,6 +40,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &sseSink{w: w, rc: http.NewResponseController(w), timeout: h.cfg.WriteTimeout}
 	wt := newWatcher(formatSSE, s.cut)
+	wt.valid = h.recheckOf(r)
 	if err := h.register(wt, filters, from, from != "", 1); err != nil {
 		httpx.Error(w, http.StatusServiceUnavailable, httpx.CodeUnavailable, err.Error())
 		return
@@ -88,6 +90,8 @@ func (h *Hub) logEnd(transport, remote string, e end, err error) {
 		h.log.Warn("watcher disconnected: not keeping up", "transport", transport, "remote", remote)
 	case endError:
 		h.log.Debug("watcher stream failed", "transport", transport, "remote", remote, "err", err)
+	case endRevoked:
+		h.log.Info("watcher disconnected: credential revoked", "transport", transport, "remote", remote)
 	}
 }
 

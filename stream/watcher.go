@@ -16,6 +16,8 @@ type watcher struct {
 	ping    atomic.Bool   // a heartbeat is due
 	aborted atomic.Bool   // abort was called: write nothing more
 	cut     func()        // fails the connection's writes; safe from any goroutine, never blocks
+	valid   func() bool   // whether its credential still holds; nil: always
+	revoked *revocation   // ends the stream when valid no longer holds
 
 	mu      sync.Mutex
 	backlog []*frame
@@ -31,7 +33,7 @@ type watcher struct {
 // newWatcher returns a watcher of format f; cut must make the writes of
 // its connection fail (see abort).
 func newWatcher(f format, cut func()) *watcher {
-	return &watcher{format: f, wake: make(chan struct{}, 1), cut: cut}
+	return &watcher{format: f, wake: make(chan struct{}, 1), cut: cut, revoked: newRevocation()}
 }
 
 // abort makes the connection's write in progress, if any, and every later

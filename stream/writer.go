@@ -26,6 +26,7 @@ const (
 	endShutdown            // the hub is shutting down
 	endSlow                // the watcher did not keep up
 	endError               // a write or a replay failed
+	endRevoked             // the watcher's credential was revoked
 )
 
 // writer is the state of a watcher's writer goroutine.
@@ -57,6 +58,8 @@ func (h *Hub) serve(w *watcher, s sink, gone <-chan struct{}) (end, error) {
 			return endGone, nil
 		case <-h.done:
 			return endShutdown, nil
+		case <-w.revoked.ch:
+			return endRevoked, nil
 		case <-w.wake:
 		}
 		if e, err := wr.round(); e != endNone {

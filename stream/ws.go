@@ -69,6 +69,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newWSConn(h, conn)
 	c.allow = allow
+	c.w.valid = h.recheckOf(r)
 	if err := h.register(c.w, nil, "", false, 2); err != nil {
 		c.close(closeGoingAway, "server shutting down")
 		return
@@ -142,6 +143,8 @@ func (c *wsConn) writeLoop(remote string) {
 		c.close(closeGoingAway, "server shutting down")
 	case e == endSlow:
 		c.close(closePolicy, "slow consumer")
+	case e == endRevoked:
+		c.close(closeRevoked, "revoked")
 	case e == endError && errors.Is(err, errReplay):
 		c.close(closeInternal, "replay failed")
 	default:
@@ -180,6 +183,9 @@ func (c *wsConn) apply(req request) error {
 	if req.op == opUnsubscribe {
 		ack := &frame{b: wsMessage(wsOpMessage{Op: opUnsubscribed, Topics: topics})}
 		return c.h.unsubscribe(c.w, req.filters, ack)
+	}
+	if c.w.valid != nil && !c.w.valid() {
+		return fmt.Errorf("%w: this watcher's credential was revoked", ErrForbidden)
 	}
 	if err := allowed(c.allow, req.filters); err != nil {
 		return err
@@ -245,7 +251,11 @@ type wsSink struct {
 
 // newWSSink returns a sink writing to conn.
 func newWSSink(conn net.Conn, timeout time.Duration) *wsSink {
-	tcp, _ := conn.(*net.TCPConn)
+	under := conn
+	if u, ok := conn.(interface{ Unwrap() net.Conn }); ok { // a connection wrapped to be counted
+		under = u.Unwrap()
+	}
+	tcp, _ := under.(*net.TCPConn)
 	return &wsSink{conn: conn, tcp: tcp, timeout: timeout}
 }
 

@@ -59,8 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	quiet := fs.Bool("quiet", false, "no progress line on stderr")
 	var level slog.Level = slog.LevelWarn
 	fs.TextVar(&level, "log-level", level, "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if !*quiet {
 		cfg.Progress = stderr
@@ -76,6 +76,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	context.AfterFunc(ctx, stop)
 	sum, err := sim.Run(ctx)
 	return report(sum, err, *asJSON, stdout, stderr)
+}
+
+// parseFlags parses args: --help prints the flags to stdout (exit 0), a
+// bad flag prints one line saying what is wrong (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fmt.Fprintln(stdout, "Usage: firmware-sim [flags]")
+		fs.PrintDefaults()
+		return 0, false
+	case err != nil:
+		fmt.Fprintf(stderr, "firmware-sim: %v (firmware-sim --help lists the flags)\n", err)
+		return 2, false
+	}
+	return 0, true
 }
 
 // report prints the summary and any error, and returns the exit code.

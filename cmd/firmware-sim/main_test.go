@@ -55,6 +55,16 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
+func TestHelpExits0(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "-token-pattern") {
+		t.Fatalf("exit %d, stdout %q", code, stdout.String())
+	}
+	if code := run([]string{"--duration", "5"}, &stdout, &stderr); code != 2 || strings.Contains(stderr.String(), "Usage") {
+		t.Fatalf("a bad flag prints the usage: %q", stderr.String())
+	}
+}
+
 func TestReportJSON(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	missing, dups := 1, 0

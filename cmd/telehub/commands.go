@@ -29,6 +29,8 @@ func commandTable() []command {
 			help: healthcheckHelp, hubFlags: true, run: healthcheck},
 		{name: "token", args: "[--device ID | --watcher NAME [--topic FILTER]... | --admin] [--quiet]",
 			summary: "make a random token and its sha256: line for the configuration", help: tokenHelp, run: token},
+		{name: "recover", args: "--from DAMAGED.db --to NEW.db",
+			summary: "copy what is readable of a damaged data file into a new one", help: recoverHelp, run: recoverData},
 		{name: "version", summary: "print the version (also telehub --version)", run: version},
 		{name: "help", args: "[command]", summary: "explain telehub, or one command", run: help},
 	}

@@ -4,6 +4,8 @@
 //	telehub [flags]              run the hub (telehub --help lists the flags)
 //	telehub healthcheck [flags]  exit 0 when the configured hub answers /healthz
 //	telehub token [flags]        make a token and its sha256: line
+//	telehub recover --from DAMAGED.db --to NEW.db
+//	                             copy what is readable of a damaged data file
 //	telehub version              print the version (also --version)
 //	telehub help [command]       explain telehub or one command
 //
@@ -12,13 +14,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/telehub/telehub/internal/config"
 	"github.com/telehub/telehub/internal/hub"
@@ -80,25 +80,11 @@ func runHub(c *cli, args []string) int {
 }
 
 func serve(ctx context.Context, cfg config.Config, logOut io.Writer) error {
-	logger := hub.NewLogger(cfg, logOut)
-	h, err := hub.New(cfg, logger)
+	h, err := hub.New(cfg, hub.NewLogger(cfg, logOut))
 	if err != nil {
 		return err
 	}
-	if err := h.Start(ctx); err != nil {
-		_ = h.Shutdown(context.Background())
-		return err
-	}
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case serveErr = <-h.Err():
-		logger.Error("serving failed, shutting down", "err", serveErr)
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return errors.Join(serveErr, h.Shutdown(shutdownCtx))
+	return h.Run(ctx)
 }
 
 // version prints the version; other arguments, like the flags beside

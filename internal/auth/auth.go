@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/topic"
 )
 
@@ -41,7 +42,7 @@ type Config struct {
 	// Watchers are watcher credentials. Default none.
 	Watchers []WatcherConfig
 	// Logger receives notes about the credentials file and an audit line
-	// for every change (never a token). Default slog.Default().
+	// for every change (never a token). Default: discard.
 	Logger *slog.Logger
 }
 
@@ -119,9 +120,7 @@ func New(cfg Config) (*Auth, error) {
 	if cfg.Path == "" {
 		return nil, fmt.Errorf("%w: Path is required", ErrInvalidConfig)
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg.Logger = logx.Or(cfg.Logger)
 	snap, err := configSnapshot(cfg)
 	if err != nil {
 		return nil, err

@@ -37,7 +37,7 @@ func TestDefaultsWithNothingGiven(t *testing.T) {
 	}
 	want := Config{HTTPAddr: "127.0.0.1:8080", MQTTAddr: "127.0.0.1:1883", DataDir: "./data", Fsync: true,
 		MaxEvents: 1000000, MaxAge: 24 * time.Hour, DeviceTimeout: 45 * time.Second, HeartbeatInterval: 15 * time.Second,
-		MaxPayload: 65536, WatcherQueue: 4096, LogLevel: "info", LogFormat: "text",
+		MaxPayload: 65536, DeviceRate: 200, DeviceBurst: 2000, MaxConnections: 10000, MaxConnectionsPerAddress: 1000, WatcherQueue: 4096, LogLevel: "info", LogFormat: "text",
 		MQTTMaxClients: 10000, MQTTMaxSessions: 20000, MQTTSessionExpiry: time.Hour,
 		MQTTMaxQueued: 1000, MQTTMaxQueuedBytes: 1 << 20, MQTTMaxQueuedBytesTotal: 256 << 20,
 		MQTTMaxSubscriptions: 100, MQTTMaxRetained: 10000, MQTTMaxRetainedPerDevice: 100,

@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -57,4 +58,30 @@ func TestDecodeJSONRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A body DecodeJSON accepts is JSON any reader takes, with no member the
+// target lacks, and a refusal is always a 400 or a 413.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{`{"name":"ops","topics":["#"]}`, `{"topics":["a"],"topics":["#"]}`, `{"Name":"x"}`, `{"limit":1e3}`, `[]`, ``} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		v, status, err := decode(body)
+		if err != nil {
+			if status != 400 && status != 413 {
+				t.Fatalf("status %d for %v", status, err)
+			}
+			return
+		}
+		var loose map[string]any
+		if jerr := json.Unmarshal([]byte(body), &loose); jerr != nil {
+			t.Fatalf("accepted %q, which encoding/json refuses: %v", body, jerr)
+		}
+		for k := range loose {
+			if k != "name" && k != "topics" && k != "limit" {
+				t.Fatalf("accepted unknown member %q in %q (%+v)", k, body, v)
+			}
+		}
+	})
 }

@@ -1,5 +1,6 @@
 // Package httpx holds the small HTTP helpers shared by telehub's handlers:
-// the JSON error body of SPEC §7, JSON responses and request tokens.
+// the JSON error body, JSON responses, the 401 and 403 answers with their
+// Bearer challenge, request tokens and WebSocket upgrade checks.
 package httpx
 
 import (

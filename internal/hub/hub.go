@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,6 +30,7 @@ import (
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/config"
 	"github.com/telehub/telehub/internal/httpx"
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
 	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
@@ -66,29 +66,32 @@ type Hub struct {
 	debugLn net.Listener
 	debug   *http.Server
 
-	serveErr chan error
-	stopping atomic.Bool
-	wg       sync.WaitGroup
+	// sup supervises the parts once they are built.
+	sup      *supervisor
 	stopOnce sync.Once
 	stopErr  error
 }
 
 // New builds a hub from cfg: it opens storage and binds the listeners (so
-// HTTPAddr and MQTTAddr are known), but serves nothing until Start.
+// HTTPAddr and MQTTAddr are known), but serves nothing until Start or Run.
+// A nil logger discards (logx.Or).
 func New(cfg config.Config, logger *slog.Logger) (*Hub, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
-	h := &Hub{cfg: cfg, log: logger, metrics: metrics.New(Version), serveErr: make(chan error, 2)}
+	logger = logx.Or(logger)
+	h := &Hub{cfg: cfg, log: logger, metrics: metrics.New(Version)}
 	if err := h.build(); err != nil {
-		h.closeBuilt()
-		return nil, err
+		ctx, cancel := context.WithTimeout(context.Background(), buildCloseTimeout)
+		defer cancel()
+		return nil, errors.Join(err, newSupervisor(h.parts()).stop(ctx))
 	}
+	h.sup = newSupervisor(h.parts())
 	return h, nil
 }
+
+// buildCloseTimeout bounds closing the parts of a hub whose build failed.
+const buildCloseTimeout = 5 * time.Second
 
 func (h *Hub) build() error {
 	if err := h.buildAuth(); err != nil {
@@ -139,7 +142,7 @@ func (h *Hub) authorizeWatcher(r *http.Request) (func(topic.Filter) bool, error)
 	}
 	scopes, ok := h.auth.Watcher(token)
 	if !ok {
-		return nil, errors.New("missing or invalid watcher token")
+		return nil, errors.New("a watcher or admin token is required")
 	}
 	return func(f topic.Filter) bool { return auth.AllowFilter(scopes, f) }, nil
 }
@@ -154,18 +157,23 @@ func (h *Hub) buildStorage() error {
 	if !h.cfg.Fsync {
 		h.log.Warn("fsync is off: a crash or power loss can take back readings that were already acknowledged")
 	}
+	path := filepath.Join(h.cfg.DataDir, "telehub.db")
 	var err error
 	h.store, err = storage.Open(storage.Config{
-		Path:      filepath.Join(h.cfg.DataDir, "telehub.db"),
+		Path:      path,
 		NoFsync:   !h.cfg.Fsync,
 		MaxEvents: h.cfg.MaxEvents,
 		MaxAge:    h.cfg.MaxAge,
+		MaxBytes:  h.cfg.MaxBytes,
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
 		OnCommit: func(recs []storage.Record) { h.fanout.Publish(recs) },
 		Logger:   h.log.With("component", "storage"),
 		Metrics:  h.metrics,
 	})
+	if errors.Is(err, storage.ErrDamaged) {
+		return damagedFile(err, path)
+	}
 	if err != nil {
 		return fmt.Errorf("open storage: %w", err)
 	}
@@ -305,6 +313,7 @@ func (h *Hub) buildHTTP() error {
 		Presence: h.liveness,
 		Ready:    h.ready,
 		Auth:     h.auth,
+		Revoker:  revoker{h},
 		Logger:   h.log.With("component", "api"),
 	})
 	if err != nil {
@@ -312,9 +321,10 @@ func (h *Hub) buildHTTP() error {
 	}
 	mux := http.NewServeMux()
 	a.Register(mux)
-	mux.Handle("GET /v1/devices/{id}/ws", h.wsDev)
-	mux.HandleFunc("GET /v1/stream", h.fanout.ServeSSE)
-	mux.HandleFunc("GET /v1/stream/ws", h.fanout.ServeWS)
+	conns := h.connectionLimiter()
+	mux.Handle("GET /v1/devices/{id}/ws", conns.Wrap(h.wsDev))
+	mux.Handle("GET /v1/stream", conns.Wrap(http.HandlerFunc(h.fanout.ServeSSE)))
+	mux.Handle("GET /v1/stream/ws", conns.Wrap(http.HandlerFunc(h.fanout.ServeWS)))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics.Registry, promhttp.HandlerOpts{
 		Registry: h.metrics.Registry, MaxRequestsInFlight: 4, Timeout: 10 * time.Second,
 	}))
@@ -363,15 +373,19 @@ func (h *Hub) buildDebug() error {
 	return nil
 }
 
-// ready is /readyz: storage open and, with an external broker, connected.
+// ready is /readyz: storage open and writing and, with an external broker,
+// connected.
 func (h *Hub) ready() error {
-	if h.stopping.Load() {
+	if h.sup.stopping.Load() {
 		return errors.New("shutting down")
 	}
 	if h.external != nil {
 		if err := h.external.Ready(); err != nil {
 			return fmt.Errorf("external MQTT broker: %w", err)
 		}
+	}
+	if err := h.store.WriteErr(); err != nil {
+		return fmt.Errorf("storage cannot write: %w", err)
 	}
 	return nil
 }
@@ -392,28 +406,13 @@ func (h *Hub) MQTTAddr() string {
 func (h *Hub) Metrics() *metrics.Metrics { return h.metrics }
 
 // Start serves: the liveness engine, the MQTT side and HTTP. With an
-// external broker it connects in the background (see /readyz).
+// external broker it connects in the background (see /readyz). A part that
+// fails while the hub runs is reported on Err; Run does all of this.
 func (h *Hub) Start(ctx context.Context) error {
-	if err := h.liveness.Start(ctx); err != nil {
-		return fmt.Errorf("liveness: %w", err)
+	if err := h.sup.start(ctx); err != nil {
+		return err
 	}
-	if h.broker != nil {
-		if err := h.broker.Start(ctx); err != nil {
-			return fmt.Errorf("embedded mqtt broker: %w", err)
-		}
-	}
-	if h.external != nil {
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			if err := h.external.Start(ctx); err != nil && ctx.Err() == nil {
-				h.log.Error("external mqtt broker", "err", err)
-			}
-		}()
-	}
-	h.serve(h.server, h.httpLn)
 	if h.debug != nil {
-		h.serve(h.debug, h.debugLn)
 		h.log.Info("pprof listening", "addr", h.debugLn.Addr().String())
 	}
 	h.log.Info("telehub listening", "http", h.HTTPAddr(), "mqtt", h.mqttDescription(), "data", h.cfg.DataDir,
@@ -429,6 +428,28 @@ func (h *Hub) Start(ctx context.Context) error {
 	return nil
 }
 
+// ShutdownTimeout bounds the shutdown Run does when it stops.
+const ShutdownTimeout = 30 * time.Second
+
+// Run starts the hub and serves until ctx is done or a part fails, then
+// shuts the hub down, waiting at most ShutdownTimeout. It returns the
+// failure and every error of the shutdown, joined: nil after a clean stop
+// on ctx.
+func (h *Hub) Run(ctx context.Context) error {
+	var failed error
+	if failed = h.Start(ctx); failed == nil {
+		select {
+		case <-ctx.Done():
+			h.log.Info("shutting down")
+		case failed = <-h.Err():
+			h.log.Error("serving failed, shutting down", "err", failed)
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	return errors.Join(failed, h.Shutdown(shutdownCtx))
+}
+
 func (h *Hub) mqttDescription() string {
 	switch {
 	case h.external != nil:
@@ -439,99 +460,16 @@ func (h *Hub) mqttDescription() string {
 	return "off"
 }
 
-func (h *Hub) serve(srv *http.Server, ln net.Listener) {
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			h.serveErr <- err
-		}
-	}()
-}
-
-// Err returns a channel that receives a fatal serving error.
-func (h *Hub) Err() <-chan error { return h.serveErr }
+// Err returns a channel that receives the failure of a part while the hub
+// runs: a server that stops serving, an external broker client that gives
+// up.
+func (h *Hub) Err() <-chan error { return h.sup.failures() }
 
 // Shutdown stops the hub: no new connections, device connections and
 // watchers closed (WebSocket 1001, SSE streams ended), MQTT stopped, and
-// storage flushed. It returns the first error met; later calls return the
-// same.
+// storage flushed and closed. It returns the errors of every part, joined;
+// later calls return the same.
 func (h *Hub) Shutdown(ctx context.Context) error {
-	h.stopOnce.Do(func() { h.stopErr = h.shutdown(ctx) })
+	h.stopOnce.Do(func() { h.stopErr = h.sup.stop(ctx) })
 	return h.stopErr
-}
-
-func (h *Hub) shutdown(ctx context.Context) error {
-	var errs []error
-	keep := func(what string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", what, err))
-		}
-	}
-	h.stopping.Store(true)
-	// Stop accepting first, then close what http.Server.Shutdown leaves
-	// open: hijacked WebSockets and streams.
-	// The listener is closed by hand so that no new device or watcher
-	// arrives while those are closed; http.Server.Shutdown closing it again
-	// is then expected.
-	h.server.SetKeepAlivesEnabled(false)
-	if err := h.httpLn.Close(); !errors.Is(err, net.ErrClosed) {
-		keep("http listener", err)
-	}
-	keep("websocket devices", h.wsDev.Shutdown(ctx))
-	keep("watchers", h.fanout.Shutdown(ctx))
-	if err := h.server.Shutdown(ctx); !errors.Is(err, net.ErrClosed) {
-		keep("http server", err)
-	}
-	if h.debug != nil {
-		keep("debug server", h.debug.Shutdown(ctx))
-	}
-	h.closeBuilt()
-	h.wg.Wait()
-	return errors.Join(errs...)
-}
-
-// closeBuilt closes what build made, in reverse order; parts never built
-// are nil and skipped. After Shutdown the endpoints are closed already and
-// their second Shutdown returns at once.
-func (h *Hub) closeBuilt() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if h.wsDev != nil {
-		if err := h.wsDev.Shutdown(ctx); err != nil {
-			h.log.Warn("closing websocket devices", "err", err)
-		}
-	}
-	if h.fanout != nil {
-		if err := h.fanout.Shutdown(ctx); err != nil {
-			h.log.Warn("closing watcher streams", "err", err)
-		}
-	}
-	if h.broker != nil {
-		if err := h.broker.Shutdown(ctx); err != nil {
-			h.log.Warn("closing mqtt broker", "err", err)
-		}
-	}
-	if h.external != nil {
-		if err := h.external.Shutdown(ctx); err != nil {
-			h.log.Warn("closing external mqtt client", "err", err)
-		}
-	}
-	if h.liveness != nil {
-		if err := h.liveness.Shutdown(ctx); err != nil {
-			h.log.Warn("closing liveness", "err", err)
-		}
-	}
-	if h.store != nil {
-		if err := h.store.Close(); err != nil {
-			h.log.Error("closing storage", "err", err)
-		}
-	}
-	// Listeners of a hub that never served (New failed) are still open;
-	// after Shutdown they are closed already and this is a no-op.
-	for _, ln := range []net.Listener{h.httpLn, h.debugLn} {
-		if ln != nil {
-			_ = ln.Close()
-		}
-	}
 }

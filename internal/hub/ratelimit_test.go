@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/telehub/telehub/internal/config"
 )
 
 // A device over its rate limit gets rate_limited answers on both
@@ -67,4 +69,39 @@ func TestDeviceRateLimit(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// With the default configuration a flooding device is limited: past its
+// burst, its messages are refused with rate_limited.
+func TestDefaultDeviceRateLimitStopsAFlood(t *testing.T) {
+	h := startHub(t, testConfig(t))
+	d := dialDevice(t, h, "flood")
+	const n = 3 * config.DefaultDeviceBurst // more than the burst and what a test's length refills
+	sent := make(chan error, 1)
+	go func() { // the answers are read below while this sends
+		for seq := 1; seq <= n; seq++ {
+			if err := d.conn.WriteString(fmt.Sprintf(`{"type":"telemetry","seq":%d,"values":{"n":1}}`, seq)); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	var acks, limited int
+	for range n {
+		switch m := d.next(t); {
+		case m["type"] == "ack":
+			acks++
+		case m["type"] == "error" && m["code"] == "rate_limited":
+			limited++
+		default:
+			t.Fatalf("unexpected answer %v", m)
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if limited == 0 || acks < config.DefaultDeviceBurst {
+		t.Fatalf("%d acks and %d rate_limited errors, want at least %d acks and some refusals", acks, limited, config.DefaultDeviceBurst)
+	}
 }

@@ -1,0 +1,309 @@
+package storage
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// recoverTxKeys is how many keys Recover writes per transaction.
+const recoverTxKeys = 10_000
+
+// RecoverReport says what Recover copied and what it could not.
+type RecoverReport struct {
+	// Records and Events count the event log records copied and the
+	// events in them.
+	Records, Events int
+	// Devices counts the device records copied (with each device's last
+	// seq, which deduplicates its resends).
+	Devices int
+	// States counts the latest states copied.
+	States int
+	// Other counts the other keys copied: the file's identity, format and
+	// id high-water mark, and any bucket this version does not know.
+	Other int
+	// Identity is the store identity copied, "" when it could not be read:
+	// the new file then gets a new one, and event ids change.
+	Identity string
+	// Problem says why nothing could be read from the file as a whole (an
+	// empty file, no readable header); "" otherwise.
+	Problem string
+	// Note says which header page could not be read while the other could.
+	Note string
+	// Damage lists the first damaged parts skipped; DamageCount counts all.
+	Damage      []Damage
+	DamageCount int
+	// Salvaged counts what was found outside the file's tree.
+	Salvaged Salvaged
+	// Undecodable lists the values skipped because they could not be
+	// decoded although their page could be read.
+	Undecodable []string
+}
+
+// Recover copies everything readable of the data file from into a new data
+// file to: every event record, device record, latest state and the file's
+// identity, skipping the damaged parts, which the report lists. It never
+// changes from, and refuses a to that exists. The new file passes Check
+// and opens as a store; on an error it is removed.
+func Recover(from, to string) (rep RecoverReport, err error) {
+	if _, err := os.Stat(to); !errors.Is(err, fs.ErrNotExist) {
+		return rep, fmt.Errorf("storage: recover into %s: the file exists (or cannot be checked: %v); name a new file", to, err)
+	}
+	src, err := os.Open(from)
+	if err != nil {
+		return rep, fmt.Errorf("storage: recover: %w", err)
+	}
+	defer src.Close()
+	info, err := src.Stat()
+	if err != nil {
+		return rep, fmt.Errorf("storage: recover: %w", err)
+	}
+	db, err := bolt.Open(to, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType, NoSync: true})
+	if err != nil {
+		return rep, fmt.Errorf("storage: recover: create %s: %w", to, err)
+	}
+	defer func() {
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("storage: recover: close %s: %w", to, cerr)
+		}
+		if err != nil {
+			_ = os.Remove(to)
+		}
+	}()
+	if err := copyReadable(&rep, src, info.Size(), db); err != nil {
+		return rep, fmt.Errorf("storage: recover %s into %s: %w", from, to, err)
+	}
+	if err := db.Sync(); err != nil {
+		return rep, fmt.Errorf("storage: recover: sync %s: %w", to, err)
+	}
+	return rep, nil
+}
+
+// copyReadable walks src and copies what it can read into db.
+func copyReadable(rep *RecoverReport, src *os.File, size int64, db *bolt.DB) error {
+	if size == 0 {
+		rep.Problem = "the file is empty (0 bytes)"
+		return nil
+	}
+	bf, err := openBoltFile(src, size)
+	if err != nil {
+		rep.Problem = err.Error()
+		return nil
+	}
+	rep.Note = bf.metaNote
+	c := &copier{db: db, rep: rep}
+	if err := c.begin(); err != nil {
+		return err
+	}
+	w := boltWalk{bf: bf, open: c.open, put: c.put}
+	walkErr := w.run()
+	rep.Damage, rep.DamageCount = w.damage, w.damaged
+	// The store's open takes the id high-water mark past the last event
+	// copied, when the meta bucket's was lost.
+	if err := c.finish(walkErr); err != nil || w.damaged == 0 {
+		return err
+	}
+	sv := newSalvager(bf, db, &w)
+	if err := sv.run(); err != nil {
+		return fmt.Errorf("salvage: %w", err)
+	}
+	rep.Salvaged = Salvaged{Records: sv.nRecords, Devices: sv.nDevices, Conflicts: sv.conflicts}
+	rep.Records += sv.nRecords
+	rep.Events += sv.nEvents
+	rep.Devices += sv.nDevices
+	return db.View(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil && rep.Identity == "" {
+			rep.Identity = string(meta.Get(metaIdentity))
+		}
+		return nil
+	})
+}
+
+// Salvaged counts what Recover found on pages the damaged file no longer
+// led to: lost pages are often still in the file, and so are older copies
+// of pages.
+type Salvaged struct {
+	// Records counts the event records found again (RecoverReport counts
+	// them, and their events, too); Conflicts those dropped because two
+	// differing copies were found.
+	Records, Conflicts int
+	// Devices counts the device records found again (RecoverReport counts
+	// them too): the latest copy found, which may be older than the lost
+	// one.
+	Devices int
+}
+
+// copier writes the keys of a walk into the new file, in transactions of
+// recoverTxKeys keys.
+type copier struct {
+	db   *bolt.DB
+	rep  *RecoverReport
+	tx   *bolt.Tx
+	b    *bolt.Bucket // the bucket of path in tx
+	path [][]byte
+	keys int // keys in tx
+}
+
+func (c *copier) begin() error {
+	tx, err := c.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	c.tx, c.b, c.path, c.keys = tx, nil, nil, 0
+	return nil
+}
+
+// finish commits the last transaction, or rolls it back after err.
+func (c *copier) finish(err error) error {
+	if err != nil {
+		_ = c.tx.Rollback()
+		return err
+	}
+	return c.tx.Commit()
+}
+
+// open creates the bucket at path.
+func (c *copier) open(path [][]byte) error {
+	_, err := c.bucket(path)
+	return err
+}
+
+// bucket returns the bucket at path in the current transaction, creating
+// it and its parents.
+func (c *copier) bucket(path [][]byte) (*bolt.Bucket, error) {
+	if c.b != nil && samePath(c.path, path) {
+		return c.b, nil
+	}
+	b, err := c.tx.CreateBucketIfNotExists(path[0])
+	for _, name := range path[1:] {
+		if err != nil {
+			break
+		}
+		b, err = b.CreateBucketIfNotExists(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %q: %w", path, err)
+	}
+	if len(path) == 1 && bytes.Equal(path[0], bucketEvents) {
+		b.FillPercent = 1.0 // keys arrive in order, as the store appends them
+	}
+	c.b, c.path = b, c.path[:0]
+	for _, p := range path {
+		c.path = append(c.path, bytes.Clone(p))
+	}
+	return b, nil
+}
+
+func samePath(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// put copies one key and value, unless the value cannot be decoded.
+func (c *copier) put(path [][]byte, k, v []byte) error {
+	if len(path) == 0 || !c.keep(path, k, v) {
+		return nil
+	}
+	b, err := c.bucket(path)
+	if err != nil {
+		return err
+	}
+	// bbolt keeps the value, not a copy, until the commit.
+	if err := b.Put(k, bytes.Clone(v)); err != nil {
+		return fmt.Errorf("put %q in %q: %w", k, path, err)
+	}
+	if c.keys++; c.keys < recoverTxKeys {
+		return nil
+	}
+	if err := c.tx.Commit(); err != nil {
+		return err
+	}
+	return c.begin()
+}
+
+// keep checks a value of telehub's own buckets and counts it; it reports
+// whether the value is to be copied.
+func (c *copier) keep(path [][]byte, k, v []byte) bool {
+	if len(path) > 1 {
+		c.rep.Other++
+		return true
+	}
+	var err error
+	switch string(path[0]) {
+	case string(bucketEvents):
+		err = c.keepRecord(k, v)
+	case string(bucketDevices):
+		if _, err = decodeDevice(v); err == nil {
+			c.rep.Devices++
+		}
+	case string(bucketState):
+		c.rep.States++
+	case string(bucketMeta):
+		err = c.keepMeta(k, v)
+	default:
+		c.rep.Other++
+	}
+	if err != nil {
+		c.rep.Undecodable = append(c.rep.Undecodable, fmt.Sprintf("%s %s: %v", path[0], keyName(path[0], k), err))
+		return false
+	}
+	return true
+}
+
+// keepRecord checks an event log record: its key and every event in it.
+func (c *copier) keepRecord(k, v []byte) error {
+	if len(k) != 8 {
+		return fmt.Errorf("%w: key of %d bytes", ErrCorrupt, len(k))
+	}
+	evs, err := decodeRecord(nil, v)
+	if err != nil {
+		return err
+	}
+	for i, ev := range evs {
+		if _, err := decodeEvent(ev); err != nil {
+			return fmt.Errorf("event %d: %w", getID(k)+uint64(i), err)
+		}
+	}
+	c.rep.Records++
+	c.rep.Events += len(evs)
+	return nil
+}
+
+// keepMeta checks the keys of the meta bucket this version knows.
+func (c *copier) keepMeta(k, v []byte) error {
+	switch string(k) {
+	case string(metaIdentity):
+		if !validIdentity(v) {
+			return fmt.Errorf("%w: identity %q", ErrCorrupt, v)
+		}
+		c.rep.Identity = string(v)
+	case string(metaHighWater):
+		if len(v) != 8 {
+			return fmt.Errorf("%w: high-water mark of %d bytes", ErrCorrupt, len(v))
+		}
+	}
+	c.rep.Other++
+	return nil
+}
+
+// keyName describes key k of bucket b for a report.
+func keyName(b, k []byte) string {
+	switch {
+	case bytes.Equal(b, bucketEvents) && len(k) == 8:
+		return fmt.Sprint(getID(k))
+	case bytes.Equal(b, bucketState):
+		return stateName(k)
+	}
+	return quoteKey(k)
+}

@@ -1,0 +1,140 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrExpired is wrapped by a *GapError whose id is this store's but whose
+// following events retention has dropped.
+var ErrExpired = errors.New("event id no longer retained")
+
+// errNoProgress: the log's Scan returned without moving forward.
+var errNoProgress = errors.New("log scan made no progress")
+
+// Log is what reading after an id needs: *Store implements it, and so do
+// the test doubles of its readers.
+type Log interface {
+	IDs() IDCodec
+	LastID() uint64
+	OldestID() (uint64, bool)
+	Scan(after, upTo uint64, match func(topic string) bool, limit int) (recs []Record, next uint64, err error)
+}
+
+var _ Log = (*Store)(nil)
+
+// GapError says that reading cannot go on from an id without missing
+// events: the id was minted by another store or data directory (Foreign;
+// it wraps ErrForeignID), or events after it are no longer retained (it
+// wraps ErrExpired). Readers start again from Oldest.
+type GapError struct {
+	// ID is the id asked for as given, or formatted when the gap was found
+	// while reading.
+	ID string
+	// Oldest is the oldest retained id, formatted, and OldestSeq its
+	// sequence; "" and 0 when the log retains nothing.
+	Oldest    string
+	OldestSeq uint64
+	Foreign   bool
+}
+
+func (e *GapError) Error() string {
+	if e.Foreign {
+		return fmt.Sprintf("event id %q was minted by another hub or data directory; oldest retained id is %q", e.ID, e.Oldest)
+	}
+	return fmt.Sprintf("event id %q is no longer retained; oldest retained id is %q", e.ID, e.Oldest)
+}
+
+// Unwrap returns ErrForeignID or ErrExpired.
+func (e *GapError) Unwrap() error {
+	if e.Foreign {
+		return ErrForeignID
+	}
+	return ErrExpired
+}
+
+// newGap returns the *GapError of id, naming l's oldest retained id now.
+func newGap(l Log, id string, foreign bool) *GapError {
+	e := &GapError{ID: id, Foreign: foreign}
+	if oldest, ok := l.OldestID(); ok {
+		e.Oldest, e.OldestSeq = l.IDs().Format(oldest), oldest
+	}
+	return e
+}
+
+// ResumePoint returns the sequence of the event id from, to read the
+// events after it with ReadAfter; from "" means the start of the retained
+// log. A malformed id is an error wrapping ErrBadID; a foreign one, or one
+// whose following events are no longer all retained, a *GapError. An id
+// of this store beyond the last committed one is returned as is.
+func ResumePoint(l Log, from string) (uint64, error) {
+	if from == "" {
+		if oldest, ok := l.OldestID(); ok {
+			return oldest - 1, nil
+		}
+		return l.LastID(), nil
+	}
+	seq, err := l.IDs().Parse(from)
+	switch {
+	case errors.Is(err, ErrForeignID):
+		return 0, newGap(l, from, true)
+	case err != nil:
+		return 0, err
+	}
+	if gapAfter(l, seq, l.LastID()) {
+		return 0, newGap(l, from, false)
+	}
+	return seq, nil
+}
+
+// ReadAfter returns the records with after < id <= upTo whose topic match
+// accepts (nil: all), oldest first, at most limit of them (limit <= 0: no
+// limit). It reads in bounded chunks, each one short read transaction.
+// next is the id of the last record looked at: continue with after = next;
+// next == upTo once the range is exhausted.
+//
+// When events of the range after `after` are no longer retained, found
+// before the read or because retention trimmed them while it ran, ReadAfter
+// returns a *GapError (wrapping ErrExpired) naming the oldest retained id,
+// with the records read before the gap and next their last id looked at:
+// they are complete, only what follows them is not.
+func ReadAfter(l Log, after, upTo uint64, match func(topic string) bool, limit int) (recs []Record, next uint64, err error) {
+	if gapAfter(l, after, upTo) {
+		return nil, after, newGap(l, l.IDs().Format(after), false)
+	}
+	next = after
+	for next < upTo && (limit <= 0 || len(recs) < limit) {
+		want := 0
+		if limit > 0 {
+			want = limit - len(recs)
+		}
+		chunk, n, err := l.Scan(next, upTo, match, want)
+		if err != nil {
+			return nil, after, fmt.Errorf("read after %d: %w", next, err)
+		}
+		if n <= next {
+			return nil, after, fmt.Errorf("read after %d: %w", next, errNoProgress)
+		}
+		if trimmedDuring(l, next, upTo, chunk) {
+			return recs, next, newGap(l, l.IDs().Format(next), false)
+		}
+		recs, next = append(recs, chunk...), n
+	}
+	return recs, next, nil
+}
+
+// trimmedDuring reports whether a scan from after may have skipped events
+// that retention trimmed while it ran: the oldest retained event is now
+// past after+1, and the scan did not visibly start at after+1.
+func trimmedDuring(l Log, after, upTo uint64, recs []Record) bool {
+	if len(recs) > 0 && recs[0].ID == after+1 {
+		return false
+	}
+	return gapAfter(l, after, upTo)
+}
+
+// gapAfter reports whether events in (after, upTo] are no longer retained.
+func gapAfter(l Log, after, upTo uint64) bool {
+	oldest, retained := l.OldestID()
+	return after < upTo && (!retained || oldest > after+1)
+}
