@@ -21,6 +21,7 @@ type sseSink struct {
 
 	mu     sync.Mutex // guards conn and cutOff: cut runs on other goroutines
 	conn   net.Conn   // the hijacked connection
+	tcp    net.Conn   // conn's TCP connection, for vectored writes; nil on TLS
 	cutOff bool       // cut ran
 
 	head []byte      // the response head, written by open once hijacked
@@ -49,6 +50,7 @@ func (s *sseSink) hijack() bool {
 		return false
 	}
 	s.head = appendHeader(head, hd)
+	s.tcp = tcpConn(conn)
 	s.mu.Lock()
 	s.conn, s.w, s.rc = conn, nil, nil
 	cut := s.cutOff
@@ -57,6 +59,21 @@ func (s *sseSink) hijack() bool {
 		_ = conn.SetWriteDeadline(longAgo)
 	}
 	return true
+}
+
+// tcpConn returns the TCP connection under conn, unwrapping connections
+// that wrap it (a connection cap's slot holder), or nil.
+func tcpConn(conn net.Conn) net.Conn {
+	for {
+		switch c := conn.(type) {
+		case *net.TCPConn:
+			return c
+		case interface{ Unwrap() net.Conn }:
+			conn = c.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 // appendHeader appends hd and the blank line that ends the head.
@@ -135,9 +152,9 @@ func (s *sseSink) writeChunk(prefix []byte, bufs [][]byte) error {
 	s.vec = append(s.vec, bufs...)
 	s.vec = append(s.vec, crlf)
 	var err error
-	if _, tcp := s.conn.(*net.TCPConn); tcp {
+	if s.tcp != nil {
 		v := s.vec
-		_, err = v.WriteTo(s.conn)
+		_, err = v.WriteTo(s.tcp)
 	} else {
 		_, err = s.conn.Write(s.join(s.vec))
 	}

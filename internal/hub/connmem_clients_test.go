@@ -20,14 +20,21 @@ const idleEnv = "TELEHUB_TEST_IDLE_CLIENTS"
 
 var idleConns = flag.Int("idle-conns", 2000, "connections of each kind for BenchmarkIdleConnMemory")
 
-// config4Bench is a hub with room for many connections of each kind.
-func config4Bench(b interface{ TempDir() string }) config.Config {
+// config4Bench is a hub with room for n connections of kind. The file
+// descriptors left for HTTP connections shrink with the broker's client
+// cap, so that cap is large only for MQTT.
+func config4Bench(b interface{ TempDir() string }, kind string, n int) config.Config {
 	cfg := config.Default()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.MQTTAddr = "127.0.0.1:0"
 	cfg.DataDir = b.TempDir()
-	cfg.MQTTMaxClients = 1 << 20
-	cfg.MQTTMaxSessions = 1 << 20
+	cfg.MQTTMaxClients = 10
+	if kind == "mqtt" {
+		cfg.MQTTMaxClients = n + 10
+	}
+	cfg.MQTTMaxSessions = max(cfg.MQTTMaxSessions, cfg.MQTTMaxClients)
+	cfg.MaxConnections = 0 // no cap beyond the file descriptors
+	cfg.MaxConnectionsPerAddress = 0
 	return cfg
 }
 

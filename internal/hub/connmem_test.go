@@ -30,7 +30,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 }
 
 func benchIdle(b *testing.B, kind string, n int) {
-	cfg := config4Bench(b)
+	cfg := config4Bench(b, kind, n)
 	h, err := New(cfg, benchLogger())
 	if err != nil {
 		b.Fatalf("hub.New: %v", err)
