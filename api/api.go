@@ -45,6 +45,10 @@ type Config struct {
 	// scopes. The health probes stay open. Default nil: no admin API,
 	// everything open.
 	Auth *auth.Auth
+	// Commands, when set, serves the command endpoints
+	// (/v1/devices/{id}/commands, /v1/commands/{cid}); while credentials
+	// exist they need the admin token. Default nil: no command endpoints.
+	Commands Commands
 	// Revoker, when set, ends the live connections of a credential the
 	// admin API revokes. Default nil: open connections stay open.
 	Revoker Revoker
@@ -88,6 +92,9 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /readyz", a.readyz)
 	if a.cfg.Auth != nil {
 		a.registerAdmin(mux)
+	}
+	if a.cfg.Commands != nil {
+		a.registerCommands(mux)
 	}
 }
 

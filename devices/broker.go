@@ -38,6 +38,10 @@ type BrokerConfig struct {
 	// ConnectTimeout bounds the wait for a new connection's CONNECT packet
 	// (TLS handshake included). Default 10s.
 	ConnectTimeout time.Duration
+	// Commands, when set, learns when a device subscribes to its commands
+	// and receives its confirmations (PUBACK) and results. Default nil:
+	// result publishes are refused.
+	Commands Commander
 	// Logger receives the broker's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Metrics receives the broker's metrics. Default a private set.

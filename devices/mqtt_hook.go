@@ -75,6 +75,13 @@ type brokerHook struct {
 	// every mqttLogEvery.
 	dropLog *slog.Logger
 
+	// commands receives command results and confirmations; nil when
+	// commands are off. inflight maps each client's QoS 1 command
+	// publishes, by packet id, to their command ids.
+	commands   Commander
+	inflightMu sync.Mutex
+	inflight   map[*mqtt.Client]map[uint16]string
+
 	conns sync.Map // *mqtt.Client -> *mqttConn
 	mu    sync.Mutex
 	byID  map[string]*mqttConn // client id -> its current connection
@@ -101,6 +108,8 @@ func newBrokerHook(cfg BrokerConfig, server *mqtt.Server, closing <-chan struct{
 		queues:    &mqttQueues{limits: cfg.Limits},
 		retained:  newMQTTRetained(cfg.Limits),
 		dropLog:   server.Log,
+		commands:  cfg.Commands,
+		inflight:  make(map[*mqtt.Client]map[uint16]string),
 	}
 	return h
 }
@@ -115,7 +124,8 @@ func (h *brokerHook) Provides(b byte) bool {
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPacketRead,
 		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnWillSent,
 		mqtt.OnConnect, mqtt.OnPacketEncode, mqtt.OnWill, mqtt.OnRetainMessage,
-		mqtt.OnRetainedExpired, mqtt.OnQosDropped, mqtt.OnClientExpired:
+		mqtt.OnRetainedExpired, mqtt.OnQosDropped, mqtt.OnClientExpired,
+		mqtt.OnSubscribed, mqtt.OnQosPublish, mqtt.OnQosComplete:
 		return true
 	}
 	return false
@@ -226,6 +236,7 @@ func (h *brokerHook) heard(c *mqttConn, now time.Time) {
 // or a delayed will is pending.
 func (h *brokerHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.sessionEnded(cl, expire)
+	h.forgetInflight(cl)
 	v, ok := h.conns.LoadAndDelete(cl)
 	if !ok {
 		return
@@ -323,6 +334,9 @@ func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.
 	if err != nil {
 		h.reject(mqttInput(rejectDevice(&r, owner), topic, now), err)
 		return pk, &mqttRefusal{err: err, badTopic: r.kind == mqttInvalid}
+	}
+	if r.kind == mqttCommandResult {
+		return pk, h.commandResult(mqttInput(r.device, topic, now), &r)
 	}
 	if !r.stores() {
 		return pk, nil

@@ -19,6 +19,7 @@ const trimBase = 1024
 // buckets are the buckets a batch writes to.
 type buckets struct {
 	events, state, devices *bolt.Bucket
+	commands               commandBuckets
 }
 
 // commit stores batch in one transaction, then reports the outcome: on
@@ -94,7 +95,14 @@ func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 	}
 	b.events.FillPercent = 1.0
 	for _, wr := range batch {
-		res, err := s.applyWrite(b, wr)
+		apply := s.applyWrite
+		if wr.Command != nil {
+			if b.commands.cmds == nil {
+				b.commands = openCommandBuckets(tx)
+			}
+			apply = s.applyCommand
+		}
+		res, err := apply(b, wr)
 		if err != nil {
 			return err
 		}

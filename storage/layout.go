@@ -62,7 +62,8 @@ func (s *Store) load() error {
 // createBuckets creates the buckets that do not exist yet and returns the
 // meta bucket.
 func createBuckets(tx *bolt.Tx) (*bolt.Bucket, error) {
-	for _, name := range [][]byte{bucketEvents, bucketState, bucketDevices} {
+	for _, name := range [][]byte{bucketEvents, bucketState, bucketDevices,
+		bucketCommands, bucketCommandIndex, bucketCommandPending} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}

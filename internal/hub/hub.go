@@ -25,6 +25,7 @@ import (
 
 	"github.com/telehub/telehub/api"
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/commands"
 	"github.com/telehub/telehub/devices"
 	"github.com/telehub/telehub/devices/presence"
 	"github.com/telehub/telehub/internal/auth"
@@ -57,6 +58,7 @@ type Hub struct {
 	bridge   *bridge.Bridge
 	fanout   *stream.Hub
 	liveness *presence.Tracker
+	commands *commands.Service
 	wsDev    *devices.WS
 	broker   *devices.Broker   // nil unless the embedded broker runs
 	external *devices.External // nil unless --mqtt-broker
@@ -202,6 +204,14 @@ func (h *Hub) buildStorage() error {
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
+	h.commands, err = commands.New(commands.Config{
+		Store:   h.store,
+		Logger:  h.log.With("component", "commands"),
+		Metrics: h.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("commands: %w", err)
+	}
 	return nil
 }
 
@@ -228,6 +238,7 @@ func (h *Hub) buildDevices() error {
 		MaxPayload: h.cfg.MaxPayload,
 		Heartbeat:  h.cfg.HeartbeatInterval,
 		Timeout:    h.cfg.DeviceTimeout,
+		Commands:   h.commands,
 		Logger:     h.log.With("component", "ws-devices"),
 		Metrics:    h.metrics,
 	}
@@ -238,6 +249,7 @@ func (h *Hub) buildDevices() error {
 	if err != nil {
 		return fmt.Errorf("websocket devices: %w", err)
 	}
+	h.commands.Attach(h.wsDev)
 	switch {
 	case h.cfg.MQTTBroker != "":
 		return h.buildExternal()
@@ -258,6 +270,7 @@ func (h *Hub) buildBroker() error {
 		Bridge:     h.bridge,
 		Presence:   h.liveness,
 		MaxPayload: h.cfg.MaxPayload,
+		Commands:   h.commands,
 		Logger:     h.log.With("component", "mqtt"),
 		Metrics:    h.metrics,
 		Limits:     brokerLimits(h.cfg),
@@ -269,6 +282,7 @@ func (h *Hub) buildBroker() error {
 	if err != nil {
 		return fmt.Errorf("embedded mqtt broker: %w", err)
 	}
+	h.commands.Attach(h.broker)
 	return nil
 }
 
@@ -314,6 +328,7 @@ func (h *Hub) buildHTTP() error {
 		Ready:    h.ready,
 		Auth:     h.auth,
 		Revoker:  revoker{h},
+		Commands: h.commands,
 		Logger:   h.log.With("component", "api"),
 	})
 	if err != nil {

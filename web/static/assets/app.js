@@ -1,30 +1,24 @@
 // telehub dashboard: the live view of a hub for an operator.
 //
-// Every URL is relative to the page, so the dashboard also works behind a
-// reverse proxy that serves the hub under a path prefix.
-//
-// Data: initial state from GET /v1/devices and GET /v1/devices/{id}, then
-// one EventSource (stream.js) on telemetry/#, presence/# and errors/#.
-// Events update the model only; a requestAnimationFrame loop renders what
-// changed: the selected device every frame, the device list and logs at
-// most four times a second, so a busy hub cannot make the page fall behind. Every string from a device goes
-// into the DOM as text (dom.js), never as markup.
+// Data: the page starts from the hub's history and then follows one
+// EventSource (stream.js) on telemetry/#, presence/# and errors/#; load.js
+// joins the two. Events update the model (model.js) only; a
+// requestAnimationFrame loop renders what changed: the selected device
+// every frame, the device list and logs at most four times a second, so a
+// busy hub cannot make the page fall behind. Every string from a device
+// goes into the DOM as text (dom.js), never as markup.
 
 import { Stream } from "./stream.js";
-import { Series } from "./series.js";
-import { TimeChart, sparkline, theme } from "./chart.js";
-import { el, setText, formatNumber, formatUnit, formatValue, valueClass, ago, clock, parseTime } from "./dom.js";
+import { TimeChart, sparkline, theme, trimZeros } from "./chart.js";
+import { el, setText, formatFixed, formatUnit, formatValue, valueClass, ago, clock } from "./dom.js";
+import { TOKEN, REJECTED_METRIC } from "./api.js";
+import {
+  model, view, dirty, seriesKey, firstChartable, landing, logMatches, visibleIds, metricNames, clearModel, SPARK_POINTS,
+} from "./model.js";
+import * as load from "./load.js";
+import { authAdvice, showNotice, hideNotice } from "./notice.js";
 
-const TOPICS = ["telemetry/#", "presence/#", "errors/#"];
-// A hub with credentials needs a watcher (or admin) token: open the page as
-// /?token=… and it is sent with every request (EventSource cannot set
-// headers, so the stream gets it as ?token= too).
-const TOKEN = new URLSearchParams(location.search).get("token") || "";
-const MAX_LOG = 200; // errors and presence changes kept
-const SERIES_CAP = 2000; // points kept per device metric
 const LIST_EVERY = 250; // ms between device list and log renders
-const SPARK_POINTS = 60; // readings in a metric card's sparkline
-const DETAIL_FETCHES = 4; // parallel GET /v1/devices/{id} (one connection is the stream)
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -36,37 +30,6 @@ const ui = {
   chartTitle: $("chart-title"), chartStats: $("chart-stats"), chart: $("chart"), chartEmpty: $("chart-empty"),
   errors: $("error-list"), errorsEmpty: $("errors-empty"), errorsCount: $("errors-count"),
   presence: $("presence-list"), presenceEmpty: $("presence-empty"),
-};
-
-// ---- model ----------------------------------------------------------
-
-/** @typedef {{value: any, unit: string, ts: number}} Metric */
-/** @typedef {{id: string, online: boolean, transport: string, lastSeen: number, session: number, metrics: Map<string, Metric>, loaded: boolean}} Device */
-
-const model = {
-  /** @type {Map<string, Device>} */ devices: new Map(),
-  /** @type {Map<string, Series>} */ series: new Map(),
-  errors: [], // newest first
-  presence: [], // newest first
-  rejected: 0,
-  loading: false,
-  pending: [], // events received while the initial state loads
-  generation: 0, // bumped by a reset: answers to older requests are dropped
-  eventsSinceTick: 0,
-};
-
-const view = {
-  selected: "",
-  metric: "",
-  chose: false, // the operator picked a device: no more auto-selection
-  filter: "",
-  status: "all",
-  windowMs: Number(readSetting("windowMs")) || 60000,
-};
-
-const dirty = {
-  order: true, rows: new Set(), detail: true, cards: true, chart: true,
-  errors: true, presence: true, stats: true, sparks: true,
 };
 
 function readSetting(key) {
@@ -85,211 +48,13 @@ function writeSetting(key, value) {
   }
 }
 
-const seriesKey = (device, metric) => device + "\n" + metric;
-
-function device(id) {
-  let d = model.devices.get(id);
-  if (!d) {
-    d = { id, online: false, transport: "", lastSeen: 0, session: 0, metrics: new Map(), loaded: false };
-    model.devices.set(id, d);
-    dirty.order = true;
-    dirty.stats = true;
-  }
-  return d;
-}
-
-function touched(d, metric) {
-  dirty.rows.add(d.id);
-  if (d.id !== view.selected) return;
-  dirty.detail = true;
-  dirty.cards = true;
-  if (!metric || metric === view.metric) dirty.chart = true;
-}
-
-function setMetric(d, name, value, unit, ts) {
-  const cur = d.metrics.get(name);
-  if (cur && cur.ts > ts) return;
-  if (!cur) dirty.order = true; // the filter matches metric names too
-  d.metrics.set(name, { value, unit: unit || "", ts });
-}
-
-function onTelemetry(e) {
-  if (typeof e.device !== "string" || typeof e.metric !== "string") return;
-  const d = device(e.device);
-  const now = Date.now();
-  const ts = parseTime(e.ts) || now;
-  setMetric(d, e.metric, e.value, e.unit, ts);
-  if (typeof e.value === "number" || typeof e.value === "boolean") {
-    const key = seriesKey(d.id, e.metric);
-    let s = model.series.get(key);
-    if (!s) model.series.set(key, (s = new Series(SERIES_CAP)));
-    s.push(ts, Number(e.value));
-  }
-  // Heard now: the reading's own ts is the device's clock, which may be off.
-  d.lastSeen = now;
-  if (d.id === view.selected && !view.metric) view.metric = firstChartable(d);
-  touched(d, e.metric);
-}
-
-function onPresence(e) {
-  if (typeof e.device !== "string") return;
-  const d = device(e.device);
-  const session = Number(e.session) || 0;
-  // A change from an older connection than the one we know is stale.
-  if (session < d.session) return;
-  const ts = parseTime(e.ts) || Date.now();
-  const wasOnline = d.online;
-  d.session = session;
-  d.online = e.online === true;
-  if (typeof e.transport === "string" && e.transport) d.transport = e.transport;
-  if (d.online) d.lastSeen = Date.now();
-  log(model.presence, {
-    ts, device: d.id, online: d.online, reason: String(e.reason || ""), transport: d.transport, session,
-  });
-  if (wasOnline !== d.online) dirty.order = true; // the status filter may hide it now
-  dirty.presence = true;
-  dirty.stats = true;
-  touched(d, "");
-}
-
-function onError(e) {
-  if (typeof e.device !== "string") return;
-  const suppressed = Number(e.suppressed) || 0;
-  log(model.errors, {
-    ts: parseTime(e.ts) || Date.now(),
-    device: e.device,
-    code: String(e.code || "error"),
-    message: String(e.message || ""),
-    source: String(e.source_topic || ""),
-    suppressed,
-  });
-  model.rejected += 1 + suppressed;
-  dirty.errors = true;
-  dirty.stats = true;
-}
-
-function log(list, entry) {
-  list.unshift(entry);
-  if (list.length > MAX_LOG) list.length = MAX_LOG;
-}
-
-const handlers = { telemetry: onTelemetry, presence: onPresence, error: onError };
-
-function onEvent(kind, data) {
-  model.eventsSinceTick++;
-  if (model.loading) {
-    model.pending.push([kind, data]);
-    return;
-  }
-  handlers[kind](data);
-  schedule();
-}
-
-// ---- loading state over REST -----------------------------------------
-
-async function getJSON(path) {
-  const headers = { Accept: "application/json" };
-  if (TOKEN) headers.Authorization = "Bearer " + TOKEN;
-  const resp = await fetch(path, { headers, cache: "no-store" });
-  if (!resp.ok) throw new Error(path + ": HTTP " + resp.status);
-  return resp.json();
-}
-
-/**
- * loadState reads the device list, then replays the events that arrived
- * meanwhile (newer values win by timestamp), then fetches each device's
- * latest values a few at a time, the selected device first.
- */
-async function loadState() {
-  const gen = model.generation;
-  model.loading = true;
-  try {
-    const list = await getJSON("v1/devices");
-    if (gen !== model.generation) return;
-    for (const s of Array.isArray(list) ? list : []) applySummary(s);
-  } catch (err) {
-    console.warn("telehub: loading devices failed, retrying", err);
-    setTimeout(() => gen === model.generation && loadState(), 3000);
-    return;
-  } finally {
-    model.loading = false;
-    const pending = model.pending;
-    model.pending = [];
-    for (const [kind, data] of pending) handlers[kind](data);
-    schedule();
-  }
-  loadDetails();
-}
-
-function applySummary(s) {
-  if (!s || typeof s.id !== "string") return;
-  const d = device(s.id);
-  d.online = s.online === true;
-  d.transport = typeof s.transport === "string" ? s.transport : d.transport;
-  d.lastSeen = Math.max(d.lastSeen, parseTime(s.last_seen));
-  for (const m of Array.isArray(s.metrics) ? s.metrics : []) {
-    if (typeof m === "string" && !d.metrics.has(m)) d.metrics.set(m, { value: undefined, unit: "", ts: 0 });
-  }
-  touched(d, "");
-  dirty.order = true;
-}
-
-function applyDetail(det) {
-  if (!det || typeof det.id !== "string") return;
-  const d = device(det.id);
-  d.loaded = true;
-  const state = det.state && typeof det.state === "object" ? det.state : {};
-  for (const [name, st] of Object.entries(state)) {
-    if (st && typeof st === "object") setMetric(d, name, st.value, st.unit, parseTime(st.ts));
-  }
-  if (d.id === view.selected && !view.metric) view.metric = firstChartable(d);
-  touched(d, "");
-}
-
-async function loadDetail(id) {
-  const gen = model.generation;
-  try {
-    const det = await getJSON("v1/devices/" + encodeURIComponent(id));
-    if (gen === model.generation) applyDetail(det);
-  } catch (err) {
-    console.warn("telehub: loading device failed", id, err);
-  }
-  schedule();
-}
-
-async function loadDetails() {
-  const queue = [...model.devices.values()].filter((d) => !d.loaded).map((d) => d.id);
-  queue.sort((a, b) => (a === view.selected ? -1 : b === view.selected ? 1 : a.localeCompare(b)));
-  const worker = async () => {
-    for (let id = queue.shift(); id !== undefined; id = queue.shift()) await loadDetail(id);
-  };
-  await Promise.all(Array.from({ length: DETAIL_FETCHES }, worker));
-}
-
-function resetModel() {
-  model.generation++;
-  model.devices.clear();
-  model.series.clear();
-  rows.clear();
-  ui.rows.replaceChildren();
-  cards.clear();
-  ui.grid.replaceChildren();
-  dirty.order = dirty.detail = dirty.cards = dirty.chart = dirty.stats = true;
-}
-
-// ---- selection and filters ------------------------------------------
-
 /** unitOf is the unit to show with a metric: numbers only (a SenML base
  * unit also lands on the pack's booleans and strings). */
 function unitOf(m) {
   return typeof m.value === "number" ? formatUnit(m.unit) : "";
 }
 
-function firstChartable(d) {
-  const names = [...d.metrics.keys()].sort();
-  return names.find((n) => model.series.has(seriesKey(d.id, n))) ||
-    names.find((n) => typeof d.metrics.get(n).value !== "string") || names[0] || "";
-}
+// ---- selection ------------------------------------------------------------
 
 function select(id, metric) {
   if (!id) return;
@@ -307,27 +72,8 @@ function select(id, metric) {
   dirty.detail = dirty.cards = dirty.chart = true;
   const hash = "#" + new URLSearchParams({ device: id, metric: view.metric }).toString();
   if (location.hash !== hash) history.replaceState(null, "", hash);
-  if (d && !d.loaded) loadDetail(id);
+  if (d && !d.loaded) load.loadDevice(id);
   schedule();
-}
-
-function matches(d) {
-  if (view.status === "online" && !d.online) return false;
-  if (view.status === "offline" && d.online) return false;
-  if (!view.filter) return true;
-  if (d.id.toLowerCase().includes(view.filter)) return true;
-  for (const m of d.metrics.keys()) if (m.toLowerCase().includes(view.filter)) return true;
-  return false;
-}
-
-function logMatches(entry) {
-  if (!view.filter) return true;
-  return [entry.device, entry.code, entry.message, entry.reason].some(
-    (s) => typeof s === "string" && s.toLowerCase().includes(view.filter));
-}
-
-function visibleIds() {
-  return [...model.devices.values()].filter(matches).map((d) => d.id).sort((a, b) => a.localeCompare(b));
 }
 
 // ---- rendering: device list ------------------------------------------
@@ -363,7 +109,7 @@ function renderRow(id, now) {
   r.tr.setAttribute("aria-selected", String(id === view.selected));
   setText(r.via, d.transport);
   setText(r.seen, ago(d.lastSeen, now));
-  const names = [...d.metrics.keys()].sort();
+  const names = metricNames(d);
   const sig = names.join("\n");
   if (sig !== r.sig) {
     r.sig = sig;
@@ -396,7 +142,7 @@ function renderDevices(now) {
     for (const id of dirty.rows) renderRow(id, now);
   }
   dirty.rows.clear();
-  if (!view.selected && !view.chose && order.length) select(order[0]);
+  if (!view.selected && order.length) select(landing());
 }
 
 function renderSeen(now) {
@@ -457,7 +203,7 @@ function cardFor(name) {
 function renderCards(now) {
   const d = model.devices.get(view.selected);
   if (!d) return;
-  const names = [...d.metrics.keys()].sort();
+  const names = metricNames(d);
   if (names.length !== ui.grid.children.length || names.some((n, i) => ui.grid.children[i].dataset.metric !== n)) {
     ui.grid.replaceChildren(...names.map((n) => cardFor(n).btn));
   }
@@ -495,13 +241,17 @@ function renderChart(now) {
   }
   const stepped = typeof m?.value === "boolean";
   const drawn = chart.draw(s, { windowMs: view.windowMs, now, stepped, unit });
+  // What the canvas shows, for tests and assistive tools: readings in the
+  // window, readings held, and the y-axis labels.
   ui.chart.dataset.points = String(drawn.points);
+  ui.chart.dataset.total = String(s ? s.length : 0);
+  ui.chart.dataset.ticks = drawn.ticks.join(" ");
   renderChartStats(drawn, stepped);
   ui.chart.dataset.series = d && view.metric ? seriesKey(d.id, view.metric) : "";
   ui.chartEmpty.hidden = !!(s && s.length);
   if (!d) setText(ui.chartEmpty, "Pick a device to see its metrics.");
   else if (m && typeof m.value === "string") setText(ui.chartEmpty, "“" + view.metric + "” is a text metric: its latest value is " + m.value + ".");
-  else setText(ui.chartEmpty, "Waiting for live readings of “" + view.metric + "”…");
+  else setText(ui.chartEmpty, "No readings of “" + view.metric + "” retained yet: waiting for new ones…");
 }
 
 /** renderChartStats shows the window's min, mean and max next to the title. */
@@ -518,7 +268,7 @@ function renderChartStats(drawn, stepped) {
       return span;
     }));
   }
-  parts.forEach(([, v], i) => setText(ui.chartStats.children[i].lastChild, formatNumber(v)));
+  parts.forEach(([, v], i) => setText(ui.chartStats.children[i].lastChild, trimZeros(formatFixed(v, drawn.decimals))));
   ui.chartStats.title = drawn.points + " readings in the window";
 }
 
@@ -532,13 +282,21 @@ function renderErrors() {
     const line = el("div", "line1");
     const t = el("time", "", clock(e.ts));
     t.dateTime = new Date(e.ts).toISOString();
-    line.append(t, el("span", "dev", e.device), el("span", "code", e.code), el("span", "src", e.source));
+    const src = el("span", "src", sourceLabel(e.source, e.device));
+    src.title = e.source;
+    line.append(t, el("span", "dev", e.device), el("span", "code", e.code), src);
     li.append(line, el("div", "msg", e.message));
     if (e.suppressed) li.append(el("div", "sup", "+" + e.suppressed + " similar suppressed"));
     return li;
   }));
   ui.errorsEmpty.hidden = shown.length > 0;
   setText(ui.errorsCount, model.errors.length ? String(model.errors.length) : "");
+}
+
+/** sourceLabel shortens devices/{device}/telemetry to telemetry: the device is named beside it. */
+function sourceLabel(source, device) {
+  const prefix = "devices/" + device + "/";
+  return source.startsWith(prefix) ? source.slice(prefix.length) : source;
 }
 
 function renderPresence() {
@@ -566,8 +324,13 @@ function renderStats() {
   setText(ui.online, online);
   setText(ui.offline, model.devices.size - online);
   setText(ui.rate, rate >= 100 ? Math.round(rate).toLocaleString("en-US") : String(Math.round(rate * 10) / 10));
-  setText(ui.rejected, model.rejected);
-  ui.rejected.classList.toggle("has", model.rejected > 0);
+  const r = load.rejected;
+  const n = r.total ?? model.rejectedSeen;
+  setText(ui.rejected, n);
+  ui.rejected.classList.toggle("has", n > 0);
+  ui.rejected.title = r.total !== null
+    ? "Payloads rejected since the hub started (" + REJECTED_METRIC + " of /metrics)"
+    : "Rejections this page has seen; the hub's own count could not be read from /metrics (" + r.why + ")";
 }
 
 // ---- render loop ---------------------------------------------------------
@@ -630,23 +393,57 @@ function tick(t, now) {
 
 const stateText = { connecting: "connecting…", live: "live", reconnecting: "reconnecting…", offline: "offline" };
 
+function showState(state, detail) {
+  ui.conn.dataset.state = state;
+  setText(ui.connText, stateText[state] + (detail ? " · " + detail : ""));
+  ui.conn.title = "Stream " + stateText[state] + " (" + load.TOPICS.join(", ") + ")";
+}
+
 const stream = new Stream({
   url: "v1/stream",
-  topics: TOPICS,
+  topics: load.TOPICS,
   token: TOKEN,
-  onEvent,
-  onState(state, detail) {
-    ui.conn.dataset.state = state;
-    setText(ui.connText, stateText[state] + (detail ? " · " + detail : ""));
-    ui.conn.title = "Stream " + stateText[state] + " (" + TOPICS.join(", ") + ")";
+  onEvent: load.onEvent,
+  onState: showState,
+  onOpen(lost) {
+    hideNotice();
+    if (lost) restart();
+    else load.opened();
   },
-  onOpen(fresh) {
-    if (fresh) loadState();
-  },
-  onReset() {
-    resetModel();
-  },
+  onReset: restart,
+  onClosed: probe,
 });
+
+/** restart drops everything and loads it again (another hub, or events lost). */
+function restart() {
+  stream.stop();
+  clearModel();
+  rows.clear();
+  ui.rows.replaceChildren();
+  cards.clear();
+  ui.grid.replaceChildren();
+  load.start();
+}
+
+/**
+ * refused stops the page when the hub turned its token away: retrying
+ * cannot help, a new address can. The page says why and what to do.
+ */
+function refused(err) {
+  stream.stop();
+  const advice = authAdvice(err, TOKEN, load.TOPICS);
+  showNotice(advice);
+  showState("offline", advice.state);
+}
+
+/** probe asks the hub why the stream was refused: a token problem stops the page. */
+async function probe() {
+  try {
+    await load.probe();
+  } catch (err) {
+    if (err.auth) refused(err);
+  }
+}
 
 // ---- input ---------------------------------------------------------------
 
@@ -727,10 +524,13 @@ function restoreSelection() {
     view.metric = q.get("metric") || "";
     view.chose = true;
   }
+  view.windowMs = Number(readSetting("windowMs")) || 60000;
   pressed(ui.windowSeg, "window", String(view.windowMs));
 }
 
 restoreSelection();
 wire();
-stream.start();
+load.init({ stream, schedule, select, refused });
+load.start();
+load.watchRejected(false);
 schedule();

@@ -3,7 +3,7 @@
 // metric cards. Drawing is explicit (the app asks for a frame when data
 // arrived or the window moved); nothing here runs on its own.
 
-import { clock, formatNumber } from "./dom.js";
+import { clock, formatFixed } from "./dom.js";
 
 const timeSteps = [1e3, 2e3, 5e3, 10e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3, 3600e3];
 
@@ -51,15 +51,24 @@ function span(series, windowMs, now) {
   return { start: end - windowMs, end };
 }
 
-/** niceStep rounds a raw step up to 1, 2, 2.5 or 5 times a power of ten. */
+/**
+ * niceStep rounds a raw step up to 1, 2, 2.5 or 5 times a power of ten and
+ * says how many decimals print its multiples exactly.
+ */
 function niceStep(raw) {
-  if (!(raw > 0)) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(raw)));
-  const f = raw / p;
-  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * p;
+  if (!(raw > 0)) return { step: 1, decimals: 0 };
+  const exp = Math.floor(Math.log10(raw));
+  const f = raw / Math.pow(10, exp);
+  const m = f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10;
+  const e = m === 10 ? exp + 1 : exp;
+  return { step: (m === 10 ? 1 : m) * Math.pow(10, e), decimals: Math.max(0, -e + (m === 2.5 ? 1 : 0)) };
 }
 
-/** yRange is the value range of points [from, to) with nice bounds. */
+/**
+ * yRange is the value range of points [from, to) with nice bounds and the
+ * decimals its labels need. A range too small for floating point to tell
+ * apart from a flat line is padded like one.
+ */
 function yRange(series, from, to) {
   let lo = Infinity;
   let hi = -Infinity;
@@ -68,13 +77,14 @@ function yRange(series, from, to) {
     if (v < lo) lo = v;
     if (v > hi) hi = v;
   }
-  if (lo === hi) {
-    const pad = lo === 0 ? 1 : Math.abs(lo) * 0.05;
-    lo -= pad;
-    hi += pad;
+  if (hi - lo <= Math.abs(hi + lo) * 1e-9) {
+    const mid = (lo + hi) / 2;
+    const pad = mid === 0 ? 1 : Math.abs(mid) * 0.05;
+    lo = mid - pad;
+    hi = mid + pad;
   }
-  const step = niceStep((hi - lo) / 4);
-  return { lo: Math.floor(lo / step) * step, hi: Math.ceil(hi / step) * step, step };
+  const { step, decimals } = niceStep((hi - lo) / 4);
+  return { lo: Math.floor(lo / step) * step, hi: Math.ceil(hi / step) * step, step, decimals };
 }
 
 /**
@@ -132,6 +142,11 @@ function traceDense(ctx, series, from, to, x, y) {
   if (!Number.isNaN(col)) flush();
 }
 
+/** trimZeros drops a decimal fraction's trailing zeros: 20.50 → 20.5. */
+export function trimZeros(s) {
+  return s.includes(".") && !s.includes("e") ? s.replace(/\.?0+$/, "") : s;
+}
+
 /** summary is the min, max and mean of points [from, to), to > from. */
 function summary(series, from, to) {
   let min = Infinity;
@@ -155,23 +170,24 @@ export class TimeChart {
 
   /**
    * draw renders series over the last windowMs. It returns the number of
-   * points inside the window and their min, max and mean (null when there
-   * are none). stepped draws booleans as steps.
+   * points inside the window, their min, max and mean (null when there are
+   * none), the y-axis labels (ticks) and the decimals that tell values a
+   * tenth of a step apart (decimals). stepped draws booleans as steps.
    */
   draw(series, { windowMs, now, stepped = false, unit = "" }) {
     const { ctx, w, h } = fit(this.canvas);
-    const none = { points: 0, min: null, max: null, mean: null };
+    const none = { points: 0, min: null, max: null, mean: null, ticks: [], decimals: 0 };
     if (!series || series.length === 0) return none;
     const c = this.colors;
     const { start, end } = span(series, windowMs, now);
     const first = series.lowerBound(start);
     const from = Math.max(0, first - 1);
     const to = series.length;
-    const { lo, hi, step } = yRange(series, from, to);
+    const { lo, hi, step, decimals } = yRange(series, from, to);
 
     ctx.font = `11px ${c.mono}`;
     const labels = [];
-    for (let v = lo; v <= hi + step / 2; v += step) labels.push([v, formatNumber(Number(v.toPrecision(12)))]);
+    for (let i = 0, v = lo; v <= hi + step / 2; v = lo + ++i * step) labels.push([v, formatFixed(v, decimals)]);
     const left = Math.ceil(Math.max(...labels.map(([, s]) => ctx.measureText(s).width))) + 14;
     const plot = { l: left, r: w - 16, t: 12, b: h - 24 };
     const x = (t) => plot.l + ((t - start) / (end - start)) * (plot.r - plot.l);
@@ -204,8 +220,11 @@ export class TimeChart {
     ctx.stroke();
     ctx.restore();
 
-    this.lastValue(ctx, plot, lastX, y(series.v[to - 1]), series.v[to - 1], unit, stepped);
-    return first < to ? { points: to - first, ...summary(series, first, to) } : none;
+    const fine = decimals + 1;
+    const last = series.v[to - 1];
+    this.lastValue(ctx, plot, lastX, y(last), stepped ? String(last === 1) : trimZeros(formatFixed(last, fine)), unit);
+    const ticks = labels.map(([, s]) => s);
+    return first < to ? { points: to - first, ...summary(series, first, to), ticks, decimals: fine } : { ...none, ticks };
   }
 
   /** grid draws the horizontal value lines and the time ticks. */
@@ -244,14 +263,14 @@ export class TimeChart {
     ctx.stroke();
   }
 
-  /** lastValue marks the newest point and labels it. */
-  lastValue(ctx, plot, px, py, v, unit, stepped) {
+  /** lastValue marks the newest point and labels it with text. */
+  lastValue(ctx, plot, px, py, text, unit) {
     const c = this.colors;
     ctx.fillStyle = c.line;
     ctx.beginPath();
     ctx.arc(px, py, 3.5, 0, 2 * Math.PI);
     ctx.fill();
-    const text = (stepped ? (v ? "true" : "false") : formatNumber(v)) + (unit ? " " + unit : "");
+    if (unit) text += " " + unit;
     ctx.font = `600 12px ${c.mono}`;
     const tw = ctx.measureText(text).width + 12;
     const bx = Math.min(Math.max(plot.l, px - tw - 8), plot.r - tw);

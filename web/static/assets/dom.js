@@ -43,6 +43,24 @@ export function formatNumber(v) {
   return s.includes(".") && !s.includes("e") ? s.replace(/\.?0+$/, "") : s;
 }
 
+/**
+ * formatFixed shows v with the given number of decimals: axis labels and
+ * chart statistics use the decimals of the axis step, so two values a step
+ * apart never print the same.
+ */
+export function formatFixed(v, decimals) {
+  if (!Number.isFinite(v)) return String(v);
+  if (Math.abs(v) >= 1e9) return v.toExponential(2);
+  return v.toFixed(Math.max(0, Math.min(12, decimals)));
+}
+
+const collator = new Intl.Collator("en", { numeric: true });
+
+/** naturalCompare orders strings with their digit runs as numbers: sim-2 before sim-10. */
+export function naturalCompare(a, b) {
+  return collator.compare(a, b) || (a < b ? -1 : a > b ? 1 : 0);
+}
+
 /** formatValue renders a metric value of any kind as text. */
 export function formatValue(v) {
   if (typeof v === "number") return formatNumber(v);

@@ -24,11 +24,15 @@ export class Series {
       this.t.splice(i, 0, t);
       this.v.splice(i, 0, v);
     }
-    if (this.t.length > this.cap * 1.25) {
-      const drop = this.t.length - this.cap;
-      this.t.splice(0, drop);
-      this.v.splice(0, drop);
-    }
+    if (this.t.length > this.cap * 1.25) this.trim();
+  }
+
+  /** trim drops the oldest points beyond the cap. */
+  trim() {
+    const drop = this.t.length - this.cap;
+    if (drop <= 0) return;
+    this.t.splice(0, drop);
+    this.v.splice(0, drop);
   }
 
   /** lowerBound is the index of the first point at or after t. */

@@ -2,13 +2,16 @@
 // EventSource on /v1/stream carrying every topic filter the page needs
 // (browsers allow only six HTTP/1.1 connections per origin).
 //
+// Starting: the app may pass an id to resume after, and the hub sends
+// exactly the events after it.
+//
 // Reconnecting: while the EventSource is CONNECTING the browser retries by
 // itself and sends Last-Event-ID, so the hub replays what was missed. When
-// it gives up (CLOSED: the hub answered with an error status), Stream opens
-// a new one after a backoff and passes the last id as last_event_id. A
-// "reset" event means the hub no longer has that id (or it is another hub):
-// Stream drops the replay, starts a fresh live stream and tells the app to
-// reload its state.
+// it gives up (CLOSED: the hub answered with an error status), Stream tells
+// the app (which may find out why and stop it), then opens a new one after
+// a backoff and passes the last id as last_event_id. A "reset" event means
+// the hub no longer has that id (or it is another hub): Stream closes and
+// tells the app, which reloads its state and starts the stream again.
 //
 // The hub names its rejected-payload events "error", which is also the
 // name of EventSource's own connection error event: both reach the same
@@ -23,13 +26,14 @@ export class Stream {
    * @param {string} opts.url        stream endpoint, e.g. "v1/stream"
    * @param {string[]} opts.topics   topic filters
    * @param {string} [opts.token]   watcher token, sent as ?token= when set
-   * @param {(kind: string, data: object) => void} opts.onEvent
+   * @param {(kind: string, data: object, id: string) => void} opts.onEvent
    * @param {(state: string, detail: string) => void} opts.onState
    *        state is "connecting", "live", "reconnecting" or "offline"
-   * @param {(fresh: boolean) => void} opts.onOpen
-   *        fresh is true when the stream starts without a resume point and
-   *        the app must (re)load its state
+   * @param {(lost: boolean) => void} opts.onOpen
+   *        lost is true when the stream opened again without a resume
+   *        point: events may have been missed and the app must reload
    * @param {() => void} opts.onReset
+   * @param {() => void} opts.onClosed  the hub refused the stream
    */
   constructor(opts) {
     this.opts = opts;
@@ -37,11 +41,15 @@ export class Stream {
     this.lastId = "";
     this.failures = 0;
     this.timer = 0;
-    this.fresh = true;
+    this.wasOpen = false;
   }
 
-  /** start opens the stream. */
-  start() {
+  /** start opens the stream after event id from ("" for live only). */
+  start(from) {
+    this.stop();
+    this.lastId = from;
+    this.failures = 0;
+    this.wasOpen = false;
     this.open();
   }
 
@@ -57,16 +65,15 @@ export class Stream {
     for (const t of this.opts.topics) q.append("topic", t);
     if (this.lastId) q.set("last_event_id", this.lastId);
     if (this.opts.token) q.set("token", this.opts.token);
-    this.fresh = !this.lastId;
     const es = new EventSource(this.opts.url + "?" + q.toString());
     this.es = es;
     this.opts.onState(this.failures ? "reconnecting" : "connecting", "");
     es.onopen = () => {
       this.failures = 0;
       this.opts.onState("live", "");
-      const fresh = this.fresh;
-      this.fresh = false;
-      this.opts.onOpen(fresh);
+      const lost = this.wasOpen && !this.lastId;
+      this.wasOpen = true;
+      this.opts.onOpen(lost);
     };
     es.onerror = (e) => {
       if (!(e instanceof MessageEvent)) this.failed(es);
@@ -84,7 +91,7 @@ export class Stream {
     } catch {
       return; // the hub sends JSON only; a torn event is not worth a crash
     }
-    if (data && typeof data === "object") this.opts.onEvent(kind, data);
+    if (data && typeof data === "object") this.opts.onEvent(kind, data, e.lastEventId);
   }
 
   failed(es) {
@@ -99,13 +106,13 @@ export class Stream {
     this.opts.onState("offline", "retry in " + Math.round(delay / 1000) + "s");
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.open(), delay);
+    this.opts.onClosed();
   }
 
   reset(es) {
     if (es !== this.es) return;
-    es.close();
+    this.stop();
     this.lastId = "";
     this.opts.onReset();
-    this.open();
   }
 }
