@@ -459,6 +459,10 @@ func (h *Hub) Run(ctx context.Context) error {
 		case failed = <-h.Err():
 			h.log.Error("serving failed, shutting down", "err", failed)
 		}
+	} else if ctx.Err() != nil && errors.Is(failed, ctx.Err()) {
+		// Stopped while starting: a shutdown asked for, not a failure.
+		h.log.Info("shutting down before the start completed")
+		failed = nil
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
