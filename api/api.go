@@ -10,23 +10,29 @@ import (
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/httpx"
 	"github.com/telehub/telehub/internal/logx"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
 // Store is what the REST API reads; *storage.Store implements it.
 type Store interface {
-	Devices() ([]storage.Device, error)
+	ScanDevices(after, prefix string, max int) ([]storage.Device, string, error)
 	Device(id string) (storage.Device, []storage.MetricState, error)
 	IDs() storage.IDCodec
 	OldestID() (uint64, bool)
 	LastID() uint64
 	Scan(after, upTo uint64, match func(topic string) bool, limit int) ([]storage.Record, uint64, error)
+	Latest(before uint64, filters []topic.Filter, limit int) ([]storage.Record, uint64, error)
+	DeleteDevice(id string) error
 }
 
 // Presence is the live view of device liveness, fresher than the stored
 // records; *presence.Tracker implements it.
 type Presence interface {
 	LastSeen(device string) (t time.Time, online bool, transport string, ok bool)
+	// Forget drops the device's live state without an event: it was
+	// deleted.
+	Forget(device string)
 }
 
 // Config configures the API.
@@ -35,6 +41,9 @@ type Config struct {
 	// Presence, when set, supplies online, transport and last_seen of
 	// devices it knows; otherwise the stored device records do.
 	Presence Presence
+	// Closers close the live connections of a deleted device: one per
+	// transport that holds connections. Default none.
+	Closers []DeviceCloser
 	// Ready reports whether the hub can do its work (storage open, broker
 	// connected); nil means always ready.
 	Ready func() error
@@ -45,6 +54,10 @@ type Config struct {
 	// scopes. The health probes stay open. Default nil: no admin API,
 	// everything open.
 	Auth *auth.Auth
+	// Commands, when set, serves the command endpoints
+	// (/v1/devices/{id}/commands, /v1/commands/{cid}); while credentials
+	// exist they need the admin token. Default nil: no command endpoints.
+	Commands Commands
 	// Revoker, when set, ends the live connections of a credential the
 	// admin API revokes. Default nil: open connections stay open.
 	Revoker Revoker
@@ -79,15 +92,24 @@ func New(cfg Config) (*API, error) {
 	return &API{cfg: cfg, log: cfg.Logger}, nil
 }
 
+// Mux is where Register adds routes; *http.ServeMux implements it.
+type Mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Register adds the API's routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux Mux) {
 	mux.HandleFunc("GET /v1/devices", a.reader(a.listDevices))
 	mux.HandleFunc("GET /v1/devices/{id}", a.reader(a.getDevice))
+	mux.HandleFunc("DELETE /v1/devices/{id}", a.adminOrOpen(a.deleteDevice))
 	mux.HandleFunc("GET /v1/events", a.reader(a.listEvents))
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)
 	if a.cfg.Auth != nil {
 		a.registerAdmin(mux)
+	}
+	if a.cfg.Commands != nil {
+		a.registerCommands(mux)
 	}
 }
 

@@ -13,9 +13,10 @@ const (
 	KindTelemetry Kind = 1 // telemetry/{device}/{metric}
 	KindPresence  Kind = 2 // presence/{device}
 	KindError     Kind = 3 // errors/{device}
+	KindCommand   Kind = 4 // commands/{device}
 )
 
-// String returns "telemetry", "presence" or "error".
+// String returns "telemetry", "presence", "error" or "command".
 func (k Kind) String() string {
 	switch k {
 	case KindTelemetry:
@@ -24,6 +25,8 @@ func (k Kind) String() string {
 		return "presence"
 	case KindError:
 		return "error"
+	case KindCommand:
+		return "command"
 	}
 	return "unknown"
 }
@@ -135,6 +138,10 @@ type Write struct {
 	// Presence, when set, updates the device record's online flag,
 	// transport and session.
 	Presence *Presence
+	// Command, when set, creates or changes a command of Device; the store
+	// makes the write's event (on commands/{device}) from the command as
+	// it stands after the change, and reports the outcome in Command.
+	Command *CommandOp
 	// Done, when set, is called exactly once on the store's writer goroutine
 	// after the commit (and after the committed events were handed to the
 	// fan-out). It must not block.

@@ -10,7 +10,9 @@ const (
 
 // Frame is one WebSocket device frame, parsed.
 type Frame struct {
-	// Type is FrameTelemetry or FrameHeartbeat.
+	// Type is FrameTelemetry, FrameHeartbeat, FrameCommandAck or
+	// FrameCommandResult; the members of a command answer are read by
+	// ParseCommandFrame.
 	Type string
 	// Seq is the frame's seq when HasSeq is set.
 	Seq    uint64
@@ -136,8 +138,12 @@ func (r *reader) frameType() (string, error) {
 		return FrameTelemetry, nil
 	case FrameHeartbeat:
 		return FrameHeartbeat, nil
+	case FrameCommandAck:
+		return FrameCommandAck, nil
+	case FrameCommandResult:
+		return FrameCommandResult, nil
 	}
-	return "", Errorf(`type %s: unknown frame type (want "telemetry" or "heartbeat")`, quote(string(s)))
+	return "", Errorf(`type %s: unknown frame type (want "telemetry", "heartbeat", "command_ack" or "command_result")`, quote(string(s)))
 }
 
 // finish checks the frame as a whole.
@@ -147,6 +153,8 @@ func (st *frameState) finish() (Frame, error) {
 	switch {
 	case f.Type == "":
 		return Frame{}, Errorf("type: missing")
+	case f.Type == FrameCommandAck || f.Type == FrameCommandResult:
+		return f, nil // ParseCommandFrame reads the rest
 	case f.Type == FrameHeartbeat && (hasValues || hasSenML):
 		return Frame{}, Errorf("heartbeat frame: must not carry values or senml")
 	case f.Type == FrameHeartbeat:

@@ -38,6 +38,10 @@ type BrokerConfig struct {
 	// ConnectTimeout bounds the wait for a new connection's CONNECT packet
 	// (TLS handshake included). Default 10s.
 	ConnectTimeout time.Duration
+	// Commands, when set, learns when a device subscribes to its commands
+	// and receives its confirmations (PUBACK) and results. Default nil:
+	// result publishes are refused.
+	Commands Commander
 	// Logger receives the broker's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Metrics receives the broker's metrics. Default a private set.
@@ -107,10 +111,11 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	maxPacket := cfg.MaxPayload + mqttPacketOverhead
 	log := cfg.Logger
 	server := mqtt.New(&mqtt.Options{
-		InlineClient:           true,
-		Capabilities:           mqttCapabilities(cfg.Limits, uint32(maxPacket)),
-		Logger:                 newMQTTLogger(log, time.Now),
-		SysTopicResendInterval: mqttSysInterval,
+		InlineClient:            true,
+		Capabilities:            mqttCapabilities(cfg.Limits, uint32(maxPacket)),
+		Logger:                  newMQTTLogger(log, time.Now),
+		SysTopicResendInterval:  mqttSysInterval,
+		ClientNetReadBufferSize: mqttReadBufferSize,
 	})
 	b := &Broker{cfg: cfg, server: server, closing: make(chan struct{}), closeDone: make(chan struct{})}
 	b.hook = newBrokerHook(cfg, server, b.closing, log)

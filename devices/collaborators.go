@@ -36,3 +36,15 @@ type Presence interface {
 	// online and its transport; ok is false for a device not known.
 	LastSeen(device string) (t time.Time, online bool, transport string, ok bool)
 }
+
+// Commander is what the transports tell the command service and ask of
+// it; *commands.Service implements it.
+type Commander interface {
+	// Connected says device can receive commands now: its pending ones
+	// are sent in creation order.
+	Connected(device string)
+	// Answer records the device's confirmation or result. device "" is a
+	// confirmation the hub saw itself (an MQTT PUBACK). A *bridge.Error
+	// refuses the answer (unknown id, another device's command).
+	Answer(device string, a bridge.CommandAnswer) error
+}

@@ -17,11 +17,13 @@ import (
 )
 
 // mqttConn is the hook's state of one client connection. Its fields other
-// than replaced are used only on the connection's own goroutine.
+// than owner and replaced are used only on the connection's own goroutine.
 type mqttConn struct {
 	// device is the device the connection belongs to: the username with
 	// credentials, else the device of its first publish; "" until known.
 	device string
+	// owner is device, once known, for other goroutines (CloseDevice).
+	owner atomic.Pointer[string]
 	// live is set while the connection holds the device's current presence
 	// session.
 	live    bool
@@ -75,6 +77,13 @@ type brokerHook struct {
 	// every mqttLogEvery.
 	dropLog *slog.Logger
 
+	// commands receives command results and confirmations; nil when
+	// commands are off. inflight maps each client's QoS 1 command
+	// publishes, by packet id, to their command ids.
+	commands   Commander
+	inflightMu sync.Mutex
+	inflight   map[*mqtt.Client]map[uint16]string
+
 	conns sync.Map // *mqtt.Client -> *mqttConn
 	mu    sync.Mutex
 	byID  map[string]*mqttConn // client id -> its current connection
@@ -101,6 +110,8 @@ func newBrokerHook(cfg BrokerConfig, server *mqtt.Server, closing <-chan struct{
 		queues:    &mqttQueues{limits: cfg.Limits},
 		retained:  newMQTTRetained(cfg.Limits),
 		dropLog:   server.Log,
+		commands:  cfg.Commands,
+		inflight:  make(map[*mqtt.Client]map[uint16]string),
 	}
 	return h
 }
@@ -115,7 +126,8 @@ func (h *brokerHook) Provides(b byte) bool {
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPacketRead,
 		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnWillSent,
 		mqtt.OnConnect, mqtt.OnPacketEncode, mqtt.OnWill, mqtt.OnRetainMessage,
-		mqtt.OnRetainedExpired, mqtt.OnQosDropped, mqtt.OnClientExpired:
+		mqtt.OnRetainedExpired, mqtt.OnQosDropped, mqtt.OnClientExpired,
+		mqtt.OnSubscribed, mqtt.OnQosPublish, mqtt.OnQosComplete:
 		return true
 	}
 	return false
@@ -226,6 +238,7 @@ func (h *brokerHook) heard(c *mqttConn, now time.Time) {
 // or a delayed will is pending.
 func (h *brokerHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.sessionEnded(cl, expire)
+	h.forgetInflight(cl)
 	v, ok := h.conns.LoadAndDelete(cl)
 	if !ok {
 		return
@@ -324,6 +337,9 @@ func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.
 		h.reject(mqttInput(rejectDevice(&r, owner), topic, now), err)
 		return pk, &mqttRefusal{err: err, badTopic: r.kind == mqttInvalid}
 	}
+	if r.kind == mqttCommandResult {
+		return pk, h.commandResult(mqttInput(r.device, topic, now), &r)
+	}
 	if !r.stores() {
 		return pk, nil
 	}
@@ -384,6 +400,7 @@ func (h *brokerHook) willPresence(c *mqttConn, r *mqttRoute, err error) {
 // bind makes connection c hold a new session of device.
 func (h *brokerHook) bind(c *mqttConn, device, reason string) {
 	c.device = device
+	c.owner.Store(&device)
 	c.session = h.live.Connect(device, bridge.TransportMQTT, reason)
 	c.live = true
 	c.lastHeard = time.Now()

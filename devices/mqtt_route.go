@@ -13,13 +13,14 @@ type mqttTopicKind uint8
 
 // The kinds of device topics.
 const (
-	mqttForeign   mqttTopicKind = iota // not under devices/: not the hub's business
-	mqttInvalid                        // under devices/ but no topic a device publishes to
-	mqttTelemetry                      // devices/{id}/telemetry
-	mqttMetric                         // devices/{id}/telemetry/{metric}
-	mqttHeartbeat                      // devices/{id}/heartbeat
-	mqttStatus                         // devices/{id}/status
-	mqttAnswer                         // devices/{id}/errors: the hub's own answers
+	mqttForeign       mqttTopicKind = iota // not under devices/: not the hub's business
+	mqttInvalid                            // under devices/ but no topic a device publishes to
+	mqttTelemetry                          // devices/{id}/telemetry
+	mqttMetric                             // devices/{id}/telemetry/{metric}
+	mqttHeartbeat                          // devices/{id}/heartbeat
+	mqttStatus                             // devices/{id}/status
+	mqttAnswer                             // devices/{id}/errors: the hub's own answers
+	mqttCommandResult                      // devices/{id}/commands/{cid}/result
 )
 
 // mqttRoute is a publish routed by its topic and checked by its payload.
@@ -31,10 +32,14 @@ type mqttRoute struct {
 	// rawID is the device segment of the topic as published, valid or not.
 	rawID  string
 	metric string
+	// commandID is the command a result publish answers.
+	commandID string
 	// online is the value of a valid status payload.
 	online bool
 	// payload holds the readings of a valid telemetry publish.
 	payload bridge.Payload
+	// answer is the result of a valid command result publish.
+	answer bridge.CommandAnswer
 }
 
 // stores reports whether the route carries readings to store.
@@ -82,10 +87,14 @@ func parseDeviceTopic(name string) (mqttRoute, error) {
 	case "errors":
 		r.kind = mqttAnswer
 	default:
+		if cid, ok := commandResultTopic(sub); ok {
+			r.kind, r.commandID = mqttCommandResult, cid
+			return r, nil
+		}
 		metric, ok := strings.CutPrefix(sub, "telemetry/")
 		if !ok {
 			return r, bridge.Errorf("unknown topic %q: devices publish to devices/{id}/telemetry, "+
-				"devices/{id}/telemetry/{metric}, devices/{id}/heartbeat or devices/{id}/status", name)
+				"devices/{id}/telemetry/{metric}, devices/{id}/heartbeat, devices/{id}/status or devices/{id}/commands/{cid}/result", name)
 		}
 		if err := topic.ValidMetric(metric); err != nil {
 			return r, bridge.Errorf("%v", err)
@@ -104,6 +113,8 @@ func checkDevicePayload(r *mqttRoute, payload []byte) error {
 		r.payload, err = bridge.ParseTelemetry(payload)
 	case mqttMetric:
 		r.payload, err = bridge.ParsePlain(r.metric, payload)
+	case mqttCommandResult:
+		r.answer, err = bridge.ParseCommandResult(r.commandID, payload)
 	case mqttHeartbeat:
 		if len(payload) > mqttHeartbeatMax {
 			err = &bridge.Error{Code: bridge.CodePayloadTooLarge,
@@ -119,4 +130,18 @@ func checkDevicePayload(r *mqttRoute, payload []byte) error {
 		}
 	}
 	return err
+}
+
+// commandResultTopic returns the command id of "commands/{cid}/result",
+// the part of a result topic after devices/{id}/.
+func commandResultTopic(sub string) (string, bool) {
+	rest, ok := strings.CutPrefix(sub, "commands/")
+	if !ok {
+		return "", false
+	}
+	cid, ok := strings.CutSuffix(rest, "/result")
+	if !ok || cid == "" || len(cid) > 64 || strings.ContainsAny(cid, "/+#") {
+		return "", false
+	}
+	return cid, true
 }

@@ -79,6 +79,10 @@ type WSConfig struct {
 	// device, typically by checking httpx.RequestToken(r). false answers HTTP
 	// 401 before the upgrade. Default nil: no authentication.
 	Authenticate func(r *http.Request, device string) bool
+	// Commands, when set, learns of connections and receives the devices'
+	// command answers; without it command answers are refused as unknown
+	// frames. Default nil.
+	Commands Commander
 	// Logger receives the endpoint's logs. Default: logs are discarded.
 	Logger *slog.Logger
 	// Metrics counts connected devices (DevicesConnected{transport="ws"}).
@@ -316,6 +320,9 @@ func (s *WS) open(c *wsConn) {
 	s.log.Debug("device connected", "device", c.device(), "session", session, "remote", c.socket.RemoteAddr())
 	if old != nil {
 		old.close(closeReplaced, "replaced", time.Now().Add(wsCloseTimeout))
+	}
+	if s.cfg.Commands != nil {
+		s.cfg.Commands.Connected(c.device())
 	}
 }
 

@@ -33,6 +33,8 @@ type wsConn struct {
 	first   uint64        // frame number of answers[head]
 	wake    chan struct{} // made when the read goroutine first waits for space
 	pong    string        // the payload of a pong waiting to be written
+	// commands are command frames (JSON) waiting to be written.
+	commands [][]byte
 
 	registered bool // counted in DevicesConnected; guarded by WS.mu, like session
 	hasPong    bool
@@ -99,6 +101,8 @@ func (c *wsConn) receive(op gws.Opcode, data []byte) {
 	case f.Type == bridge.FrameHeartbeat:
 	case f.Type == bridge.FrameTelemetry:
 		c.telemetry(in, f)
+	case f.Type == bridge.FrameCommandAck || f.Type == bridge.FrameCommandResult:
+		c.commandAnswer(in, data)
 	default:
 		c.reject(in, f, bridge.Errorf("type %q: unknown frame type", f.Type))
 	}
@@ -277,6 +281,7 @@ func (c *wsConn) encode(b []byte) (_ []byte, n int) {
 		c.hasPong = false
 		b = wsframe.AppendFrame(b, wsframe.OpPong, c.pong)
 	}
+	b = c.encodeCommands(b)
 	for i := c.head; i < len(c.answers) && c.answers[i].ready; i++ {
 		b = appendAnswerFrame(b, &c.answers[i])
 		n++

@@ -19,6 +19,7 @@ const trimBase = 1024
 // buckets are the buckets a batch writes to.
 type buckets struct {
 	events, state, devices *bolt.Bucket
+	commands               commandBuckets
 }
 
 // commit stores batch in one transaction, then reports the outcome: on
@@ -94,7 +95,14 @@ func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 	}
 	b.events.FillPercent = 1.0
 	for _, wr := range batch {
-		res, err := s.applyWrite(b, wr)
+		apply := s.applyWrite
+		if wr.Command != nil {
+			if b.commands.cmds == nil {
+				b.commands = openCommandBuckets(tx)
+			}
+			apply = s.applyCommand
+		}
+		res, err := apply(b, wr)
 		if err != nil {
 			return err
 		}
@@ -104,6 +112,9 @@ func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 		return err
 	}
 	if err := w.putDevices(b.devices); err != nil {
+		return err
+	}
+	if err := w.ix.putAdded(tx); err != nil {
 		return err
 	}
 	if _, err := s.trim(tx, 2*w.appended+trimBase); err != nil {
@@ -183,6 +194,7 @@ func (w *writer) putRecord(b buckets, rec *deviceRec, wr *bridge.Write, ms int64
 func (w *writer) addEvent(rec *deviceRec, device string, e *bridge.Event, ms int64) {
 	id := w.nextID
 	w.arena, w.scratch = appendRecordEvent(w.arena, w.scratch, e.Kind, ms, e.Topic, e.Data)
+	w.ix.added(e.Topic, id)
 	w.nextID++
 	w.appended++
 	w.recs = append(w.recs, Record{ID: id, Kind: e.Kind, Topic: e.Topic, Time: time.UnixMilli(ms).UTC(), Data: e.Data})

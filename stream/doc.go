@@ -18,7 +18,11 @@
 //
 // Each watcher has exactly one writer goroutine (the SSE handler goroutine,
 // or one goroutine per WebSocket connection). It takes the whole backlog and
-// writes it with one write and one flush, under a write deadline.
+// writes it with one write and one flush, under a write deadline. The
+// slow-watcher rule lives in writer.round.
+//
+// Recheck runs Config.Authorize again for every watcher and ends the
+// streams of those it now refuses (a revoked credential).
 //
 // # Resume
 //

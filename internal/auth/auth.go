@@ -314,8 +314,9 @@ func (a *Auth) IssueDevice(id string) (string, error) {
 	return token, nil
 }
 
-// RevokeDevice removes the token the admin API issued for device id; the
-// device's connections are not closed, but it cannot connect again.
+// RevokeDevice removes the token the admin API issued for device id: it
+// cannot connect again. Closing its open connections is the caller's
+// (the admin API does).
 // Errors: ErrBadName, ErrNotFound, ErrConfigured, ErrPersist.
 func (a *Auth) RevokeDevice(id string) error {
 	if err := validName("device id", id); err != nil {
@@ -388,7 +389,8 @@ func checkScopes(scopes []topic.Filter) error {
 }
 
 // RevokeWatcher removes the watcher credential name issued through the
-// admin API. Streams already open stay open. Errors: ErrBadName,
+// admin API. Ending the streams already open is the caller's (the admin
+// API does). Errors: ErrBadName,
 // ErrNotFound, ErrConfigured, ErrPersist.
 func (a *Auth) RevokeWatcher(name string) error {
 	if err := validName("watcher name", name); err != nil {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/telehub/telehub/api"
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/commands"
 	"github.com/telehub/telehub/devices"
 	"github.com/telehub/telehub/devices/presence"
 	"github.com/telehub/telehub/internal/auth"
@@ -57,12 +58,14 @@ type Hub struct {
 	bridge   *bridge.Bridge
 	fanout   *stream.Hub
 	liveness *presence.Tracker
+	commands *commands.Service
 	wsDev    *devices.WS
 	broker   *devices.Broker   // nil unless the embedded broker runs
 	external *devices.External // nil unless --mqtt-broker
 
 	httpLn  net.Listener
 	server  *http.Server
+	routes  []string // the patterns the HTTP server serves
 	debugLn net.Listener
 	debug   *http.Server
 
@@ -202,6 +205,14 @@ func (h *Hub) buildStorage() error {
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
+	h.commands, err = commands.New(commands.Config{
+		Store:   h.store,
+		Logger:  h.log.With("component", "commands"),
+		Metrics: h.metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("commands: %w", err)
+	}
 	return nil
 }
 
@@ -228,6 +239,7 @@ func (h *Hub) buildDevices() error {
 		MaxPayload: h.cfg.MaxPayload,
 		Heartbeat:  h.cfg.HeartbeatInterval,
 		Timeout:    h.cfg.DeviceTimeout,
+		Commands:   h.commands,
 		Logger:     h.log.With("component", "ws-devices"),
 		Metrics:    h.metrics,
 	}
@@ -238,6 +250,7 @@ func (h *Hub) buildDevices() error {
 	if err != nil {
 		return fmt.Errorf("websocket devices: %w", err)
 	}
+	h.commands.Attach(h.wsDev)
 	switch {
 	case h.cfg.MQTTBroker != "":
 		return h.buildExternal()
@@ -258,6 +271,7 @@ func (h *Hub) buildBroker() error {
 		Bridge:     h.bridge,
 		Presence:   h.liveness,
 		MaxPayload: h.cfg.MaxPayload,
+		Commands:   h.commands,
 		Logger:     h.log.With("component", "mqtt"),
 		Metrics:    h.metrics,
 		Limits:     brokerLimits(h.cfg),
@@ -269,6 +283,7 @@ func (h *Hub) buildBroker() error {
 	if err != nil {
 		return fmt.Errorf("embedded mqtt broker: %w", err)
 	}
+	h.commands.Attach(h.broker)
 	return nil
 }
 
@@ -307,19 +322,32 @@ func (h *Hub) tlsConfig() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
+// deviceClosers are the transports whose connections a device deletion
+// closes: the WebSocket endpoint and the embedded broker when it runs.
+// Devices of an external broker are connected to it, not to the hub.
+func (h *Hub) deviceClosers() []api.DeviceCloser {
+	closers := []api.DeviceCloser{h.wsDev}
+	if h.broker != nil {
+		closers = append(closers, h.broker)
+	}
+	return closers
+}
+
 func (h *Hub) buildHTTP() error {
 	a, err := api.New(api.Config{
 		Store:    h.store,
 		Presence: h.liveness,
+		Closers:  h.deviceClosers(),
 		Ready:    h.ready,
 		Auth:     h.auth,
 		Revoker:  revoker{h},
+		Commands: h.commands,
 		Logger:   h.log.With("component", "api"),
 	})
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
+	mux := newRouteMux()
 	a.Register(mux)
 	conns := h.connectionLimiter()
 	mux.Handle("GET /v1/devices/{id}/ws", conns.Wrap(h.wsDev))
@@ -330,6 +358,7 @@ func (h *Hub) buildHTTP() error {
 	}))
 	mux.Handle("GET /{$}", web.Handler())
 	mux.Handle("GET /assets/", web.Handler())
+	h.routes = mux.patterns
 
 	tlsCfg, err := h.tlsConfig()
 	if err != nil {
@@ -343,7 +372,7 @@ func (h *Hub) buildHTTP() error {
 		h.httpLn = tls.NewListener(h.httpLn, tlsCfg)
 	}
 	h.server = &http.Server{
-		Handler: httpx.Routes(mux),
+		Handler: httpx.Routes(mux.ServeMux),
 		// No WriteTimeout: it would cut every stream. Streams set a
 		// deadline per write instead.
 		ReadHeaderTimeout: 10 * time.Second,
@@ -434,10 +463,15 @@ const ShutdownTimeout = 30 * time.Second
 // Run starts the hub and serves until ctx is done or a part fails, then
 // shuts the hub down, waiting at most ShutdownTimeout. It returns the
 // failure and every error of the shutdown, joined: nil after a clean stop
-// on ctx.
+// on ctx, even when ctx ended before the parts had started.
 func (h *Hub) Run(ctx context.Context) error {
-	var failed error
-	if failed = h.Start(ctx); failed == nil {
+	failed := h.Start(ctx)
+	switch {
+	case failed != nil && ctx.Err() != nil:
+		// Stopped while starting: a shutdown asked for, not a failure.
+		h.log.Info("shutting down before the start completed")
+		failed = nil
+	case failed == nil:
 		select {
 		case <-ctx.Done():
 			h.log.Info("shutting down")

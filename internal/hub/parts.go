@@ -10,7 +10,7 @@ import (
 // parts lists the hub's long-lived parts that were built, in the order
 // they stop: first the HTTP listener (nothing new arrives), then the
 // device and watcher connections the HTTP server does not close itself,
-// the servers, the MQTT side, liveness, and storage last, once nothing
+// the servers, the MQTT side, liveness, command expiry, and storage last, once nothing
 // writes to it any more. They start in the reverse order.
 func (h *Hub) parts() []part {
 	var ps []part
@@ -21,7 +21,7 @@ func (h *Hub) parts() []part {
 	}
 	add(h.httpLn != nil, part{name: "http listener", stop: h.stopAccepting})
 	add(h.wsDev != nil, part{name: "websocket devices", stop: h.wsDev.Shutdown})
-	add(h.fanout != nil, part{name: "watchers", stop: h.fanout.Shutdown})
+	add(h.fanout != nil, part{name: "watchers", start: h.fanout.Start, stop: h.fanout.Shutdown})
 	add(h.server != nil, part{name: "http server",
 		run:  func(context.Context) error { return serve(h.server, h.httpLn) },
 		stop: func(ctx context.Context) error { return ignoreClosed(h.server.Shutdown(ctx)) }})
@@ -32,6 +32,8 @@ func (h *Hub) parts() []part {
 	add(h.broker != nil, part{name: "embedded mqtt broker", start: h.broker.Start, stop: h.broker.Shutdown})
 	add(h.external != nil, part{name: "external mqtt broker", run: h.external.Start, stop: h.external.Shutdown})
 	add(h.liveness != nil, part{name: "liveness", start: h.liveness.Start, stop: h.liveness.Shutdown})
+	add(h.commands != nil, part{name: "commands",
+		start: func(context.Context) error { h.commands.Start(); return nil }, stop: h.commands.Shutdown})
 	add(h.store != nil, part{name: "storage", stop: closer(h.store.Close)})
 	return ps
 }

@@ -60,6 +60,13 @@ type Metrics struct {
 	// messages the embedded broker dropped (slow clients, limits, expiry).
 	BrokerConnected prometheus.Gauge
 	MQTTDropped     prometheus.Counter
+
+	// Commands to devices: created, ended by final state (succeeded,
+	// failed, expired, canceled), and the time from creation to the
+	// device's confirmation of receipt.
+	CommandsCreated  prometheus.Counter
+	CommandsFinished *prometheus.CounterVec
+	CommandDelivery  prometheus.Histogram
 }
 
 // New returns a fresh set of collectors registered on a new registry, with
@@ -126,6 +133,16 @@ func New(version string) *Metrics {
 		MQTTDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "telehub_mqtt_dropped_total", Help: "Messages the embedded broker dropped: for a client that did not keep up, a session or retained store at its limit, or a session that expired or was dropped.",
 		}),
+		CommandsCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_commands_created_total", Help: "Commands to devices created.",
+		}),
+		CommandsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telehub_commands_finished_total", Help: "Commands to devices that reached a final state, by state.",
+		}, []string{"state"}),
+		CommandDelivery: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "telehub_command_delivery_seconds", Help: "Time from creating a command to the device confirming its receipt.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "telehub_build_info", Help: "Build information; the value is always 1.",
@@ -144,6 +161,7 @@ func New(version string) *Metrics {
 		m.Duplicates, m.SeqRestarts, m.Rejected, m.ErrorsSuppressed, m.EventsDelivered, m.SlowWatchers,
 		m.CommitBatch, m.CommitDuration, m.FanoutLatency, m.StorageBytes, m.RetainedEvents,
 		m.PresenceChanges, m.BrokerConnected, m.MQTTDropped,
+		m.CommandsCreated, m.CommandsFinished, m.CommandDelivery,
 	)
 	return m
 }

@@ -1,0 +1,132 @@
+package devices
+
+import (
+	"encoding/json"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
+)
+
+// commandsTopic returns devices/{id}/commands, where a device receives its
+// commands.
+func commandsTopic(device string) string { return "devices/" + device + "/commands" }
+
+// Reachable reports whether a client is subscribed to device's commands.
+func (b *Broker) Reachable(device string) bool {
+	subs := b.server.Topics.Subscribers(commandsTopic(device))
+	return len(subs.Subscriptions) > 0 || len(subs.Shared) > 0
+}
+
+// SendCommand publishes c with QoS 1 on devices/{id}/commands; the
+// device's PUBACK confirms it. false when the broker refused the publish.
+func (b *Broker) SendCommand(device string, c *bridge.Command) bool {
+	if err := b.server.Publish(commandsTopic(device), bridge.EncodeCommandPublish(c), false, 1); err != nil {
+		b.cfg.Logger.Warn("command not published", "device", device, "command", c.ID, "err", err)
+		return false
+	}
+	return true
+}
+
+// OnSubscribed sends a device that subscribed to its commands those it
+// has not confirmed. mochi delivers them after the SUBACK it writes next
+// only in the sense MQTT allows: a client has its route before it
+// subscribes.
+func (h *brokerHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if h.commands == nil || cl.Net.Inline {
+		return
+	}
+	for i, f := range pk.Filters {
+		if i >= len(codes) || codes[i] >= packets.ErrUnspecifiedError.Code {
+			continue
+		}
+		device, ok := commandsFilterDevice(f.Filter)
+		if ok {
+			h.commands.Connected(device)
+		}
+	}
+}
+
+// commandsFilterDevice returns the device of the filter
+// devices/{id}/commands, false for any other filter.
+func commandsFilterDevice(filter string) (string, bool) {
+	rest, ok := strings.CutPrefix(filter, "devices/")
+	if !ok {
+		return "", false
+	}
+	device, ok := strings.CutSuffix(rest, "/commands")
+	if !ok || topic.ValidDeviceID(device) != nil {
+		return "", false
+	}
+	return device, true
+}
+
+// OnQosPublish notes the packet id of a command publish written to cl, so
+// that its PUBACK confirms the command.
+func (h *brokerHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+	if h.commands == nil || pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos != 1 {
+		return
+	}
+	if pk.TopicName != "" && !strings.HasSuffix(pk.TopicName, "/commands") || pk.Origin != mqtt.InlineClientId {
+		return
+	}
+	var c struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(pk.Payload, &c) != nil || c.ID == "" {
+		return
+	}
+	h.inflightMu.Lock()
+	defer h.inflightMu.Unlock()
+	m := h.inflight[cl]
+	if m == nil {
+		m = make(map[uint16]string)
+		h.inflight[cl] = m
+	}
+	m[pk.PacketID] = c.ID
+}
+
+// OnQosComplete confirms the command whose publish cl acknowledged.
+func (h *brokerHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if h.commands == nil {
+		return
+	}
+	h.inflightMu.Lock()
+	id, ok := h.inflight[cl][pk.PacketID]
+	if ok {
+		delete(h.inflight[cl], pk.PacketID)
+	}
+	h.inflightMu.Unlock()
+	if ok {
+		if err := h.commands.Answer("", bridge.CommandAnswer{ID: id}); err != nil {
+			h.log.Debug("command confirmation not recorded", "command", id, "err", err)
+		}
+	}
+}
+
+// forgetInflight drops what the hook noted of cl's command publishes; a
+// session that resumes sends them again, and notes them again.
+func (h *brokerHook) forgetInflight(cl *mqtt.Client) {
+	h.inflightMu.Lock()
+	delete(h.inflight, cl)
+	h.inflightMu.Unlock()
+}
+
+// commandResult records a device's result publish; a refused one is
+// answered like a rejected payload.
+func (h *brokerHook) commandResult(in bridge.Input, r *mqttRoute) error {
+	var err error
+	if h.commands == nil {
+		err = bridge.Errorf("command results are not accepted: commands are off")
+	} else {
+		err = h.commands.Answer(r.device, r.answer)
+	}
+	if err != nil {
+		h.reject(in, err)
+		return &mqttRefusal{err: err}
+	}
+	return nil
+}
