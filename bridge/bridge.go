@@ -184,11 +184,8 @@ func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error {
 		return err
 	}
 	seen := b.seen(in.Received)
-	if b.msgLimit != nil && !in.Paced && !p.HasSeq {
-		if ok, _ := b.msgLimit.allow(in.Device, seen); !ok {
-			return &Error{Code: CodeRateLimited, Message: fmt.Sprintf(
-				"device %s sends more than %g messages a second: reading not stored", in.Device, b.msgLimit.rate)}
-		}
+	if err := b.checkRate(in, &p, seen); err != nil {
+		return err
 	}
 	w := &Write{
 		Device:     in.Device,
@@ -205,6 +202,25 @@ func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error {
 		return fmt.Errorf("bridge: submit %d telemetry events of device %s: %w", len(w.Events), in.Device, err)
 	}
 	b.telemetryIngested.Add(float64(len(w.Events)))
+	return nil
+}
+
+// checkRate counts a message that was not paced against its device's
+// rate and refuses it with CodeRateLimited when it is over the rate and
+// has no seq. One with a seq is counted (its device's later messages
+// without seq are refused sooner) but never refused.
+func (b *Bridge) checkRate(in Input, p *Payload, seen time.Time) error {
+	switch {
+	case b.msgLimit == nil || in.Paced:
+		return nil
+	case p.HasSeq:
+		b.msgLimit.reserve(in.Device, seen, maxPace)
+		return nil
+	}
+	if ok, _ := b.msgLimit.allow(in.Device, seen); !ok {
+		return &Error{Code: CodeRateLimited, Message: fmt.Sprintf(
+			"device %s sends more than %g messages a second: reading not stored", in.Device, b.msgLimit.rate)}
+	}
 	return nil
 }
 

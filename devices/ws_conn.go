@@ -37,7 +37,7 @@ type wsConn struct {
 	// when c dies and ends such a wait.
 	pacer   *time.Timer
 	stopped chan struct{}
-	pong    string        // the payload of a pong waiting to be written
+	pong    string // the payload of a pong waiting to be written
 	// commands are command frames (JSON) waiting to be written.
 	commands [][]byte
 
