@@ -12,8 +12,9 @@ type Clock interface {
 // Timer is a one-shot timer that can be reset.
 type Timer interface {
 	C() <-chan time.Time
-	// Reset arms the timer to fire after d, dropping an earlier arming.
-	Reset(d time.Duration)
+	// ResetAt arms the timer to fire at t (at once when t has passed),
+	// dropping an earlier arming.
+	ResetAt(t time.Time)
 	Stop()
 }
 
@@ -30,6 +31,6 @@ func (realClock) NewTimer() Timer {
 
 type realTimer struct{ t *time.Timer }
 
-func (r realTimer) C() <-chan time.Time   { return r.t.C }
-func (r realTimer) Reset(d time.Duration) { r.t.Reset(d) }
-func (r realTimer) Stop()                 { r.t.Stop() }
+func (r realTimer) C() <-chan time.Time { return r.t.C }
+func (r realTimer) ResetAt(t time.Time) { r.t.Reset(time.Until(t)) }
+func (r realTimer) Stop()               { r.t.Stop() }

@@ -39,8 +39,8 @@ func (s *Service) run() {
 	timer := s.clock.NewTimer()
 	defer timer.Stop()
 	for {
-		if wait, ok := s.expireDue(); ok {
-			timer.Reset(wait)
+		if next, ok := s.expireDue(); ok {
+			timer.ResetAt(next)
 		} else {
 			timer.Stop()
 		}
@@ -61,9 +61,9 @@ func (s *Service) wakeTimer() {
 	}
 }
 
-// expireDue expires every due command and returns the time until the
-// next expiry; ok is false when no command is pending.
-func (s *Service) expireDue() (wait time.Duration, ok bool) {
+// expireDue expires every due command and returns the next expiry; ok is
+// false when no command is pending.
+func (s *Service) expireDue() (next time.Time, ok bool) {
 	now := s.clock.Now()
 	var due []*entry
 	s.mu.Lock()
@@ -73,11 +73,11 @@ func (s *Service) expireDue() (wait time.Duration, ok bool) {
 		due = append(due, e)
 	}
 	if len(s.expiries) > 0 {
-		wait, ok = s.expiries[0].cmd.Expires.Sub(now), true
+		next, ok = s.expiries[0].cmd.Expires, true
 	}
 	s.mu.Unlock()
 	for _, e := range due {
 		s.submitFinal(e.cmd.Device, &bridge.CommandOp{ID: e.cmd.ID, To: bridge.CommandExpired, AnyDevice: true, At: now})
 	}
-	return wait, ok
+	return next, ok
 }

@@ -111,7 +111,8 @@ func (s *Service) Wait(ctx context.Context, id string) (bridge.Command, error) {
 	ch := make(chan bridge.Command, 1)
 	s.mu.Lock()
 	_, pending := s.byID[id]
-	if pending {
+	_, finishing := s.finishing[id]
+	if pending = pending || finishing; pending {
 		s.waiters[id] = append(s.waiters[id], ch)
 	}
 	s.mu.Unlock()
@@ -292,7 +293,9 @@ func (s *Service) lateAnswer(dev string, a bridge.CommandAnswer, to bridge.Comma
 		return answerError(a.ID, err)
 	case dev != "" && c.Device != dev:
 		return answerError(a.ID, storage.ErrCommandDevice)
-	case a.IsResult && c.State == bridge.CommandExpired && c.Status == "":
+	case !c.State.Final() || a.IsResult && c.State == bridge.CommandExpired && c.Status == "":
+		// Not final yet: another final change (an expiry) is on its way,
+		// and the store keeps whichever commits first.
 		s.submitAsync(c.Device, answerOp(a, to, now))
 	}
 	return nil

@@ -82,11 +82,14 @@ type Service struct {
 	log   *slog.Logger
 	met   *metrics.Metrics
 
-	mu         sync.Mutex
-	byID       map[string]*entry
-	devices    map[string]*device
-	expiries   expiryHeap
-	waiters    map[string][]chan bridge.Command
+	mu       sync.Mutex
+	byID     map[string]*entry
+	devices  map[string]*device
+	expiries expiryHeap
+	waiters  map[string][]chan bridge.Command
+	// finishing holds the commands whose final change is submitted but
+	// not yet committed: Wait still waits for them.
+	finishing  map[string]struct{}
 	transports []Transport
 
 	wake      chan struct{}
@@ -118,8 +121,8 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{
 		cfg: cfg, store: cfg.Store, clock: cfg.Clock, log: cfg.Logger, met: cfg.Metrics,
 		byID: make(map[string]*entry), devices: make(map[string]*device),
-		waiters: make(map[string][]chan bridge.Command),
-		wake:    make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		waiters: make(map[string][]chan bridge.Command), finishing: make(map[string]struct{}),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	pending, err := cfg.Store.PendingCommands()
 	if err != nil {
@@ -181,10 +184,11 @@ func (s *Service) deviceOf(id string) *device {
 	return d
 }
 
-// forget drops e from memory (it became final), the heap included when it
-// is still there. s.mu must be held.
+// forget drops e from memory (its final change is being submitted), the
+// heap included when it is still there. s.mu must be held.
 func (s *Service) forget(e *entry) {
 	delete(s.byID, e.cmd.ID)
+	s.finishing[e.cmd.ID] = struct{}{}
 	if e.slot >= 0 && e.slot < len(s.expiries) && s.expiries[e.slot] == e {
 		heap.Remove(&s.expiries, e.slot)
 	}
@@ -237,31 +241,32 @@ func (s *Service) submitAsync(dev string, op *bridge.CommandOp) {
 func (s *Service) submitFinal(dev string, op *bridge.CommandOp) { s.submitAsync(dev, op) }
 
 // committed runs on the store's writer goroutine after op's commit: it
-// counts final states and releases the waiters of a final command.
+// counts creations and final states, and releases the waiters of a
+// command whose final change was submitted, with the command as stored.
 func (s *Service) committed(op *bridge.CommandOp, r bridge.Result) {
 	switch {
 	case r.Err != nil && errors.Is(r.Err, storage.ErrCommandState):
 		s.log.Debug("command change refused", "command", op.ID, "state", op.To, "err", r.Err)
-		return
 	case r.Err != nil:
 		s.log.Warn("command change not stored", "command", op.ID, "state", op.To, "err", r.Err)
-		return
-	case !op.Changed:
-		return
-	}
-	if op.Create != nil {
+	case op.Changed && op.Create != nil:
 		s.met.CommandsCreated.Inc()
+	case op.Changed && op.Out.State.Final():
+		s.met.CommandsFinished.WithLabelValues(string(op.Out.State)).Inc()
 	}
-	if !op.Out.State.Final() {
+	if op.Create != nil || !op.To.Final() {
+		return // only a final change ends a wait
+	}
+	final := r.Err == nil && op.Changed && op.Out.State.Final()
+	s.mu.Lock()
+	_, finishing := s.finishing[op.ID]
+	if !final && !finishing {
+		s.mu.Unlock()
 		return
 	}
-	s.met.CommandsFinished.WithLabelValues(string(op.Out.State)).Inc()
-	s.mu.Lock()
-	ws := s.waiters[op.Out.ID]
-	delete(s.waiters, op.Out.ID)
-	if e := s.byID[op.Out.ID]; e != nil { // final by a change the service did not start (it never is otherwise)
-		s.forget(e)
-	}
+	delete(s.finishing, op.ID)
+	ws := s.waiters[op.ID]
+	delete(s.waiters, op.ID)
 	s.mu.Unlock()
 	for _, w := range ws {
 		w <- op.Out // capacity 1, one send

@@ -69,14 +69,18 @@ func (f *fakeClock) Advance(d time.Duration) {
 
 func (t *fakeTimer) C() <-chan time.Time { return t.ch }
 
-func (t *fakeTimer) Reset(d time.Duration) {
+func (t *fakeTimer) ResetAt(at time.Time) {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
 	select { // drop a fire not yet received, like time.Timer.Reset
 	case <-t.ch:
 	default:
 	}
-	t.at, t.armed = t.c.now.Add(d), true
+	if !at.After(t.c.now) {
+		t.ch <- t.c.now
+		return
+	}
+	t.at, t.armed = at, true
 }
 
 func (t *fakeTimer) Stop() {
@@ -354,4 +358,34 @@ func TestPendingCommandsReloadAfterRestart(t *testing.T) {
 	}
 	r2.clock.Advance(time.Minute)
 	r2.waitState(t, b.ID, bridge.CommandExpired)
+}
+
+func TestWaitRightAfterTheResultSeesTheFinalState(t *testing.T) {
+	r := newRig(t, "", 0)
+	r.tr.setOnline("d1", true) // each command's "sent" commits around its result
+	for range 20 {
+		c := r.create(t, "d1", 0)
+		if err := r.svc.Answer("d1", bridge.CommandAnswer{ID: c.ID, IsResult: true, Status: bridge.StatusOK}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), guard)
+		got, err := r.svc.Wait(ctx, c.ID)
+		cancel()
+		if err != nil || got.State != bridge.CommandSucceeded {
+			t.Fatalf("Wait = %s, %v; want succeeded, even while the result is being committed", got.State, err)
+		}
+	}
+}
+
+func TestResultRacingAnExpiryEndsInOneFinalState(t *testing.T) {
+	r := newRig(t, "", 0)
+	c := r.create(t, "d1", time.Minute)
+	r.clock.Advance(time.Minute) // the expiry is submitted
+	if err := r.svc.Answer("d1", bridge.CommandAnswer{ID: c.ID, IsResult: true, Status: bridge.StatusOK}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a final state with the result", func() bool {
+		got, _ := r.store.Command(c.ID)
+		return got.State.Final() && got.Status == bridge.StatusOK
+	})
 }

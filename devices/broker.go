@@ -111,10 +111,11 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	maxPacket := cfg.MaxPayload + mqttPacketOverhead
 	log := cfg.Logger
 	server := mqtt.New(&mqtt.Options{
-		InlineClient:           true,
-		Capabilities:           mqttCapabilities(cfg.Limits, uint32(maxPacket)),
-		Logger:                 newMQTTLogger(log, time.Now),
-		SysTopicResendInterval: mqttSysInterval,
+		InlineClient:            true,
+		Capabilities:            mqttCapabilities(cfg.Limits, uint32(maxPacket)),
+		Logger:                  newMQTTLogger(log, time.Now),
+		SysTopicResendInterval:  mqttSysInterval,
+		ClientNetReadBufferSize: mqttReadBufferSize,
 	})
 	b := &Broker{cfg: cfg, server: server, closing: make(chan struct{}), closeDone: make(chan struct{})}
 	b.hook = newBrokerHook(cfg, server, b.closing, log)

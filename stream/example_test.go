@@ -30,6 +30,10 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
+	if err := hub.Start(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/stream", hub.ServeSSE)
 	mux.HandleFunc("GET /v1/stream/ws", hub.ServeWS)

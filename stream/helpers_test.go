@@ -173,6 +173,9 @@ func newTestHubListener(t testing.TB, cfg Config, wrap func(net.Listener) net.Li
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/stream", h.ServeSSE)
 	mux.HandleFunc("GET /v1/stream/ws", h.ServeWS)

@@ -116,6 +116,7 @@ type Hub struct {
 
 	mu       sync.Mutex // guards the fields below and every watcher's hub-side state
 	closed   bool
+	started  bool   // Start was called
 	last     uint64 // last published id
 	index    index
 	watchers map[*watcher]struct{}
@@ -131,8 +132,9 @@ type transportStats struct {
 	connected prometheus.Gauge
 }
 
-// New returns a hub whose last published id is cfg.Log.LastID(), and starts
-// its heartbeat ticker. Call Shutdown to stop it.
+// New returns a hub whose last published id is cfg.Log.LastID(). It
+// starts nothing: it serves watchers and takes Publish at once, and Start
+// starts its heartbeat. Call Shutdown to stop it.
 func New(cfg Config) (*Hub, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
@@ -157,9 +159,31 @@ func New(cfg Config) (*Hub, error) {
 		}
 	}
 	h.upgrader = newUpgrader(h)
+	return h, nil
+}
+
+// ErrStarted is returned by a second Start.
+var ErrStarted = errors.New("stream hub already started")
+
+// Start starts the heartbeat goroutine, which pings every watcher each
+// Config.Heartbeat; Shutdown stops it. ctx is not kept. It returns
+// ErrStarted when called twice and ErrClosed after Shutdown.
+func (h *Hub) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stream start: %w", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.closed:
+		return ErrClosed
+	case h.started:
+		return ErrStarted
+	}
+	h.started = true
 	h.wg.Add(1)
 	go h.heartbeat()
-	return h, nil
+	return nil
 }
 
 // fill validates c and fills its defaults.

@@ -114,6 +114,9 @@ func newMemHub(t *testing.T, cfg Config) *Hub {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
 	return h
 }
@@ -407,4 +410,47 @@ type stuckLog struct{ *fakeLog }
 
 func (l *stuckLog) Scan(after, _ uint64, _ func(string) bool, _ int) ([]storage.Record, uint64, error) {
 	return nil, after, nil
+}
+
+func TestStartOnce(t *testing.T) {
+	h, err := New(Config{Log: newFakeLog("hubA")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := h.Start(context.Background()); !errors.Is(err, ErrStarted) {
+		t.Fatalf("second Start = %v, want ErrStarted", err)
+	}
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stopped, err := New(Config{Log: newFakeLog("hubA")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stopped.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopped.Start(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Shutdown = %v, want ErrClosed", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := newMemHubUnstarted(t).Start(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start with a done context = %v", err)
+	}
+}
+
+// newMemHubUnstarted returns a hub that is not started, shut down at
+// cleanup.
+func newMemHubUnstarted(t *testing.T) *Hub {
+	t.Helper()
+	h, err := New(Config{Log: newFakeLog("hubA")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	return h
 }

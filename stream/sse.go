@@ -1,9 +1,8 @@
 package stream
 
 import (
-	"errors"
+	"net"
 	"net/http"
-	"time"
 
 	"github.com/telehub/telehub/internal/httpx"
 )
@@ -46,14 +45,41 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusServiceUnavailable, httpx.CodeUnavailable, err.Error())
 		return
 	}
-	defer h.wg.Done()
-	defer h.unregister(wt)
-	if err := s.open(); err != nil {
-		h.log.Debug("sse stream not opened", "remote", r.RemoteAddr, "err", err)
+	if r.ProtoAtLeast(1, 1) && s.hijack() {
+		// The connection is the watcher's own from here: the handler
+		// returns, and with it net/http's buffers for the connection. The
+		// stream opens on the handler's goroutine, so the watcher's own
+		// starts, and stays while idle, on the smallest stack.
+		if h.openSSE(s, r.RemoteAddr) {
+			go h.serveSSEConn(wt, s, r.RemoteAddr)
+			return
+		}
+		s.drop()
+		h.unregister(wt)
+		h.wg.Done()
 		return
 	}
-	e, err := h.serve(wt, s, r.Context().Done())
-	h.logEnd(transportSSE, r.RemoteAddr, e, err)
+	defer h.wg.Done()
+	defer h.unregister(wt)
+	if h.openSSE(s, r.RemoteAddr) {
+		h.streamSSE(wt, s, r.RemoteAddr, r.Context().Done())
+	}
+}
+
+// openSSE sends the response head and the retry line.
+func (h *Hub) openSSE(s *sseSink, remote string) bool {
+	err := s.open()
+	if err != nil {
+		h.log.Debug("sse stream not opened", "remote", remote, "err", err)
+	}
+	return err == nil
+}
+
+// streamSSE runs the watcher's writer loop until gone is closed or the
+// stream ends, and finishes the stream.
+func (h *Hub) streamSSE(wt *watcher, s *sseSink, remote string, gone <-chan struct{}) {
+	e, err := h.serve(wt, s, gone)
+	h.logEnd(transportSSE, remote, e, err)
 	s.finish(e, wt.aborted.Load())
 }
 
@@ -69,70 +95,28 @@ func (h *Hub) logEnd(transport, remote string, e end, err error) {
 	}
 }
 
-// sseSink writes to an SSE response.
-type sseSink struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	buf     []byte // concatenation of a multi-buffer write
+// serveSSEConn streams to a watcher whose connection was hijacked, on a
+// goroutine of its own (register counted it). A reader notices the client
+// going away; it ends when the connection is closed.
+func (h *Hub) serveSSEConn(wt *watcher, s *sseSink, remote string) {
+	defer h.wg.Done()
+	defer h.unregister(wt)
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		discard(s.conn)
+	}()
+	h.streamSSE(wt, s, remote, gone)
+	<-gone // streamSSE closed the connection
 }
 
-// open sends the headers and the retry line, flushed at once.
-func (s *sseSink) open() error {
-	hd := s.w.Header()
-	hd.Set("Content-Type", "text/event-stream")
-	hd.Set("Cache-Control", "no-cache")
-	hd.Set("X-Accel-Buffering", "no")
-	s.w.WriteHeader(http.StatusOK)
-	return s.write([][]byte{sseRetry})
-}
-
-// write writes bufs as one Write and one Flush under the write deadline.
-func (s *sseSink) write(bufs [][]byte) error {
-	if err := s.deadline(time.Now().Add(s.timeout)); err != nil {
-		return err
-	}
-	b := bufs[0]
-	if len(bufs) > 1 {
-		for _, p := range bufs {
-			s.buf = append(s.buf, p...)
+// discard reads and drops what the client sends until the connection fails
+// or closes.
+func discard(conn net.Conn) {
+	var b [64]byte
+	for {
+		if _, err := conn.Read(b[:]); err != nil {
+			return
 		}
-		b = s.buf
-	}
-	_, err := s.w.Write(b)
-	s.buf = s.buf[:0]
-	if cap(s.buf) > keepBytes {
-		s.buf = nil
-	}
-	if err != nil {
-		return err
-	}
-	return s.rc.Flush()
-}
-
-// deadline sets the write deadline, where the server supports one.
-func (s *sseSink) deadline(t time.Time) error {
-	err := s.rc.SetWriteDeadline(t)
-	if errors.Is(err, http.ErrNotSupported) {
-		return nil
-	}
-	return err
-}
-
-// finish prepares the connection for the end of the response. A watcher
-// that is too slow, whose write failed, or that was aborted is cut off: its
-// connection is closed. Otherwise the server's last write (the end of the
-// chunked body) gets one more write timeout.
-func (s *sseSink) finish(e end, aborted bool) {
-	if e != endSlow && e != endError && !aborted {
-		_ = s.deadline(time.Now().Add(s.timeout))
-		return
-	}
-	s.cut()
-	if conn, _, err := s.rc.Hijack(); err == nil {
-		_ = conn.Close()
 	}
 }
-
-// cut makes a write in progress, and every later one, fail at once.
-func (s *sseSink) cut() { _ = s.deadline(time.Unix(1, 0)) }

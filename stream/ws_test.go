@@ -237,7 +237,7 @@ func TestWSNotUpgrade(t *testing.T) {
 }
 
 func TestWSPing(t *testing.T) {
-	th := newTestHub(t, Config{Heartbeat: 20 * time.Millisecond})
+	th := newTestHub(t, Config{Heartbeat: 200 * time.Millisecond})
 	c := dialWS(t, th, nil)
 	waitFor(t, "pings", func() bool { return c.pings.Load() >= 3 })
 	c.subscribe("", "#") // still open: the pongs kept it alive

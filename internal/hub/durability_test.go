@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(runChild())
 	}
+	if spec, ok := os.LookupEnv(idleEnv); ok {
+		os.Exit(runIdleClients(spec))
+	}
 	goleak.VerifyTestMain(m)
 }
 

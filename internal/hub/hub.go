@@ -449,10 +449,15 @@ const ShutdownTimeout = 30 * time.Second
 // Run starts the hub and serves until ctx is done or a part fails, then
 // shuts the hub down, waiting at most ShutdownTimeout. It returns the
 // failure and every error of the shutdown, joined: nil after a clean stop
-// on ctx.
+// on ctx, even when ctx ended before the parts had started.
 func (h *Hub) Run(ctx context.Context) error {
-	var failed error
-	if failed = h.Start(ctx); failed == nil {
+	failed := h.Start(ctx)
+	switch {
+	case failed != nil && ctx.Err() != nil:
+		// Stopped while starting: a shutdown asked for, not a failure.
+		h.log.Info("shutting down before the start completed")
+		failed = nil
+	case failed == nil:
 		select {
 		case <-ctx.Done():
 			h.log.Info("shutting down")

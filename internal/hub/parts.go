@@ -21,7 +21,7 @@ func (h *Hub) parts() []part {
 	}
 	add(h.httpLn != nil, part{name: "http listener", stop: h.stopAccepting})
 	add(h.wsDev != nil, part{name: "websocket devices", stop: h.wsDev.Shutdown})
-	add(h.fanout != nil, part{name: "watchers", stop: h.fanout.Shutdown})
+	add(h.fanout != nil, part{name: "watchers", start: h.fanout.Start, stop: h.fanout.Shutdown})
 	add(h.server != nil, part{name: "http server",
 		run:  func(context.Context) error { return serve(h.server, h.httpLn) },
 		stop: func(ctx context.Context) error { return ignoreClosed(h.server.Shutdown(ctx)) }})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -55,19 +56,37 @@ func TestRunStopsCleanlyOnContext(t *testing.T) {
 	}
 }
 
-// waitServing waits until addr accepts connections.
+// waitServing waits until the hub at addr answers /healthz, which it only
+// does once its HTTP server runs.
 func waitServing(t *testing.T, addr string) {
 	t.Helper()
+	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.Dial("tcp", addr)
+		resp, err := client.Get("http://" + addr + "/healthz")
 		if err == nil {
-			_ = c.Close()
-			return
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never accepted: %v", addr, err)
+			t.Fatalf("%s never served: %v", addr, err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRunStoppedBeforeStart: a context that ended before Run started the
+// parts is a clean stop, not a failure.
+func TestRunStoppedBeforeStart(t *testing.T) {
+	h, err := New(testConfig(t), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.Run(ctx); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
 	}
 }

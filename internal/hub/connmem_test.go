@@ -1,0 +1,155 @@
+package hub
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkIdleConnMemory opens many idle connections of each kind (MQTT
+// devices on the embedded broker, SSE watchers, WebSocket devices and
+// watchers) against an in-process hub and reports what each costs the hub:
+// live heap plus goroutine stacks after a GC, per connection (B/conn), and
+// goroutines per connection. The clients run in a child process, so their
+// own memory is not counted and both sides get their own descriptors.
+//
+//	go test ./internal/hub -run '^$' -bench IdleConnMemory -benchtime 1x -idle-conns 2000
+//
+// It measures once whatever b.N is: run it with -benchtime 1x.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	for _, kind := range []string{"mqtt", "sse", "ws", "wswatch"} {
+		b.Run(kind, func(b *testing.B) { benchIdle(b, kind, *idleConns) })
+	}
+}
+
+func benchIdle(b *testing.B, kind string, n int) {
+	cfg := config4Bench(b, kind, n)
+	h, err := New(cfg, benchLogger())
+	if err != nil {
+		b.Fatalf("hub.New: %v", err)
+	}
+	if err := h.Start(b.Context()); err != nil {
+		b.Fatalf("hub.Start: %v", err)
+	}
+	defer func() {
+		ctx, cancel := contextTimeout(20 * time.Second)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			b.Errorf("hub.Shutdown: %v", err)
+		}
+	}()
+	for range b.N {
+		heap0, stack0 := liveMemory()
+		g0 := runtime.NumGoroutine()
+		cl := startIdleClients(b, h, kind, n)
+		// Every kind runs at least one goroutine per connection in the hub.
+		waitForBench(b, "server goroutines", func() bool { return runtime.NumGoroutine() >= g0+n })
+		heap1, stack1 := liveMemory()
+		g1 := runtime.NumGoroutine()
+		cl.stop(b)
+		b.ReportMetric(float64(heap1+stack1-heap0-stack0)/float64(n), "B/conn")
+		b.ReportMetric(float64(heap1-heap0)/float64(n), "heap-B/conn")
+		b.ReportMetric(float64(stack1-stack0)/float64(n), "stack-B/conn")
+		b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/conn")
+		waitForBench(b, "connections closed", func() bool { return runtime.NumGoroutine() <= g0+n/100 })
+	}
+}
+
+// liveMemory returns the live heap and the goroutine stacks after a GC.
+// Two GCs, so stacks that shrink at the first are counted small.
+func liveMemory() (heap, stacks uint64) {
+	runtime.GC()
+	runtime.GC()
+	s := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/stacks:bytes"},
+	}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64()
+}
+
+// idleClients is the child process holding the connections.
+type idleClients struct {
+	cmd   *exec.Cmd
+	stdin interface{ Close() error }
+}
+
+func startIdleClients(b *testing.B, h *Hub, kind string, n int) *idleClients {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), idleEnv+"="+strings.Join([]string{kind, strconv.Itoa(n), h.HTTPAddr(), h.MQTTAddr()}, " "))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	cl := &idleClients{cmd: cmd, stdin: in}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "OPEN ") {
+		cl.stop(b)
+		b.Fatalf("idle clients: %q, %v", line, err)
+	}
+	return cl
+}
+
+// stop closes the child's stdin, which makes it exit and drop every
+// connection.
+func (c *idleClients) stop(b *testing.B) {
+	b.Helper()
+	_ = c.stdin.Close()
+	if err := c.cmd.Wait(); err != nil {
+		b.Errorf("idle clients: %v", err)
+	}
+}
+
+func waitForBench(b *testing.B, what string, cond func() bool) {
+	b.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runIdleClients is the child: it opens the connections that spec ("kind
+// n httpAddr mqttAddr") names, prints "OPEN n", and holds them until its
+// stdin closes.
+func runIdleClients(spec string) int {
+	f := strings.Fields(spec)
+	if len(f) != 4 {
+		fmt.Fprintf(os.Stderr, "bad %s: %q\n", idleEnv, spec)
+		return 2
+	}
+	n, err := strconv.Atoi(f[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	conns, err := openIdle(f[0], n, f[2], f[3])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("OPEN %d\n", len(conns))
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	return 0
+}
