@@ -105,3 +105,46 @@ func (a *API) reader(h http.HandlerFunc) http.HandlerFunc {
 		h(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, access{scopes: scopes})))
 	}
 }
+
+// seesDevice reports whether the request may see device id at all: a
+// watcher sees a device when one of its scopes can match a topic of it,
+// telemetry/{id}/{metric}, presence/{id} or errors/{id}.
+func (acc access) seesDevice(id string) bool {
+	if acc.all {
+		return true
+	}
+	topics := [][]string{{"telemetry", id, anyLevel}, {"presence", id}, {"errors", id}}
+	for _, s := range acc.scopes {
+		levels := s.Levels()
+		for _, t := range topics {
+			if mayMatch(levels, t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// anyLevel stands for any valid name in a topic given to mayMatch.
+const anyLevel = "\x00"
+
+// mayMatch reports whether filter levels can match a topic of the given
+// levels, where anyLevel is any valid name.
+func mayMatch(filter, levels []string) bool {
+	for i, l := range filter {
+		switch {
+		case l == topic.MultiLevel:
+			return true
+		case i >= len(levels):
+			return false
+		case l == topic.SingleLevel:
+		case levels[i] == anyLevel:
+			if !topic.ValidName(l) {
+				return false
+			}
+		case l != levels[i]:
+			return false
+		}
+	}
+	return len(filter) == len(levels)
+}

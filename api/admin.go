@@ -57,7 +57,7 @@ type watcherCredential struct {
 }
 
 // registerAdmin adds the admin API's routes to mux.
-func (a *API) registerAdmin(mux *http.ServeMux) {
+func (a *API) registerAdmin(mux Mux) {
 	mux.HandleFunc("PUT /v1/admin/devices/{id}/token", a.admin(a.issueDevice))
 	mux.HandleFunc("DELETE /v1/admin/devices/{id}/token", a.admin(a.revokeDevice))
 	mux.HandleFunc("POST /v1/admin/watchers", a.admin(a.issueWatcher))

@@ -10,23 +10,29 @@ import (
 	"github.com/telehub/telehub/internal/auth"
 	"github.com/telehub/telehub/internal/httpx"
 	"github.com/telehub/telehub/internal/logx"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
 // Store is what the REST API reads; *storage.Store implements it.
 type Store interface {
-	Devices() ([]storage.Device, error)
+	ScanDevices(after, prefix string, max int) ([]storage.Device, string, error)
 	Device(id string) (storage.Device, []storage.MetricState, error)
 	IDs() storage.IDCodec
 	OldestID() (uint64, bool)
 	LastID() uint64
 	Scan(after, upTo uint64, match func(topic string) bool, limit int) ([]storage.Record, uint64, error)
+	Latest(before uint64, filters []topic.Filter, limit int) ([]storage.Record, uint64, error)
+	DeleteDevice(id string) error
 }
 
 // Presence is the live view of device liveness, fresher than the stored
 // records; *presence.Tracker implements it.
 type Presence interface {
 	LastSeen(device string) (t time.Time, online bool, transport string, ok bool)
+	// Forget drops the device's live state without an event: it was
+	// deleted.
+	Forget(device string)
 }
 
 // Config configures the API.
@@ -35,6 +41,9 @@ type Config struct {
 	// Presence, when set, supplies online, transport and last_seen of
 	// devices it knows; otherwise the stored device records do.
 	Presence Presence
+	// Closers close the live connections of a deleted device: one per
+	// transport that holds connections. Default none.
+	Closers []DeviceCloser
 	// Ready reports whether the hub can do its work (storage open, broker
 	// connected); nil means always ready.
 	Ready func() error
@@ -83,10 +92,16 @@ func New(cfg Config) (*API, error) {
 	return &API{cfg: cfg, log: cfg.Logger}, nil
 }
 
+// Mux is where Register adds routes; *http.ServeMux implements it.
+type Mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Register adds the API's routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux Mux) {
 	mux.HandleFunc("GET /v1/devices", a.reader(a.listDevices))
 	mux.HandleFunc("GET /v1/devices/{id}", a.reader(a.getDevice))
+	mux.HandleFunc("DELETE /v1/devices/{id}", a.adminOrOpen(a.deleteDevice))
 	mux.HandleFunc("GET /v1/events", a.reader(a.listEvents))
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.HandleFunc("GET /readyz", a.readyz)

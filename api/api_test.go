@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -25,7 +26,23 @@ type fakeStore struct {
 	err     error
 }
 
-func (f *fakeStore) Devices() ([]storage.Device, error) { return f.devices, f.err }
+// ScanDevices pages through the fake's devices, which are sorted by id.
+func (f *fakeStore) ScanDevices(after, prefix string, max int) ([]storage.Device, string, error) {
+	if f.err != nil {
+		return nil, "", f.err
+	}
+	var out []storage.Device
+	for _, d := range f.devices {
+		if d.ID <= after || !strings.HasPrefix(d.ID, prefix) {
+			continue
+		}
+		if len(out) == max {
+			return out, out[len(out)-1].ID, nil
+		}
+		out = append(out, d)
+	}
+	return out, "", nil
+}
 
 func (f *fakeStore) Device(id string) (storage.Device, []storage.MetricState, error) {
 	if f.err != nil {
@@ -37,6 +54,21 @@ func (f *fakeStore) Device(id string) (storage.Device, []storage.MetricState, er
 		}
 	}
 	return storage.Device{}, nil, storage.ErrNotFound
+}
+
+// DeleteDevice removes the device from the fake's list.
+func (f *fakeStore) DeleteDevice(id string) error {
+	if f.err != nil {
+		return f.err
+	}
+	for i, d := range f.devices {
+		if d.ID == id {
+			f.devices = append(f.devices[:i:i], f.devices[i+1:]...)
+			delete(f.states, id)
+			return nil
+		}
+	}
+	return storage.ErrNotFound
 }
 
 func (f *fakeStore) IDs() storage.IDCodec { return f.ids }
@@ -79,6 +111,31 @@ func (f *fakeStore) Scan(after, upTo uint64, match func(string) bool, limit int)
 	return out, upTo, nil
 }
 
+// Latest looks at no more than 3 records per call, like the real store's
+// window when it reads the log, so that the API's loop is exercised.
+func (f *fakeStore) Latest(before uint64, filters []topic.Filter, limit int) ([]storage.Record, uint64, error) {
+	if f.err != nil {
+		return nil, 0, f.err
+	}
+	match := matcher(filters)
+	var out []storage.Record
+	looked := 0
+	for i := len(f.recs) - 1; i >= 0; i-- {
+		r := f.recs[i]
+		if r.ID >= before {
+			continue
+		}
+		if looked == 3 || len(out) == limit {
+			return out, r.ID + 1, nil
+		}
+		looked++
+		if match == nil || match(r.Topic) {
+			out = append(out, r)
+		}
+	}
+	return out, 0, nil
+}
+
 func newFake() *fakeStore {
 	f := &fakeStore{ids: storage.NewIDCodec("abc123"), states: map[string][]storage.MetricState{}}
 	topics := []string{"telemetry/d1/temp", "telemetry/d2/temp", "presence/d1", "telemetry/d1/hum", "errors/d2",
@@ -99,6 +156,8 @@ func newFake() *fakeStore {
 }
 
 type livePresence map[string]time.Time
+
+func (l livePresence) Forget(id string) { delete(l, id) }
 
 func (l livePresence) LastSeen(id string) (time.Time, bool, string, bool) {
 	t, ok := l[id]

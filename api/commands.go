@@ -44,7 +44,7 @@ type commandRequest struct {
 }
 
 // registerCommands adds the command endpoints to mux.
-func (a *API) registerCommands(mux *http.ServeMux) {
+func (a *API) registerCommands(mux Mux) {
 	mux.HandleFunc("POST /v1/devices/{id}/commands", a.commander(a.createCommand))
 	mux.HandleFunc("GET /v1/devices/{id}/commands", a.commander(a.listCommands))
 	mux.HandleFunc("GET /v1/commands/{cid}", a.commander(a.getCommand))

@@ -44,33 +44,16 @@ type deviceDetail struct {
 	seqEpoch
 }
 
-func (a *API) listDevices(w http.ResponseWriter, r *http.Request) {
-	devs, err := a.cfg.Store.Devices()
-	if err != nil {
-		a.internalError(w, "reading devices", err)
-		return
-	}
-	out := make([]deviceSummary, 0, len(devs))
-	for _, d := range devs {
-		online, transport, seen := a.liveness(d)
-		metrics := d.Metrics
-		if metrics == nil {
-			metrics = []string{}
-		}
-		out = append(out, deviceSummary{ID: d.ID, Online: online, Transport: transport, LastSeen: seen, Metrics: metrics,
-			seqEpoch: epochOf(d)})
-	}
-	httpx.JSON(w, http.StatusOK, out)
-}
-
 func (a *API) getDevice(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := topic.ValidDeviceID(id); err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
 		return
 	}
+	acc := accessOf(r)
 	d, states, err := a.cfg.Store.Device(id)
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && !acc.seesDevice(id)) {
+		// A device outside a watcher's scopes is not there for it.
 		httpx.Error(w, http.StatusNotFound, httpx.CodeNotFound, "no device "+id)
 		return
 	}
@@ -81,9 +64,8 @@ func (a *API) getDevice(w http.ResponseWriter, r *http.Request) {
 	online, transport, seen := a.liveness(d)
 	out := deviceDetail{ID: d.ID, Online: online, Transport: transport, LastSeen: seen,
 		State: make(map[string]json.RawMessage, len(states)), seqEpoch: epochOf(d)}
-	acc := accessOf(r)
 	for _, s := range states {
-		// A watcher sees every device, but only the values its scopes cover.
+		// A watcher sees only the values its scopes cover.
 		if acc.allowTopic(topic.Telemetry(d.ID, s.Metric)) {
 			out.State[s.Metric] = s.State
 		}

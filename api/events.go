@@ -32,7 +32,7 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, problem)
 		return
 	}
-	match, err := parseFilters(q["topic"])
+	filters, err := parseFilters(q["topic"])
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
 		return
@@ -44,27 +44,56 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	limit, err := parseLimit(q.Get("limit"))
+	if err == nil {
+		err = checkOrder(q)
+	}
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
 		return
 	}
-	recs, err := a.read(q.Get("after"), match, limit)
+	if q.Get("order") == orderDesc {
+		a.latestEvents(w, r, filters, limit)
+		return
+	}
+	a.oldestEvents(w, r, filters, limit)
+}
+
+// oldestEvents answers GET /v1/events in ascending order: the retained
+// events after the after id, oldest first.
+func (a *API) oldestEvents(w http.ResponseWriter, r *http.Request, filters []topic.Filter, limit int) {
+	recs, err := a.read(r.URL.Query().Get("after"), matcher(filters), limit)
+	if err != nil {
+		a.readError(w, "after", err)
+		return
+	}
+	a.writeEvents(w, r, recs, limit, "after")
+}
+
+// readError answers a failed read: 410 for a foreign or expired id, 400
+// for a malformed one (the parameter named), else 500.
+func (a *API) readError(w http.ResponseWriter, param string, err error) {
 	var gap *storage.GapError
 	switch {
 	case errors.As(err, &gap):
 		httpx.Error(w, http.StatusGone, httpx.CodeGone, gap.Error())
-		return
 	case errors.Is(err, storage.ErrBadID):
-		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, fmt.Sprintf("after: %v", err))
-		return
-	case err != nil:
+		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, fmt.Sprintf("%s: %v", param, err))
+	default:
 		a.internalError(w, "reading events", err)
-		return
 	}
+}
+
+// writeEvents answers recs as the JSON array of events. A full page gets a
+// Link to the next one, which continues from its last event with the
+// cursor parameter (after or before).
+func (a *API) writeEvents(w http.ResponseWriter, r *http.Request, recs []storage.Record, limit int, cursor string) {
 	ids := a.cfg.Store.IDs()
 	out := make([]event, len(recs))
 	for i, rec := range recs {
 		out[i] = event{ID: ids.Format(rec.ID), Event: rec.Kind.String(), Data: rec.Data}
+	}
+	if len(out) == limit && limit > 0 {
+		setNextLink(w, r, cursor, out[len(out)-1].ID)
 	}
 	httpx.JSON(w, http.StatusOK, out)
 }
@@ -101,12 +130,8 @@ func parseLimit(s string) (int, error) {
 	return min(n, maxLimit), nil
 }
 
-// parseFilters parses topic filters; none means "#". The result matches a
-// topic when any filter does.
-func parseFilters(raw []string) (func(string) bool, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
+// parseFilters parses topic filters; none means every topic.
+func parseFilters(raw []string) ([]topic.Filter, error) {
 	filters := make([]topic.Filter, 0, len(raw))
 	for _, s := range raw {
 		f, err := topic.ParseFilter(s)
@@ -115,12 +140,21 @@ func parseFilters(raw []string) (func(string) bool, error) {
 		}
 		filters = append(filters, f)
 	}
-	return func(topic string) bool {
+	return filters, nil
+}
+
+// matcher returns a function matching a topic when any of filters does;
+// nil (every topic) when there are none.
+func matcher(filters []topic.Filter) func(string) bool {
+	if len(filters) == 0 {
+		return nil
+	}
+	return func(t string) bool {
 		for _, f := range filters {
-			if f.Match(topic) {
+			if f.Match(t) {
 				return true
 			}
 		}
 		return false
-	}, nil
+	}
 }

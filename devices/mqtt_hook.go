@@ -17,11 +17,13 @@ import (
 )
 
 // mqttConn is the hook's state of one client connection. Its fields other
-// than replaced are used only on the connection's own goroutine.
+// than owner and replaced are used only on the connection's own goroutine.
 type mqttConn struct {
 	// device is the device the connection belongs to: the username with
 	// credentials, else the device of its first publish; "" until known.
 	device string
+	// owner is device, once known, for other goroutines (CloseDevice).
+	owner atomic.Pointer[string]
 	// live is set while the connection holds the device's current presence
 	// session.
 	live    bool
@@ -404,6 +406,7 @@ func (h *brokerHook) willPresence(c *mqttConn, r *mqttRoute, err error) {
 // bind makes connection c hold a new session of device.
 func (h *brokerHook) bind(c *mqttConn, device, reason string) {
 	c.device = device
+	c.owner.Store(&device)
 	c.session = h.live.Connect(device, bridge.TransportMQTT, reason)
 	c.live = true
 	c.lastHeard = time.Now()

@@ -114,6 +114,9 @@ func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 	if err := w.putDevices(b.devices); err != nil {
 		return err
 	}
+	if err := w.ix.putAdded(tx); err != nil {
+		return err
+	}
 	if _, err := s.trim(tx, 2*w.appended+trimBase); err != nil {
 		return err
 	}
@@ -191,6 +194,7 @@ func (w *writer) putRecord(b buckets, rec *deviceRec, wr *bridge.Write, ms int64
 func (w *writer) addEvent(rec *deviceRec, device string, e *bridge.Event, ms int64) {
 	id := w.nextID
 	w.arena, w.scratch = appendRecordEvent(w.arena, w.scratch, e.Kind, ms, e.Topic, e.Data)
+	w.ix.added(e.Topic, id)
 	w.nextID++
 	w.appended++
 	w.recs = append(w.recs, Record{ID: id, Kind: e.Kind, Topic: e.Topic, Time: time.UnixMilli(ms).UTC(), Data: e.Data})

@@ -51,10 +51,12 @@
 //
 // # Concurrency
 //
-// Submit, LastID, OldestID, WriteErr, Scan, Devices, Device and Close are safe to call
-// from any goroutine. Reads run in short read-only transactions beside the
-// writer; Scan looks at a bounded window per call so that it never holds
-// one long. OnCommit and every Write.Done run on the writer
+// Submit, LastID, OldestID, WriteErr, Scan, Latest, Devices, ScanDevices,
+// Device, DeleteDevice and Close are safe to call from any goroutine. Reads
+// run in short read-only transactions beside the writer; Scan and Latest
+// look at a bounded window per call so that they never hold one long.
+// DeleteDevice runs on the writer goroutine, after the writes queued before
+// it. OnCommit and every Write.Done run on the writer
 // goroutine, one at a time, in commit order.
 //
 // # Caveats

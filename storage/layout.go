@@ -31,12 +31,17 @@ var (
 )
 
 // formatVersion is the layout version this package writes and reads.
-// Version 1 stored one event per key; version 2 stores one record per write.
-const formatVersion = 2
+// Version 1 stored one event per key; version 2 stores one record per write;
+// version 3 adds the topic index (index.go). Open upgrades a version 2 file
+// by building its index and refuses version 1.
+const formatVersion = 3
 
 // load creates what is missing in the file, then reads the identity, the
 // id high-water mark and the retained range into the store.
 func (s *Store) load() error {
+	if err := s.upgradeLayout(); err != nil {
+		return err
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta, err := createBuckets(tx)
 		if err != nil {
@@ -62,7 +67,7 @@ func (s *Store) load() error {
 // createBuckets creates the buckets that do not exist yet and returns the
 // meta bucket.
 func createBuckets(tx *bolt.Tx) (*bolt.Bucket, error) {
-	for _, name := range [][]byte{bucketEvents, bucketState, bucketDevices,
+	for _, name := range [][]byte{bucketEvents, bucketState, bucketDevices, bucketTopics,
 		bucketCommands, bucketCommandIndex, bucketCommandPending} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return nil, err

@@ -77,6 +77,9 @@ func Recover(from, to string) (rep RecoverReport, err error) {
 	if err := copyReadable(&rep, src, info.Size(), db); err != nil {
 		return rep, fmt.Errorf("storage: recover %s into %s: %w", from, to, err)
 	}
+	if err := staleIndex(db); err != nil {
+		return rep, fmt.Errorf("storage: recover into %s: %w", to, err)
+	}
 	if err := db.Sync(); err != nil {
 		return rep, fmt.Errorf("storage: recover: sync %s: %w", to, err)
 	}
@@ -238,6 +241,9 @@ func (c *copier) keep(path [][]byte, k, v []byte) bool {
 	if len(path) > 1 {
 		c.rep.Other++
 		return true
+	}
+	if bytes.Equal(path[0], bucketTopics) {
+		return false // built again from the log by the store's open (staleIndex)
 	}
 	var err error
 	switch string(path[0]) {

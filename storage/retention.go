@@ -51,6 +51,9 @@ func (s *Store) trim(tx *bolt.Tx, budget int) (int, error) {
 			return 0, err
 		}
 	}
+	if err := s.w.ix.deleteDropped(tx); err != nil {
+		return 0, err
+	}
 	s.w.loadOldest(tx)
 	return run.events, nil
 }
@@ -73,6 +76,7 @@ func (s *Store) trimRun(c *bolt.Cursor, budget int) trimPlan {
 	w := &s.w
 	over, cutoff := s.over(), s.cutoffMs()
 	var p trimPlan
+	w.ix.resetDropped()
 	for k, v := c.First(); k != nil && p.events < budget; k, v = c.Next() {
 		evs, err := decodeRecord(w.evs[:0], v)
 		w.evs = evs
@@ -86,6 +90,7 @@ func (s *Store) trimRun(c *bolt.Cursor, budget int) trimPlan {
 		}
 		drop := expired(evs, p.events, budget, over, cutoff)
 		p.events += drop
+		w.ix.dropped(getID(k), evs[:drop])
 		if drop < len(evs) {
 			if drop > 0 {
 				p.cut, p.first = getID(k), getID(k)+uint64(drop)

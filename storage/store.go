@@ -126,7 +126,8 @@ type Store struct {
 	db  *bolt.DB
 	ids IDCodec
 
-	queue chan *bridge.Write
+	queue   chan *bridge.Write
+	deletes chan deleteReq // DeleteDevice requests, unbuffered
 	// mu guards closed: Submit holds it shared while it sends, so that once
 	// Close has set closed under the exclusive lock no send is in flight.
 	mu      sync.RWMutex
@@ -167,6 +168,7 @@ func Open(cfg Config) (*Store, error) {
 		met:     cfg.Metrics,
 		db:      db,
 		queue:   make(chan *bridge.Write, cfg.QueueSize),
+		deletes: make(chan deleteReq),
 		closing: make(chan struct{}),
 		drain:   make(chan struct{}),
 		done:    make(chan struct{}),

@@ -43,6 +43,8 @@ type writer struct {
 	scratch []byte   // scratch encoding of one event
 	evs     [][]byte // scratch encoded events of one record
 
+	ix indexer // topic index keys the batch adds and trim deletes
+
 	appended int // events appended by the batch
 	dups     int // duplicate writes in the batch
 	restarts int // seq epochs the batch started
@@ -98,6 +100,7 @@ func (w *writer) startBatch() {
 	w.recs = w.recs[:0]
 	w.arena = w.arena[:0]
 	w.appended, w.dups, w.restarts = 0, 0, 0
+	w.ix.reset()
 }
 
 // endBatch drops the references the batch buffers hold, so that committed
@@ -124,6 +127,8 @@ func (s *Store) run() {
 		select {
 		case wr := <-s.queue:
 			s.commit(s.collect(wr))
+		case req := <-s.deletes:
+			s.deleteDevice(req)
 		case <-tick.C:
 			s.trimIdle()
 			s.probe()

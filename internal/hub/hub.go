@@ -65,6 +65,7 @@ type Hub struct {
 
 	httpLn  net.Listener
 	server  *http.Server
+	routes  []string // the patterns the HTTP server serves
 	debugLn net.Listener
 	debug   *http.Server
 
@@ -321,10 +322,22 @@ func (h *Hub) tlsConfig() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
+// deviceClosers are the transports whose connections a device deletion
+// closes: the WebSocket endpoint and the embedded broker when it runs.
+// Devices of an external broker are connected to it, not to the hub.
+func (h *Hub) deviceClosers() []api.DeviceCloser {
+	closers := []api.DeviceCloser{h.wsDev}
+	if h.broker != nil {
+		closers = append(closers, h.broker)
+	}
+	return closers
+}
+
 func (h *Hub) buildHTTP() error {
 	a, err := api.New(api.Config{
 		Store:    h.store,
 		Presence: h.liveness,
+		Closers:  h.deviceClosers(),
 		Ready:    h.ready,
 		Auth:     h.auth,
 		Revoker:  revoker{h},
@@ -334,7 +347,7 @@ func (h *Hub) buildHTTP() error {
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
+	mux := newRouteMux()
 	a.Register(mux)
 	conns := h.connectionLimiter()
 	mux.Handle("GET /v1/devices/{id}/ws", conns.Wrap(h.wsDev))
@@ -345,6 +358,7 @@ func (h *Hub) buildHTTP() error {
 	}))
 	mux.Handle("GET /{$}", web.Handler())
 	mux.Handle("GET /assets/", web.Handler())
+	h.routes = mux.patterns
 
 	tlsCfg, err := h.tlsConfig()
 	if err != nil {
@@ -358,7 +372,7 @@ func (h *Hub) buildHTTP() error {
 		h.httpLn = tls.NewListener(h.httpLn, tlsCfg)
 	}
 	h.server = &http.Server{
-		Handler: httpx.Routes(mux),
+		Handler: httpx.Routes(mux.ServeMux),
 		// No WriteTimeout: it would cut every stream. Streams set a
 		// deadline per write instead.
 		ReadHeaderTimeout: 10 * time.Second,

@@ -19,7 +19,7 @@ func TestErrorsAreJSON(t *testing.T) {
 		{http.MethodGet, "/v1/stream/ws", 400, "bad_request"},     // not a WebSocket upgrade
 		{http.MethodGet, "/v1/devices/d1/ws", 400, "bad_request"}, // same, device side
 		{http.MethodPost, "/v1/events", 405, "method_not_allowed"},
-		{http.MethodDelete, "/v1/devices/d1", 405, "method_not_allowed"},
+		{http.MethodPut, "/v1/devices/d1", 405, "method_not_allowed"},
 		{http.MethodGet, "/v2/nothing", 404, "not_found"},
 		{http.MethodGet, "/v1/devices/unknown", 404, "not_found"},
 	}

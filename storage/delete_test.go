@@ -1,0 +1,64 @@
+package storage
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestDeleteDevice(t *testing.T) {
+	s := openStore(t, testConfig(t))
+	submitSync(t, s, withSeq(reading("d1", t0, 1, "temp", "hum"), 7))
+	submitSync(t, s, withSeq(reading("d2", t0, 2, "temp"), 3))
+	release := hold(t, s)
+	// Queued behind the held write: committed before the delete.
+	pending := submitAsync(t, s, withSeq(reading("d1", t0, 3, "temp"), 8))
+	deleted := make(chan error, 1)
+	go func() { deleted <- s.DeleteDevice("d1") }()
+	release()
+	if r := wait(t, pending); r.Err != nil || r.Duplicate {
+		t.Fatalf("write queued before the delete: %+v", r)
+	}
+	if err := <-deleted; err != nil {
+		t.Fatalf("DeleteDevice: %v", err)
+	}
+	if _, _, err := s.Device("d1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Device after the delete: %v, want ErrNotFound", err)
+	}
+	if devs, err := s.Devices(); err != nil || len(devs) != 2 || devs[0].ID != "d2" || devs[1].ID != "hold" {
+		t.Fatalf("Devices: %+v %v", devs, err)
+	}
+	if n := len(scanAll(t, s)); n != 5 {
+		t.Fatalf("%d events retained, want all 5: events stay until retention", n)
+	}
+	// The seq state went with the record: seq 7 is stored again, as new.
+	if r := submitSync(t, s, withSeq(reading("d1", t0, 4, "door"), 7)); r.Duplicate || r.FirstID == 0 {
+		t.Fatalf("write after the delete: %+v, want stored", r)
+	}
+	d, states, err := s.Device("d1")
+	if err != nil || len(states) != 1 || states[0].Metric != "door" || len(d.Metrics) != 1 {
+		t.Fatalf("device anew: %+v %+v %v", d, states, err)
+	}
+	if err := s.DeleteDevice("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown device: %v, want ErrNotFound", err)
+	}
+}
+
+// A delete survives a restart, and a closed store refuses deletes.
+func TestDeleteDeviceDurable(t *testing.T) {
+	cfg := testConfig(t)
+	s := openStore(t, cfg)
+	submitSync(t, s, reading("d1", t0, 1, "temp"))
+	if err := s.DeleteDevice("d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteDevice("d1"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("DeleteDevice on a closed store: %v, want ErrClosed", err)
+	}
+	s = openStore(t, cfg)
+	if _, _, err := s.Device("d1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after a restart: %v, want ErrNotFound", err)
+	}
+}
