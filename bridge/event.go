@@ -37,7 +37,7 @@ const (
 	TransportMQTT = "mqtt"
 )
 
-// Presence reasons (SPEC §5).
+// Presence reasons.
 const (
 	ReasonConnect    = "connect"
 	ReasonDisconnect = "disconnect"
