@@ -124,6 +124,8 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	}
 	b.ln = newMQTTListener(cfg.Addr, cfg.TLS, cfg.ConnectTimeout, log)
 	b.ln.maxPacket = maxPacket
+	b.ln.perAddr = cfg.Limits.MaxClientsPerAddress
+	b.ln.refused = cfg.Metrics.MQTTRefused
 	if err := server.AddListener(b.ln); err != nil {
 		return nil, fmt.Errorf("mqtt listen on %s: %w", cfg.Addr, err)
 	}

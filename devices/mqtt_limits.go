@@ -15,6 +15,7 @@ import (
 // Defaults of BrokerLimits.
 const (
 	DefaultMQTTMaxClients           = 10_000
+	DefaultMQTTMaxClientsPerAddress = 1000
 	DefaultMQTTMaxSessions          = 20_000
 	DefaultMQTTSessionExpiry        = time.Hour
 	DefaultMQTTMaxQueued            = 1000
@@ -44,6 +45,11 @@ type BrokerLimits struct {
 	// refused at CONNECT (server unavailable; MQTT 5: 0x89 server busy).
 	// Default 10 000.
 	MaxClients int
+	// MaxClientsPerAddress is how many connections one source address may
+	// hold at once; more are answered CONNACK server unavailable (MQTT 5:
+	// 0x97 quota exceeded) and closed before the broker sees them. Default
+	// 1000.
+	MaxClientsPerAddress int
 	// MaxSessions is how many sessions the broker keeps, connected or not;
 	// past it, the session disconnected the longest is dropped with its
 	// queued messages. Default 20 000.
@@ -82,7 +88,7 @@ type BrokerLimits struct {
 
 // withDefaults validates l and returns it with defaults filled.
 func (l BrokerLimits) withDefaults() (BrokerLimits, error) {
-	if l.MaxClients < 0 || l.MaxSessions < 0 || l.SessionExpiry < 0 || l.MaxQueued < 0 ||
+	if l.MaxClients < 0 || l.MaxClientsPerAddress < 0 || l.MaxSessions < 0 || l.SessionExpiry < 0 || l.MaxQueued < 0 ||
 		l.MaxQueuedBytes < 0 || l.MaxQueuedBytesTotal < 0 || l.MaxSubscriptions < 0 ||
 		l.MaxRetained < 0 || l.MaxRetainedPerDevice < 0 || l.MaxRetainedBytes < 0 {
 		return l, fmt.Errorf("%w: negative broker limit", ErrInvalidConfig)
@@ -94,6 +100,7 @@ func (l BrokerLimits) withDefaults() (BrokerLimits, error) {
 		return l, fmt.Errorf("%w: SessionExpiry %s is over the MQTT limit", ErrInvalidConfig, l.SessionExpiry)
 	}
 	l.MaxClients = cmp.Or(l.MaxClients, DefaultMQTTMaxClients)
+	l.MaxClientsPerAddress = cmp.Or(l.MaxClientsPerAddress, DefaultMQTTMaxClientsPerAddress)
 	l.MaxSessions = cmp.Or(l.MaxSessions, DefaultMQTTMaxSessions)
 	l.SessionExpiry = cmp.Or(l.SessionExpiry, DefaultMQTTSessionExpiry)
 	l.MaxQueued = cmp.Or(l.MaxQueued, DefaultMQTTMaxQueued)

@@ -19,7 +19,7 @@ func TestBrokerLimitsDefaultsAndRejections(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := BrokerLimits{
-		MaxClients: DefaultMQTTMaxClients, MaxSessions: DefaultMQTTMaxSessions,
+		MaxClients: DefaultMQTTMaxClients, MaxClientsPerAddress: DefaultMQTTMaxClientsPerAddress, MaxSessions: DefaultMQTTMaxSessions,
 		SessionExpiry: DefaultMQTTSessionExpiry, MaxQueued: DefaultMQTTMaxQueued,
 		MaxQueuedBytes: DefaultMQTTMaxQueuedBytes, MaxQueuedBytesTotal: DefaultMQTTMaxQueuedBytesTotal,
 		MaxSubscriptions: DefaultMQTTMaxSubscriptions, MaxRetained: DefaultMQTTMaxRetained,
@@ -29,11 +29,12 @@ func TestBrokerLimitsDefaultsAndRejections(t *testing.T) {
 		t.Fatalf("defaults %+v, want %+v", l, want)
 	}
 	bad := map[string]BrokerLimits{
-		"negative clients":   {MaxClients: -1},
-		"negative expiry":    {SessionExpiry: -time.Second},
-		"negative retained":  {MaxRetainedBytes: -1},
-		"queued over ids":    {MaxQueued: 1 << 16},
-		"expiry over uint32": {SessionExpiry: (1 << 32) * time.Second},
+		"negative clients":     {MaxClients: -1},
+		"negative per address": {MaxClientsPerAddress: -1},
+		"negative expiry":      {SessionExpiry: -time.Second},
+		"negative retained":    {MaxRetainedBytes: -1},
+		"queued over ids":      {MaxQueued: 1 << 16},
+		"expiry over uint32":   {SessionExpiry: (1 << 32) * time.Second},
 	}
 	for name, l := range bad {
 		t.Run(name, func(t *testing.T) {

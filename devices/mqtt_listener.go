@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // mqttListener is the broker's TCP (or TLS) listener. Unlike mochi's own,
@@ -21,6 +22,11 @@ type mqttListener struct {
 	// maxPacket, when set, is the largest packet a client may send
 	// (mqttLimitedConn).
 	maxPacket int
+	// perAddr, when set, is how many connections one source address may
+	// hold; more are refused (refuse) and counted in refused.
+	perAddr   int
+	refused   prometheus.Counter
+	refuseLog *mqttLogLimiter
 	log       *slog.Logger
 	ln        net.Listener
 	done      chan struct{}
@@ -28,13 +34,15 @@ type mqttListener struct {
 	mu     sync.Mutex
 	closed bool
 	conns  map[net.Conn]struct{}
+	byAddr map[string]int // admitted connections by source host
 	wg     sync.WaitGroup // Serve and one goroutine per connection
 }
 
 func newMQTTListener(addr string, tlsConf *tls.Config, connectTimeout time.Duration, log *slog.Logger) *mqttListener {
 	return &mqttListener{
 		id: "telehub", addr: addr, tls: tlsConf, connectTimeout: connectTimeout, log: log,
-		done: make(chan struct{}), conns: make(map[net.Conn]struct{}),
+		done: make(chan struct{}), conns: make(map[net.Conn]struct{}), byAddr: make(map[string]int),
+		refuseLog: &mqttLogLimiter{now: time.Now, kinds: make(map[string]*mqttLogKind)},
 	}
 }
 
@@ -91,11 +99,12 @@ func (l *mqttListener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		delay = 0
-		if !l.track(conn) {
+		admitted, ok := l.track(conn)
+		if !ok {
 			_ = conn.Close()
 			return
 		}
-		go l.serveConn(establish, conn)
+		go l.serveConn(establish, conn, admitted)
 	}
 }
 
@@ -125,25 +134,37 @@ func (l *mqttListener) pause(err error, delay time.Duration) bool {
 	}
 }
 
-// track registers an accepted connection; false when the listener closed.
-func (l *mqttListener) track(conn net.Conn) bool {
+// track registers an accepted connection and reports whether its source
+// address had a slot left (admitted); ok is false when the listener closed.
+func (l *mqttListener) track(conn net.Conn) (admitted, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return false
+		return false, false
 	}
 	l.conns[conn] = struct{}{}
 	l.wg.Add(1)
-	return true
+	return l.admitLocked(sourceHost(conn)), true
 }
 
-func (l *mqttListener) serveConn(establish listeners.EstablishFn, conn net.Conn) {
+// untrack forgets conn and frees its address's slot when it held one.
+func (l *mqttListener) untrack(conn net.Conn, admitted bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, conn)
+	if admitted {
+		l.releaseLocked(sourceHost(conn))
+	}
+}
+
+func (l *mqttListener) serveConn(establish listeners.EstablishFn, conn net.Conn, admitted bool) {
 	defer l.wg.Done()
-	defer func() {
-		l.mu.Lock()
-		delete(l.conns, conn)
-		l.mu.Unlock()
-	}()
+	defer l.untrack(conn, admitted)
+	if !admitted {
+		defer func() { _ = conn.Close() }()
+		l.refuse(conn, sourceHost(conn))
+		return
+	}
 	// mochi replaces this deadline with the client's keepalive once the
 	// CONNECT packet is read.
 	_ = conn.SetReadDeadline(time.Now().Add(l.connectTimeout))

@@ -110,6 +110,9 @@ type Config struct {
 	// The embedded broker's limits (their doc is README "Limits").
 	// MQTTMaxClients (--mqtt-max-clients): clients connected at once.
 	MQTTMaxClients int `yaml:"mqtt_max_clients"`
+	// MQTTMaxClientsPerAddress (--mqtt-max-clients-per-address): MQTT
+	// connections one source address may hold at once.
+	MQTTMaxClientsPerAddress int `yaml:"mqtt_max_clients_per_address"`
 	// MQTTMaxSessions (--mqtt-max-sessions): sessions kept, connected or
 	// not; past it the one disconnected the longest is dropped.
 	MQTTMaxSessions int `yaml:"mqtt_max_sessions"`
@@ -173,6 +176,7 @@ func Default() Config {
 		LogLevel:                 "info",
 		LogFormat:                "text",
 		MQTTMaxClients:           10_000,
+		MQTTMaxClientsPerAddress: 1000,
 		MQTTMaxSessions:          20_000,
 		MQTTSessionExpiry:        time.Hour,
 		MQTTMaxQueued:            1000,

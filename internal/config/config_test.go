@@ -38,7 +38,7 @@ func TestDefaultsWithNothingGiven(t *testing.T) {
 	want := Config{HTTPAddr: "127.0.0.1:8080", MQTTAddr: "127.0.0.1:1883", DataDir: "./data", Fsync: true,
 		MaxEvents: 1000000, MaxAge: 24 * time.Hour, DeviceTimeout: 45 * time.Second, HeartbeatInterval: 15 * time.Second,
 		MaxPayload: 65536, DeviceRate: 200, DeviceBurst: 2000, MaxConnections: 10000, MaxConnectionsPerAddress: 1000, WatcherQueue: 4096, LogLevel: "info", LogFormat: "text",
-		MQTTMaxClients: 10000, MQTTMaxSessions: 20000, MQTTSessionExpiry: time.Hour,
+		MQTTMaxClients: 10000, MQTTMaxClientsPerAddress: 1000, MQTTMaxSessions: 20000, MQTTSessionExpiry: time.Hour,
 		MQTTMaxQueued: 1000, MQTTMaxQueuedBytes: 1 << 20, MQTTMaxQueuedBytesTotal: 256 << 20,
 		MQTTMaxSubscriptions: 100, MQTTMaxRetained: 10000, MQTTMaxRetainedPerDevice: 100,
 		MQTTMaxRetainedBytes: 64 << 20}
@@ -113,6 +113,35 @@ func TestMQTTLimitOptions(t *testing.T) {
 	}
 }
 
+// The per-address cap of the broker's connections is a flag, a variable
+// and a YAML key, the flag over the variable over the file.
+func TestMQTTMaxClientsPerAddressOption(t *testing.T) {
+	file := writeFile(t, "mqtt_max_clients_per_address: 7\n")
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{"default", nil, nil, 1000},
+		{"file", []string{"--config", file}, nil, 7},
+		{"variable over file", []string{"--config", file}, map[string]string{"TELEHUB_MQTT_MAX_CLIENTS_PER_ADDRESS": "5"}, 5},
+		{"flag over variable", []string{"--config", file, "--mqtt-max-clients-per-address", "3"},
+			map[string]string{"TELEHUB_MQTT_MAX_CLIENTS_PER_ADDRESS": "5"}, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Load(c.args, env(c.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MQTTMaxClientsPerAddress != c.want {
+				t.Fatalf("MQTTMaxClientsPerAddress %d, want %d", cfg.MQTTMaxClientsPerAddress, c.want)
+			}
+		})
+	}
+}
+
 func TestEnvBool(t *testing.T) {
 	cfg, err := Load(nil, env(map[string]string{"TELEHUB_FSYNC": "false"}), io.Discard)
 	if err != nil || cfg.Fsync {
@@ -155,6 +184,8 @@ func TestRejections(t *testing.T) {
 		{"watcher unknown key", nil, nil, "watcher_tokens:\n  - name: ops\n    tokn: x\n", "tokn"},
 		{"watchers share a name", nil, nil, "watcher_tokens:\n  - {name: w, token: watcher-token-0123456789, topics: [\"#\"]}\n  - {name: w, token: watcher-token-9876543210, topics: [\"#\"]}\n", "defined twice"},
 		{"zero mqtt clients", []string{"--mqtt-max-clients", "0"}, nil, "", "mqtt_max_clients"},
+		{"zero mqtt clients per address", []string{"--mqtt-max-clients-per-address", "0"}, nil, "", "mqtt_max_clients_per_address"},
+		{"negative mqtt clients per address", nil, nil, "mqtt_max_clients_per_address: -2\n", "mqtt_max_clients_per_address"},
 		{"negative mqtt sessions", nil, map[string]string{"TELEHUB_MQTT_MAX_SESSIONS": "-1"}, "", "mqtt_max_sessions"},
 		{"short mqtt session expiry", []string{"--mqtt-session-expiry", "10ms"}, nil, "", "mqtt_session_expiry"},
 		{"mqtt queue over packet ids", []string{"--mqtt-max-queued", "70000"}, nil, "", "mqtt_max_queued"},

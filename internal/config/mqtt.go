@@ -12,7 +12,8 @@ func (l Config) validateMQTTLimits(bad func(format string, args ...any)) {
 		key string
 		n   int
 	}{
-		{"mqtt_max_clients", l.MQTTMaxClients}, {"mqtt_max_sessions", l.MQTTMaxSessions},
+		{"mqtt_max_clients", l.MQTTMaxClients},
+		{"mqtt_max_clients_per_address", l.MQTTMaxClientsPerAddress}, {"mqtt_max_sessions", l.MQTTMaxSessions},
 		{"mqtt_max_queued", l.MQTTMaxQueued}, {"mqtt_max_queued_bytes", l.MQTTMaxQueuedBytes},
 		{"mqtt_max_queued_bytes_total", l.MQTTMaxQueuedBytesTotal},
 		{"mqtt_max_subscriptions", l.MQTTMaxSubscriptions}, {"mqtt_max_retained", l.MQTTMaxRetained},

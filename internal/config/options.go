@@ -172,6 +172,7 @@ var options = []option{
 	str("log-level", "level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 	str("log-format", "format", "text or json", func(c *Config) *string { return &c.LogFormat }),
 	integer("mqtt-max-clients", "embedded broker: clients connected at once", func(c *Config) *int { return &c.MQTTMaxClients }),
+	integer("mqtt-max-clients-per-address", "embedded broker: connections one source address may hold at once", func(c *Config) *int { return &c.MQTTMaxClientsPerAddress }),
 	integer("mqtt-max-sessions", "embedded broker: sessions kept, connected or not (the one disconnected the longest goes first)", func(c *Config) *int { return &c.MQTTMaxSessions }),
 	duration("mqtt-session-expiry", "embedded broker: how long a persistent session outlives its connection", func(c *Config) *time.Duration { return &c.MQTTSessionExpiry }),
 	integer("mqtt-max-queued", "embedded broker: QoS 1/2 messages one session may hold (in flight and queued)", func(c *Config) *int { return &c.MQTTMaxQueued }),

@@ -9,6 +9,7 @@ import (
 func brokerLimits(l config.Config) devices.BrokerLimits {
 	return devices.BrokerLimits{
 		MaxClients:           l.MQTTMaxClients,
+		MaxClientsPerAddress: l.MQTTMaxClientsPerAddress,
 		MaxSessions:          l.MQTTMaxSessions,
 		SessionExpiry:        l.MQTTSessionExpiry,
 		MaxQueued:            l.MQTTMaxQueued,

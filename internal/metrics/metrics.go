@@ -63,6 +63,9 @@ type Metrics struct {
 	// messages the embedded broker dropped (slow clients, limits, expiry).
 	BrokerConnected prometheus.Gauge
 	MQTTDropped     prometheus.Counter
+	// MQTTRefused counts connections the embedded broker refused because
+	// their source address held all its slots.
+	MQTTRefused prometheus.Counter
 
 	// Commands to devices: created, ended by final state (succeeded,
 	// failed, expired, canceled), and the time from creation to the
@@ -139,6 +142,9 @@ func New(version string) *Metrics {
 		MQTTDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "telehub_mqtt_dropped_total", Help: "Messages the embedded broker dropped: for a client that did not keep up, a session or retained store at its limit, or a session that expired or was dropped.",
 		}),
+		MQTTRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_mqtt_connections_refused_total", Help: "Connections the embedded broker refused because their source address was at its connection limit.",
+		}),
 		CommandsCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "telehub_commands_created_total", Help: "Commands to devices created.",
 		}),
@@ -166,7 +172,7 @@ func New(version string) *Metrics {
 		m.DevicesConnected, m.WatchersConnected, m.EventsIngested, m.EventsStored,
 		m.Duplicates, m.SeqRestarts, m.Rejected, m.ErrorsSuppressed, m.Throttled, m.EventsDelivered, m.SlowWatchers,
 		m.CommitBatch, m.CommitDuration, m.FanoutLatency, m.StorageBytes, m.RetainedEvents,
-		m.PresenceChanges, m.BrokerConnected, m.MQTTDropped,
+		m.PresenceChanges, m.BrokerConnected, m.MQTTDropped, m.MQTTRefused,
 		m.CommandsCreated, m.CommandsFinished, m.CommandDelivery,
 	)
 	return m
