@@ -55,8 +55,9 @@ type Config struct {
 	// before ErrorRate applies. Default: 5.
 	ErrorBurst int
 	// DeviceRate is how many telemetry messages per second one device may
-	// send; Telemetry refuses more with CodeRateLimited. Default: 0, no
-	// limit.
+	// send. Transports that can pause a device slow it down to this rate
+	// (Pace); Telemetry refuses a message over it with CodeRateLimited only
+	// when it was not paced and carries no seq. Default: 0, no limit.
 	DeviceRate float64
 	// DeviceBurst is how many messages a device may send at once before
 	// DeviceRate applies. Default: twice DeviceRate, at least 1.
@@ -94,6 +95,7 @@ type Bridge struct {
 
 	rejected           map[string]prometheus.Counter // by wire code
 	suppressed         prometheus.Counter
+	throttled          prometheus.Counter
 	telemetryIngested  prometheus.Counter
 	presenceIngested   prometheus.Counter
 	errorIngested      prometheus.Counter
@@ -118,6 +120,7 @@ func New(cfg Config) (*Bridge, error) {
 		logBucket:          bucket{tokens: logBurst},
 		rejected:           make(map[string]prometheus.Counter),
 		suppressed:         m.ErrorsSuppressed,
+		throttled:          m.Throttled,
 		telemetryIngested:  m.EventsIngested.WithLabelValues(KindTelemetry.String()),
 		presenceIngested:   m.EventsIngested.WithLabelValues(KindPresence.String()),
 		errorIngested:      m.EventsIngested.WithLabelValues(KindError.String()),
@@ -172,18 +175,17 @@ func (cfg *Config) fillDefaults() error {
 // An invalid device id, an empty payload, an invalid metric name or a
 // non-finite number is rejected with an *Error before anything is
 // submitted, and so is a message over the device's rate limit
-// (CodeRateLimited); a store failure is returned wrapped. In all these cases
+// (CodeRateLimited) when in is not Paced and p has no seq: refusing a
+// reading with a seq while later ones are stored would make its resend
+// look like a duplicate. A store failure is returned wrapped. In all these cases
 // done is never called, and the caller records the rejection (Reject).
 func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error {
 	if err := checkTelemetry(in.Device, &p); err != nil {
 		return err
 	}
 	seen := b.seen(in.Received)
-	if b.msgLimit != nil {
-		if ok, _ := b.msgLimit.allow(in.Device, seen); !ok {
-			return &Error{Code: CodeRateLimited, Message: fmt.Sprintf(
-				"device %s sends more than %g messages a second: reading not stored", in.Device, b.msgLimit.rate)}
-		}
+	if err := b.checkRate(in, &p, seen); err != nil {
+		return err
 	}
 	w := &Write{
 		Device:     in.Device,
@@ -201,6 +203,42 @@ func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error {
 	}
 	b.telemetryIngested.Add(float64(len(w.Events)))
 	return nil
+}
+
+// checkRate counts a message that was not paced against its device's
+// rate and refuses it with CodeRateLimited when it is over the rate and
+// has no seq. One with a seq is counted (its device's later messages
+// without seq are refused sooner) but never refused.
+func (b *Bridge) checkRate(in Input, p *Payload, seen time.Time) error {
+	switch {
+	case b.msgLimit == nil || in.Paced:
+		return nil
+	case p.HasSeq:
+		b.msgLimit.reserve(in.Device, seen, maxPace)
+		return nil
+	}
+	if ok, _ := b.msgLimit.allow(in.Device, seen); !ok {
+		return &Error{Code: CodeRateLimited, Message: fmt.Sprintf(
+			"device %s sends more than %g messages a second: reading not stored", in.Device, b.msgLimit.rate)}
+	}
+	return nil
+}
+
+// Pace takes one message of device's rate limit at now and returns how
+// long the transport must wait before handing the message to Telemetry
+// (with Input.Paced set): 0 within the rate. A transport that waits before
+// reading the device's next message slows the device down instead of
+// refusing its readings. A wait is at most maxPace, or 1/DeviceRate when
+// that is longer. Messages that must wait are counted as throttled.
+func (b *Bridge) Pace(device string, now time.Time) time.Duration {
+	if b.msgLimit == nil {
+		return 0
+	}
+	d := b.msgLimit.reserve(device, now, maxPace)
+	if d > 0 {
+		b.throttled.Inc()
+	}
+	return d
 }
 
 // seen returns received, or the bridge's clock when it is zero.

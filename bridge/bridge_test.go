@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -346,6 +347,61 @@ func TestTelemetryDeviceRateLimit(t *testing.T) {
 	}
 	if n := len(h.store.all()); n != 5 {
 		t.Fatalf("%d writes stored, want 5 (3 burst + d2 + 1 refilled)", n)
+	}
+}
+
+// Over the rate, a message with a seq or one already paced is never
+// refused: refusing it while later ones are stored would make its resend
+// a duplicate.
+func TestTelemetryDeviceRateSparesSeqAndPaced(t *testing.T) {
+	h := newHarness(t, Config{DeviceRate: 1, DeviceBurst: 1})
+	p := Payload{Readings: []Reading{{Metric: "temp", Value: NumberValue(1)}}}
+	if err := h.b.Telemetry(Input{Device: "d1"}, p, nil); err != nil {
+		t.Fatalf("first message: %v", err)
+	}
+	withSeq := p
+	withSeq.Seq, withSeq.HasSeq = 7, true
+	if err := h.b.Telemetry(Input{Device: "d1"}, withSeq, nil); err != nil {
+		t.Fatalf("a message with seq over the rate: %v", err)
+	}
+	if err := h.b.Telemetry(Input{Device: "d1", Paced: true}, p, nil); err != nil {
+		t.Fatalf("a paced message: %v", err)
+	}
+	if err := h.b.Telemetry(Input{Device: "d1"}, p, nil); err == nil {
+		t.Fatal("an unpaced message without seq over the rate went through")
+	}
+}
+
+// Pace makes a device over its rate wait one token's time, going into a
+// bounded debt, and counts the messages it slows down.
+func TestPace(t *testing.T) {
+	h := newHarness(t, Config{DeviceRate: 10, DeviceBurst: 2})
+	waits := make([]time.Duration, 0, 4)
+	for range 4 {
+		waits = append(waits, h.b.Pace("d1", h.clock.now()))
+	}
+	want := []time.Duration{0, 0, 100 * time.Millisecond, 200 * time.Millisecond}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+	if d := h.b.Pace("d2", h.clock.now()); d != 0 {
+		t.Fatalf("another device waits %v", d)
+	}
+	h.clock.add(200 * time.Millisecond) // the debt is paid
+	if d := h.b.Pace("d1", h.clock.now()); d != 100*time.Millisecond {
+		t.Fatalf("after the debt is paid: wait %v, want one token's 100ms", d)
+	}
+	for range 100 {
+		h.b.Pace("d1", h.clock.now())
+	}
+	if d := h.b.Pace("d1", h.clock.now()); d != maxPace {
+		t.Fatalf("deep in debt: wait %v, want the bound %v", d, maxPace)
+	}
+	if n := testutil.ToFloat64(h.m.Throttled); n != 104 {
+		t.Fatalf("%v throttled, want 104", n)
+	}
+	if d := (&Bridge{}).Pace("d1", fixedNow); d != 0 {
+		t.Fatalf("no rate limit: wait %v", d)
 	}
 }
 

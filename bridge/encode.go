@@ -52,7 +52,7 @@ func appendDigits(b []byte, v, n int) []byte {
 }
 
 // ErrorAnswer returns the JSON answer to a rejected MQTT payload, published
-// on devices/{id}/errors (SPEC §3): {"code":…,"message":…,"topic":…}, where
+// on devices/{id}/errors: {"code":…,"message":…,"topic":…}, where
 // topic is the topic the device published to.
 func ErrorAnswer(code, message, topic string) []byte {
 	b := make([]byte, 0, 40+len(code)+len(message)+len(topic))
@@ -103,8 +103,7 @@ func appendTS(b, ts []byte) []byte {
 	return append(b, '"')
 }
 
-// appendTelemetryData appends the SSE data object of a telemetry event
-// (SPEC §6).
+// appendTelemetryData appends the SSE data object of a telemetry event.
 func appendTelemetryData(b []byte, topic []byte, device string, rd *Reading, ts []byte, p *Payload) []byte {
 	b = append(b, `{"topic":`...)
 	b = jsonx.AppendString(b, topic)
@@ -143,7 +142,7 @@ func appendState(b []byte, rd *Reading, ts []byte) []byte {
 	return append(b, '}')
 }
 
-// presenceData returns the data object of a presence event (SPEC §5, §6).
+// presenceData returns the data object of a presence event.
 func presenceData(topic, device string, p *Presence, at time.Time) []byte {
 	b := make([]byte, 0, 128+len(topic)+len(device))
 	b = append(b, `{"topic":`...)
@@ -170,7 +169,7 @@ type errorData struct {
 	at                                   time.Time
 }
 
-// encode returns the data object of an error event (SPEC §6).
+// encode returns the data object of an error event.
 func (e *errorData) encode() []byte {
 	b := make([]byte, 0, 160+len(e.topic)+len(e.device)+len(e.message)+len(e.source))
 	b = append(b, `{"topic":`...)

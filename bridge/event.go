@@ -37,7 +37,7 @@ const (
 	TransportMQTT = "mqtt"
 )
 
-// Presence reasons (SPEC §5).
+// Presence reasons.
 const (
 	ReasonConnect    = "connect"
 	ReasonDisconnect = "disconnect"
@@ -163,6 +163,9 @@ type Input struct {
 	// devices "devices/{id}/ws"; it is echoed in error events and answers.
 	SourceTopic string
 	Received    time.Time // hub receive time
+	// Paced is set by a transport that already slowed this message to the
+	// device's rate (Bridge.Pace): Telemetry does not check the rate again.
+	Paced bool
 }
 
 // Rejection tells a transport what to do about a rejected payload after

@@ -2,7 +2,7 @@ package bridge
 
 import "time"
 
-// Frame types a device sends over WebSocket (SPEC §4).
+// Frame types a device sends over WebSocket.
 const (
 	FrameTelemetry = "telemetry"
 	FrameHeartbeat = "heartbeat"
@@ -22,7 +22,7 @@ type Frame struct {
 	Payload Payload
 }
 
-// ParseFrame parses a WebSocket device frame (SPEC §4):
+// ParseFrame parses a WebSocket device frame:
 //
 //	{"type":"telemetry","seq":42,"ts":1764064800000,"boot":"b7","values":{"temp":21.5}}
 //	{"type":"telemetry","seq":43,"senml":[{"n":"temp","v":21.5}]}

@@ -24,7 +24,7 @@ const (
 const MaxBoot = 64
 
 // ParseTelemetry parses the payload of an MQTT devices/{id}/telemetry
-// message (SPEC §3). It accepts three forms:
+// message. It accepts three forms:
 //
 //   - a flat JSON object of metric → value, with the reserved keys "ts"
 //     (unix milliseconds or an RFC 3339 string), "seq" (an integer from 0

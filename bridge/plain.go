@@ -7,7 +7,7 @@ import (
 )
 
 // ParsePlain parses the payload of an MQTT devices/{id}/telemetry/{metric}
-// message (SPEC §3): plain text, trimmed of white space. A finite decimal
+// message: plain text, trimmed of white space. A finite decimal
 // number ("21.5", "-3", "+4", ".5", "1e3") becomes a Number, exactly "true"
 // or "false" a Bool, and any other non-empty valid UTF-8 text a String
 // ("NaN", "Inf", "0x10" and "1e999" are strings). The metric name must pass

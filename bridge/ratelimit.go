@@ -20,6 +20,9 @@ const (
 	// limiterIdleTTL is how long an entry that still counts suppressed
 	// errors is kept after the device's last error.
 	limiterIdleTTL = 10 * time.Minute
+	// maxPace bounds the debt of a paced device, and so its wait: several
+	// connections of one device cannot make each other wait longer.
+	maxPace = time.Second
 )
 
 // bucket is a token bucket with a count of the events it refused.
@@ -79,6 +82,39 @@ func newLimiter(rate float64, burst int, maxEntries int) *limiter {
 func (l *limiter) allow(key string, now time.Time) (bool, uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b, ok := l.entry(key, now)
+	if !ok {
+		return l.failOpen, 0
+	}
+	allowed, n := b.take()
+	l.entries[key] = b
+	return allowed, n
+}
+
+// reserve spends a token of key at now, going into debt when there is
+// none, and returns how long the caller must wait for the token: 0 when
+// there was one. The debt is bounded so that a wait is at most limit (or
+// one token's time when that is longer). A key the full limiter cannot
+// track never waits.
+func (l *limiter) reserve(key string, now time.Time, limit time.Duration) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.entry(key, now)
+	if !ok {
+		return 0
+	}
+	b.tokens = max(b.tokens-1, -max(1, l.rate*limit.Seconds()))
+	l.entries[key] = b
+	if b.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-b.tokens / l.rate * float64(time.Second))
+}
+
+// entry returns key's bucket refilled to now, a full one for a new key;
+// ok is false when the limiter is full and key is not tracked. l.mu must
+// be held.
+func (l *limiter) entry(key string, now time.Time) (_ bucket, ok bool) {
 	if now.Sub(l.lastSweep) >= limiterSweepEvery {
 		l.sweep(now)
 	}
@@ -88,14 +124,12 @@ func (l *limiter) allow(key string, now time.Time) (bool, uint64) {
 			l.sweep(now)
 		}
 		if len(l.entries) >= l.maxEntries {
-			return l.failOpen, 0
+			return bucket{}, false
 		}
 		b = bucket{tokens: l.burst, last: now}
 	}
 	b.refill(now, l.rate, l.burst)
-	allowed, n := b.take()
-	l.entries[key] = b
-	return allowed, n
+	return b, true
 }
 
 // sweep deletes the entries that carry no information any more: a full

@@ -15,6 +15,10 @@ type Ingester interface {
 	// Reject records a message that was refused and says whether to
 	// answer the device.
 	Reject(in bridge.Input, err error) bridge.Rejection
+	// Pace takes one message of device's rate limit and returns how long
+	// to wait before handing it to Telemetry with Input.Paced set; 0
+	// within the rate.
+	Pace(device string, now time.Time) time.Duration
 }
 
 // Presence is what the transports report to the presence tracker and ask

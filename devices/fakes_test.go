@@ -121,6 +121,9 @@ func (f *fakeBridge) Reject(in bridge.Input, err error) bridge.Rejection {
 	return bridge.Rejection{Answer: topic.ValidDeviceID(in.Device) == nil}
 }
 
+// Pace never slows a device down.
+func (f *fakeBridge) Pace(string, time.Time) time.Duration { return 0 }
+
 // submitted returns how many payloads were submitted.
 func (f *fakeBridge) submitted() int {
 	f.mu.Lock()
@@ -258,6 +261,9 @@ func (c *countingBridge) Telemetry(_ bridge.Input, _ bridge.Payload, done func(b
 }
 
 func (c *countingBridge) Reject(bridge.Input, error) bridge.Rejection { return bridge.Rejection{} }
+
+// Pace never slows a device down.
+func (c *countingBridge) Pace(string, time.Time) time.Duration { return 0 }
 
 // fakePresence keeps sessions like the presence tracker and reports each
 // change (and each ignored disconnect) on events.

@@ -199,7 +199,7 @@ func mochiError(err error) error {
 // a publish. An MQTT 5 client's refused QoS 1 publish is answered
 // with a PUBACK reason code and reason string: 0x87 not authorized for a
 // topic the device may not publish to, 0x97 quota exceeded over the rate
-// limit, 0x90 topic name invalid for a bad device topic, 0x99 payload
+// limit (a will without seq; publishes are paced instead), 0x90 topic name invalid for a bad device topic, 0x99 payload
 // format invalid for a payload the hub cannot read, 0x80 otherwise.
 // Others keep mochi's answer: a PUBACK 0x00 for a refusal (the error
 // answer on devices/{id}/errors says why), none for a publish refused for

@@ -41,6 +41,9 @@ type mqttConn struct {
 	// the client from other goroutines.
 	ack         mqttAckState
 	subscribing atomic.Bool
+	// pacer is the read goroutine's timer while the rate limit slows the
+	// client (pace).
+	pacer *time.Timer
 }
 
 // commitWait is how a QoS 1 publish waits for its commit; pooled.
@@ -344,6 +347,9 @@ func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.
 		return pk, nil
 	}
 	in := mqttInput(r.device, topic, now)
+	if !will && !h.pace(c, &in) {
+		return pk, packets.ErrRejectPacket // shutting down: not stored, a QoS 1 publish is resent
+	}
 	if will || pk.FixedHeader.Qos == 0 {
 		return pk, h.storeAsync(in, r.payload)
 	}
@@ -414,6 +420,19 @@ func (h *brokerHook) bind(c *mqttConn, device, reason string) {
 func (h *brokerHook) offline(c *mqttConn) {
 	c.live = false
 	h.live.Disconnect(c.device, c.session, bridge.ReasonWill)
+}
+
+// pace slows a publisher over its device's rate limit: OnPublish runs on
+// the client's own read goroutine, so waiting here delays reading only
+// that client's next packet, and none of its readings is refused for the
+// rate. The wait is bounded (by the bridge) and ends when the broker
+// closes; pace then returns false. in is marked Paced.
+func (h *brokerHook) pace(c *mqttConn, in *bridge.Input) bool {
+	if d := h.ingest.bridge.Pace(in.Device, in.Received); d > 0 && !pause(&c.pacer, d, h.closing, nil) {
+		return false
+	}
+	in.Paced = true
+	return true
 }
 
 // storeAsync submits QoS 0 telemetry without waiting for its commit.

@@ -32,7 +32,12 @@ type wsConn struct {
 	head    int
 	first   uint64        // frame number of answers[head]
 	wake    chan struct{} // made when the read goroutine first waits for space
-	pong    string        // the payload of a pong waiting to be written
+	// pacer is the read goroutine's timer while the rate limit slows the
+	// device; made on the first wait, reused after. stopped is closed
+	// when c dies and ends such a wait.
+	pacer   *time.Timer
+	stopped chan struct{}
+	pong    string // the payload of a pong waiting to be written
 	// commands are command frames (JSON) waiting to be written.
 	commands [][]byte
 
@@ -55,6 +60,7 @@ type answer struct {
 func (c *wsConn) init(s *WS, socket *gws.Conn, device string) {
 	c.ws, c.socket = s, socket
 	c.topic = "devices/" + device + "/ws" // a copy: the request line is not kept
+	c.stopped = make(chan struct{})
 }
 
 // device returns the connection's device id, a substring of its topic.
@@ -108,8 +114,14 @@ func (c *wsConn) receive(op gws.Opcode, data []byte) {
 	}
 }
 
-// telemetry submits the readings of f; the ack follows the commit.
+// telemetry submits the readings of f; the ack follows the commit. Over
+// the device's rate it first waits, which also delays reading the next
+// frame: the device is slowed down, none of its readings refused.
 func (c *wsConn) telemetry(in bridge.Input, f bridge.Frame) {
+	if !c.pace(in.Device) {
+		return
+	}
+	in.Paced = true
 	n, ok := c.reserve(f.Seq, f.HasSeq)
 	if !ok {
 		return
@@ -123,6 +135,17 @@ func (c *wsConn) telemetry(in bridge.Input, f bridge.Frame) {
 		}
 		c.resolve(n, wireError(err, bridge.CodeInternal))
 	}
+}
+
+// pace waits, on the read goroutine, until the device's rate limit lets
+// its next message in. It returns false when the connection died or the
+// endpoint shut down during the wait.
+func (c *wsConn) pace(device string) bool {
+	d := c.ws.cfg.Bridge.Pace(device, time.Now())
+	if d <= 0 {
+		return true
+	}
+	return pause(&c.pacer, d, c.stopped, c.ws.stop)
 }
 
 // stored is the done callback of a frame's write, on the store's writer
@@ -295,8 +318,8 @@ func (c *wsConn) encode(b []byte) (_ []byte, n int) {
 func (c *wsConn) written(n int, err error) bool {
 	c.mu.Lock()
 	if err != nil {
-		c.dead, c.writing = true, false
-		c.signal()
+		c.writing = false
+		c.die()
 		c.mu.Unlock()
 		c.ws.log.Debug("write to device failed", "device", c.device(), "err", err)
 		_ = c.socket.NetConn().Close()
@@ -325,12 +348,21 @@ func (c *wsConn) free(n int) {
 	}
 }
 
-// kill marks c dead and wakes a read goroutine waiting for space.
+// kill marks c dead and wakes a read goroutine waiting for space or for
+// its rate.
 func (c *wsConn) kill() {
 	c.mu.Lock()
+	c.die()
+	c.mu.Unlock()
+}
+
+// die marks c dead and wakes its read goroutine. c.mu must be held.
+func (c *wsConn) die() {
+	if !c.dead && c.stopped != nil {
+		close(c.stopped) // ends a wait of pace
+	}
 	c.dead = true
 	c.signal()
-	c.mu.Unlock()
 }
 
 // signal wakes the read goroutine if it waits for space; it checks again.

@@ -24,9 +24,9 @@ type Transport string
 
 // The transports of --transport.
 const (
-	// TransportWS connects every device over WebSocket (SPEC §4).
+	// TransportWS connects every device over WebSocket.
 	TransportWS Transport = "ws"
-	// TransportMQTT connects every device over MQTT (SPEC §3).
+	// TransportMQTT connects every device over MQTT.
 	TransportMQTT Transport = "mqtt"
 	// TransportMixed connects even-numbered devices over WebSocket and odd
 	// ones over MQTT.
@@ -46,7 +46,7 @@ func (t *Transport) Set(s string) error {
 	return fmt.Errorf("%w: transport %q is not ws, mqtt or mixed", ErrInvalidConfig, s)
 }
 
-// Format is the payload form MQTT devices publish (SPEC §3). WebSocket
+// Format is the payload form MQTT devices publish. WebSocket
 // devices send "values" frames, or "senml" frames when Format is FormatSenML.
 type Format string
 
@@ -201,7 +201,7 @@ type Config struct {
 	// Connectors is the number of goroutines making connections. Default 8.
 	Connectors int
 	// Watchers is the number of watchers that stream the hub's events
-	// (SPEC §6) during the run, each on its own connection, opened before
+	// during the run, each on its own connection, opened before
 	// the devices start. Default 0: none.
 	Watchers int
 	// WatchHub is the HTTP base URL watchers connect to. Default Hub.
@@ -228,7 +228,7 @@ type Config struct {
 	HTTPClient *http.Client
 }
 
-// RegisterFlags binds the simulator flags of SPEC §11 (and a few more) to
+// RegisterFlags binds the simulator's flags to
 // c's fields on fs. Defaults shown are those New fills in.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Hub, "hub", "http://127.0.0.1:8080", "hub HTTP base URL")

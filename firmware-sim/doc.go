@@ -1,5 +1,5 @@
 // Package firmwaresim simulates IoT devices talking to a telehub hub over
-// the wire contract alone (SPEC §3, §4, §6, §7, §11): WebSocket devices
+// the wire contract alone: WebSocket devices
 // through gws, MQTT devices through paho.
 //
 // Each device has sensor models seeded from the run's seed and its index

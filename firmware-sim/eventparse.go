@@ -11,7 +11,7 @@ import (
 // ErrBadStreamMessage is wrapped by parseWSMessage errors.
 var ErrBadStreamMessage = errors.New("bad watcher message from hub")
 
-// eventKind is the kind of a watcher event (SPEC §6), as far as the
+// eventKind is the kind of a watcher event, as far as the
 // watchers care.
 type eventKind uint8
 
@@ -154,8 +154,8 @@ var (
 	wsEventData   = []byte(`","data":`)
 )
 
-// parseWSMessage parses one text message of the hub's watcher WebSocket
-// (SPEC §6). Events in the hub's own member order are read without
+// parseWSMessage parses one text message of the hub's watcher WebSocket.
+// Events in the hub's own member order are read without
 // decoding their data; anything else is decoded as JSON.
 func parseWSMessage(b []byte) (wsMessage, error) {
 	if m, ok := parseFastEvent(b); ok {

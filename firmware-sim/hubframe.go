@@ -20,7 +20,7 @@ const (
 	frameError                  // {"type":"error","seq":N,"code":…,"message":…}
 )
 
-// hubFrame is a parsed hub → device frame (SPEC §4).
+// hubFrame is a parsed hub → device frame.
 type hubFrame struct {
 	Kind    frameKind
 	Seq     uint64

@@ -21,7 +21,7 @@ var errLinkClosed = errors.New("connection closed")
 // packet to go out, in milliseconds.
 const mqttQuiesce = 250
 
-// mqttLink is a device's MQTT connection (SPEC §3) through a paho client
+// mqttLink is a device's MQTT connection through a paho client
 // made for this connection alone: paho's own reconnect and offline store
 // are off (the store is unbounded and drops QoS 0 while reconnecting), the
 // device's bounded buffer resends instead. For QoS 1 one goroutine per

@@ -12,7 +12,7 @@ import (
 	"github.com/lxzan/gws"
 )
 
-// wsLink is a device's WebSocket connection (SPEC §4). The gws read loop
+// wsLink is a device's WebSocket connection. The gws read loop
 // goroutine, owned by the Sim's WaitGroup, delivers acks and errors.
 type wsLink struct {
 	d     *device

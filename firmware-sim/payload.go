@@ -5,7 +5,7 @@ import "strconv"
 // SenML units of the metrics (RFC 8428 and RFC 8798 registries).
 var metricUnits = [...]string{"Cel", "%RH", "kWh", "", ""}
 
-// appendWSFrame appends the WebSocket telemetry frame of e (SPEC §4):
+// appendWSFrame appends the WebSocket telemetry frame of e:
 // "values" form, or "senml" form when senml is set; both carry the seq.
 func appendWSFrame(b []byte, e *entry, senml bool) []byte {
 	b = append(b, `{"type":"telemetry","seq":`...)

@@ -334,7 +334,7 @@ func TestSummaryJSONShape(t *testing.T) {
 }
 
 // A reading sent at QoS 0 and missing from the hub fails the verification:
-// SPEC §11 counts every reading sent, confirmed or not.
+// The summary counts every reading sent, confirmed or not.
 func TestVerifyFailsOnLostQoS0Reading(t *testing.T) {
 	h := newFakeHub(t, func(h *fakeHub) { h.skipStore = map[uint64]bool{1003: true} })
 	cfg := h.config()

@@ -17,7 +17,7 @@ import (
 // a longer line is skipped (the hub's lines are far shorter).
 const maxSSELine = 1 << 20
 
-// sseParser reads the hub's Server-Sent Events stream (SPEC §6) as it
+// sseParser reads the hub's Server-Sent Events stream as it
 // arrives, in chunks split anywhere. It keeps no copy of an event: it
 // notes the id, the kind and the data's "ts" of the event being read and
 // acts on them at the blank line that ends it. Lines end with "\n" or

@@ -15,7 +15,7 @@ import (
 	"github.com/telehub/telehub/internal/topic"
 )
 
-// WatchTransport says how watchers connect to the hub (SPEC §6).
+// WatchTransport says how watchers connect to the hub.
 type WatchTransport string
 
 // The transports of --watch-transport.
@@ -50,7 +50,7 @@ const DefaultWatchFilter = "telemetry/+/#"
 const watchReadBuffer = 64 << 10
 
 // parseWatchFilter splits a comma-separated list of topic filters and
-// checks each against the MQTT wildcard rules of SPEC §2.
+// checks each against the MQTT wildcard rules.
 func parseWatchFilter(s string) ([]string, error) {
 	filters := strings.Split(s, ",")
 	for i, f := range filters {

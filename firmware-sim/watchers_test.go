@@ -19,7 +19,7 @@ import (
 	"github.com/lxzan/gws"
 )
 
-// fakeStream adds the watcher endpoints of SPEC §6 to a fakeHub. Each
+// fakeStream adds the watcher endpoints to a fakeHub. Each
 // stream follows one script: a stream opened without a resume id gets
 // events 1..cut and is then cut off (SSE: closed in the middle of event
 // cut+1; WebSocket: closed with 1008 as a slow consumer); a resumed stream

@@ -1,4 +1,4 @@
-// Package stream is telehub's watcher side (SPEC §6): the fan-out hub that
+// Package stream is telehub's watcher side: the fan-out hub that
 // storage feeds after each commit, the topic-filter index, each watcher's
 // bounded backlog, the Server-Sent Events endpoint (GET /v1/stream), the
 // WebSocket watcher endpoint (GET /v1/stream/ws), and gapless resume from

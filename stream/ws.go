@@ -42,7 +42,7 @@ func newUpgrader(h *Hub) *gws.Upgrader {
 }
 
 // ServeWS serves GET /v1/stream/ws: a WebSocket watcher that subscribes
-// and unsubscribes with JSON messages (SPEC §6). A request whose Origin is
+// and unsubscribes with JSON messages. A request whose Origin is
 // not allowed gets 403 before the upgrade, one Config.Authorize refuses
 // 401; a hub shutting down gets 503.
 func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {

@@ -1,5 +1,5 @@
-// Command firmware-sim runs simulated IoT devices against a telehub hub
-// (SPEC §11): a load generator, a fault injector and, with --verify, a check
+// Command firmware-sim runs simulated IoT devices against a telehub hub:
+// a load generator, a fault injector and, with --verify, a check
 // that every confirmed reading is stored exactly once.
 //
 // Examples:

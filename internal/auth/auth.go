@@ -236,7 +236,7 @@ func ParseScopes(topics []string) ([]topic.Filter, error) {
 	return scopes, nil
 }
 
-// validName checks a device id or watcher name against SPEC §2's rule.
+// validName checks a device id or watcher name against the naming rule of internal/topic.
 func validName(what, name string) error {
 	if topic.ValidDeviceID(name) != nil {
 		return fmt.Errorf("%w: %s %.80q: want 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or digit", ErrBadName, what, name)

@@ -1,4 +1,4 @@
-// Package auth owns telehub's credentials (SPEC §9): one admin token, device
+// Package auth owns telehub's credentials: one admin token, device
 // tokens each bound to one device id, and watcher tokens each carrying a list
 // of topic-filter scopes. It answers "may this token do that?" for the
 // device transports, the watcher streams, the REST API and the admin API.

@@ -12,7 +12,7 @@ var (
 	// malformed or too short.
 	ErrBadToken = errors.New("invalid token")
 	// ErrBadName: a device id or watcher name does not follow the name
-	// rule of SPEC §2.
+	// naming rule of internal/topic.
 	ErrBadName = errors.New("invalid name")
 	// ErrBadScope: a watcher credential without scopes, with too many, or
 	// with a malformed topic filter.

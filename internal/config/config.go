@@ -59,13 +59,15 @@ type Config struct {
 	// MaxPayload (--max-payload): bytes, WebSocket frames and MQTT payloads.
 	MaxPayload int `yaml:"max_payload"`
 	// DeviceRate (--device-rate): telemetry messages per second one device
-	// may send; more are refused with rate_limited. 0 means no limit.
+	// may send; a WebSocket or embedded-broker device over it is read more
+	// slowly, and through the external broker a message without seq over
+	// it is refused with rate_limited. 0 means no limit.
 	// Default 200: far above what a sensor sends, and above the 100 a
 	// second of our load benchmarks, yet it stops one device from flooding
 	// the log. DeviceBurst (--device-burst): messages at once before the
 	// rate applies; 0 means twice the rate. Default 2000, ten seconds at
 	// the default rate, so that a device resending what it stored while
-	// offline is not refused.
+	// offline is not slowed.
 	DeviceRate  float64 `yaml:"device_rate"`
 	DeviceBurst int     `yaml:"device_burst"`
 	// MaxConnections (--max-connections): WebSocket devices and SSE and

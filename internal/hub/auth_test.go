@@ -375,7 +375,7 @@ func TestIssuedCredentialsSurviveRestart(t *testing.T) {
 	}
 }
 
-// SPEC §9: listening elsewhere needs credentials or --insecure. The hub
+// Listening beyond loopback needs credentials or --insecure. The hub
 // binds every interface here; the test talks to it over loopback only.
 func TestCredentialsAllowListeningBeyondLoopback(t *testing.T) {
 	dir := t.TempDir()

@@ -1,9 +1,12 @@
 package hub
 
 import (
+	"context"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 )
 
 // TestDashboardAuthProblems opens the dashboard of a hub with credentials
@@ -47,5 +50,33 @@ func TestDashboardAuthProblems(t *testing.T) {
 		})
 	}
 
+	t.Run("delete needs the admin token", func(t *testing.T) {
+		d := dialDeviceWith(t, h, "pump-7", "", bearer(pumpTok))
+		d.send(t, `{"type":"telemetry","seq":1,"values":{"temp":21.5}}`)
+		d.next(t)
+		navigate(t, ctx, h, "/?token="+url.QueryEscape(opsTok))
+		waitDOM(t, ctx, "pump-7 selected", `document.querySelector('#detail-title').textContent === 'pump-7'`)
+		confirmDelete(t, ctx)
+		waitDOM(t, ctx, "the refusal", `document.querySelector('#delete-bar').dataset.state === 'refused'`)
+		if msg := evalJS[string](t, ctx, `document.querySelector('#delete-text').textContent`); !strings.Contains(msg, "admin token") {
+			t.Fatalf("refusal %q, want it to say the admin token is needed", msg)
+		}
+		if !evalJS[bool](t, ctx, `!!document.querySelector('tr[data-device="pump-7"]')`) {
+			t.Fatal("pump-7 left the list although the hub refused to delete it")
+		}
+	})
 	errs.check(t, "status of 401", "status of 403")
+}
+
+// confirmDelete clicks Delete on the selected device and confirms.
+func confirmDelete(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#delete`))); err != nil {
+		t.Fatalf("click Delete: %v", err)
+	}
+	waitDOM(t, ctx, "the confirmation", `!document.querySelector('#delete-bar').hidden &&
+		document.querySelector('#delete-bar').dataset.state === 'ask'`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#delete-yes`))); err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
 }

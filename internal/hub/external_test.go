@@ -10,8 +10,8 @@ import (
 	"github.com/telehub/telehub/internal/mosquittotest"
 )
 
-// TestExternalBroker runs the hub against a real Mosquitto (SPEC §10
-// --mqtt-broker): devices publish to Mosquitto, the hub stores their
+// TestExternalBroker runs the hub against a real Mosquitto
+// (--mqtt-broker): devices publish to Mosquitto, the hub stores their
 // readings (a resend once, a reboot's reading again), and /readyz follows the broker connection.
 func TestExternalBroker(t *testing.T) {
 	broker := mosquittotest.Start(t, "")

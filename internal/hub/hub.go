@@ -111,7 +111,7 @@ func (h *Hub) build() error {
 
 // buildAuth loads the credentials: the configuration's and those of the
 // credentials file. Without any, the hub listens on loopback only unless
-// --insecure (SPEC §9); the configuration let a non-loopback address pass
+// --insecure; the configuration let a non-loopback address pass
 // on the mere presence of the file, checked here for real.
 func (h *Hub) buildAuth() error {
 	cfg := h.cfg.Credentials()

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// Every error of the HTTP surface is the JSON body of SPEC §7, including
+// Every error of the HTTP surface is the JSON error body, including
 // requests no route or library handles.
 func TestErrorsAreJSON(t *testing.T) {
 	h := startHub(t, testConfig(t))

@@ -9,7 +9,7 @@ import (
 	"github.com/telehub/telehub/internal/testcert"
 )
 
-// TestTLS serves HTTPS and MQTTS with --tls-cert/--tls-key (SPEC §9), and
+// TestTLS serves HTTPS and MQTTS with --tls-cert/--tls-key, and
 // the healthcheck subcommand's probe follows.
 func TestTLS(t *testing.T) {
 	cfg := testConfig(t)

@@ -36,6 +36,9 @@ type Metrics struct {
 	// ErrorsSuppressed counts error events and answers not sent because of
 	// the per-device error rate limit.
 	ErrorsSuppressed prometheus.Counter
+	// Throttled counts device messages slowed down (read later) by the
+	// per-device message rate limit.
+	Throttled prometheus.Counter
 
 	// EventsDelivered counts events written to watchers, by transport.
 	EventsDelivered *prometheus.CounterVec
@@ -100,6 +103,9 @@ func New(version string) *Metrics {
 		ErrorsSuppressed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "telehub_errors_suppressed_total", Help: "Error events and answers suppressed by the per-device error rate limit.",
 		}),
+		Throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_messages_throttled_total", Help: "Device messages slowed down by the per-device message rate limit.",
+		}),
 		EventsDelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "telehub_events_delivered_total", Help: "Events written to watchers, by transport.",
 		}, []string{"transport"}),
@@ -158,7 +164,7 @@ func New(version string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
 		m.DevicesConnected, m.WatchersConnected, m.EventsIngested, m.EventsStored,
-		m.Duplicates, m.SeqRestarts, m.Rejected, m.ErrorsSuppressed, m.EventsDelivered, m.SlowWatchers,
+		m.Duplicates, m.SeqRestarts, m.Rejected, m.ErrorsSuppressed, m.Throttled, m.EventsDelivered, m.SlowWatchers,
 		m.CommitBatch, m.CommitDuration, m.FanoutLatency, m.StorageBytes, m.RetainedEvents,
 		m.PresenceChanges, m.BrokerConnected, m.MQTTDropped,
 		m.CommandsCreated, m.CommandsFinished, m.CommandDelivery,

@@ -17,6 +17,7 @@ import {
 } from "./model.js";
 import * as load from "./load.js";
 import { authAdvice, showNotice, hideNotice } from "./notice.js";
+import { wireDelete, closeDelete } from "./remove.js";
 
 const LIST_EVERY = 250; // ms between device list and log renders
 
@@ -29,7 +30,7 @@ const ui = {
   detailTitle: $("detail-title"), detailMeta: $("detail-meta"), grid: $("metric-grid"),
   chartTitle: $("chart-title"), chartStats: $("chart-stats"), chart: $("chart"), chartEmpty: $("chart-empty"),
   errors: $("error-list"), errorsEmpty: $("errors-empty"), errorsCount: $("errors-count"),
-  presence: $("presence-list"), presenceEmpty: $("presence-empty"),
+  presence: $("presence-list"), presenceEmpty: $("presence-empty"), del: $("delete"),
 };
 
 function readSetting(key) {
@@ -65,6 +66,7 @@ function select(id, metric) {
     view.metric = metric || (d ? firstChartable(d) : "");
     cards.clear();
     ui.grid.replaceChildren();
+    closeDelete();
   } else if (metric) {
     view.metric = metric;
   }
@@ -73,6 +75,25 @@ function select(id, metric) {
   const hash = "#" + new URLSearchParams({ device: id, metric: view.metric }).toString();
   if (location.hash !== hash) history.replaceState(null, "", hash);
   if (d && !d.loaded) load.loadDevice(id);
+  load.loadSelected();
+  schedule();
+}
+
+/** forget drops a deleted device from the page and selects another. */
+function forget(id) {
+  load.forget(id);
+  rows.get(id)?.tr.remove();
+  rows.delete(id);
+  if (view.selected === id) {
+    view.selected = view.metric = "";
+    view.chose = false;
+    cards.clear();
+    ui.grid.replaceChildren();
+    dirty.detail = dirty.cards = dirty.chart = true;
+    history.replaceState(null, "", location.pathname + location.search);
+    select(landing());
+  }
+  lastList = 0;
   schedule();
 }
 
@@ -162,6 +183,7 @@ const colors = theme();
 
 function renderDetail(now) {
   const d = model.devices.get(view.selected);
+  ui.del.hidden = !d;
   if (!d) {
     setText(ui.detailTitle, "Select a device");
     ui.detailMeta.replaceChildren();
@@ -406,6 +428,7 @@ const stream = new Stream({
   onEvent: load.onEvent,
   onState: showState,
   onOpen(lost) {
+    failures = 0;
     hideNotice();
     if (lost) restart();
     else load.opened();
@@ -431,6 +454,7 @@ function restart() {
  */
 function refused(err) {
   stream.stop();
+  clearTimeout(retryTimer);
   const advice = authAdvice(err, TOKEN, load.TOPICS);
   showNotice(advice);
   showState("offline", advice.state);
@@ -443,6 +467,23 @@ async function probe() {
   } catch (err) {
     if (err.auth) refused(err);
   }
+}
+
+let retryTimer = 0;
+let failures = 0;
+
+/** failed handles a start that could not reach the hub: say so and retry. */
+function failed(err, retry) {
+  if (err.auth) {
+    refused(err);
+    return;
+  }
+  console.warn("telehub: starting failed, retrying", err);
+  failures++;
+  const delay = Math.min(30000, 1000 * 2 ** Math.min(failures - 1, 5));
+  showState("offline", "retry in " + Math.round(delay / 1000) + "s");
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(retry, delay);
 }
 
 // ---- input ---------------------------------------------------------------
@@ -530,7 +571,8 @@ function restoreSelection() {
 
 restoreSelection();
 wire();
-load.init({ stream, schedule, select, refused });
+load.init({ stream, schedule, select, refused, failed });
+wireDelete({ removed: forget });
 load.start();
 load.watchRejected(false);
 schedule();

@@ -1,35 +1,67 @@
-// Loading: the page opens its stream, then reads the device list and each
-// device's latest values over REST: a device heard before the stream
-// opened is in the list, one heard after it comes with the stream. Stream
-// events are held while the device list loads and applied right after it,
-// in order, so a reading newer than the list is never overwritten by it.
+// Loading: the page starts from the hub's history and then follows the
+// live stream, with no gap and no duplicate between the two.
+//
+// How: the page first asks for the newest retained event of its topics
+// (GET /v1/events?order=desc&limit=1), the anchor, and opens the stream
+// with last_event_id = anchor, so the hub sends exactly the events after
+// it. Every history read asks for events before the anchor (order=desc,
+// before=anchor), or before the oldest event already read for a series
+// when it reads further back, and the anchor itself comes with the first
+// answer. So every event is either history or live, never both and never
+// neither, and the page never compares ids (they are opaque).
+// A hub with no retained event yet has no anchor: the stream then starts
+// live, and the first event it delivers becomes the anchor; anything
+// committed just before it is read as history.
+//
+// The device list is read once the stream is open, so a device heard in
+// between is in one or the other. Stream events are held while the list
+// loads and applied right after it, in order, so a reading newer than the
+// list is never overwritten by it.
 
 import { HTTPError, getJSON, getList, eventsPath, rejectedTotal } from "./api.js";
-import { model, view, dirty, live, applySummary, applyDetail, landing } from "./model.js";
+import {
+  model, view, dirty, MAX_LOG, SERIES_CAP, SPARK_POINTS, live, addHistory, addPoints, applySummary, applyDetail, landing, seriesKey,
+} from "./model.js";
 
 export const TOPICS = ["telemetry/#", "presence/#", "errors/#"];
 const DETAIL_FETCHES = 4; // parallel GET /v1/devices/{id} (one connection is the stream)
 
-let app; // {stream, schedule, select, refused(err)}
+let app; // {stream, schedule, select, refused(err), failed(err, retry)}
 let holding = false;
 let pending = [];
 let whenOpen = null; // resolves start's wait for the stream
+let anchor = "";
+/** @type {Map<string, {before: string, count: number, want: number, done: boolean, busy: boolean}>} */
+const fetched = new Map(); // history read per series
 
 /** init wires the loader to the app. */
 export function init(hooks) {
   app = hooks;
 }
 
-/** start (re)loads everything: stream and devices. */
+/** start (re)loads everything: anchor, stream, devices, history. */
 export async function start() {
   const gen = model.generation;
+  anchor = "";
+  fetched.clear();
   pending = [];
+  let newest;
+  try {
+    newest = await getJSON(eventsPath(TOPICS, { order: "desc", limit: 1 }));
+  } catch (err) {
+    if (gen === model.generation) app.failed(err, start);
+    return;
+  }
+  if (gen !== model.generation) return;
+  const first = Array.isArray(newest) && newest[0] && typeof newest[0].id === "string" ? newest[0] : null;
+  anchor = first ? first.id : "";
   holding = true;
   await new Promise((resolve) => {
     whenOpen = resolve;
-    app.stream.start("");
+    app.stream.start(anchor);
   });
   await loadDevices(gen);
+  if (first && gen === model.generation) readHistory(first);
 }
 
 /** opened tells the loader the stream is open. */
@@ -38,13 +70,13 @@ export function opened() {
   whenOpen = null;
 }
 
-/** probe reads the page's topics once: it throws the hub's refusal, if any. */
+/** probe reads what the start reads first: it throws the hub's refusal, if any. */
 export function probe() {
-  return getJSON(eventsPath(TOPICS, { limit: 1 }));
+  return getJSON(eventsPath(TOPICS, { order: "desc", limit: 1 }));
 }
 
 /** onEvent takes one event from the stream. */
-export function onEvent(kind, data) {
+export function onEvent(kind, data, id) {
   model.eventsSinceTick++;
   if (holding) {
     pending.push([kind, data]);
@@ -53,6 +85,10 @@ export function onEvent(kind, data) {
     app.schedule();
   }
   if (kind === "error") watchRejected(true);
+  if (!anchor && id) {
+    anchor = id;
+    readHistory(null);
+  }
 }
 
 function release() {
@@ -105,9 +141,79 @@ async function loadDetails(gen) {
   await Promise.all(Array.from({ length: DETAIL_FETCHES }, worker));
 }
 
+/** forget drops what was read of a deleted device's history. */
+export function forget(id) {
+  for (const key of fetched.keys()) if (key.startsWith(id + "\n")) fetched.delete(key);
+}
+
 /** loadDevice fetches one device's latest values (the selected one, at once). */
 export function loadDevice(id) {
   loadDetail(id, model.generation);
+}
+
+/** readHistory reads the history before the anchor; event is the anchor's own event when it is history. */
+function readHistory(event) {
+  const gen = model.generation;
+  if (event) {
+    // The anchor is the newest history event: first of the logs, last of a series.
+    addHistory([event]);
+    const d = event.data;
+    if (event.event === "telemetry" && d && typeof d.device === "string" && typeof d.metric === "string") {
+      addPoints(d.device, d.metric, [event]);
+    }
+  }
+  loadLogs(gen);
+  loadSelected();
+}
+
+/** loadLogs reads the rejected payloads and presence changes before the anchor. */
+async function loadLogs(gen) {
+  const read = (topic) => getJSON(eventsPath([topic], { order: "desc", before: anchor, limit: MAX_LOG }));
+  try {
+    const [errors, presence] = await Promise.all([read("errors/#"), read("presence/#")]);
+    if (gen !== model.generation) return;
+    addHistory([...(Array.isArray(errors) ? errors : []), ...(Array.isArray(presence) ? presence : [])]);
+  } catch (err) {
+    console.warn("telehub: reading history failed", err);
+  }
+  app.schedule();
+}
+
+/**
+ * loadSelected reads the history of the selected device's metrics: enough
+ * for the charted metric's chart, a sparkline's worth for the others.
+ */
+export function loadSelected() {
+  const d = model.devices.get(view.selected);
+  if (!d || !anchor) return;
+  for (const m of d.metrics.keys()) loadSeries(d.id, m, m === view.metric ? SERIES_CAP : SPARK_POINTS);
+}
+
+/** loadSeries reads a series' history back until it holds want readings or there are no more. */
+async function loadSeries(id, metric, want) {
+  const key = seriesKey(id, metric);
+  let f = fetched.get(key);
+  if (!f) fetched.set(key, (f = { before: anchor, count: 0, want: 0, done: false, busy: false }));
+  f.want = Math.max(f.want, want);
+  if (f.busy) return; // the running read continues to the new want
+  f.busy = true;
+  const gen = model.generation;
+  try {
+    while (!f.done && f.count < f.want && gen === model.generation) {
+      const limit = Math.min(f.want - f.count, 10000);
+      const page = await getJSON(eventsPath(["telemetry/" + id + "/" + metric], { order: "desc", before: f.before, limit }));
+      if (gen !== model.generation || !Array.isArray(page)) return;
+      if (page.length) f.before = page[page.length - 1].id;
+      f.count += page.length;
+      f.done = page.length < limit;
+      addPoints(id, metric, page);
+      app.schedule();
+    }
+  } catch (err) {
+    console.warn("telehub: reading history of", key, "failed", err);
+  } finally {
+    f.busy = false;
+  }
 }
 
 // ---- the rejected count ----------------------------------------------------

@@ -1,7 +1,11 @@
 // The dashboard's model: devices with their latest values, the chart
 // series, and the logs of rejected payloads and presence changes. Live
-// events and REST answers change it and mark what changed in dirty; app.js
-// renders what is dirty. Nothing here touches the DOM.
+// events, history and REST answers change it and mark what changed in
+// dirty; app.js renders what is dirty. Nothing here touches the DOM.
+//
+// History and live events meet here: history is always older than every
+// live event (see load.js), so a history entry goes to the end of a log
+// and a live one to its front.
 
 import { Series } from "./series.js";
 import { parseTime, naturalCompare } from "./dom.js";
@@ -139,6 +143,41 @@ function onError(e) {
 /** live applies one event from the stream. */
 export const live = { telemetry: onTelemetry, presence: onPresence, error: onError };
 
+/**
+ * addHistory applies retained events of the logs, newest first, all older
+ * than what the logs hold: they go to the logs' ends. Devices keep the
+ * state REST gave them.
+ */
+export function addHistory(events) {
+  for (const ev of events) {
+    const e = ev && ev.data;
+    if (!e || typeof e.device !== "string") continue;
+    if (ev.event === "presence" && model.presence.length < MAX_LOG) {
+      model.presence.push(presenceEntry(e));
+      dirty.presence = true;
+    } else if (ev.event === "error") {
+      const entry = errorEntry(e);
+      if (model.errors.length < MAX_LOG) model.errors.push(entry);
+      model.rejectedSeen += 1 + entry.suppressed;
+      dirty.errors = dirty.stats = true;
+    }
+  }
+}
+
+/** addPoints merges retained readings of one device metric into its series. */
+export function addPoints(id, metric, events) {
+  const points = [];
+  for (const ev of events) {
+    const e = ev && ev.data;
+    if (e && chartable(e.value)) points.push([parseTime(e.ts), Number(e.value)]);
+  }
+  if (!points.length) return;
+  seriesOf(id, metric).merge(points.filter(([t]) => t > 0));
+  const d = model.devices.get(id);
+  if (d) touched(d, metric);
+  dirty.sparks = true;
+}
+
 export function applySummary(s) {
   if (!s || typeof s.id !== "string") return;
   const d = device(s.id);
@@ -162,6 +201,13 @@ export function applyDetail(det) {
   }
   if (d.id === view.selected && !view.metric) view.metric = firstChartable(d);
   touched(d, "");
+}
+
+/** removeDevice forgets a deleted device and its series. */
+export function removeDevice(id) {
+  model.devices.delete(id);
+  for (const key of model.series.keys()) if (key.startsWith(id + "\n")) model.series.delete(key);
+  dirty.order = dirty.stats = true;
 }
 
 export function clearModel() {

@@ -35,6 +35,30 @@ export class Series {
     this.v.splice(0, drop);
   }
 
+  /**
+   * merge adds many points ([t, v] pairs in any order) at once, keeping
+   * the newest cap points: history read after live points arrived.
+   */
+  merge(points) {
+    points.sort((a, b) => a[0] - b[0]);
+    const t = [];
+    const v = [];
+    let i = 0;
+    let j = 0;
+    while (i < points.length || j < this.t.length) {
+      if (j >= this.t.length || (i < points.length && points[i][0] <= this.t[j])) {
+        t.push(points[i][0]);
+        v.push(points[i++][1]);
+      } else {
+        t.push(this.t[j]);
+        v.push(this.v[j++]);
+      }
+    }
+    this.t = t;
+    this.v = v;
+    this.trim();
+  }
+
   /** lowerBound is the index of the first point at or after t. */
   lowerBound(t) {
     let lo = 0;

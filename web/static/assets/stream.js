@@ -2,8 +2,8 @@
 // EventSource on /v1/stream carrying every topic filter the page needs
 // (browsers allow only six HTTP/1.1 connections per origin).
 //
-// Starting: the app may pass an id to resume after, and the hub sends
-// exactly the events after it.
+// Starting: the app passes the id to resume after (the newest event it read
+// from history), and the hub sends exactly the events after it.
 //
 // Reconnecting: while the EventSource is CONNECTING the browser retries by
 // itself and sends Last-Event-ID, so the hub replays what was missed. When
