@@ -264,9 +264,9 @@ func checkTelemetry(device string, p *Payload) error {
 		}
 		switch v := rd.Value; {
 		case v.Kind == Number && (math.IsNaN(v.Num) || math.IsInf(v.Num, 0)):
-			return Errorf("value of %s: not a finite number", quote(rd.Metric))
+			return Errorf("value of %s: not a finite number", jsonx.Quote(rd.Metric))
 		case v.Kind != Number && v.Kind != String && v.Kind != Bool:
-			return Errorf("value of %s: no value", quote(rd.Metric))
+			return Errorf("value of %s: no value", jsonx.Quote(rd.Metric))
 		}
 	}
 	return nil
@@ -444,9 +444,9 @@ func (b *Bridge) logReject(in Input, code, msg string, now time.Time) {
 		return
 	}
 	b.log.Warn("rejected device payload",
-		"device", jsonx.Truncate(in.Device, maxQuoted),
+		"device", jsonx.Truncate(in.Device, jsonx.MaxQuoted),
 		"transport", in.Transport,
-		"source_topic", jsonx.Truncate(in.SourceTopic, maxQuoted),
+		"source_topic", jsonx.Truncate(in.SourceTopic, jsonx.MaxQuoted),
 		"code", code,
 		"message", msg,
 		"log_lines_skipped", skipped)

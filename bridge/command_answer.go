@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"unicode/utf8"
+
+	"github.com/telehub/telehub/internal/jsonx"
 )
 
 // Frame types of a device's answers to commands (WebSocket).
@@ -50,7 +52,7 @@ func ParseCommandFrame(b []byte) (CommandAnswer, error) {
 		a.ID = *j.ID
 		return a, err
 	}
-	return CommandAnswer{}, Errorf("type %s: not a command answer", quote(*j.Type))
+	return CommandAnswer{}, Errorf("type %s: not a command answer", jsonx.Quote(*j.Type))
 }
 
 // ParseCommandResult parses the payload of an MQTT command result,

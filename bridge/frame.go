@@ -1,6 +1,10 @@
 package bridge
 
-import "time"
+import (
+	"time"
+
+	"github.com/telehub/telehub/internal/jsonx"
+)
 
 // Frame types a device sends over WebSocket.
 const (
@@ -143,7 +147,7 @@ func (r *reader) frameType() (string, error) {
 	case FrameCommandResult:
 		return FrameCommandResult, nil
 	}
-	return "", Errorf(`type %s: unknown frame type (want "telemetry", "heartbeat", "command_ack" or "command_result")`, quote(string(s)))
+	return "", Errorf(`type %s: unknown frame type (want "telemetry", "heartbeat", "command_ack" or "command_result")`, jsonx.Quote(string(s)))
 }
 
 // finish checks the frame as a whole.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math"
 	"time"
+
+	"github.com/telehub/telehub/internal/jsonx"
 )
 
 // Limits of device times: from the Unix epoch to the end of year 9999, so
@@ -135,7 +137,7 @@ func (r *reader) telemetryObject(rs []Reading) (Payload, error) {
 		}
 	}
 	if st.wrapped && st.flat != "" {
-		return Payload{}, Errorf(`metric %s: metrics go inside "values" in the wrapped form`, quote(st.flat))
+		return Payload{}, Errorf(`metric %s: metrics go inside "values" in the wrapped form`, jsonx.Quote(st.flat))
 	}
 	st.p.Time = st.ts
 	return st.p, finishReadings(st.p.Readings, st.ts)
@@ -177,7 +179,7 @@ func (r *reader) telemetryMember(st *objectState, key []byte) error {
 func finishReadings(rs []Reading, ts time.Time) error {
 	applyTime(rs, ts)
 	if name, ok := duplicateMetric(rs); ok {
-		return Errorf("metric %s: appears more than once", quote(name))
+		return Errorf("metric %s: appears more than once", jsonx.Quote(name))
 	}
 	return nil
 }
@@ -269,11 +271,11 @@ func (r *reader) value(name string) (Value, error) {
 		if err := r.literal("null"); err != nil {
 			return Value{}, err
 		}
-		return Value{}, Errorf("value of %s: null is not allowed", quote(name))
+		return Value{}, Errorf("value of %s: null is not allowed", jsonx.Quote(name))
 	case '{':
-		return Value{}, Errorf("value of %s: nested objects are not allowed", quote(name))
+		return Value{}, Errorf("value of %s: nested objects are not allowed", jsonx.Quote(name))
 	case '[':
-		return Value{}, Errorf("value of %s: arrays are not allowed", quote(name))
+		return Value{}, Errorf("value of %s: arrays are not allowed", jsonx.Quote(name))
 	}
 	text, _, err := r.number()
 	if err != nil {
@@ -281,7 +283,7 @@ func (r *reader) value(name string) (Value, error) {
 	}
 	f, ok := parseFloat(text)
 	if !ok {
-		return Value{}, Errorf("value of %s: number out of range", quote(name))
+		return Value{}, Errorf("value of %s: number out of range", jsonx.Quote(name))
 	}
 	return NumberValue(f), nil
 }

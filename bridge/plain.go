@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/telehub/telehub/internal/jsonx"
 )
 
 // ParsePlain parses the payload of an MQTT devices/{id}/telemetry/{metric}
@@ -19,9 +21,9 @@ func ParsePlain(metric string, payload []byte) (Payload, error) {
 	text := bytes.TrimSpace(payload)
 	switch {
 	case len(text) == 0:
-		return Payload{}, Errorf("value of %s: empty payload", quote(metric))
+		return Payload{}, Errorf("value of %s: empty payload", jsonx.Quote(metric))
 	case !utf8.Valid(text):
-		return Payload{}, Errorf("value of %s: invalid UTF-8", quote(metric))
+		return Payload{}, Errorf("value of %s: invalid UTF-8", jsonx.Quote(metric))
 	}
 	rd := Reading{Metric: metric, Value: plainValue(text)}
 	return Payload{Readings: []Reading{rd}}, nil

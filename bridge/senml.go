@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/telehub/telehub/internal/jsonx"
 	"github.com/telehub/telehub/internal/topic"
 )
 
@@ -150,7 +151,7 @@ func (r *reader) senmlField(rec *senmlRecord, key []byte) error {
 	name, bit := f.name, f.bit
 	if !known {
 		if len(key) > 0 && key[len(key)-1] == '_' {
-			return rec.errf("field %s: must-understand field not supported", quote(string(key)))
+			return rec.errf("field %s: must-understand field not supported", jsonx.Quote(string(key)))
 		}
 		return r.skip(0)
 	}

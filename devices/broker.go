@@ -12,6 +12,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
 )
 
@@ -42,7 +43,7 @@ type BrokerConfig struct {
 	// and receives its confirmations (PUBACK) and results. Default nil:
 	// result publishes are refused.
 	Commands Commander
-	// Logger receives the broker's logs. Default slog.Default().
+	// Logger receives the broker's logs. Default: logs are discarded.
 	Logger *slog.Logger
 	// Metrics receives the broker's metrics. Default a private set.
 	Metrics *metrics.Metrics
@@ -71,9 +72,7 @@ func (c BrokerConfig) withDefaults() (BrokerConfig, error) {
 	c.Addr = cmp.Or(c.Addr, DefaultBrokerAddr)
 	c.MaxPayload = cmp.Or(c.MaxPayload, DefaultMaxPayload)
 	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultMQTTConnectTimeout)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Logger = logx.Or(c.Logger)
 	c.Metrics = metrics.OrNew(c.Metrics)
 	return c, nil
 }

@@ -15,6 +15,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
 )
 
@@ -74,7 +75,7 @@ type ExternalConfig struct {
 	// is full, answers are dropped and counted in metrics.MQTTDropped.
 	// Default 256.
 	AnswerQueue int
-	// Logger receives the client's logs. Default slog.Default().
+	// Logger receives the client's logs. Default: logs are discarded.
 	Logger *slog.Logger
 	// Metrics receives the client's metrics. Default a private set.
 	Metrics *metrics.Metrics
@@ -90,9 +91,7 @@ func (c ExternalConfig) withDefaults() (ExternalConfig, error) {
 	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultMQTTConnectTimeout)
 	c.MaxReconnectInterval = cmp.Or(c.MaxReconnectInterval, DefaultExternalMaxReconnect)
 	c.AnswerQueue = cmp.Or(c.AnswerQueue, DefaultExternalAnswerQueue)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	c.Logger = logx.Or(c.Logger)
 	c.Metrics = metrics.OrNew(c.Metrics)
 	return c, nil
 }

@@ -1,6 +1,9 @@
 package jsonx
 
-import "unicode/utf8"
+import (
+	"strconv"
+	"unicode/utf8"
+)
 
 // hexDigits are the digits of \u escapes.
 const hexDigits = "0123456789abcdef"
@@ -80,4 +83,18 @@ func Truncate(s string, n int) string {
 		cut = n // not UTF-8 there: a plain byte cut is as good as any
 	}
 	return s[:cut]
+}
+
+// MaxQuoted is how much of a client-supplied string an error message shows,
+// so that a hostile value cannot make error messages or events large.
+const MaxQuoted = 80
+
+// Quote returns s in double quotes for an error message (Go quoting, so
+// control characters and invalid bytes are visible), cut to 80 bytes at a
+// character boundary with "..." appended when it was longer.
+func Quote(s string) string {
+	if len(s) <= MaxQuoted {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(Truncate(s, MaxQuoted)) + "..."
 }

@@ -3,6 +3,8 @@ package topic
 import (
 	"strings"
 	"unicode/utf8"
+
+	"github.com/telehub/telehub/internal/jsonx"
 )
 
 // MaxFilterLen is the longest topic filter accepted, in bytes.
@@ -32,19 +34,19 @@ func ParseFilter(s string) (Filter, error) {
 	case s == "":
 		return Filter{}, errorf("filter: empty")
 	case len(s) > MaxFilterLen:
-		return Filter{}, errorf("filter %s: longer than %d bytes", quote(s), MaxFilterLen)
+		return Filter{}, errorf("filter %s: longer than %d bytes", jsonx.Quote(s), MaxFilterLen)
 	case !utf8.ValidString(s):
-		return Filter{}, errorf("filter %s: invalid UTF-8", quote(s))
+		return Filter{}, errorf("filter %s: invalid UTF-8", jsonx.Quote(s))
 	case strings.IndexByte(s, 0) >= 0:
-		return Filter{}, errorf("filter %s: contains NUL", quote(s))
+		return Filter{}, errorf("filter %s: contains NUL", jsonx.Quote(s))
 	}
 	levels := strings.Split(s, "/")
 	for i, l := range levels {
 		switch {
 		case l == MultiLevel && i != len(levels)-1:
-			return Filter{}, errorf("filter %s: '#' must be the last level", quote(s))
+			return Filter{}, errorf("filter %s: '#' must be the last level", jsonx.Quote(s))
 		case l != MultiLevel && l != SingleLevel && strings.ContainsAny(l, "+#"):
-			return Filter{}, errorf("filter %s: '+' and '#' must be a whole level", quote(s))
+			return Filter{}, errorf("filter %s: '+' and '#' must be a whole level", jsonx.Quote(s))
 		}
 	}
 	return Filter{s: s, levels: levels}, nil

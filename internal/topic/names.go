@@ -1,8 +1,7 @@
 package topic
 
 import (
-	"strconv"
-	"unicode/utf8"
+	"github.com/telehub/telehub/internal/jsonx"
 )
 
 // MaxNameLen is the longest device id or metric name, in bytes.
@@ -16,7 +15,7 @@ const NameRule = "want 1 to 64 of A-Z a-z 0-9 . _ -, starting with a letter or d
 // whose message names the id.
 func ValidDeviceID(id string) error {
 	if !ValidName(id) {
-		return errorf("device id %s: invalid name (%s)", quote(id), NameRule)
+		return errorf("device id %s: invalid name (%s)", jsonx.Quote(id), NameRule)
 	}
 	return nil
 }
@@ -26,7 +25,7 @@ func ValidDeviceID(id string) error {
 // metric.
 func ValidMetric(name string) error {
 	if !ValidName(name) {
-		return errorf("metric %s: invalid name (%s)", quote(name), NameRule)
+		return errorf("metric %s: invalid name (%s)", jsonx.Quote(name), NameRule)
 	}
 	return nil
 }
@@ -47,24 +46,4 @@ func ValidName(s string) bool {
 
 func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
-// maxQuoted is how much of a rejected name or filter an error message
-// shows, so that a hostile value cannot make error messages large.
-const maxQuoted = 80
-
-// quote returns s quoted for an error message, cut to maxQuoted bytes (at
-// a character boundary) with "..." appended when it was longer.
-func quote(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.Quote(s)
-	}
-	cut := maxQuoted
-	for i := 0; i < utf8.UTFMax && cut > 0 && !utf8.RuneStart(s[cut]); i++ {
-		cut--
-	}
-	if !utf8.RuneStart(s[cut]) {
-		cut = maxQuoted // not UTF-8 there: a plain byte cut is as good as any
-	}
-	return strconv.Quote(s[:cut]) + "..."
 }

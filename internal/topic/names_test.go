@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/telehub/telehub/internal/jsonx"
 )
 
 func TestValidNames(t *testing.T) {
@@ -52,30 +54,9 @@ func TestValidNames(t *testing.T) {
 				if msg := err.Error(); !strings.HasPrefix(msg, check.what+" ") {
 					t.Errorf("message %q does not start with %q", msg, check.what)
 				}
-				if msg := err.Error(); len(tt.in) <= maxQuoted && !strings.Contains(msg, quote(tt.in)) {
+				if msg := err.Error(); len(tt.in) <= 80 && !strings.Contains(msg, jsonx.Quote(tt.in)) {
 					t.Errorf("message %q does not name %q", msg, tt.in)
 				}
-			}
-		})
-	}
-}
-
-func TestQuoteTruncates(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want string
-	}{
-		{"short", "abc", `"abc"`},
-		{"exactly max", strings.Repeat("x", maxQuoted), `"` + strings.Repeat("x", maxQuoted) + `"`},
-		{"long ASCII", strings.Repeat("x", 200), `"` + strings.Repeat("x", maxQuoted) + `"...`},
-		{"cut before a multi-byte rune", strings.Repeat("x", maxQuoted-1) + "é" + "tail", `"` + strings.Repeat("x", maxQuoted-1) + `"...`},
-		{"invalid UTF-8", strings.Repeat("\xff", 100), `"` + strings.Repeat(`\xff`, maxQuoted) + `"...`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := quote(tt.in); got != tt.want {
-				t.Errorf("quote = %s, want %s", got, tt.want)
 			}
 		})
 	}
