@@ -10,7 +10,8 @@ import (
 // The configuration's default broker limits are the broker's own.
 func TestBrokerLimitsDefaultsAgree(t *testing.T) {
 	want := devices.BrokerLimits{
-		MaxClients: devices.DefaultMQTTMaxClients, MaxSessions: devices.DefaultMQTTMaxSessions,
+		MaxClients: devices.DefaultMQTTMaxClients, MaxClientsPerAddress: devices.DefaultMQTTMaxClientsPerAddress,
+		MaxSessions:   devices.DefaultMQTTMaxSessions,
 		SessionExpiry: devices.DefaultMQTTSessionExpiry, MaxQueued: devices.DefaultMQTTMaxQueued,
 		MaxQueuedBytes: devices.DefaultMQTTMaxQueuedBytes, MaxQueuedBytesTotal: devices.DefaultMQTTMaxQueuedBytesTotal,
 		MaxSubscriptions: devices.DefaultMQTTMaxSubscriptions, MaxRetained: devices.DefaultMQTTMaxRetained,
