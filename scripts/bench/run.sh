@@ -62,7 +62,7 @@ fi
 (cd "$root" && go build -o "$work/telehub" ./cmd/telehub && go build -o "$work/firmware-sim" ./cmd/firmware-sim)
 
 "$work/telehub" --http-addr "$http" --mqtt-addr "$mqtt" --data-dir "$work/data" \
-  --log-level warn --max-connections-per-address 0 "${hub_flags[@]}" >"$out/$name.hub.log" 2>&1 &
+  --log-level warn --max-connections-per-address 0 --mqtt-max-clients-per-address 10000 "${hub_flags[@]}" >"$out/$name.hub.log" 2>&1 &
 hub=$!
 
 for _ in $(seq 100); do
