@@ -34,7 +34,7 @@ func config4Bench(b interface{ TempDir() string }, kind string, n int) config.Co
 	}
 	cfg.MQTTMaxSessions = max(cfg.MQTTMaxSessions, cfg.MQTTMaxClients)
 	cfg.MQTTMaxClientsPerAddress = cfg.MQTTMaxClients // every connection comes from loopback
-	cfg.MaxConnections = 0 // no cap beyond the file descriptors
+	cfg.MaxConnections = 0                            // no cap beyond the file descriptors
 	cfg.MaxConnectionsPerAddress = 0
 	return cfg
 }
