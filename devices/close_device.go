@@ -7,21 +7,36 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// closeDeleted is the WebSocket close code of a connection whose device
-// was deleted.
-const closeDeleted = 4001
+// WebSocket close codes of a device connection the hub ends on an
+// operator's request.
+const (
+	closeDeleted = 4001 // the device was deleted
+	closeRevoked = 4003 // the device's token was revoked
+)
 
 // CloseDevice closes the device's current WebSocket connection with close
 // code 4001 "deleted" and returns how many connections it closed (0 or 1).
 // The connection's end is reported to the presence tracker as usual.
 func (s *WS) CloseDevice(device string) int {
+	return s.closeDevice(device, closeDeleted, "deleted")
+}
+
+// Revoke closes the device's current WebSocket connection with close code
+// 4003 "revoked", for a device whose token was revoked, and returns how
+// many connections it closed (0 or 1). The end is reported to the presence
+// tracker as any other disconnect.
+func (s *WS) Revoke(device string) int {
+	return s.closeDevice(device, closeRevoked, "revoked")
+}
+
+func (s *WS) closeDevice(device string, code uint16, reason string) int {
 	s.mu.Lock()
 	c := s.devices[device]
 	s.mu.Unlock()
 	if c == nil {
 		return 0
 	}
-	c.close(closeDeleted, "deleted", time.Now().Add(wsCloseTimeout))
+	c.close(code, reason, time.Now().Add(wsCloseTimeout))
 	return 1
 }
 
@@ -30,6 +45,20 @@ func (s *WS) CloseDevice(device string) int {
 // action; an MQTT 3 client sees its connection closed) and returns how
 // many it disconnected.
 func (b *Broker) CloseDevice(device string) int {
+	return b.disconnectDevice(device, packets.ErrAdministrativeAction)
+}
+
+// Revoke disconnects every MQTT connection that belongs to device, for a
+// device whose token was revoked: an MQTT 5 client gets a DISCONNECT with
+// reason 0x87 not authorized, an MQTT 3 client sees its connection
+// closed. It returns how many it disconnected.
+func (b *Broker) Revoke(device string) int {
+	return b.disconnectDevice(device, packets.ErrNotAuthorized)
+}
+
+// disconnectDevice disconnects the connections whose owner is device with
+// the reason code why.
+func (b *Broker) disconnectDevice(device string, why packets.Code) int {
 	var owned []*mqtt.Client
 	b.hook.conns.Range(func(k, v any) bool {
 		if owner := v.(*mqttConn).owner.Load(); owner != nil && *owner == device {
@@ -38,7 +67,7 @@ func (b *Broker) CloseDevice(device string) int {
 		return true
 	})
 	for _, cl := range owned {
-		_ = b.server.DisconnectClient(cl, packets.ErrAdministrativeAction) // the code itself, by design
+		_ = b.server.DisconnectClient(cl, why) // the reason code itself, by design
 	}
 	return len(owned)
 }
