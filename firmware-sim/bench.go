@@ -37,6 +37,10 @@ type BenchConfig struct {
 	Rate float64
 	// QoS0 publishes at QoS 0. Default false: QoS 1.
 	QoS0 bool
+	// Metrics is the number of metrics of each payload: sent_us and
+	// Metrics-1 more (m1, m2, …), so that a message is a reading of that
+	// many events on the hub. Default 1.
+	Metrics int
 	// Window is how many QoS 1 publishes one publisher keeps in flight.
 	// Default 256.
 	Window int
@@ -80,6 +84,7 @@ func (c *BenchConfig) RegisterFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.IntVar(&c.Window, "window", 256, "QoS 1 publishes in flight per publisher")
+	fs.IntVar(&c.Metrics, "metrics", 1, "metrics per payload: sent_us and m1, m2, … (a reading of that many events on the hub)")
 	durationFlag(fs, &c.Duration, "duration", 10*time.Second, "how long the publishers publish")
 	durationFlag(fs, &c.Warmup, "warmup", 2*time.Second, "start of the run left out of rates and latencies")
 	durationFlag(fs, &c.Drain, "drain", 5*time.Second, "wait for PUBACKs and deliveries after the publishers stop")
@@ -95,6 +100,7 @@ func (c BenchConfig) withDefaults() BenchConfig {
 	setDefault(&c.MQTT, "tcp://127.0.0.1:1883")
 	setDefault(&c.Publishers, 1)
 	setDefault(&c.Window, 256)
+	setDefault(&c.Metrics, 1)
 	setDefault(&c.Duration, 10*time.Second)
 	setDefault(&c.Warmup, 2*time.Second)
 	setDefault(&c.Drain, 5*time.Second)
@@ -110,8 +116,8 @@ func (c BenchConfig) withDefaults() BenchConfig {
 
 func (c *BenchConfig) validate() error {
 	switch {
-	case c.Publishers < 1 || c.Window < 1 || c.Window > 65535:
-		return fmt.Errorf("%w: publishers must be positive and window in [1, 65535]", ErrInvalidConfig)
+	case c.Publishers < 1 || c.Window < 1 || c.Window > 65535 || c.Metrics < 1 || c.Metrics > 100:
+		return fmt.Errorf("%w: publishers must be positive, window in [1, 65535] and metrics in [1, 100]", ErrInvalidConfig)
 	case c.Rate < 0 || c.Watchers < 0:
 		return fmt.Errorf("%w: rate and watchers must not be negative", ErrInvalidConfig)
 	case c.Duration <= c.Warmup || c.Warmup < 0 || c.Drain < 0:
@@ -134,6 +140,7 @@ type BenchSummary struct {
 	Publishers int     `json:"publishers"`
 	QoS        int     `json:"qos"`
 	Window     int     `json:"window"`
+	Metrics    int     `json:"metrics"`
 	Rate       float64 `json:"rate"` // offered, 0: as fast as possible
 	DurationS  float64 `json:"duration_s"`
 	WarmupS    float64 `json:"warmup_s"`
@@ -282,7 +289,7 @@ func (b *bench) publish(ctx context.Context, pubs []*benchPub, watchers []*bench
 	at1 := b.snapshot(ctx, end, pubs, watchers)
 	wg.Wait()
 	steady := (b.cfg.Duration - b.cfg.Warmup).Seconds()
-	sum := &BenchSummary{Publishers: len(pubs), QoS: 1, Window: b.cfg.Window, Rate: b.cfg.Rate,
+	sum := &BenchSummary{Publishers: len(pubs), QoS: 1, Window: b.cfg.Window, Metrics: b.cfg.Metrics, Rate: b.cfg.Rate,
 		DurationS: b.cfg.Duration.Seconds(), WarmupS: b.cfg.Warmup.Seconds(),
 		SentPerS: float64(at1.sent-at0.sent) / steady, AckedPerS: float64(at1.acked-at0.acked) / steady,
 		DeliveriesPerS: float64(at1.delivered-at0.delivered) / steady, OutOfOrder: b.outOfOrder.Load()}

@@ -110,7 +110,7 @@ func (p *benchPub) run(start, end time.Time, rate float64, drain time.Duration) 
 		seq++
 		sent := time.Now()
 		p.sentAt[seq%uint64(len(p.sentAt))].Store(int64(sent.Sub(start) / time.Microsecond))
-		buf = appendBenchPayload(buf[:0], p.b.seqBase+seq, sent)
+		buf = appendBenchPayload(buf[:0], p.b.seqBase+seq, sent, p.b.cfg.Metrics)
 		p.pk = appendMQTTPublish(p.pk[:0], p.topic, qos, benchPacketID(seq), buf)
 		if _, err := p.w.Write(p.pk); err != nil {
 			return err
@@ -186,14 +186,20 @@ func (p *benchPub) close() {
 	_ = p.conn.Close()
 }
 
-// appendBenchPayload appends a telemetry payload of one metric, sent_us,
-// the send time in microseconds since the Unix epoch, which watchers
-// subtract from their receive time.
-func appendBenchPayload(b []byte, seq uint64, sent time.Time) []byte {
+// appendBenchPayload appends a telemetry payload of metrics metrics:
+// sent_us, the send time in microseconds since the Unix epoch, which
+// watchers subtract from their receive time, then m1, m2, ….
+func appendBenchPayload(b []byte, seq uint64, sent time.Time, metrics int) []byte {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"sent_us":`...)
 	b = strconv.AppendInt(b, sent.UnixMicro(), 10)
+	for i := 1; i < metrics; i++ {
+		b = append(b, `,"m`...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, `":`...)
+		b = strconv.AppendUint(b, seq%1000, 10)
+	}
 	return append(b, '}')
 }
 

@@ -20,7 +20,7 @@ func TestBenchAgainstHubSSE(t *testing.T) {
 	}
 	h := startRealHub(t, func(c *config.Config) { c.DeviceRate = 0 })
 	sum, err := RunBench(t.Context(), BenchConfig{
-		MQTT: "tcp://" + h.MQTTAddr(), Publishers: 3, Window: 64, Duration: 800 * time.Millisecond,
+		MQTT: "tcp://" + h.MQTTAddr(), Publishers: 3, Window: 64, Metrics: 5, Duration: 800 * time.Millisecond,
 		Warmup: 200 * time.Millisecond, Drain: 30 * time.Second,
 		Watchers: 2, WatchSSE: "http://" + h.HTTPAddr(),
 	})
@@ -69,6 +69,7 @@ func TestBenchMQTTWatchers(t *testing.T) {
 func TestBenchConfigRejections(t *testing.T) {
 	bad := map[string]BenchConfig{
 		"window over ids":        {Window: 1 << 16},
+		"too many metrics":       {Metrics: 101},
 		"negative rate":          {Rate: -1},
 		"negative watchers":      {Watchers: -1},
 		"warm-up past the run":   {Duration: time.Second, Warmup: 2 * time.Second},
