@@ -33,12 +33,12 @@ func replicas(n int, maxLag time.Duration) []replica {
 	return out
 }
 
-// storeReplicas opens a cluster store and commits rs in the order of the
+// storeReplicas opens a cluster store with margin and commits rs in the order of the
 // receive times at.
-func storeReplicas(t *testing.T, rs []replica, at func(replica) time.Time) *Store {
+func storeReplicas(t *testing.T, rs []replica, margin time.Duration, at func(replica) time.Time) *Store {
 	t.Helper()
 	cfg := testConfig(t)
-	cfg.Cluster = true
+	cfg.Cluster, cfg.ResumeMargin = true, margin
 	s := openStore(t, cfg)
 	sorted := slices.Clone(rs)
 	slices.SortStableFunc(sorted, func(x, y replica) int { return at(x).Compare(at(y)) })
@@ -79,10 +79,10 @@ func readingsOf(t *testing.T, recs []Record) []readingKey {
 // that id misses no reading, and gets again only readings inside the
 // margin.
 func TestPeerResumeMissesNothing(t *testing.T) {
-	const margin, maxLag = DefaultResumeMargin, 3 * time.Second
+	const margin, maxLag = 10 * time.Second, 3 * time.Second
 	rs := replicas(600, maxLag)
-	hubA := storeReplicas(t, rs, func(r replica) time.Time { return r.a })
-	hubB := storeReplicas(t, rs, func(r replica) time.Time { return r.b })
+	hubA := storeReplicas(t, rs, margin, func(r replica) time.Time { return r.a })
+	hubB := storeReplicas(t, rs, margin, func(r replica) time.Time { return r.b })
 	byKey := map[readingKey]replica{}
 	for _, r := range rs {
 		byKey[readingKey{r.device, r.seq}] = r

@@ -69,7 +69,7 @@ func TestAfterTimeTrimmed(t *testing.T) {
 
 func TestClusterStoreIDs(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Cluster = true
+	cfg.Cluster, cfg.ResumeMargin = true, 10*time.Second
 	s := openStore(t, cfg)
 	fillSeconds(t, s, 50)
 	ids := s.IDs()
@@ -80,7 +80,7 @@ func TestClusterStoreIDs(t *testing.T) {
 	if want := ids.FormatAt(1, t0); oldest != want {
 		t.Fatalf("oldest = %q, want %q", oldest, want)
 	}
-	// A peer's id of t0+30s resumes from t0+20s (the default margin):
+	// A peer's id of t0+30s resumes from t0+20s (the margin):
 	// events 41 on.
 	peer := NewIDCodec("0123456789ab").InCluster(0).FormatAt(5, t0.Add(30*time.Second))
 	_, err := ResumePoint(s, peer)

@@ -45,7 +45,6 @@ const (
 	DefaultMaxBatch     = 4096
 	DefaultOpenTimeout  = 5 * time.Second
 	DefaultTrimInterval = time.Second
-	DefaultResumeMargin = 10 * time.Second
 )
 
 // Config configures a Store. Zero values mean the documented defaults.
@@ -92,7 +91,8 @@ type Config struct {
 	// Default false: a single hub's ids, without a time.
 	Cluster bool
 	// ResumeMargin is how long before a peer's id's time a resume from it
-	// starts, in cluster mode. Default 10s.
+	// starts, in cluster mode (the hub's --cluster-resume-margin). Zero
+	// means no margin.
 	ResumeMargin time.Duration
 }
 
@@ -111,7 +111,6 @@ func (c Config) withDefaults() (Config, error) {
 	c.MaxBatch = orDefault(c.MaxBatch, DefaultMaxBatch)
 	c.OpenTimeout = orDefault(c.OpenTimeout, DefaultOpenTimeout)
 	c.TrimInterval = orDefault(c.TrimInterval, DefaultTrimInterval)
-	c.ResumeMargin = orDefault(c.ResumeMargin, DefaultResumeMargin)
 	c.Logger = logx.Or(c.Logger)
 	c.Metrics = metrics.OrNew(c.Metrics)
 	if c.Now == nil {
