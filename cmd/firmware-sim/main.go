@@ -8,9 +8,15 @@
 //	firmware-sim --transport mixed --format senml --drop-rate 0.01 --malformed-rate 0.01 --verify --json
 //	firmware-sim --transport mqtt --qos 0 --devices 1000 --duration 0   # until Ctrl-C
 //	firmware-sim --transport mixed --devices 100 --reboot-rate 0.01 --drop-rate 0.01 --verify
+//	firmware-sim --transport mixed --devices 10 --duration 0 --command-delay 200ms --command-fail-rate 0.1
 //	firmware-sim --devices 200 --rate 50 --watchers 100 --watch-transport ws --json
 //	firmware-sim --hub https://hub:8080 --mqtt ssl://hub:1883 --ca hub.pem --transport mixed \
 //	    --token-pattern 'secret-{id}' --watch-token "$WATCHER" --verify
+//
+// Devices answer the hub's commands: set_interval ({"interval":"500ms"}
+// or milliseconds), ping and reboot; any other name fails.
+// --command-delay is how long a device takes before it answers,
+// --command-fail-rate the share of commands it answers failed.
 //
 // With credentials on the hub, each device needs its token (--token for
 // all, --token-file or --token-pattern for one each) and --verify and the
