@@ -168,6 +168,10 @@ func (h *Hub) buildStorage() error {
 		MaxEvents: h.cfg.MaxEvents,
 		MaxAge:    h.cfg.MaxAge,
 		MaxBytes:  h.cfg.MaxBytes,
+		// In a cluster, ids carry their event's time, and a watcher that
+		// resumes with a peer hub's id is replayed from that time.
+		Cluster:      h.cfg.Cluster != "",
+		ResumeMargin: h.cfg.ClusterResumeMargin,
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
 		OnCommit: func(recs []storage.Record) { h.fanout.Publish(recs) },
@@ -289,7 +293,11 @@ func (h *Hub) buildBroker() error {
 
 func (h *Hub) buildExternal() error {
 	clientID := h.cfg.MQTTClientID
-	if clientID == "" {
+	switch {
+	case clientID != "":
+	case h.cfg.Cluster != "":
+		clientID = "telehub-" + h.cfg.Cluster + "-" + h.nodeID()
+	default:
 		clientID = "telehub-" + h.store.IDs().Identity()
 	}
 	var err error
@@ -309,6 +317,15 @@ func (h *Hub) buildExternal() error {
 		return fmt.Errorf("external mqtt broker: %w", err)
 	}
 	return nil
+}
+
+// nodeID is this hub's name in its cluster: --node-id, or the store
+// identity.
+func (h *Hub) nodeID() string {
+	if h.cfg.NodeID != "" {
+		return h.cfg.NodeID
+	}
+	return h.store.IDs().Identity()
 }
 
 func (h *Hub) tlsConfig() (*tls.Config, error) {
