@@ -78,7 +78,7 @@ func (t topics) parse(name string) (pt peerTopic, ok bool) {
 	default:
 		return pt, false
 	}
-	if !topic.ValidName(pt.node) || (pt.device != "" && !topic.ValidName(pt.device)) {
+	if !topic.ValidName(pt.node) || (len(parts) == 3 && !topic.ValidName(pt.device)) {
 		return pt, false
 	}
 	return pt, true

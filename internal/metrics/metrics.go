@@ -63,8 +63,8 @@ type Metrics struct {
 	// messages the embedded broker dropped (slow clients, limits, expiry).
 	BrokerConnected prometheus.Gauge
 	// Cluster: the collectors of a hub in a cluster of replicas.
-	Cluster Cluster
-	MQTTDropped     prometheus.Counter
+	Cluster     Cluster
+	MQTTDropped prometheus.Counter
 	// MQTTRefused counts connections the embedded broker refused because
 	// their source address held all its slots.
 	MQTTRefused prometheus.Counter
