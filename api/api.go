@@ -20,6 +20,8 @@ type Store interface {
 	Device(id string) (storage.Device, []storage.MetricState, error)
 	IDs() storage.IDCodec
 	OldestID() (uint64, bool)
+	OldestEvent() (uint64, time.Time, bool)
+	AfterTime(t time.Time) (uint64, error)
 	LastID() uint64
 	Scan(after, upTo uint64, match func(topic string) bool, limit int) ([]storage.Record, uint64, error)
 	Latest(before uint64, filters []topic.Filter, limit int) ([]storage.Record, uint64, error)
@@ -56,7 +58,8 @@ type Config struct {
 	Auth *auth.Auth
 	// Commands, when set, serves the command endpoints
 	// (/v1/devices/{id}/commands, /v1/commands/{cid}); while credentials
-	// exist they need the admin token. Default nil: no command endpoints.
+	// exist they need the admin token or a watcher token whose commands
+	// scope covers the device. Default nil: no command endpoints.
 	Commands Commands
 	// Revoker, when set, ends the live connections of a credential the
 	// admin API revokes. Default nil: open connections stay open.

@@ -159,6 +159,9 @@ type WatcherToken struct {
 	Token string `yaml:"token"`
 	// Topics are the filters the watcher may watch within (one at least).
 	Topics []string `yaml:"topics"`
+	// Commands are the device-id patterns (a device id, "+" or "#") of
+	// the devices the token may command. Default none.
+	Commands []string `yaml:"commands"`
 }
 
 // Default ingest limits of one device (--device-rate, --device-burst).
@@ -353,7 +356,7 @@ func (c Config) hasCredentialsFile() bool {
 func (c Config) Credentials() auth.Config {
 	watchers := make([]auth.WatcherConfig, len(c.WatcherTokens))
 	for i, w := range c.WatcherTokens {
-		watchers[i] = auth.WatcherConfig{Name: w.Name, Token: w.Token, Topics: w.Topics}
+		watchers[i] = auth.WatcherConfig{Name: w.Name, Token: w.Token, Topics: w.Topics, Commands: w.Commands}
 	}
 	return auth.Config{Path: c.CredentialsPath(), AdminToken: c.AdminToken, Devices: c.DeviceTokens, Watchers: watchers}
 }

@@ -193,6 +193,7 @@ func TestRejections(t *testing.T) {
 		{"bad device id", nil, nil, "device_tokens:\n  a/b: device-token-0123456789\n", "device id"},
 		{"bad device token", nil, nil, "device_tokens:\n  d1: short\n", "device \"d1\""},
 		{"watcher without topics", nil, nil, "watcher_tokens:\n  - name: ops\n    token: watcher-token-0123456789\n", "no topics"},
+		{"watcher bad commands pattern", nil, nil, "watcher_tokens:\n  - name: ops\n    token: watcher-token-0123456789\n    topics: [\"#\"]\n    commands: [\"a/b\"]\n", "commands pattern"},
 		{"watcher bad topic", nil, nil, "watcher_tokens:\n  - name: ops\n    token: watcher-token-0123456789\n    topics: [\"a/#/b\"]\n", "last level"},
 		{"watcher unknown key", nil, nil, "watcher_tokens:\n  - name: ops\n    tokn: x\n", "tokn"},
 		{"watchers share a name", nil, nil, "watcher_tokens:\n  - {name: w, token: watcher-token-0123456789, topics: [\"#\"]}\n  - {name: w, token: watcher-token-9876543210, topics: [\"#\"]}\n", "defined twice"},
@@ -256,6 +257,7 @@ watcher_tokens:
   - name: ops
     token: watcher-token-0123456789
     topics: ["telemetry/#", "presence/+"]
+    commands: ["pump-7", "+"]
 `)
 	cfg, err := Load([]string{"--config", file, "--data-dir", "/var/lib/telehub"}, env(nil), io.Discard)
 	if err != nil {
@@ -267,7 +269,8 @@ watcher_tokens:
 	got := cfg.Credentials()
 	if got.Path != filepath.Join("/var/lib/telehub", "credentials.json") || got.AdminToken != cfg.AdminToken ||
 		got.Devices["pump-7"] != "device-token-0123456789" || len(got.Watchers) != 1 ||
-		got.Watchers[0].Name != "ops" || !reflect.DeepEqual(got.Watchers[0].Topics, []string{"telemetry/#", "presence/+"}) {
+		got.Watchers[0].Name != "ops" || !reflect.DeepEqual(got.Watchers[0].Topics, []string{"telemetry/#", "presence/+"}) ||
+		!reflect.DeepEqual(got.Watchers[0].Commands, []string{"pump-7", "+"}) {
 		t.Fatalf("Credentials() = %+v", got)
 	}
 }
