@@ -108,7 +108,7 @@ func wireMessage(e storage.OutboxEntry, ids storage.IDCodec) (outboxMessage, err
 	if len(rest) < 2 || rest[0] != '{' || (kind != outboxTelemetry && kind != outboxPresence) {
 		return outboxMessage{}, fmt.Errorf("outbox %d: bad body", e.ID)
 	}
-	b := make([]byte, 0, len(rest)+int(events)*(len(ids.Identity())+20)+48)
+	b := make([]byte, 0, len(rest)+int(events)*(ids.Len()+3)+48)
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, e.ID, 10)
 	b = append(b, `,"ids":[`...)
@@ -117,7 +117,7 @@ func wireMessage(e storage.OutboxEntry, ids storage.IDCodec) (outboxMessage, err
 			b = append(b, ',')
 		}
 		b = append(b, '"')
-		b = ids.AppendFormat(b, e.ID+i)
+		b = ids.AppendFormatAt(b, e.ID+i, e.Time)
 		b = append(b, '"')
 	}
 	b = append(b, `],"committed":`...)

@@ -13,7 +13,8 @@ import (
 // Buckets of a hub in a cluster.
 var (
 	// bucketOutbox: id of a write's first event (8 bytes big-endian) ->
-	// commit time (unix ms, 8 bytes big-endian) followed by the message
+	// commit time and the events' Record.Time (unix ms, 8 bytes
+	// big-endian each) followed by the message
 	// forwarded to the peer hubs (bridge.Write.Outbox). A message stays
 	// until the forwarder reports it acknowledged (ForwardedUpTo).
 	bucketOutbox = []byte("outbox")
@@ -33,6 +34,9 @@ type OutboxEntry struct {
 	// Committed is when the write was committed (the start of its
 	// transaction, to the millisecond).
 	Committed time.Time
+	// Time is the Record.Time of the write's events, which timed ids
+	// carry (IDCodec.FormatAt).
+	Time time.Time
 	// Body is the message (bridge.Write.Outbox), a copy.
 	Body []byte
 }
@@ -48,13 +52,14 @@ func (s *Store) Outbox(after uint64, limit int) ([]OutboxEntry, error) {
 		}
 		c := b.Cursor()
 		for k, v := c.Seek(putID(nil, after+1)); k != nil && len(out) < limit; k, v = c.Next() {
-			if len(k) != 8 || len(v) < 8 {
+			if len(k) != 8 || len(v) < 16 {
 				return fmt.Errorf("%w: outbox entry %x", ErrCorrupt, k)
 			}
 			out = append(out, OutboxEntry{
 				ID:        getID(k),
 				Committed: time.UnixMilli(int64(binary.BigEndian.Uint64(v))).UTC(),
-				Body:      append([]byte(nil), v[8:]...),
+				Time:      time.UnixMilli(int64(binary.BigEndian.Uint64(v[8:]))).UTC(),
+				Body:      append([]byte(nil), v[16:]...),
 			})
 		}
 		return nil
@@ -65,14 +70,16 @@ func (s *Store) Outbox(after uint64, limit int) ([]OutboxEntry, error) {
 	return out, nil
 }
 
-// putOutbox keeps the message of a stored write under its first id.
-func (w *writer) putOutbox(tx *bolt.Tx, first uint64, ms int64, body []byte) error {
+// putOutbox keeps the message of a stored write under its first id, with
+// the commit time and its events' time.
+func (w *writer) putOutbox(tx *bolt.Tx, first uint64, commitMs, ms int64, body []byte) error {
 	b, err := tx.CreateBucketIfNotExists(bucketOutbox)
 	if err != nil {
 		return err
 	}
 	b.FillPercent = 1.0
 	start := len(w.arena)
+	w.arena = binary.BigEndian.AppendUint64(w.arena, uint64(commitMs))
 	w.arena = binary.BigEndian.AppendUint64(w.arena, uint64(ms))
 	w.arena = append(w.arena, body...)
 	if err := b.Put(w.setKey(putID(w.key[:0], first)), w.arena[start:]); err != nil {
@@ -151,7 +158,7 @@ func (s *Store) withOrigins(recs []Record) {
 	for i := range recs {
 		r := &recs[i]
 		if !bridge.HasOrigin(r.Data) {
-			id := s.ids.Format(r.ID)
+			id := s.ids.FormatAt(r.ID, r.Time)
 			r.Data = bridge.AppendOrigin(make([]byte, 0, len(r.Data)+len(s.node)+len(id)+16), r.Data, s.node, id)
 		}
 	}

@@ -39,7 +39,7 @@ func TestOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got[0].ID != 1 || string(got[0].Body) != "m1" || got[1].ID != 3 || string(got[1].Body) != "m3" ||
-		!got[0].Committed.Equal(t0) {
+		!got[0].Committed.Equal(t0) || !got[0].Time.Equal(t0) {
 		t.Fatalf("outbox %+v, want m1 at 1 and m3 at 3, committed at %s", got, t0)
 	}
 	if got, _ := s.Outbox(1, 10); len(got) != 1 || got[0].ID != 3 {
@@ -115,7 +115,7 @@ func TestOrigins(t *testing.T) {
 	peer := clusterWrite("d1", 2)
 	peer.Events[0].Data = []byte(`{"origin":"n2:x","v":2}`)
 	submitSync(t, s, peer)
-	want := []string{`{"origin":"n1:` + s.IDs().Format(1) + `","v":1}`, `{"origin":"n2:x","v":2}`}
+	want := []string{`{"origin":"n1:` + s.IDs().FormatAt(1, t0) + `","v":1}`, `{"origin":"n2:x","v":2}`}
 	recs, _, err := s.Scan(0, 2, nil, 0)
 	if err != nil {
 		t.Fatal(err)

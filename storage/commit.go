@@ -185,7 +185,7 @@ func (s *Store) applyWrite(b buckets, wr *bridge.Write) (bridge.Result, error) {
 			return bridge.Result{}, err
 		}
 		if wr.Outbox != nil {
-			if err := w.putOutbox(b.tx, res.FirstID, w.txMs, wr.Outbox); err != nil {
+			if err := w.putOutbox(b.tx, res.FirstID, w.txMs, seen.UnixMilli(), wr.Outbox); err != nil {
 				return bridge.Result{}, err
 			}
 		}
