@@ -78,18 +78,32 @@ done
 curl -sf "http://$http/healthz" >/dev/null
 kill -0 "$broker" 2>/dev/null || { echo "compare.sh: mosquitto exited; see $out/compare-mosquitto.log" >&2; exit 1; }
 
+# ticks prints the CPU time (user + system, in clock ticks) of process $1.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
 # bench NAME TARGET [flags...] runs firmware-sim bench against TARGET
-# (telehub or mosquitto) and keeps its JSON summary.
+# (telehub or mosquitto), keeps its JSON summary and notes the server's
+# and the load tool's CPU over the run (100 % is one core).
 bench() {
-  local name=$1 target=$2
+  local name=$1 target=$2 pid=$hub
   shift 2
   local args=(--duration "${duration}s" --warmup "${warmup}s" --id-prefix "$name-" --json)
   if [[ $target == telehub ]]; then
     args+=(--mqtt "tcp://$mqtt" --watch-sse "http://$http")
   else
     args+=(--mqtt "tcp://127.0.0.1:$mport" --watch-mqtt "tcp://127.0.0.1:$mport")
+    pid=$broker
   fi
-  "$work/firmware-sim" bench "${args[@]}" "$@" >"$out/compare-$name-$target.json"
+  local c0 t0 t1
+  c0=$(ticks "$pid")
+  t0=$(date +%s.%N)
+  /usr/bin/time -f "%e %U %S" -o "$work/simtime" \
+    "$work/firmware-sim" bench "${args[@]}" "$@" >"$out/compare-$name-$target.json"
+  t1=$(date +%s.%N)
+  awk -v d="$(($(ticks "$pid") - c0))" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN{printf "%.0f", 100 * d / hz / (e - s)}' \
+    >"$out/compare-$name-$target.cpu"
+  awk '{printf " %.0f\n", 100 * ($2 + $3) / $1}' "$work/simtime" >>"$out/compare-$name-$target.cpu"
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -119,6 +133,13 @@ row "fan-out max x 100: latency p99 ms" fanout-max '.latency_ms.p99'
 row "ingest 200 publishers, QoS 1: acked msg/s" ingest '.acked_per_s | floor'
 row "ingest 200 publishers, QoS 1: ack p99 ms" ingest '.ack_latency_ms.p99'
 printf '%-44s %14s %14s\n' "ingest 200 publishers, QoS 0: sent msg/s" "-" "$(get ingest-qos0 mosquitto '.sent_per_s | floor')"
+echo
+echo "CPU over each run, server % / load tool % (100 % is one core):"
+for name in fanout-1k fanout-max ingest; do
+  read -r tc ts <"$out/compare-$name-telehub.cpu"
+  read -r mc ms <"$out/compare-$name-mosquitto.cpu"
+  printf '  %-12s telehub %4s / %4s   mosquitto %4s / %4s\n' "$name" "$tc" "$ts" "$mc" "$ms"
+done
 missed=$(jq -r 'select(.watchers > 0 and .per_watcher_min != .sent) | input_filename' "$out"/compare-*.json |
   xargs -r -n1 basename | tr '\n' ' ')
 echo
