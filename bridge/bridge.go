@@ -227,6 +227,7 @@ func (b *Bridge) route(w *Write, in *Input, p *Payload) error {
 	case in.Origin != nil:
 		return withOrigin(w, in.Origin)
 	case b.forward != nil:
+		in.Received = w.Seen // the receive time the events carry
 		w.Outbox = b.forward.Telemetry(in, p)
 	}
 	return nil
