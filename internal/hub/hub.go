@@ -167,7 +167,9 @@ func (h *Hub) buildStorage() error {
 		NoFsync:   !h.cfg.Fsync,
 		MaxEvents: h.cfg.MaxEvents,
 		MaxAge:    h.cfg.MaxAge,
-		MaxBytes:  h.cfg.MaxBytes,
+		// Finished commands follow; their events stay under MaxAge.
+		CommandRetention: h.cfg.CommandRetention,
+		MaxBytes:         h.cfg.MaxBytes,
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
 		OnCommit: func(recs []storage.Record) { h.fanout.Publish(recs) },
@@ -305,6 +307,7 @@ func (h *Hub) buildExternal() error {
 		Password:   h.cfg.MQTTPassword,
 		Bridge:     h.bridge,
 		Presence:   h.liveness,
+		Commands:   h.commands,
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt-external"),
 		Metrics:    h.metrics,
@@ -312,6 +315,7 @@ func (h *Hub) buildExternal() error {
 	if err != nil {
 		return fmt.Errorf("external mqtt broker: %w", err)
 	}
+	h.commands.Attach(h.external)
 	return nil
 }
 
