@@ -45,6 +45,8 @@ type writer struct {
 
 	ix indexer // topic index keys the batch adds and trim deletes
 
+	cmdPrune commandPruner // where pruning of finished commands stands
+
 	appended int // events appended by the batch
 	dups     int // duplicate writes in the batch
 	restarts int // seq epochs the batch started
@@ -131,6 +133,7 @@ func (s *Store) run() {
 			s.deleteDevice(req)
 		case <-tick.C:
 			s.trimIdle()
+			s.pruneIdle()
 			s.probe()
 		case <-s.drain:
 			s.flush()
