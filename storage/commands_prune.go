@@ -40,7 +40,7 @@ func (s *Store) pruneCommands(tx *bolt.Tx, budget int) (int, error) {
 		return 0, nil
 	}
 	cutoff := now.Add(-s.cfg.CommandRetention)
-	b := openCommandBuckets(tx)
+	b := s.openCommandBuckets(tx)
 	doomed, next := scanPrunable(b.cmds.Cursor(), p.from, cutoff, budget)
 	for _, d := range doomed {
 		if err := deleteCommand(b, d); err != nil {
@@ -61,6 +61,7 @@ func (s *Store) pruneCommands(tx *bolt.Tx, budget int) (int, error) {
 type prunable struct {
 	seq    uint64
 	device string
+	id     string
 }
 
 // scanPrunable looks at up to budget commands from seq from on and
@@ -83,22 +84,30 @@ func scanPrunable(c *bolt.Cursor, from uint64, cutoff time.Time, budget int) ([]
 			return out, 0
 		}
 		if cmd.State.Final() && cmd.Updated.Before(cutoff) {
-			out = append(out, prunable{seq: binary.BigEndian.Uint64(k), device: cmd.Device})
+			out = append(out, prunable{seq: binary.BigEndian.Uint64(k), device: cmd.Device, id: cmd.ID})
 		}
 	}
 	return out, 0
 }
 
-// deleteCommand deletes a command and its index entries.
+// deleteCommand deletes a command and its index entries, and for the
+// replica of a peer hub's command its entry among the peers' ids (this
+// hub's own commands have none there).
 func deleteCommand(b commandBuckets, d prunable) error {
 	k := deviceKey(d.device, d.seq)
-	for _, del := range []struct {
-		bucket *bolt.Bucket
-		key    []byte
-	}{{b.cmds, binary.BigEndian.AppendUint64(nil, d.seq)}, {b.index, k}, {b.pending, k}} {
-		if err := del.bucket.Delete(bytes.Clone(del.key)); err != nil {
-			return fmt.Errorf("prune command %s: %w", commandID(d.seq), err)
+	if err := b.cmds.Delete(binary.BigEndian.AppendUint64(nil, d.seq)); err != nil {
+		return fmt.Errorf("prune command %s: %w", d.id, err)
+	}
+	for _, bucket := range []*bolt.Bucket{b.index, b.pending} {
+		if err := bucket.Delete(bytes.Clone(k)); err != nil {
+			return fmt.Errorf("prune command %s: %w", d.id, err)
 		}
+	}
+	if b.peers == nil {
+		return nil
+	}
+	if err := b.peers.Delete([]byte(d.id)); err != nil {
+		return fmt.Errorf("prune command %s: %w", d.id, err)
 	}
 	return nil
 }

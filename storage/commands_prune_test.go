@@ -111,3 +111,34 @@ func TestCommandRetentionDefaultsToMaxAge(t *testing.T) {
 		t.Fatalf("negative retention: %v", err)
 	}
 }
+
+func TestPruningInAClusterDropsReplicasAndOwnCommands(t *testing.T) {
+	clock := newFakeClock(t0)
+	cfg := testConfig(t)
+	cfg.Now, cfg.CommandRetention, cfg.Cluster = clock.Now, time.Hour, true
+	s := openStore(t, cfg)
+	if _, err := replicate(t, s, peerCmd(bridge.CommandCanceled)); err != nil {
+		t.Fatal(err)
+	}
+	own, err := createCmd(t, s, "d1", "x", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := moveCmd(t, s, "d1", own.ID, bridge.CommandCanceled, false); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(2 * time.Hour)
+	wait(t, submitAsync(t, s, reading("d2", clock.Now(), 1, "t")))
+	for _, id := range []string{peerCmdID, own.ID} {
+		if _, err := s.Command(id); !errors.Is(err, ErrCommandNotFound) {
+			t.Fatalf("command %s: %v, want pruned", id, err)
+		}
+	}
+	if list, err := s.DeviceCommands("d1", "", 10); err != nil || len(list) != 0 {
+		t.Fatalf("d1's list: %+v, %v", list, err)
+	}
+	op, err := replicate(t, s, peerCmd(bridge.CommandCanceled)) // the peer's copy again: a new replica
+	if err != nil || !op.Changed {
+		t.Fatalf("replica after pruning: changed %v, %v", op.Changed, err)
+	}
+}
