@@ -95,7 +95,8 @@ func acksOf(as []answer) []string {
 
 // TestCommandsOverBothTransports sends every kind of command, and one
 // twice, to a device over WebSocket and over MQTT: each is answered once,
-// in order, with the right status, and set_interval changes the rate.
+// in order, with the right status, and set_interval changes the rate; a
+// command the device cannot read is ignored.
 func TestCommandsOverBothTransports(t *testing.T) {
 	for _, tr := range []Transport{TransportWS, TransportMQTT} {
 		t.Run(string(tr), func(t *testing.T) {
@@ -104,6 +105,7 @@ func TestCommandsOverBothTransports(t *testing.T) {
 			cfg.Transport, cfg.Rate = tr, 1
 			s, stop := startSim(t, cfg)
 			waitFor(t, "the device to connect", func() bool { return s.stats.connects.Load() == 1 })
+			h.sendCommand(tr, "sim-0", "c/0", "ping", "") // an id no topic can carry: ignored
 			h.sendCommand(tr, "sim-0", "c1", "ping", "")
 			h.sendCommand(tr, "sim-0", "c2", "set_interval", `{"interval":"10ms"}`)
 			h.sendCommand(tr, "sim-0", "c3", "set_interval", `{"interval":1}`)
