@@ -176,9 +176,13 @@ func (c *Cluster) Start(context.Context) error {
 }
 
 // Shutdown stops the forwarder; what it had not forwarded stays in the
-// outbox for the next start. It returns ctx's error when ctx ends first.
+// outbox for the next start. Then, when connected, it says "offline" on
+// the hub's topic as its will would (a clean disconnect sends no will), so
+// that the peers mark the devices connected through it offline. It
+// returns ctx's error when ctx ends first.
 func (c *Cluster) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
+	first := !c.closed
 	if !c.closed {
 		c.closed = true
 		close(c.done)
@@ -190,9 +194,27 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 	c.mu.Unlock()
 	select {
 	case <-c.stopped:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("cluster shutdown: %w", ctx.Err())
+	}
+	if first && c.links.Broker != nil && c.links.Broker.Connected() {
+		return c.sayOffline(ctx)
+	}
+	return nil
+}
+
+// sayOffline publishes the hub's "offline" and waits for the broker's
+// acknowledgement or ctx.
+func (c *Cluster) sayOffline(ctx context.Context) error {
+	tok := c.links.Broker.PublishPeers(c.topics.hub(c.cfg.Node), true, []byte(hubOffline))
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("cluster shutdown: say offline: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cluster shutdown: say offline: %w", ctx.Err())
 	}
 }
 

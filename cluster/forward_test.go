@@ -80,6 +80,16 @@ func TestForward(t *testing.T) {
 	if msgs := br.all(); len(msgs) != 5 || msgs[4].topic != "telehub/c1/ws/n1/d1" {
 		t.Fatalf("published %+v", msgs)
 	}
+
+	// A clean stop says offline, as the will would.
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if msgs := br.all(); len(msgs) != 6 || msgs[5] != (published{"telehub/c1/presence/n1", true, "offline"}) {
+		t.Fatalf("after Shutdown: %+v", msgs)
+	}
 }
 
 // Nothing is published while the client is offline, and nothing leaves

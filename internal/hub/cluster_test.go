@@ -109,6 +109,21 @@ func TestClusterReplicas(t *testing.T) {
 	if p := events(t, b, "presence/ws1"); len(p) != 1 || originOf(t, p[0]) != "hub-a" {
 		t.Fatalf("presence of ws1 on hub B: %+v, want A's connect once", p)
 	}
+
+	// Hub A goes away: its devices go offline on hub B, once, by A's
+	// forwarded disconnect or, when A's "offline" comes first, by B's own
+	// word.
+	stopHub(t, a)
+	waitFor(t, "ws1 offline on hub B", func() bool { return len(events(t, b, "presence/ws1")) >= 2 })
+	roundTrip(t, broker.Addr, b) // a second offline would have arrived by now
+	p := events(t, b, "presence/ws1")
+	if len(p) != 2 || p[1].Data["online"] != false || p[1].Data["reason"] != "disconnect" {
+		t.Fatalf("presence of ws1 on hub B after A stopped: %+v", p)
+	}
+	var dev struct{ Online bool }
+	if getJSON(t, b, "/v1/devices/ws1", &dev); dev.Online {
+		t.Fatal("ws1 still online on hub B")
+	}
 }
 
 // roundTrip publishes a message through the broker to h's cluster topics
