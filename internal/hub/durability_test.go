@@ -62,8 +62,8 @@ func runChild() int {
 
 // childHub is a hub in a child process.
 type childHub struct {
-	cmd  *exec.Cmd
-	http string
+	cmd        *exec.Cmd
+	http, mqtt string
 }
 
 func startChild(t *testing.T, dataDir string) *childHub {
@@ -87,10 +87,10 @@ func startChild(t *testing.T, dataDir string) *childHub {
 		t.Fatalf("child hub did not start: %v", err)
 	}
 	f := strings.Fields(line)
-	if len(f) < 2 || f[0] != "READY" {
+	if len(f) < 3 || f[0] != "READY" {
 		t.Fatalf("child hub said %q", line)
 	}
-	c := &childHub{cmd: cmd, http: f[1]}
+	c := &childHub{cmd: cmd, http: f[1], mqtt: f[2]}
 	t.Cleanup(func() { c.kill() })
 	return c
 }
