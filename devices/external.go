@@ -62,6 +62,10 @@ type ExternalConfig struct {
 	// Presence tracks which devices are online (*presence.Tracker).
 	// Required.
 	Presence Presence
+	// Commands, when set, takes the devices' command answers and is told
+	// when a device comes online; External then delivers commands (see
+	// externalCommands). Default nil: no commands through the broker.
+	Commands Commander
 	// MaxPayload is the largest payload accepted, in bytes. Default 65536.
 	MaxPayload int
 	// KeepAlive is the MQTT keepalive with the broker. Default 30s.
@@ -79,6 +83,10 @@ type ExternalConfig struct {
 	Logger *slog.Logger
 	// Metrics receives the client's metrics. Default a private set.
 	Metrics *metrics.Metrics
+	// Peers, when set, is the cluster of replicas the hub belongs to: its
+	// topics are subscribed too, its messages handed to it, and its will
+	// set. It excludes ShareGroup. Default nil: a single hub.
+	Peers Peers
 }
 
 // withDefaults validates c and returns it with defaults filled.
@@ -105,6 +113,8 @@ func (c *ExternalConfig) validate() error {
 		return fmt.Errorf("%w: Presence is required", ErrInvalidConfig)
 	case c.ClientID == "":
 		return fmt.Errorf("%w: ClientID is required", ErrInvalidConfig)
+	case c.Peers != nil && c.ShareGroup != "":
+		return fmt.Errorf("%w: ShareGroup and Peers exclude each other: every replica needs every message", ErrInvalidConfig)
 	case strings.ContainsAny(c.ShareGroup, "/+#"):
 		return fmt.Errorf("%w: ShareGroup %q contains '/', '+' or '#'", ErrInvalidConfig, c.ShareGroup)
 	case c.MaxPayload < 0 || c.KeepAlive < 0 || c.ConnectTimeout < 0 ||
@@ -156,6 +166,7 @@ type External struct {
 	filters map[string]byte
 	acks    externalAcks
 	answers chan externalAnswer
+	cmds    externalCommands
 	// subscribed carries the outcome of the first subscription to Start.
 	subscribed chan error
 	done       chan struct{}
@@ -188,14 +199,18 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 	e := &External{
 		cfg:        cfg,
 		ingest:     mqttIngest{bridge: cfg.Bridge, maxPayload: cfg.MaxPayload},
-		filters:    externalFilters(cfg.ShareGroup),
+		filters:    withPeerFilters(externalFilters(cfg.ShareGroup), cfg.Peers),
 		answers:    make(chan externalAnswer, cfg.AnswerQueue),
+		cmds:       newExternalCommands(cfg.Commands),
 		subscribed: make(chan error, 1),
 		done:       make(chan struct{}),
 		stopped:    make(chan struct{}),
 		log:        cfg.Logger.With("broker", redactURL(cfg.URL)),
 	}
 	e.acks.wake = make(chan struct{}, 1)
+	if cfg.Commands != nil {
+		externalCommandFilters(e.filters, sharePrefix(cfg.ShareGroup))
+	}
 	e.client = paho.NewClient(e.options())
 	return e, nil
 }
@@ -204,16 +219,21 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 // QoS 1, shared through group when it is set. devices/{id}/errors, where
 // the hub answers, is deliberately not among them.
 func externalFilters(group string) map[string]byte {
-	prefix := ""
-	if group != "" {
-		prefix = "$share/" + group + "/"
-	}
+	prefix := sharePrefix(group)
 	return map[string]byte{
 		prefix + "devices/+/telemetry":   1,
 		prefix + "devices/+/telemetry/+": 1,
 		prefix + "devices/+/heartbeat":   1,
 		prefix + "devices/+/status":      1,
 	}
+}
+
+// sharePrefix is the subscription prefix of share group, "" for none.
+func sharePrefix(group string) string {
+	if group == "" {
+		return ""
+	}
+	return "$share/" + group + "/"
 }
 
 // redactURL drops the password from a broker URL for logs.
@@ -249,6 +269,7 @@ func (e *External) options() *paho.ClientOptions {
 	if c.TLS != nil {
 		o.SetTLSConfig(c.TLS)
 	}
+	e.peerOptions(o)
 	return o
 }
 
@@ -295,9 +316,10 @@ func (e *External) begin() error {
 		return ErrStarted
 	}
 	e.started = true
-	e.wg.Add(3)
+	e.wg.Add(4)
 	go e.ackLoop()
 	go e.answerLoop()
+	go e.commandLoop()
 	return nil
 }
 
@@ -393,6 +415,7 @@ func (e *External) onConnect(c paho.Client) {
 		e.log.Error("mqtt broker connected, subscriptions failed", "error", err)
 	} else {
 		e.log.Info("mqtt broker connected and subscribed")
+		e.peersConnected()
 	}
 	select {
 	case e.subscribed <- err: // the first outcome is for Start
@@ -443,6 +466,9 @@ func (e *External) onConnectionLost(_ paho.Client, err error) {
 func (e *External) onMessage(_ paho.Client, m paho.Message) {
 	now := time.Now()
 	slot := e.acks.push(m)
+	if e.peerMessage(m, slot) {
+		return
+	}
 	topic := m.Topic()
 	r, err := routeMQTT(topic, m.Payload(), e.ingest.maxPayload)
 	if r.kind == mqttForeign || r.kind == mqttAnswer {
@@ -454,6 +480,9 @@ func (e *External) onMessage(_ paho.Client, m paho.Message) {
 		e.reject(mqttInput(rejectDevice(&r, ""), topic, now), err)
 		e.acks.release(slot, true)
 		return
+	}
+	if r.kind == mqttCommandResult || r.kind == mqttCommandAck {
+		e.commandAnswer(mqttInput(r.device, topic, now), &r)
 	}
 	if !r.stores() {
 		e.acks.release(slot, true)
@@ -473,7 +502,10 @@ func (e *External) presence(r *mqttRoute, err error) {
 	case err == nil && r.wentOffline():
 		statusOffline(e.cfg.Presence, r.device)
 	default:
-		e.cfg.Presence.Heard(r.device, bridge.TransportMQTT)
+		_, started := e.cfg.Presence.Heard(r.device, bridge.TransportMQTT)
+		if started || r.kind == mqttStatus && err == nil {
+			e.deviceOnline(r.device) // its unconfirmed commands go again
+		}
 	}
 }
 
@@ -514,12 +546,14 @@ func (e *External) ackLoop() {
 		case <-e.done:
 			for _, m := range e.acks.take(batch[:0], true) {
 				m.Ack()
+				e.acked(m)
 			}
 			return
 		}
 		batch = e.acks.take(batch[:0], false)
 		for i, m := range batch {
 			m.Ack()
+			e.acked(m)
 			batch[i] = nil
 		}
 	}

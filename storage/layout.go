@@ -71,7 +71,7 @@ func (s *Store) load() error {
 // meta bucket.
 func createBuckets(tx *bolt.Tx) (*bolt.Bucket, error) {
 	for _, name := range [][]byte{bucketEvents, bucketState, bucketDevices, bucketTopics,
-		bucketCommands, bucketCommandIndex, bucketCommandPending} {
+		bucketCommands, bucketCommandIndex, bucketCommandPending, bucketCommandPeers} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -58,6 +59,11 @@ type Config struct {
 	MaxEvents int
 	// MaxAge bounds the retained events by age (Record.Time). Default 24h.
 	MaxAge time.Duration
+	// CommandRetention is how long a command in a final state (succeeded,
+	// failed, expired, canceled) is kept after its last change; then it
+	// is deleted, in bounded steps within the writer's transactions. Its
+	// events stay in the log under MaxAge and MaxEvents. Default MaxAge.
+	CommandRetention time.Duration
 	// QueueSize is how many writes may wait for the writer before Submit
 	// blocks. Default 8192.
 	QueueSize int
@@ -78,6 +84,12 @@ type Config struct {
 	// batch's records in id order. It must not block. The slice is reused
 	// after it returns; the records' Data is not.
 	OnCommit func([]Record)
+	// Origins, when set (a hub in a cluster), gives records read or handed
+	// to OnCommit "origin":"{node}:{id}" in their data, unless a peer
+	// hub's origin is there already; Node is the node, default the store
+	// identity. Default false: data as stored.
+	Origins bool
+	Node    string
 	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the store's metrics. Default a private set.
@@ -101,12 +113,13 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Path == "" {
 		return c, fmt.Errorf("%w: Path is required", ErrInvalidConfig)
 	}
-	if c.MaxEvents < 0 || c.MaxAge < 0 || c.QueueSize < 0 || c.MaxBatch < 0 ||
+	if c.MaxEvents < 0 || c.MaxAge < 0 || c.CommandRetention < 0 || c.QueueSize < 0 || c.MaxBatch < 0 ||
 		c.MaxBytes < 0 || c.OpenTimeout < 0 || c.TrimInterval < 0 || c.ResumeMargin < 0 {
 		return c, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
 	}
 	c.MaxEvents = orDefault(c.MaxEvents, DefaultMaxEvents)
 	c.MaxAge = orDefault(c.MaxAge, DefaultMaxAge)
+	c.CommandRetention = orDefault(c.CommandRetention, c.MaxAge)
 	c.QueueSize = orDefault(c.QueueSize, DefaultQueueSize)
 	c.MaxBatch = orDefault(c.MaxBatch, DefaultMaxBatch)
 	c.OpenTimeout = orDefault(c.OpenTimeout, DefaultOpenTimeout)
@@ -134,6 +147,9 @@ type Store struct {
 	met *metrics.Metrics
 	db  *bolt.DB
 	ids IDCodec
+	// node is the origin node of the hub's own records; "" outside a
+	// cluster (Config.Origins).
+	node string
 
 	queue   chan *bridge.Write
 	deletes chan deleteReq // DeleteDevice requests, unbuffered
@@ -186,6 +202,9 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.load(); err != nil {
 		_ = db.Close() // the load error is the one to report
 		return nil, err
+	}
+	if cfg.Origins {
+		s.node = cmp.Or(cfg.Node, s.ids.Identity())
 	}
 	s.logOpen()
 	go s.run()
@@ -256,6 +275,12 @@ func (s *Store) Submit(w *bridge.Write) error {
 func validWrite(w *bridge.Write) error {
 	if w == nil {
 		return fmt.Errorf("%w: nil", ErrInvalidWrite)
+	}
+	if w.ForwardedUpTo != 0 {
+		if w.Device != "" || len(w.Events) > 0 || w.Command != nil || w.Presence != nil {
+			return fmt.Errorf("%w: a ForwardedUpTo write carries nothing else", ErrInvalidWrite)
+		}
+		return nil
 	}
 	if w.Device == "" {
 		return fmt.Errorf("%w: no device", ErrInvalidWrite)

@@ -235,7 +235,7 @@ func eventsAt(t *testing.T, addr, filter string) []apiEvent {
 }
 
 // waitFor polls cond until it holds, failing after a generous guard.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {

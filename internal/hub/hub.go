@@ -25,6 +25,7 @@ import (
 
 	"github.com/telehub/telehub/api"
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/cluster"
 	"github.com/telehub/telehub/commands"
 	"github.com/telehub/telehub/devices"
 	"github.com/telehub/telehub/devices/presence"
@@ -62,6 +63,7 @@ type Hub struct {
 	wsDev    *devices.WS
 	broker   *devices.Broker   // nil unless the embedded broker runs
 	external *devices.External // nil unless --mqtt-broker
+	cluster  *cluster.Cluster  // nil unless --cluster
 
 	httpLn  net.Listener
 	server  *http.Server
@@ -168,13 +170,17 @@ func (h *Hub) buildStorage() error {
 		MaxEvents: h.cfg.MaxEvents,
 		MaxAge:    h.cfg.MaxAge,
 		MaxBytes:  h.cfg.MaxBytes,
+		// Finished commands follow; their events stay under MaxAge.
+		CommandRetention: h.cfg.CommandRetention,
 		// In a cluster, ids carry their event's time, and a watcher that
 		// resumes with a peer hub's id is replayed from that time.
 		Cluster:      h.cfg.Cluster != "",
 		ResumeMargin: h.cfg.ClusterResumeMargin,
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
-		OnCommit: func(recs []storage.Record) { h.fanout.Publish(recs) },
+		OnCommit: h.committed,
+		Origins:  h.cfg.Cluster != "",
+		Node:     h.cfg.NodeID,
 		Logger:   h.log.With("component", "storage"),
 		Metrics:  h.metrics,
 	})
@@ -183,6 +189,9 @@ func (h *Hub) buildStorage() error {
 	}
 	if err != nil {
 		return fmt.Errorf("open storage: %w", err)
+	}
+	if err := h.buildCluster(); err != nil {
+		return err
 	}
 	streamCfg := stream.Config{
 		Log:            h.store,
@@ -199,13 +208,17 @@ func (h *Hub) buildStorage() error {
 	if err != nil {
 		return fmt.Errorf("watcher streams: %w", err)
 	}
-	h.bridge, err = bridge.New(bridge.Config{
+	bridgeCfg := bridge.Config{
 		Store:       h.store,
 		DeviceRate:  h.cfg.DeviceRate,
 		DeviceBurst: h.cfg.DeviceBurst,
 		Logger:      h.log.With("component", "bridge"),
 		Metrics:     h.metrics,
-	})
+	}
+	if h.cluster != nil {
+		bridgeCfg.Forward = h.cluster.Forwarder()
+	}
+	h.bridge, err = bridge.New(bridgeCfg)
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
@@ -257,7 +270,11 @@ func (h *Hub) buildDevices() error {
 	h.commands.Attach(h.wsDev)
 	switch {
 	case h.cfg.MQTTBroker != "":
-		return h.buildExternal()
+		if err := h.buildExternal(); err != nil {
+			return err
+		}
+		h.attachCluster()
+		return nil
 	case h.cfg.MQTTAddr != "":
 		return h.buildBroker()
 	}
@@ -309,13 +326,16 @@ func (h *Hub) buildExternal() error {
 		Password:   h.cfg.MQTTPassword,
 		Bridge:     h.bridge,
 		Presence:   h.liveness,
+		Commands:   h.commands,
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt-external"),
 		Metrics:    h.metrics,
+		Peers:      h.peers(),
 	})
 	if err != nil {
 		return fmt.Errorf("external mqtt broker: %w", err)
 	}
+	h.commands.Attach(h.external)
 	return nil
 }
 
@@ -433,7 +453,7 @@ func (h *Hub) ready() error {
 	if err := h.store.WriteErr(); err != nil {
 		return fmt.Errorf("storage cannot write: %w", err)
 	}
-	return nil
+	return h.clusterReady()
 }
 
 // HTTPAddr returns the address the HTTP server listens on.
