@@ -102,6 +102,11 @@ type Config struct {
 	// resumed from its time minus ResumeMargin (see IDCodec.InCluster).
 	// Default false: a single hub's ids, without a time.
 	Cluster bool
+	// ForwardCommand, when set (in a cluster), makes the message kept in
+	// the outbox with each change of a command that this hub makes, to be
+	// forwarded to the peer hubs; nil means none. A change applied from a
+	// peer's copy (bridge.CommandOp.Replica) is never forwarded again.
+	ForwardCommand func(c *bridge.Command) []byte
 	// ResumeMargin is how long before a peer's id's time a resume from it
 	// starts, in cluster mode (the hub's --cluster-resume-margin). Zero
 	// means no margin.

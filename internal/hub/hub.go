@@ -174,8 +174,9 @@ func (h *Hub) buildStorage() error {
 		CommandRetention: h.cfg.CommandRetention,
 		// In a cluster, ids carry their event's time, and a watcher that
 		// resumes with a peer hub's id is replayed from that time.
-		Cluster:      h.cfg.Cluster != "",
-		ResumeMargin: h.cfg.ClusterResumeMargin,
+		Cluster:        h.cfg.Cluster != "",
+		ResumeMargin:   h.cfg.ClusterResumeMargin,
+		ForwardCommand: h.forwardCommand(),
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
 		OnCommit: h.committed,
