@@ -68,3 +68,46 @@ func TestClusterEventsAfterPeerID(t *testing.T) {
 		t.Fatalf("hub B after hub A's id %s: %d, %d readings, want all 3 (inside the margin)", onA[1].ID, st, len(after))
 	}
 }
+
+// TestClusterWatcherResumesOnPeer: an SSE watcher that read hub A resumes
+// on hub B with A's last id: a reset with since, then every reading, the
+// ones it had seen (inside the margin) told apart by their origin.
+func TestClusterWatcherResumesOnPeer(t *testing.T) {
+	broker := mosquittotest.Start(t, "")
+	a := clusterHub(t, broker.Addr, "hub-a")
+	b := clusterHub(t, broker.Addr, "hub-b")
+	onA := openSSE(t, a, url.Values{"topic": {"telemetry/ws3/#"}}, "")
+	d := dialDevice(t, a, "ws3")
+	send := func(seq int) {
+		d.send(t, fmt.Sprintf(`{"type":"telemetry","seq":%d,"values":{"temp":%d}}`, seq, seq))
+		if m := d.next(t); m["type"] != "ack" {
+			t.Fatalf("answer %v, want an ack", m)
+		}
+	}
+	send(1)
+	send(2)
+	seen := map[string]bool{}
+	var last string
+	for range 2 {
+		e := onA.next(t)
+		seen[fmt.Sprint(e.Data["origin"])], last = true, e.ID
+	}
+	onA.close()
+	send(3) // committed on A after the watcher left
+	waitFor(t, "the readings on hub B", func() bool { return len(events(t, b, "telemetry/ws3/#")) == 3 })
+
+	onB := openSSE(t, b, url.Values{"topic": {"telemetry/ws3/#"}}, last)
+	if r := onB.next(t); r.Event != "reset" || r.Data["since"] == nil || r.Data["oldest"] == nil {
+		t.Fatalf("first event on hub B %+v, want a reset with since", r)
+	}
+	var fresh []any
+	for range 3 {
+		e := onB.next(t)
+		if !seen[fmt.Sprint(e.Data["origin"])] {
+			fresh = append(fresh, e.Data["value"])
+		}
+	}
+	if len(fresh) != 1 || fresh[0] != float64(3) {
+		t.Fatalf("readings not seen on hub A: %v, want the third only", fresh)
+	}
+}
