@@ -171,7 +171,7 @@ row "fan-out max x 100: latency p99 ms" fanout-max '.latency_ms.p99'
 row "ingest 200 publishers, QoS 1: acked msg/s" ingest '.acked_per_s | floor'
 row "ingest 200 publishers, QoS 1: ack p99 ms" ingest '.ack_latency_ms.p99'
 row "ingest, 5 metrics a msg, QoS 1: acked msg/s" ingest-5m '.acked_per_s | floor'
-printf '%-44s %12s %12s\n' "ingest 200 publishers, QoS 0: sent msg/s" "-" "$(get ingest-qos0 mosquitto '.sent_per_s | floor')"
+printf '%-44s %12s %12s\n' "ingest 200 publishers, QoS 0: delivered/s" "-" "$(get ingest-qos0 mosquitto '.deliveries_per_s | floor')"
 echo
 echo "CPU over each run, server % / load tool % (100 % is one core):"
 for f in "$out"/compare-*.cpu; do
