@@ -27,13 +27,16 @@ type issuedDevice struct {
 type watcherRequest struct {
 	Name   string   `json:"name"`
 	Topics []string `json:"topics"`
+	// Commands is the commands scope: device-id patterns; optional.
+	Commands []string `json:"commands"`
 }
 
 // issuedWatcher is the answer of POST /v1/admin/watchers.
 type issuedWatcher struct {
-	Name   string   `json:"name"`
-	Token  string   `json:"token"`
-	Topics []string `json:"topics"`
+	Name     string   `json:"name"`
+	Token    string   `json:"token"`
+	Topics   []string `json:"topics"`
+	Commands []string `json:"commands"`
 }
 
 // credentials is the answer of GET /v1/admin/credentials: no secrets.
@@ -50,10 +53,11 @@ type deviceCredential struct {
 }
 
 type watcherCredential struct {
-	Name    string    `json:"name"`
-	Topics  []string  `json:"topics"`
-	Source  string    `json:"source"`
-	Created time.Time `json:"created,omitzero"`
+	Name     string    `json:"name"`
+	Topics   []string  `json:"topics"`
+	Commands []string  `json:"commands"`
+	Source   string    `json:"source"`
+	Created  time.Time `json:"created,omitzero"`
 }
 
 // registerAdmin adds the admin API's routes to mux.
@@ -125,9 +129,9 @@ func (a *API) revokeDevice(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// issueWatcher is POST /v1/admin/watchers {"name":…,"topics":[…]}: a new
-// watcher token with those scopes, replacing a watcher of the same name;
-// shown once.
+// issueWatcher is POST /v1/admin/watchers {"name":…,"topics":[…],
+// "commands":[…]}: a new watcher token with those scopes (commands
+// optional), replacing a watcher of the same name; shown once.
 func (a *API) issueWatcher(w http.ResponseWriter, r *http.Request) {
 	var req watcherRequest
 	if status, err := httpx.DecodeJSON(w, r, &req, maxAdminBody); err != nil {
@@ -139,12 +143,20 @@ func (a *API) issueWatcher(w http.ResponseWriter, r *http.Request) {
 		a.adminError(w, "issuing a watcher token", err)
 		return
 	}
-	token, err := a.cfg.Auth.IssueWatcher(req.Name, scopes)
+	commands, err := auth.ParseCommandScopes(req.Commands)
 	if err != nil {
 		a.adminError(w, "issuing a watcher token", err)
 		return
 	}
-	httpx.JSON(w, http.StatusCreated, issuedWatcher{Name: req.Name, Token: token, Topics: req.Topics})
+	token, err := a.cfg.Auth.IssueCommander(req.Name, scopes, commands)
+	if err != nil {
+		a.adminError(w, "issuing a watcher token", err)
+		return
+	}
+	if req.Commands == nil {
+		req.Commands = []string{}
+	}
+	httpx.JSON(w, http.StatusCreated, issuedWatcher{Name: req.Name, Token: token, Topics: req.Topics, Commands: req.Commands})
 }
 
 // revokeWatcher is DELETE /v1/admin/watchers/{name}: the token no longer
@@ -170,7 +182,8 @@ func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) {
 		out.Devices = append(out.Devices, deviceCredential{Device: d.Device, Source: d.Source, Created: d.Created})
 	}
 	for _, wc := range a.cfg.Auth.Watchers() {
-		out.Watchers = append(out.Watchers, watcherCredential{Name: wc.Name, Topics: wc.Topics, Source: wc.Source, Created: wc.Created})
+		out.Watchers = append(out.Watchers, watcherCredential{Name: wc.Name, Topics: wc.Topics, Commands: wc.Commands,
+			Source: wc.Source, Created: wc.Created})
 	}
 	httpx.JSON(w, http.StatusOK, out)
 }

@@ -56,7 +56,8 @@ type Config struct {
 	Auth *auth.Auth
 	// Commands, when set, serves the command endpoints
 	// (/v1/devices/{id}/commands, /v1/commands/{cid}); while credentials
-	// exist they need the admin token. Default nil: no command endpoints.
+	// exist they need the admin token or a watcher token whose commands
+	// scope covers the device. Default nil: no command endpoints.
 	Commands Commands
 	// Revoker, when set, ends the live connections of a credential the
 	// admin API revokes. Default nil: open connections stay open.

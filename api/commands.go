@@ -51,30 +51,14 @@ func (a *API) registerCommands(mux Mux) {
 	mux.HandleFunc("DELETE /v1/commands/{cid}", a.commander(a.cancelCommand))
 }
 
-// commander guards the command endpoints: while credentials exist, only
-// the admin token may command devices.
-func (a *API) commander(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if a.cfg.Auth == nil || !a.cfg.Auth.Enabled() {
-			h(w, r)
-			return
-		}
-		token := httpx.RequestToken(r)
-		switch {
-		case a.cfg.Auth.Admin(token):
-			h(w, r)
-		case token != "" && a.isWatcher(token):
-			httpx.Error(w, http.StatusForbidden, httpx.CodeForbidden, "commands need the admin token, not a watcher token")
-		default:
-			httpx.Unauthorized(w, token, "the admin token is required to command devices")
-		}
-	}
-}
-
-func (a *API) createCommand(w http.ResponseWriter, r *http.Request) {
+func (a *API) createCommand(w http.ResponseWriter, r *http.Request, right commandRight) {
 	device := r.PathValue("id")
 	if err := topic.ValidDeviceID(device); err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
+		return
+	}
+	if !right.allows(device) {
+		right.forbid(w, device)
 		return
 	}
 	wait, err := waitParam(r)
@@ -136,13 +120,26 @@ func waitParam(r *http.Request) (time.Duration, error) {
 	return d, nil
 }
 
-func (a *API) getCommand(w http.ResponseWriter, r *http.Request) {
+func (a *API) getCommand(w http.ResponseWriter, r *http.Request, right commandRight) {
+	c, ok := a.commandFor(w, r, right)
+	if ok {
+		httpx.JSON(w, http.StatusOK, c)
+	}
+}
+
+// commandFor reads the command of the path's {cid} and checks that right
+// covers its device; when not, it answers and returns false.
+func (a *API) commandFor(w http.ResponseWriter, r *http.Request, right commandRight) (bridge.Command, bool) {
 	c, err := a.cfg.Commands.Get(r.PathValue("cid"))
 	if err != nil {
 		a.commandError(w, "read command", err)
-		return
+		return c, false
 	}
-	httpx.JSON(w, http.StatusOK, c)
+	if !right.allows(c.Device) {
+		right.forbid(w, c.Device)
+		return c, false
+	}
+	return c, true
 }
 
 // commandList is the answer of GET /v1/devices/{id}/commands.
@@ -150,10 +147,14 @@ type commandList struct {
 	Commands []bridge.Command `json:"commands"`
 }
 
-func (a *API) listCommands(w http.ResponseWriter, r *http.Request) {
+func (a *API) listCommands(w http.ResponseWriter, r *http.Request, right commandRight) {
 	device := r.PathValue("id")
 	if err := topic.ValidDeviceID(device); err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
+		return
+	}
+	if !right.allows(device) {
+		right.forbid(w, device)
 		return
 	}
 	q := r.URL.Query()
@@ -183,7 +184,10 @@ func (a *API) listCommands(w http.ResponseWriter, r *http.Request) {
 	httpx.JSON(w, http.StatusOK, commandList{Commands: cmds})
 }
 
-func (a *API) cancelCommand(w http.ResponseWriter, r *http.Request) {
+func (a *API) cancelCommand(w http.ResponseWriter, r *http.Request, right commandRight) {
+	if _, ok := a.commandFor(w, r, right); !ok {
+		return
+	}
 	c, err := a.cfg.Commands.Cancel(r.Context(), r.PathValue("cid"))
 	if err != nil {
 		a.commandError(w, "cancel command", err)

@@ -166,6 +166,11 @@ type Config struct {
 	// Verify checks after the run that every reading the hub confirmed is
 	// stored exactly once (GET /v1/events). Default false.
 	Verify bool
+	// VerifyHubs are the HTTP base URLs of more hubs that Verify checks
+	// after Hub, each in turn: the other replicas of a cluster, which must
+	// each hold every reading exactly once too. Verify waits up to
+	// DrainTimeout for a replica to receive the last readings. Default none.
+	VerifyHubs []string
 	// Silent is how many devices (the last ones) go silent after
 	// SilentAfter: no readings, heartbeats or pongs, connection left open,
 	// no reconnect. Default 0.
@@ -262,6 +267,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.BoolVar(&c.NoClock, "no-clock", false, "devices without a clock: readings carry no ts")
 	fs.BoolVar(&c.Verify, "verify", false, "after the run, check every confirmed reading is stored exactly once")
+	fs.Func("verify-hub", "with --verify, also verify the hub at this base URL (a cluster replica; repeat the flag or separate URLs by commas)", c.addVerifyHubs)
 	fs.IntVar(&c.Silent, "silent", 0, "devices that go silent (no readings, heartbeats or pongs) after --silent-after")
 	durationFlag(fs, &c.SilentAfter, "silent-after", 0, "when silent devices stop (default a third of --duration)")
 	durationFlag(fs, &c.Heartbeat, "heartbeat", 10*time.Second, "heartbeat interval (negative: none)")
@@ -273,6 +279,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.WatchTransport, "watch-transport", "watcher transport: sse or ws")
 	fs.StringVar(&c.WatchHub, "watch-hub", "", "HTTP base URL of watchers (default --hub)")
 	fs.StringVar(&c.WatchFilter, "watch-filter", DefaultWatchFilter, "watchers' topic filters, comma-separated")
+}
+
+func (c *Config) addVerifyHubs(s string) error {
+	for u := range strings.SplitSeq(s, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.VerifyHubs = append(c.VerifyHubs, u)
+		}
+	}
+	return nil
 }
 
 func (c *Config) setQoS(s string) error {
@@ -370,7 +385,11 @@ func (c *Config) validate() error {
 }
 
 func (c *Config) validateURLs() error {
-	for _, u := range []struct{ name, value string }{{"hub", c.Hub}, {"watch-hub", c.WatchHub}} {
+	urls := []struct{ name, value string }{{"hub", c.Hub}, {"watch-hub", c.WatchHub}}
+	for _, u := range c.VerifyHubs {
+		urls = append(urls, struct{ name, value string }{"verify-hub", u})
+	}
+	for _, u := range urls {
 		hub, err := url.Parse(u.value)
 		if err != nil || (hub.Scheme != "http" && hub.Scheme != "https") || hub.Host == "" {
 			return fmt.Errorf("%w: %s %q is not an http(s) URL", ErrInvalidConfig, u.name, u.value)

@@ -36,6 +36,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"hub not http", func(c *Config) { c.Hub = "ftp://x" }, "hub"},
 		{"hub without host", func(c *Config) { c.Hub = "http://" }, "hub"},
 		{"mqtt not tcp", func(c *Config) { c.MQTT = "http://127.0.0.1:1883" }, "mqtt"},
+		{"verify hub not http", func(c *Config) { c.VerifyHubs = []string{"tcp://127.0.0.1:1"} }, "verify-hub"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -68,12 +68,12 @@ func eventMillis(ts string) (int64, bool) {
 	return t.UnixMilli(), true
 }
 
-// readEvents pages through every retained telemetry event, oldest first,
-// and calls visit for each.
-func (s *Sim) readEvents(ctx context.Context, visit func(*storedEvent)) error {
+// readEvents pages through every retained telemetry event of the hub at
+// base URL hub, oldest first, and calls visit for each.
+func (s *Sim) readEvents(ctx context.Context, hub string, visit func(*storedEvent)) error {
 	after := ""
 	for {
-		page, err := s.eventsPage(ctx, after)
+		page, err := s.eventsPage(ctx, hub, after)
 		if err != nil {
 			return err
 		}
@@ -87,13 +87,14 @@ func (s *Sim) readEvents(ctx context.Context, visit func(*storedEvent)) error {
 	}
 }
 
-// eventsPage fetches the page of telemetry events after the given id.
-func (s *Sim) eventsPage(ctx context.Context, after string) ([]storedEvent, error) {
+// eventsPage fetches the page of the hub's telemetry events after the
+// given id.
+func (s *Sim) eventsPage(ctx context.Context, hub, after string) ([]storedEvent, error) {
 	q := url.Values{"topic": {"telemetry/+/#"}, "limit": {fmt.Sprint(eventsPageLimit)}}
 	if after != "" {
 		q.Set("after", after)
 	}
-	u := strings.TrimSuffix(s.cfg.Hub, "/") + "/v1/events?" + q.Encode()
+	u := strings.TrimSuffix(hub, "/") + "/v1/events?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("events request: %w", err)

@@ -32,7 +32,7 @@ func TestVerifyHubAnswers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = s.verify(context.Background())
+			_, err = s.verify(context.Background(), s.cfg.Hub)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("verify: %v, want %v", err, tt.want)
 			}
@@ -45,7 +45,7 @@ func TestVerifyHubUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.verify(context.Background()); err == nil || !strings.Contains(err.Error(), "GET /v1/events") {
+	if _, err := s.verify(context.Background(), s.cfg.Hub); err == nil || !strings.Contains(err.Error(), "GET /v1/events") {
 		t.Fatalf("verify against nothing: %v", err)
 	}
 }

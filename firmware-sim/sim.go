@@ -22,6 +22,8 @@ var (
 	ErrNoConnection = errors.New("no device could connect")
 	// ErrNotAllConnected: some devices never connected to the hub.
 	ErrNotAllConnected = errors.New("not every device could connect")
+	// ErrNotRun: VerifyHub was called before Run returned.
+	ErrNotRun = errors.New("simulation has not run")
 )
 
 // faultSalt separates the fault dice of a device from its sensor models.
@@ -50,6 +52,8 @@ type Sim struct {
 	stopping   atomic.Bool           // no more connections
 	halt       chan struct{}         // closed with stopping: wakes sends blocked on a link
 	ran        atomic.Bool           // Run was called
+	ended      atomic.Bool           // the devices are closed: verify may run
+	verifyMu   sync.Mutex            // one verify at a time (it marks the log)
 	lastErr    atomic.Pointer[error] // error of the latest failed connection attempt
 }
 
@@ -146,6 +150,7 @@ func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 	w.stop()
 	s.closeLinks()
 	s.links.Wait()
+	s.ended.Store(true)
 	sum := s.summarize(elapsed)
 	if sum.Connects == 0 {
 		return sum, s.noConnection()
@@ -155,6 +160,8 @@ func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 	}
 	notAll := s.notAllConnected(sum)
 	if s.cfg.Verify {
+		s.verifyMu.Lock()
+		defer s.verifyMu.Unlock()
 		return sum, errors.Join(notAll, s.verifyInto(sum))
 	}
 	return sum, notAll

@@ -78,12 +78,30 @@ type Summary struct {
 	Missing    *int          `json:"missing,omitempty"`
 	Duplicates *int          `json:"duplicates,omitempty"`
 	Verify     *VerifyResult `json:"verify,omitempty"`
+	// VerifyHubs is the verification against each of Config.VerifyHubs.
+	VerifyHubs []HubVerify `json:"verify_hubs,omitempty"`
+}
+
+// HubVerify is what verify found on one more hub (a cluster replica).
+type HubVerify struct {
+	Hub string `json:"hub"`
+	*VerifyResult
 }
 
 // Failed reports whether readings stayed unacknowledged at the end of the
 // run (the hub refused or never confirmed them, or the run was cut short),
 // or verify ran and found a missing or duplicated reading.
-func (s *Summary) Failed() bool { return s.Unacked > 0 || (s.Verify != nil && !s.Verify.OK) }
+func (s *Summary) Failed() bool {
+	if s.Unacked > 0 || (s.Verify != nil && !s.Verify.OK) {
+		return true
+	}
+	for _, v := range s.VerifyHubs {
+		if !v.OK {
+			return true
+		}
+	}
+	return false
+}
 
 // WriteText writes the summary in a few human-readable lines.
 func (s *Summary) WriteText(w io.Writer) error {
@@ -102,6 +120,10 @@ func (s *Summary) WriteText(w io.Writer) error {
 		w.writeText(&b)
 	}
 	if v := s.Verify; v != nil {
+		v.writeText(&b)
+	}
+	for _, v := range s.VerifyHubs {
+		fmt.Fprintf(&b, "at %s: ", v.Hub)
 		v.writeText(&b)
 	}
 	_, err := io.WriteString(w, b.String())

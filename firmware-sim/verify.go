@@ -89,8 +89,10 @@ type verifier struct {
 	startMS int64                              // events older than this predate the run
 }
 
-// verify reads the hub's event log and checks every reading of the run.
-func (s *Sim) verify(ctx context.Context) (*VerifyResult, error) {
+// verify reads the event log of the hub at base URL hub and checks every
+// reading of the run. It can run again, against another hub.
+func (s *Sim) verify(ctx context.Context, hub string) (*VerifyResult, error) {
+	s.clearMarks()
 	v := &verifier{
 		s: s, res: &VerifyResult{}, byID: make(map[string]*device, len(s.devices)),
 		counts: make(map[*device]*[len(metricNames)]int), startMS: s.start.UnixMilli() - 1000,
@@ -101,7 +103,7 @@ func (s *Sim) verify(ctx context.Context) (*VerifyResult, error) {
 		modes[matchNames[s.matchMode(d)]] = true
 	}
 	v.res.Matching = joinKeys(modes)
-	if err := s.readEvents(ctx, v.match); err != nil {
+	if err := s.readEvents(ctx, hub, v.match); err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	for _, d := range s.devices {
@@ -109,6 +111,17 @@ func (s *Sim) verify(ctx context.Context) (*VerifyResult, error) {
 	}
 	v.res.OK = v.res.Missing == 0 && v.res.Duplicates == 0 && v.res.LostUnconfirmed == 0
 	return v.res, nil
+}
+
+// clearMarks forgets what an earlier verify found.
+func (s *Sim) clearMarks() {
+	for _, d := range s.devices {
+		d.mu.Lock()
+		for i := range d.log {
+			d.log[i].seen, d.log[i].extra = 0, 0
+		}
+		d.mu.Unlock()
+	}
 }
 
 // match accounts for one event.
@@ -365,18 +378,57 @@ func (s *Sim) verifyInto(sum *Summary) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), verifyTimeout)
 	defer cancel()
-	res, err := s.verify(ctx)
+	res, err := s.verify(ctx, s.cfg.Hub)
 	if err != nil {
 		return err
 	}
 	sum.Verify, sum.Missing, sum.Duplicates = res, &res.Missing, &res.Duplicates
+	for _, hub := range s.cfg.VerifyHubs {
+		res, err := s.verifyReplica(ctx, hub)
+		if err != nil {
+			return err
+		}
+		sum.VerifyHubs = append(sum.VerifyHubs, HubVerify{Hub: hub, VerifyResult: res})
+	}
 	return nil
+}
+
+// VerifyHub checks, after Run, that the hub at base URL hub (another
+// replica of a cluster, say) holds every reading of the run exactly once,
+// as Verify does for Config.Hub. It reads the hub's events once: a replica
+// still catching up reports readings missing.
+func (s *Sim) VerifyHub(ctx context.Context, hub string) (*VerifyResult, error) {
+	if !s.ended.Load() {
+		return nil, ErrNotRun
+	}
+	s.verifyMu.Lock()
+	defer s.verifyMu.Unlock()
+	return s.verify(ctx, hub)
+}
+
+// verifyReplica verifies against a replica, again every replicaPoll until
+// nothing is missing or DrainTimeout passes: readings reach the replicas
+// of a cluster a little after their ack.
+func (s *Sim) verifyReplica(ctx context.Context, hub string) (*VerifyResult, error) {
+	deadline := time.Now().Add(s.cfg.DrainTimeout)
+	for {
+		res, err := s.verify(ctx, hub)
+		if err != nil || res.Missing == 0 || time.Now().After(deadline) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, nil
+		case <-time.After(replicaPoll):
+		}
+	}
 }
 
 // Timing of verify.
 const (
 	settleTime    = time.Second
 	verifyTimeout = 5 * time.Minute
+	replicaPoll   = 200 * time.Millisecond
 )
 
 func joinKeys(m map[string]bool) string {

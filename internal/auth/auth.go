@@ -56,6 +56,10 @@ type WatcherConfig struct {
 	// Topics are the scopes: topic filters the watcher may watch within.
 	// At least one, at most MaxScopes.
 	Topics []string
+	// Commands is the commands scope: device-id patterns (a device id,
+	// "+" or "#"; see ParseCommandScopes) of the devices the token may
+	// command. Default none: the token may command no device.
+	Commands []string
 }
 
 // DeviceInfo describes a device credential, without its token.
@@ -67,10 +71,13 @@ type DeviceInfo struct {
 
 // WatcherInfo describes a watcher credential, without its token.
 type WatcherInfo struct {
-	Name    string
-	Topics  []string
-	Source  string    // SourceConfig or SourceAPI
-	Created time.Time // when it was issued; zero for SourceConfig
+	Name   string
+	Topics []string
+	// Commands is the commands scope's device-id patterns; empty when
+	// none.
+	Commands []string
+	Source   string    // SourceConfig or SourceAPI
+	Created  time.Time // when it was issued; zero for SourceConfig
 }
 
 // device is a device credential.
@@ -82,11 +89,13 @@ type device struct {
 
 // watcher is a watcher credential. Never modified once published.
 type watcher struct {
-	name    string
-	hash    digest
-	scopes  []topic.Filter
-	source  string
-	created time.Time
+	name   string
+	hash   digest
+	scopes []topic.Filter
+	// commands holds the commands scope as filters commands/{pattern}.
+	commands []topic.Filter
+	source   string
+	created  time.Time
 }
 
 // snapshot is one immutable set of credentials. Changes build a new one.
@@ -189,7 +198,11 @@ func configWatcher(wc WatcherConfig) (*watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watcher %q: %w", wc.Name, err)
 	}
-	return &watcher{name: wc.Name, hash: d, scopes: scopes, source: SourceConfig}, nil
+	commands, err := ParseCommandScopes(wc.Commands)
+	if err != nil {
+		return nil, fmt.Errorf("watcher %q: %w", wc.Name, err)
+	}
+	return &watcher{name: wc.Name, hash: d, scopes: scopes, commands: commands, source: SourceConfig}, nil
 }
 
 // addWatcher adds w to a snapshot under construction; names and tokens
@@ -268,15 +281,25 @@ func (a *Auth) Device(id, token string) bool {
 // The credential is found by the token's SHA-256 in a map: the lookup's
 // timing depends on the hash, which tells nothing about the token.
 func (a *Auth) Watcher(token string) (scopes []topic.Filter, ok bool) {
-	if token == "" {
+	w := a.watcherOf(token)
+	if w == nil {
 		return nil, false
+	}
+	return slices.Clone(w.scopes), true
+}
+
+// watcherOf returns the watcher credential of token, nil when there is
+// none.
+func (a *Auth) watcherOf(token string) *watcher {
+	if token == "" {
+		return nil
 	}
 	h := hashToken(token)
 	w, ok := a.cur.Load().byHash[h]
 	if !ok || !w.hash.equal(h) {
-		return nil, false
+		return nil
 	}
-	return slices.Clone(w.scopes), true
+	return w
 }
 
 // Admin reports whether token is the admin token.
@@ -344,17 +367,28 @@ func (a *Auth) RevokeDevice(id string) error {
 // shown only here. Errors: ErrBadName, ErrBadScope, ErrConfigured,
 // ErrPersist.
 func (a *Auth) IssueWatcher(name string, scopes []topic.Filter) (string, error) {
+	return a.IssueCommander(name, scopes, nil)
+}
+
+// IssueCommander is IssueWatcher for a token that may also command the
+// devices its commands scope covers (see ParseCommandScopes; none: no
+// device).
+func (a *Auth) IssueCommander(name string, scopes, commands []topic.Filter) (string, error) {
 	if err := validName("watcher name", name); err != nil {
 		return "", err
 	}
 	if err := checkScopes(scopes); err != nil {
 		return "", err
 	}
+	if err := checkCommandScopes(commands); err != nil {
+		return "", err
+	}
 	token, hash, err := newToken(a.rand)
 	if err != nil {
 		return "", err
 	}
-	w := &watcher{name: name, hash: hash, scopes: slices.Clone(scopes), source: SourceAPI, created: a.created()}
+	w := &watcher{name: name, hash: hash, scopes: slices.Clone(scopes), commands: slices.Clone(commands),
+		source: SourceAPI, created: a.created()}
 	err = a.change(func(s *snapshot) error {
 		if old, ok := s.watchers[name]; ok {
 			if old.source == SourceConfig {
@@ -368,7 +402,7 @@ func (a *Auth) IssueWatcher(name string, scopes []topic.Filter) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	a.log.Info("watcher token issued", "watcher", name, "topics", filterStrings(scopes))
+	a.log.Info("watcher token issued", "watcher", name, "topics", filterStrings(scopes), "commands", commandPatterns(commands))
 	return token, nil
 }
 
@@ -450,7 +484,8 @@ func (a *Auth) Watchers() []WatcherInfo {
 	out := make([]WatcherInfo, 0, len(s.watchers))
 	for _, name := range slices.Sorted(maps.Keys(s.watchers)) {
 		w := s.watchers[name]
-		out = append(out, WatcherInfo{Name: name, Topics: filterStrings(w.scopes), Source: w.source, Created: w.created})
+		out = append(out, WatcherInfo{Name: name, Topics: filterStrings(w.scopes), Commands: commandPatterns(w.commands),
+			Source: w.source, Created: w.created})
 	}
 	return out
 }

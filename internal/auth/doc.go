@@ -14,13 +14,16 @@
 // # Scopes
 //
 // A watcher may use a topic filter when one of its scopes covers it: every
-// topic the filter matches is matched by the scope (see Covers).
+// topic the filter matches is matched by the scope (see Covers). A watcher
+// credential may also carry a commands scope: device-id patterns, read as
+// the filters commands/{pattern}, of the devices the token may command
+// (see ParseCommandScopes and AllowCommands).
 //
 // # Concurrency
 //
-// An *Auth is safe for concurrent use. Checks (Device, Watcher, Admin) read
-// an immutable snapshot through an atomic pointer and never wait on a lock
-// or the disk. Changes (Issue…, Revoke…) are serialized by a mutex: each
+// An *Auth is safe for concurrent use. Checks (Device, Watcher, Commands,
+// Admin) read an immutable snapshot through an atomic pointer and never
+// wait on a lock or the disk. Changes (Issue…, Revoke…) are serialized by a mutex: each
 // builds a new snapshot, writes the file, and only then publishes the
 // snapshot, so a change that could not be stored has no effect. The
 // package starts no goroutines.

@@ -35,10 +35,13 @@ type fileDevice struct {
 }
 
 type fileWatcher struct {
-	Name    string    `json:"name"`
-	Hash    string    `json:"hash"`
-	Topics  []string  `json:"topics"`
-	Created time.Time `json:"created"`
+	Name   string   `json:"name"`
+	Hash   string   `json:"hash"`
+	Topics []string `json:"topics"`
+	// Commands is the commands scope: device-id patterns; absent when
+	// none.
+	Commands []string  `json:"commands,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 // parseFile decodes and checks a credentials file: the version, every
@@ -102,7 +105,11 @@ func parseFileWatchers(fws []fileWatcher) ([]*watcher, error) {
 		if err != nil {
 			return nil, fmt.Errorf("watcher %q: %w", fw.Name, err)
 		}
-		out = append(out, &watcher{name: fw.Name, hash: d, scopes: scopes, source: SourceAPI, created: fw.Created})
+		commands, err := ParseCommandScopes(fw.Commands)
+		if err != nil {
+			return nil, fmt.Errorf("watcher %q: %w", fw.Name, err)
+		}
+		out = append(out, &watcher{name: fw.Name, hash: d, scopes: scopes, commands: commands, source: SourceAPI, created: fw.Created})
 	}
 	return out, nil
 }
@@ -194,7 +201,7 @@ func encodeFile(s *snapshot) ([]byte, error) {
 	for _, name := range slices.Sorted(maps.Keys(s.watchers)) {
 		if w := s.watchers[name]; w.source == SourceAPI {
 			ff.Watchers = append(ff.Watchers, fileWatcher{Name: name, Hash: w.hash.String(),
-				Topics: filterStrings(w.scopes), Created: w.created})
+				Topics: filterStrings(w.scopes), Commands: commandPatterns(w.commands), Created: w.created})
 		}
 	}
 	data, err := json.MarshalIndent(ff, "", "  ")

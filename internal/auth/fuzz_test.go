@@ -55,6 +55,7 @@ func FuzzParseFile(f *testing.F) {
 	for _, s := range []string{
 		`{"version":1,"devices":[],"watchers":[]}`,
 		`{"version":1,"devices":[{"device":"d1","hash":"` + h + `","created":"2026-11-25T10:00:00Z"}],"watchers":[{"name":"ops","hash":"` + h + `","topics":["telemetry/#"],"created":"2026-11-25T10:00:00Z"}]}`,
+		`{"version":1,"watchers":[{"name":"ops","hash":"` + h + `","topics":["commands/#"],"commands":["pump-7","+"]}]}`,
 		`{"version":2}`, `{"version":1,"devices":[{"device":"a/b","hash":"x"}]}`, `[]`, `null`, ``,
 	} {
 		f.Add([]byte(s))

@@ -34,6 +34,18 @@ type Config struct {
 	// MQTTShareGroup (--mqtt-share-group): subscribe through
 	// $share/<group>/… so several hubs split one broker's device traffic.
 	MQTTShareGroup string `yaml:"mqtt_share_group"`
+	// Cluster (--cluster): the name of the cluster of hubs this hub joins,
+	// which replicate each other through the external broker (MQTTBroker,
+	// required with it); device id rule. Default "": a single hub.
+	Cluster string `yaml:"cluster"`
+	// NodeID (--node-id): this hub's name in its cluster, stable across
+	// restarts (its persistent session and the origin of its events carry
+	// it); device id rule. Default "": the store identity.
+	NodeID string `yaml:"node_id"`
+	// ClusterResumeMargin (--cluster-resume-margin): a watcher that resumes
+	// with an event id minted by a peer hub replays from that id's commit
+	// time minus this margin. Default 10s.
+	ClusterResumeMargin time.Duration `yaml:"cluster_resume_margin"`
 	// MQTTUsername and MQTTPassword (--mqtt-username, --mqtt-password): the
 	// hub's credentials on the external broker.
 	MQTTUsername string `yaml:"mqtt_username"`
@@ -147,6 +159,9 @@ type WatcherToken struct {
 	Token string `yaml:"token"`
 	// Topics are the filters the watcher may watch within (one at least).
 	Topics []string `yaml:"topics"`
+	// Commands are the device-id patterns (a device id, "+" or "#") of
+	// the devices the token may command. Default none.
+	Commands []string `yaml:"commands"`
 }
 
 // Default ingest limits of one device (--device-rate, --device-burst).
@@ -173,6 +188,7 @@ func Default() Config {
 		MaxConnections:           10_000,
 		MaxConnectionsPerAddress: 1000,
 		WatcherQueue:             4096,
+		ClusterResumeMargin:      DefaultClusterResumeMargin,
 		LogLevel:                 "info",
 		LogFormat:                "text",
 		MQTTMaxClients:           10_000,
@@ -252,6 +268,7 @@ func (c Config) Validate() error {
 		bad("log_format must be text or json, got %q", c.LogFormat)
 	}
 	c.validateMQTTLimits(bad)
+	c.validateCluster(bad)
 	if err := c.Credentials().Check(); err != nil {
 		bad("credentials: %v", err)
 	}
@@ -339,7 +356,7 @@ func (c Config) hasCredentialsFile() bool {
 func (c Config) Credentials() auth.Config {
 	watchers := make([]auth.WatcherConfig, len(c.WatcherTokens))
 	for i, w := range c.WatcherTokens {
-		watchers[i] = auth.WatcherConfig{Name: w.Name, Token: w.Token, Topics: w.Topics}
+		watchers[i] = auth.WatcherConfig{Name: w.Name, Token: w.Token, Topics: w.Topics, Commands: w.Commands}
 	}
 	return auth.Config{Path: c.CredentialsPath(), AdminToken: c.AdminToken, Devices: c.DeviceTokens, Watchers: watchers}
 }

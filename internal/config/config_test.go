@@ -37,7 +37,7 @@ func TestDefaultsWithNothingGiven(t *testing.T) {
 	}
 	want := Config{HTTPAddr: "127.0.0.1:8080", MQTTAddr: "127.0.0.1:1883", DataDir: "./data", Fsync: true,
 		MaxEvents: 1000000, MaxAge: 24 * time.Hour, DeviceTimeout: 45 * time.Second, HeartbeatInterval: 15 * time.Second,
-		MaxPayload: 65536, DeviceRate: 200, DeviceBurst: 2000, MaxConnections: 10000, MaxConnectionsPerAddress: 1000, WatcherQueue: 4096, LogLevel: "info", LogFormat: "text",
+		MaxPayload: 65536, DeviceRate: 200, DeviceBurst: 2000, MaxConnections: 10000, MaxConnectionsPerAddress: 1000, WatcherQueue: 4096, ClusterResumeMargin: 10 * time.Second, LogLevel: "info", LogFormat: "text",
 		MQTTMaxClients: 10000, MQTTMaxClientsPerAddress: 1000, MQTTMaxSessions: 20000, MQTTSessionExpiry: time.Hour,
 		MQTTMaxQueued: 1000, MQTTMaxQueuedBytes: 1 << 20, MQTTMaxQueuedBytesTotal: 256 << 20,
 		MQTTMaxSubscriptions: 100, MQTTMaxRetained: 10000, MQTTMaxRetainedPerDevice: 100,
@@ -142,6 +142,19 @@ func TestMQTTMaxClientsPerAddressOption(t *testing.T) {
 	}
 }
 
+// The cluster options are flags, variables and YAML keys.
+func TestClusterOptions(t *testing.T) {
+	file := writeFile(t, "cluster: plant-1\nmqtt_broker: tcp://127.0.0.1:1883\n")
+	cfg, err := Load([]string{"--config", file, "--node-id", "hub-a"},
+		env(map[string]string{"TELEHUB_CLUSTER_RESUME_MARGIN": "30s"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster != "plant-1" || cfg.NodeID != "hub-a" || cfg.ClusterResumeMargin != 30*time.Second {
+		t.Fatalf("cluster options not applied: %q %q %s", cfg.Cluster, cfg.NodeID, cfg.ClusterResumeMargin)
+	}
+}
+
 func TestEnvBool(t *testing.T) {
 	cfg, err := Load(nil, env(map[string]string{"TELEHUB_FSYNC": "false"}), io.Discard)
 	if err != nil || cfg.Fsync {
@@ -180,6 +193,7 @@ func TestRejections(t *testing.T) {
 		{"bad device id", nil, nil, "device_tokens:\n  a/b: device-token-0123456789\n", "device id"},
 		{"bad device token", nil, nil, "device_tokens:\n  d1: short\n", "device \"d1\""},
 		{"watcher without topics", nil, nil, "watcher_tokens:\n  - name: ops\n    token: watcher-token-0123456789\n", "no topics"},
+		{"watcher bad commands pattern", nil, nil, "watcher_tokens:\n  - name: ops\n    token: watcher-token-0123456789\n    topics: [\"#\"]\n    commands: [\"a/b\"]\n", "commands pattern"},
 		{"watcher bad topic", nil, nil, "watcher_tokens:\n  - name: ops\n    token: watcher-token-0123456789\n    topics: [\"a/#/b\"]\n", "last level"},
 		{"watcher unknown key", nil, nil, "watcher_tokens:\n  - name: ops\n    tokn: x\n", "tokn"},
 		{"watchers share a name", nil, nil, "watcher_tokens:\n  - {name: w, token: watcher-token-0123456789, topics: [\"#\"]}\n  - {name: w, token: watcher-token-9876543210, topics: [\"#\"]}\n", "defined twice"},
@@ -195,6 +209,12 @@ func TestRejections(t *testing.T) {
 		{"zero mqtt retained", []string{"--mqtt-max-retained", "0"}, nil, "", "mqtt_max_retained"},
 		{"zero mqtt retained per device", []string{"--mqtt-max-retained-per-device", "0"}, nil, "", "mqtt_max_retained_per_device"},
 		{"zero mqtt retained bytes", []string{"--mqtt-max-retained-bytes", "0"}, nil, "", "mqtt_max_retained_bytes"},
+		{"cluster without broker", []string{"--cluster", "c1"}, nil, "", "needs mqtt_broker"},
+		{"cluster bad name", []string{"--cluster", "a/b", "--mqtt-broker", "tcp://127.0.0.1:1883"}, nil, "", "cluster \"a/b\": invalid name"},
+		{"node id bad name", nil, map[string]string{"TELEHUB_CLUSTER": "c1", "TELEHUB_MQTT_BROKER": "tcp://127.0.0.1:1883", "TELEHUB_NODE_ID": "+"}, "", "node_id \"+\": invalid name"},
+		{"node id without cluster", []string{"--node-id", "n1"}, nil, "", "without cluster"},
+		{"cluster with share group", nil, nil, "cluster: c1\nmqtt_broker: tcp://127.0.0.1:1883\nmqtt_share_group: g\n", "exclude each other"},
+		{"negative resume margin", []string{"--cluster-resume-margin", "-1s"}, nil, "", "cluster_resume_margin"},
 		{"public with bad credentials", []string{"--http-addr", "0.0.0.0:0", "--admin-token", "x"}, nil, "", "admin token"},
 	}
 	for _, c := range cases {
@@ -237,6 +257,7 @@ watcher_tokens:
   - name: ops
     token: watcher-token-0123456789
     topics: ["telemetry/#", "presence/+"]
+    commands: ["pump-7", "+"]
 `)
 	cfg, err := Load([]string{"--config", file, "--data-dir", "/var/lib/telehub"}, env(nil), io.Discard)
 	if err != nil {
@@ -248,7 +269,8 @@ watcher_tokens:
 	got := cfg.Credentials()
 	if got.Path != filepath.Join("/var/lib/telehub", "credentials.json") || got.AdminToken != cfg.AdminToken ||
 		got.Devices["pump-7"] != "device-token-0123456789" || len(got.Watchers) != 1 ||
-		got.Watchers[0].Name != "ops" || !reflect.DeepEqual(got.Watchers[0].Topics, []string{"telemetry/#", "presence/+"}) {
+		got.Watchers[0].Name != "ops" || !reflect.DeepEqual(got.Watchers[0].Topics, []string{"telemetry/#", "presence/+"}) ||
+		!reflect.DeepEqual(got.Watchers[0].Commands, []string{"pump-7", "+"}) {
 		t.Fatalf("Credentials() = %+v", got)
 	}
 }

@@ -358,7 +358,7 @@ func TestCommandMetrics(t *testing.T) {
 	})
 }
 
-func TestCommandsNeedTheAdminTokenWithCredentials(t *testing.T) {
+func TestCommandsNeedATokenThatMayCommand(t *testing.T) {
 	h := startHub(t, securedConfig(t))
 	// pumps watches telemetry and presence of pump-7 only: no command events.
 	pumps, st := openSSEWith(t, h, url.Values{"topic": {"telemetry/pump-7/#", "presence/pump-7"}}, pumpsTok)

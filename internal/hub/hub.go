@@ -299,7 +299,11 @@ func (h *Hub) buildBroker() error {
 
 func (h *Hub) buildExternal() error {
 	clientID := h.cfg.MQTTClientID
-	if clientID == "" {
+	switch {
+	case clientID != "":
+	case h.cfg.Cluster != "":
+		clientID = "telehub-" + h.cfg.Cluster + "-" + h.nodeID()
+	default:
 		clientID = "telehub-" + h.store.IDs().Identity()
 	}
 	var err error
@@ -319,6 +323,15 @@ func (h *Hub) buildExternal() error {
 		return fmt.Errorf("external mqtt broker: %w", err)
 	}
 	return nil
+}
+
+// nodeID is this hub's name in its cluster: --node-id, or the store
+// identity.
+func (h *Hub) nodeID() string {
+	if h.cfg.NodeID != "" {
+		return h.cfg.NodeID
+	}
+	return h.store.IDs().Identity()
 }
 
 func (h *Hub) tlsConfig() (*tls.Config, error) {
