@@ -23,21 +23,50 @@ import (
 // BenchmarkDeliveryLatency measures the durable path at moderate load: one
 // publisher submits one telemetry event per millisecond to a real store
 // (on the test's temporary directory) and 100 watchers of one transport
-// read every event over loopback. With fsync=off the disk is out of the
-// picture: what remains is the hub's own share of the latency. It reports the latency from
-// Submit to the end of the commit (its fsync returned; OnCommit is called),
-// from Submit to the write's Done (the moment a device's ack may be sent)
-// and from Submit to each watcher reading the event, as percentiles in
+// read every event over loopback. It reports the latency from Submit to
+// the end of the commit (its fsync returned; OnCommit is called), from
+// Submit to the write's Done (the moment a device's ack may be sent) and
+// from Submit to each watcher reading the event, as percentiles in
 // microseconds, measured with the monotonic clock (the event carries its
 // submit time). b.N is the number of events; use -benchtime 3000x or more.
+//
+// The disk cases: fsync=on on a fresh file, which grows with every commit
+// (the file system allocates blocks for the new pages, and the fsync
+// carries that); fsync=on,full on a file filled to its retention first, so
+// that commits reuse freed pages as a hub does once its retention is
+// reached; fsync=off, where the disk is out of the picture and what
+// remains is the hub's own share of the latency.
 func BenchmarkDeliveryLatency(b *testing.B) {
 	for _, transport := range []string{transportSSE, transportWS} {
-		for _, fsync := range []bool{true, false} {
-			name := fmt.Sprintf("%s/fsync=%s", transport, map[bool]string{true: "on", false: "off"}[fsync])
-			b.Run(name, func(b *testing.B) { benchDeliveryLatency(b, transport, fsync, 100, time.Millisecond) })
+		for _, disk := range []latencyDisk{{fsync: true}, {fsync: true, full: true}, {}} {
+			b.Run(transport+"/"+disk.String(), func(b *testing.B) {
+				benchDeliveryLatency(b, transport, disk, 100, time.Millisecond)
+			})
 		}
 	}
 }
+
+// latencyDisk says how the store of a latency benchmark uses its file.
+type latencyDisk struct {
+	fsync bool // commits fsync
+	full  bool // the file is filled to its retention before the run
+}
+
+func (d latencyDisk) String() string {
+	switch {
+	case !d.fsync:
+		return "fsync=off"
+	case d.full:
+		return "fsync=on,full"
+	}
+	return "fsync=on"
+}
+
+// Retention of the full-file case, and how many events fill it.
+const (
+	fullRetention = 20_000
+	fullFill      = 30_000
+)
 
 // latencyRig is a real store feeding a hub served over loopback.
 type latencyRig struct {
@@ -49,14 +78,35 @@ type latencyRig struct {
 	durable []time.Duration // Submit to OnCommit, by event; written by the store's writer
 }
 
-func newLatencyRig(b *testing.B, fsync bool) *latencyRig {
+// fill submits n events of other devices in large batches and waits until
+// they are committed; retention then trims the oldest as the run goes on.
+func fill(b *testing.B, s *storage.Store, n int) {
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := range n {
+		dev := fmt.Sprintf("fill-%d", i%100)
+		err := s.Submit(&bridge.Write{
+			Device: dev,
+			Events: []bridge.Event{{Kind: bridge.KindTelemetry, Topic: "telemetry/" + dev + "/temp", Device: dev,
+				Data: fmt.Appendf(nil, `{"fill":%d}`, i)}},
+			Done: func(bridge.Result) { wg.Done() },
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+}
+
+func newLatencyRig(b *testing.B, disk latencyDisk) *latencyRig {
 	r := &latencyRig{base: time.Now()}
 	var err error
 	// Publish is set before the first write is submitted.
 	var publish func([]storage.Record)
 	r.store, err = storage.Open(storage.Config{
-		Path:    filepath.Join(b.TempDir(), "telehub.db"),
-		NoFsync: !fsync,
+		Path:      filepath.Join(b.TempDir(), "telehub.db"),
+		NoFsync:   !disk.fsync,
+		MaxEvents: fullRetention,
 		OnCommit: func(recs []storage.Record) {
 			now := r.since()
 			for _, rec := range recs {
@@ -80,6 +130,9 @@ func newLatencyRig(b *testing.B, fsync bool) *latencyRig {
 		b.Fatal(err)
 	}
 	publish = r.hub.Publish
+	if disk.full {
+		fill(b, r.store, fullFill)
+	}
 	if err := r.hub.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -201,8 +254,8 @@ func (w *latencyWatcher) readWS(b *testing.B, opened *sync.WaitGroup) {
 	conn.ReadLoop()
 }
 
-func benchDeliveryLatency(b *testing.B, transport string, fsync bool, watchers int, every time.Duration) {
-	r := newLatencyRig(b, fsync)
+func benchDeliveryLatency(b *testing.B, transport string, disk latencyDisk, watchers int, every time.Duration) {
+	r := newLatencyRig(b, disk)
 	ws := make([]*latencyWatcher, watchers)
 	var opened, finished sync.WaitGroup
 	opened.Add(watchers)
