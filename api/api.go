@@ -20,6 +20,8 @@ type Store interface {
 	Device(id string) (storage.Device, []storage.MetricState, error)
 	IDs() storage.IDCodec
 	OldestID() (uint64, bool)
+	OldestEvent() (uint64, time.Time, bool)
+	AfterTime(t time.Time) (uint64, error)
 	LastID() uint64
 	Scan(after, upTo uint64, match func(topic string) bool, limit int) ([]storage.Record, uint64, error)
 	Latest(before uint64, filters []topic.Filter, limit int) ([]storage.Record, uint64, error)

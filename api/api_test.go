@@ -80,6 +80,27 @@ func (f *fakeStore) OldestID() (uint64, bool) {
 	return f.recs[0].ID, true
 }
 
+func (f *fakeStore) OldestEvent() (uint64, time.Time, bool) {
+	if len(f.recs) == 0 {
+		return 0, time.Time{}, false
+	}
+	return f.recs[0].ID, f.recs[0].Time, true
+}
+
+func (f *fakeStore) AfterTime(t time.Time) (uint64, error) {
+	for _, r := range f.recs {
+		if !r.Time.Before(t) {
+			return r.ID - 1, nil
+		}
+	}
+	return f.LastID(), nil
+}
+
+// fakeTime is the Record.Time of the fake store's event id.
+func fakeTime(id uint64) time.Time {
+	return time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC).Add(time.Duration(id) * time.Second)
+}
+
 func (f *fakeStore) LastID() uint64 {
 	if len(f.recs) == 0 {
 		return 0
@@ -143,7 +164,7 @@ func newFake() *fakeStore {
 	kinds := map[string]bridge.Kind{"telemetry": bridge.KindTelemetry, "presence": bridge.KindPresence, "errors": bridge.KindError}
 	for i, tp := range topics {
 		root, _, _ := strings.Cut(tp, "/")
-		f.recs = append(f.recs, storage.Record{ID: uint64(i + 5), Kind: kinds[root], Topic: tp,
+		f.recs = append(f.recs, storage.Record{ID: uint64(i + 5), Kind: kinds[root], Topic: tp, Time: fakeTime(uint64(i + 5)),
 			Data: []byte(`{"topic":"` + tp + `","n":` + string(rune('0'+i)) + `}`)})
 	}
 	seen := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)

@@ -90,7 +90,7 @@ func (a *API) writeEvents(w http.ResponseWriter, r *http.Request, recs []storage
 	ids := a.cfg.Store.IDs()
 	out := make([]event, len(recs))
 	for i, rec := range recs {
-		out[i] = event{ID: ids.Format(rec.ID), Event: rec.Kind.String(), Data: rec.Data}
+		out[i] = event{ID: ids.FormatAt(rec.ID, rec.Time), Event: rec.Kind.String(), Data: rec.Data}
 	}
 	if len(out) == limit && limit > 0 {
 		setNextLink(w, r, cursor, out[len(out)-1].ID)
@@ -105,9 +105,15 @@ const startRetries = 3
 // read returns up to limit matching records after the event id from (""
 // for the oldest retained), up to the last committed id. A malformed from
 // wraps storage.ErrBadID; a foreign or expired one is a *storage.GapError.
+// An id minted by a peer hub of the cluster reads this hub's events from
+// its time minus the resume margin, as a watcher's resume does.
 func (a *API) read(from string, match func(string) bool, limit int) ([]storage.Record, error) {
 	for try := 0; ; try++ {
 		after, err := storage.ResumePoint(a.cfg.Store, from)
+		var gap *storage.GapError
+		if errors.As(err, &gap) && gap.Peer() {
+			after, err = gap.After, nil
+		}
 		if err != nil {
 			return nil, err
 		}

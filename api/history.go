@@ -67,9 +67,7 @@ func (a *API) beforePoint(before string) (uint64, error) {
 	switch {
 	case errors.Is(err, storage.ErrForeignID):
 		gap := &storage.GapError{ID: before, Foreign: true}
-		if oldest, ok := a.cfg.Store.OldestID(); ok {
-			gap.Oldest, gap.OldestSeq = a.cfg.Store.IDs().Format(oldest), oldest
-		}
+		gap.Oldest, gap.OldestSeq, _ = storage.FormatOldest(a.cfg.Store)
 		return 0, gap
 	case err != nil:
 		return 0, err

@@ -164,6 +164,13 @@ type CommandOp struct {
 	// At is the time of the change. Default: the store's clock.
 	At time.Time
 
+	// Replica, when set, is the command as a peer hub of the cluster
+	// stored it after a change: stored as it is when this store does not
+	// hold it yet, otherwise its state moves to Replica's when that is
+	// forward (never back) and the device's answer is recorded. A replica
+	// that changes nothing is not an error.
+	Replica *Command
+
 	// Out and Changed are set by the store before the Write's Done: the
 	// command as stored after the op, and whether its state changed.
 	Out     Command

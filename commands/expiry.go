@@ -33,12 +33,14 @@ func (h *expiryHeap) Pop() any {
 }
 
 // run is the expiry goroutine: it sleeps until the earliest expiry and
-// expires what is due.
+// expires what is due; woken, it also sends the commands of the devices
+// dispatchLater named.
 func (s *Service) run() {
 	defer close(s.done)
 	timer := s.clock.NewTimer()
 	defer timer.Stop()
 	for {
+		s.dispatchDue()
 		if next, ok := s.expireDue(); ok {
 			timer.ResetAt(next)
 		} else {

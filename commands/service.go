@@ -91,6 +91,9 @@ type Service struct {
 	// not yet committed: Wait still waits for them.
 	finishing  map[string]struct{}
 	transports []Transport
+	// due are the devices whose queued commands the service goroutine
+	// sends next (peers' commands new here, see peer.go).
+	due map[string]struct{}
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -122,6 +125,7 @@ func New(cfg Config) (*Service, error) {
 		cfg: cfg, store: cfg.Store, clock: cfg.Clock, log: cfg.Logger, met: cfg.Metrics,
 		byID: make(map[string]*entry), devices: make(map[string]*device),
 		waiters: make(map[string][]chan bridge.Command), finishing: make(map[string]struct{}),
+		due:  make(map[string]struct{}),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	pending, err := cfg.Store.PendingCommands()

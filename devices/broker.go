@@ -81,7 +81,8 @@ func (c BrokerConfig) withDefaults() (BrokerConfig, error) {
 // turns device publishes into readings, presence and error answers.
 //
 // QoS 1 and 2 publishes are acknowledged only after the bridge reports the
-// reading durably stored. Rejected payloads are answered on
+// reading durably stored, in the order each client sent them; a client's
+// QoS 1 readings wait for their commits together. Rejected payloads are answered on
 // devices/{id}/errors and never cost the device its connection; a packet
 // larger than the max payload plus a small margin for the topic does, as
 // MQTT allows.

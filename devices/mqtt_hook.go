@@ -44,6 +44,10 @@ type mqttConn struct {
 	// pacer is the read goroutine's timer while the rate limit slows the
 	// client (pace).
 	pacer *time.Timer
+	// cl is the connection's client, and acks its QoS 1 publishes waiting
+	// for their commits (mqtt_acks.go), made on the first one.
+	cl   *mqtt.Client
+	acks *mqttAcks
 }
 
 // commitWait is how a QoS 1 publish waits for its commit; pooled.
@@ -87,6 +91,12 @@ type brokerHook struct {
 	inflightMu sync.Mutex
 	inflight   map[*mqtt.Client]map[uint16]string
 
+	// receiveMax bounds each connection's publishes waiting for their
+	// commits; counts are the server's packet and byte counters that the
+	// PUBACKs written by mqttAcks add to.
+	receiveMax int
+	counts     mqttWriteCounts
+
 	conns sync.Map // *mqtt.Client -> *mqttConn
 	mu    sync.Mutex
 	byID  map[string]*mqttConn // client id -> its current connection
@@ -115,6 +125,9 @@ func newBrokerHook(cfg BrokerConfig, server *mqtt.Server, closing <-chan struct{
 		dropLog:   server.Log,
 		commands:  cfg.Commands,
 		inflight:  make(map[*mqtt.Client]map[uint16]string),
+
+		receiveMax: cfg.Limits.ReceiveMaximum,
+		counts:     mqttWriteCounts{packets: &server.Info.PacketsSent, bytes: &server.Info.BytesSent},
 	}
 	return h
 }
@@ -187,7 +200,7 @@ func (h *brokerHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 // OnSessionEstablished registers the connection; with credentials it is
 // the device's from now on (presence reason connect).
 func (h *brokerHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	c := &mqttConn{}
+	c := &mqttConn{cl: cl}
 	if h.auth != nil {
 		h.bind(c, string(cl.Properties.Username), bridge.ReasonConnect)
 	}
@@ -205,6 +218,9 @@ func (h *brokerHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.P
 		c := v.(*mqttConn)
 		if c.live {
 			h.heard(c, time.Now())
+		}
+		if pk.FixedHeader.Type == packets.Disconnect && c.acks != nil {
+			c.acks.drain(h.closing) // a clean disconnect gets its PUBACKs first
 		}
 		pk = h.compatRead(cl, c, pk)
 	}
@@ -247,6 +263,9 @@ func (h *brokerHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		return
 	}
 	c := v.(*mqttConn)
+	if c.acks != nil {
+		c.acks.close()
+	}
 	h.mu.Lock()
 	if h.byID[cl.ID] == c {
 		delete(h.byID, cl.ID)
@@ -292,9 +311,12 @@ func (h *brokerHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	_, _ = h.handle(c, pk, true)
 }
 
-// OnPublish ingests a device publish. It returns once the publish is dealt
-// with: for QoS 1 and 2 telemetry, after the commit, so that mochi's
-// PUBACK (sent when the hook returns) means "durably stored".
+// OnPublish ingests a device publish. QoS 1 telemetry is submitted and
+// acknowledged later, from its commit (storeDeferred); mochi is told to
+// answer nothing. Any other publish returns once it is dealt with (QoS 2
+// telemetry after its commit), and mochi's answer, written when the hook
+// returns, comes after the PUBACKs of every earlier publish: the broker
+// acknowledges a client's publishes in the order it sent them.
 func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil // the hub's own answers
@@ -305,7 +327,14 @@ func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	}
 	pk = h.limitRetain(pk)
 	pkx, err := h.handle(c, pk, false)
-	return pkx, ackCode(&pk, err)
+	if errors.Is(err, errAckDeferred) {
+		return pk, packets.ErrRejectPacket
+	}
+	err = ackCode(&pk, err)
+	if pk.FixedHeader.Qos > 0 && c.acks != nil && !errors.Is(err, packets.ErrRejectPacket) && !c.acks.drain(h.closing) {
+		return pk, packets.ErrRejectPacket // closing: unacknowledged, resent
+	}
+	return pkx, err
 }
 
 // handle is OnPublish and OnWillSent: route, presence, then store or
@@ -350,8 +379,11 @@ func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.
 	if !will && !h.pace(c, &in) {
 		return pk, packets.ErrRejectPacket // shutting down: not stored, a QoS 1 publish is resent
 	}
-	if will || pk.FixedHeader.Qos == 0 {
+	switch {
+	case will || pk.FixedHeader.Qos == 0:
 		return pk, h.storeAsync(in, r.payload)
+	case h.canDefer(c, &pk):
+		return pk, h.storeDeferred(c, pk.PacketID, in, r.payload)
 	}
 	return pk, h.storeAndWait(in, r.payload)
 }

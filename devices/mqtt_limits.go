@@ -25,6 +25,7 @@ const (
 	DefaultMQTTMaxRetained          = 10_000
 	DefaultMQTTMaxRetainedPerDevice = 100
 	DefaultMQTTMaxRetainedBytes     = 64 << 20
+	DefaultMQTTReceiveMaximum       = 1024
 )
 
 // mqttWritesPending bounds each connection's outbound queue in the broker
@@ -84,17 +85,25 @@ type BrokerLimits struct {
 	// MaxRetainedBytes bounds the bytes (payload and topic) of all retained
 	// messages. Default 64 MiB.
 	MaxRetainedBytes int
+	// ReceiveMaximum is how many QoS 1 and 2 publishes of one client may
+	// wait for their commits at once (MQTT 5 clients are told it in the
+	// CONNACK); the broker reads nothing more from a client at the bound
+	// until its oldest publish is acknowledged. At most 65535. Default 1024.
+	ReceiveMaximum int
 }
 
 // withDefaults validates l and returns it with defaults filled.
 func (l BrokerLimits) withDefaults() (BrokerLimits, error) {
 	if l.MaxClients < 0 || l.MaxClientsPerAddress < 0 || l.MaxSessions < 0 || l.SessionExpiry < 0 || l.MaxQueued < 0 ||
 		l.MaxQueuedBytes < 0 || l.MaxQueuedBytesTotal < 0 || l.MaxSubscriptions < 0 ||
-		l.MaxRetained < 0 || l.MaxRetainedPerDevice < 0 || l.MaxRetainedBytes < 0 {
+		l.MaxRetained < 0 || l.MaxRetainedPerDevice < 0 || l.MaxRetainedBytes < 0 || l.ReceiveMaximum < 0 {
 		return l, fmt.Errorf("%w: negative broker limit", ErrInvalidConfig)
 	}
 	if l.MaxQueued > math.MaxUint16 {
 		return l, fmt.Errorf("%w: MaxQueued %d is over %d (MQTT packet ids)", ErrInvalidConfig, l.MaxQueued, math.MaxUint16)
+	}
+	if l.ReceiveMaximum > math.MaxUint16 {
+		return l, fmt.Errorf("%w: ReceiveMaximum %d is over %d (MQTT packet ids)", ErrInvalidConfig, l.ReceiveMaximum, math.MaxUint16)
 	}
 	if l.SessionExpiry > math.MaxUint32*time.Second {
 		return l, fmt.Errorf("%w: SessionExpiry %s is over the MQTT limit", ErrInvalidConfig, l.SessionExpiry)
@@ -110,6 +119,7 @@ func (l BrokerLimits) withDefaults() (BrokerLimits, error) {
 	l.MaxRetained = cmp.Or(l.MaxRetained, DefaultMQTTMaxRetained)
 	l.MaxRetainedPerDevice = cmp.Or(l.MaxRetainedPerDevice, DefaultMQTTMaxRetainedPerDevice)
 	l.MaxRetainedBytes = cmp.Or(l.MaxRetainedBytes, DefaultMQTTMaxRetainedBytes)
+	l.ReceiveMaximum = cmp.Or(l.ReceiveMaximum, DefaultMQTTReceiveMaximum)
 	return l, nil
 }
 
@@ -121,6 +131,7 @@ func mqttCapabilities(l BrokerLimits, maxPacket uint32) *mqtt.Capabilities {
 	caps.MaximumSessionExpiryInterval = uint32(l.SessionExpiry / time.Second)
 	caps.MaximumInflight = uint16(l.MaxQueued)
 	caps.MaximumClientWritesPending = mqttWritesPending
+	caps.ReceiveMaximum = uint16(l.ReceiveMaximum)
 	caps.MaximumPacketSize = maxPacket
 	// A PUBACK copies no properties of the PUBLISH (mochi would add its
 	// user properties, with reason code 0x01).

@@ -24,6 +24,7 @@ func TestBrokerLimitsDefaultsAndRejections(t *testing.T) {
 		MaxQueuedBytes: DefaultMQTTMaxQueuedBytes, MaxQueuedBytesTotal: DefaultMQTTMaxQueuedBytesTotal,
 		MaxSubscriptions: DefaultMQTTMaxSubscriptions, MaxRetained: DefaultMQTTMaxRetained,
 		MaxRetainedPerDevice: DefaultMQTTMaxRetainedPerDevice, MaxRetainedBytes: DefaultMQTTMaxRetainedBytes,
+		ReceiveMaximum: DefaultMQTTReceiveMaximum,
 	}
 	if l != want {
 		t.Fatalf("defaults %+v, want %+v", l, want)
@@ -34,6 +35,8 @@ func TestBrokerLimitsDefaultsAndRejections(t *testing.T) {
 		"negative expiry":      {SessionExpiry: -time.Second},
 		"negative retained":    {MaxRetainedBytes: -1},
 		"queued over ids":      {MaxQueued: 1 << 16},
+		"negative receive max": {ReceiveMaximum: -1},
+		"receive max over ids": {ReceiveMaximum: 1 << 16},
 		"expiry over uint32":   {SessionExpiry: (1 << 32) * time.Second},
 	}
 	for name, l := range bad {

@@ -22,6 +22,15 @@
 // minus the event's "ts", the device's reading time in milliseconds); one
 // the hub disconnects (a slow consumer) resumes after its last event.
 //
+// RunBench is a second, lean load mode (firmware-sim bench) for measuring
+// the hub's or any MQTT broker's ceiling rather than device behaviour: raw
+// MQTT 3.1.1 publishers, each keeping up to a window of QoS 1 publishes
+// in flight and reading its PUBACKs on a goroutine of its own, publish
+// one-metric payloads carrying their send time in microseconds (sent_us);
+// watchers read the hub's SSE stream or subscribe on a plain MQTT broker
+// and measure latency from it, so that one run compares telehub and
+// another broker on equal terms.
+//
 // After the run, Run waits for outstanding acks and, with Config.Verify,
 // pages through GET /v1/events to check that every confirmed reading is
 // stored exactly once, readings being told apart by seq epoch and seq (see

@@ -43,16 +43,22 @@ var (
 	bucketCommandPending = []byte("command_pending")
 )
 
-// commandBuckets are the buckets a command change writes to.
+// commandBuckets are the buckets a command change writes to, and how
+// this store names its commands.
 type commandBuckets struct {
-	cmds, index, pending *bolt.Bucket
+	cmds, index, pending, peers *bolt.Bucket
+	// prefix starts the ids of this store's commands: "" for a single hub,
+	// "<store identity>-" in a cluster (see commands_peer.go).
+	prefix string
 }
 
-func openCommandBuckets(tx *bolt.Tx) commandBuckets {
+func (s *Store) openCommandBuckets(tx *bolt.Tx) commandBuckets {
 	return commandBuckets{
 		cmds:    tx.Bucket(bucketCommands),
 		index:   tx.Bucket(bucketCommandIndex),
 		pending: tx.Bucket(bucketCommandPending),
+		peers:   tx.Bucket(bucketCommandPeers),
+		prefix:  s.commandPrefix(),
 	}
 }
 
@@ -88,9 +94,12 @@ func (s *Store) applyCommand(b buckets, wr *bridge.Write) (bridge.Result, error)
 	}
 	at = at.UTC().Truncate(time.Millisecond)
 	var err error
-	if op.Create != nil {
+	switch {
+	case op.Create != nil:
 		err = createCommand(b.commands, wr.Device, op, at)
-	} else {
+	case op.Replica != nil:
+		err = applyReplica(b.commands, wr.Device, op)
+	default:
 		err = changeCommand(b.commands, wr.Device, op, at)
 	}
 	if err != nil {
@@ -134,7 +143,7 @@ func createCommand(b commandBuckets, device string, op *bridge.CommandOp, at tim
 		return fmt.Errorf("command sequence: %w", err)
 	}
 	c := *op.Create
-	c.ID, c.Device, c.State = commandID(seq), device, bridge.CommandQueued
+	c.ID, c.Device, c.State = b.prefix+commandID(seq), device, bridge.CommandQueued
 	c.Created, c.Updated = at, at
 	c.Expires = c.Expires.UTC().Truncate(time.Millisecond)
 	if err := putCommand(b.cmds, seq, &c); err != nil {
@@ -153,7 +162,7 @@ func createCommand(b commandBuckets, device string, op *bridge.CommandOp, at tim
 
 // changeCommand applies a state change (and result) to a stored command.
 func changeCommand(b commandBuckets, device string, op *bridge.CommandOp, at time.Time) error {
-	seq, ok := commandSeq(op.ID)
+	seq, ok := b.seq(op.ID)
 	if !ok {
 		return refuse("command %q: %w", op.ID, ErrCommandNotFound)
 	}
@@ -234,13 +243,14 @@ func countPrefix(bucket *bolt.Bucket, device string, limit int) int {
 
 // Command returns the command id; ErrCommandNotFound when there is none.
 func (s *Store) Command(id string) (bridge.Command, error) {
-	seq, ok := commandSeq(id)
-	if !ok {
-		return bridge.Command{}, ErrCommandNotFound
-	}
 	var out bridge.Command
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c, err := getCommand(tx.Bucket(bucketCommands), seq)
+		b := s.openCommandBuckets(tx)
+		seq, ok := b.seq(id)
+		if !ok {
+			return ErrCommandNotFound
+		}
+		c, err := getCommand(b.cmds, seq)
 		if err != nil {
 			return err
 		}
@@ -264,7 +274,7 @@ func (s *Store) Command(id string) (bridge.Command, error) {
 func (s *Store) DeviceCommands(device string, state bridge.CommandState, limit int) ([]bridge.Command, error) {
 	var out []bridge.Command
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b := openCommandBuckets(tx)
+		b := s.openCommandBuckets(tx)
 		bucket := b.index
 		if state != "" && !state.Final() {
 			bucket = b.pending // pending holds every non-final command
@@ -300,7 +310,7 @@ func (s *Store) DeviceCommands(device string, state bridge.CommandState, limit i
 func (s *Store) PendingCommands() ([]bridge.Command, error) {
 	var out []bridge.Command
 	err := s.db.View(func(tx *bolt.Tx) error {
-		b := openCommandBuckets(tx)
+		b := s.openCommandBuckets(tx)
 		var seqs []uint64
 		err := b.pending.ForEach(func(k, _ []byte) error {
 			if len(k) < 9 {

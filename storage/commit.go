@@ -101,7 +101,7 @@ func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 		apply := s.applyWrite
 		if wr.Command != nil {
 			if b.commands.cmds == nil {
-				b.commands = openCommandBuckets(tx)
+				b.commands = s.openCommandBuckets(tx)
 			}
 			apply = s.applyCommand
 		}

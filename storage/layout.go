@@ -55,6 +55,9 @@ func (s *Store) load() error {
 			return err
 		}
 		s.ids = NewIDCodec(ident)
+		if s.cfg.Cluster {
+			s.ids = s.ids.InCluster(s.cfg.ResumeMargin)
+		}
 		return s.loadRange(tx, meta)
 	})
 	if err != nil {
@@ -68,7 +71,7 @@ func (s *Store) load() error {
 // meta bucket.
 func createBuckets(tx *bolt.Tx) (*bolt.Bucket, error) {
 	for _, name := range [][]byte{bucketEvents, bucketState, bucketDevices, bucketTopics,
-		bucketCommands, bucketCommandIndex, bucketCommandPending} {
+		bucketCommands, bucketCommandIndex, bucketCommandPending, bucketCommandPeers} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}
@@ -158,7 +161,9 @@ func (w *writer) loadOldest(tx *bolt.Tx) {
 // metrics.
 func (s *Store) publishRange() {
 	s.lastID.Store(s.w.nextID - 1)
-	s.oldestID.Store(s.w.oldest)
+	if o := s.oldest.Load(); o == nil || o.id != s.w.oldest || o.ms != s.w.oldestMs {
+		s.oldest.Store(&oldestEvent{id: s.w.oldest, ms: s.w.oldestMs})
+	}
 	s.met.RetainedEvents.Set(float64(s.w.retained()))
 }
 

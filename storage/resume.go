@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrExpired is wrapped by a *GapError whose id is this store's but whose
@@ -18,6 +19,11 @@ type Log interface {
 	IDs() IDCodec
 	LastID() uint64
 	OldestID() (uint64, bool)
+	// OldestEvent is OldestID with the event's Record.Time.
+	OldestEvent() (uint64, time.Time, bool)
+	// AfterTime returns the id to read after to get the retained events
+	// of Record.Time t or later (see Store.AfterTime).
+	AfterTime(t time.Time) (uint64, error)
 	Scan(after, upTo uint64, match func(topic string) bool, limit int) (recs []Record, next uint64, err error)
 }
 
@@ -26,7 +32,8 @@ var _ Log = (*Store)(nil)
 // GapError says that reading cannot go on from an id without missing
 // events: the id was minted by another store or data directory (Foreign;
 // it wraps ErrForeignID), or events after it are no longer retained (it
-// wraps ErrExpired). Readers start again from Oldest.
+// wraps ErrExpired). Readers start again from Oldest, or, when the id was
+// minted by a peer hub of the cluster (Peer), after After.
 type GapError struct {
 	// ID is the id asked for as given, or formatted when the gap was found
 	// while reading.
@@ -36,9 +43,23 @@ type GapError struct {
 	Oldest    string
 	OldestSeq uint64
 	Foreign   bool
+	// Since, for an id a peer hub of the cluster minted, is the time from
+	// which this store's events are replayed instead: the id's time minus
+	// the resume margin; After is the id to read after to get them. Since
+	// is zero for any other gap.
+	Since time.Time
+	After uint64
 }
 
+// Peer reports whether the id was minted by a peer hub of the cluster:
+// reading goes on after After, from Since.
+func (e *GapError) Peer() bool { return !e.Since.IsZero() }
+
 func (e *GapError) Error() string {
+	if e.Peer() {
+		return fmt.Sprintf("event id %q was minted by another hub of the cluster; events since %s follow",
+			e.ID, e.Since.UTC().Format(time.RFC3339Nano))
+	}
 	if e.Foreign {
 		return fmt.Sprintf("event id %q was minted by another hub or data directory; oldest retained id is %q", e.ID, e.Oldest)
 	}
@@ -56,17 +77,42 @@ func (e *GapError) Unwrap() error {
 // newGap returns the *GapError of id, naming l's oldest retained id now.
 func newGap(l Log, id string, foreign bool) *GapError {
 	e := &GapError{ID: id, Foreign: foreign}
-	if oldest, ok := l.OldestID(); ok {
-		e.Oldest, e.OldestSeq = l.IDs().Format(oldest), oldest
+	e.Oldest, e.OldestSeq, _ = FormatOldest(l)
+	return e
+}
+
+// FormatOldest returns the id of l's oldest retained event, formatted as
+// clients see it, and its sequence; false when l retains nothing.
+func FormatOldest(l Log) (string, uint64, bool) {
+	seq, t, ok := l.OldestEvent()
+	if !ok {
+		return "", 0, false
 	}
+	return l.IDs().FormatAt(seq, t), seq, true
+}
+
+// foreignGap returns the *GapError of an id another store minted: with the
+// point to read after from its time when it is a peer hub's.
+func foreignGap(l Log, id string) error {
+	e := newGap(l, id, true)
+	since, ok := l.IDs().PeerSince(id)
+	if !ok {
+		return e
+	}
+	after, err := l.AfterTime(since)
+	if err != nil {
+		return fmt.Errorf("resume from a peer's id: %w", err)
+	}
+	e.Since, e.After = since, after
 	return e
 }
 
 // ResumePoint returns the sequence of the event id from, to read the
 // events after it with ReadAfter; from "" means the start of the retained
 // log. A malformed id is an error wrapping ErrBadID; a foreign one, or one
-// whose following events are no longer all retained, a *GapError. An id
-// of this store beyond the last committed one is returned as is.
+// whose following events are no longer all retained, a *GapError (whose
+// After is where to read on when a peer hub of the cluster minted it). An
+// id of this store beyond the last committed one is returned as is.
 func ResumePoint(l Log, from string) (uint64, error) {
 	if from == "" {
 		if oldest, ok := l.OldestID(); ok {
@@ -77,7 +123,7 @@ func ResumePoint(l Log, from string) (uint64, error) {
 	seq, err := l.IDs().Parse(from)
 	switch {
 	case errors.Is(err, ErrForeignID):
-		return 0, newGap(l, from, true)
+		return 0, foreignGap(l, from)
 	case err != nil:
 		return 0, err
 	}

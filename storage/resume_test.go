@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // memLog is a Log over records held in memory, ids from 1 on; trimmed
@@ -15,6 +16,7 @@ type memLog struct {
 	oldest  uint64 // 0: nothing retained
 	onScan  func(l *memLog)
 	stalled bool
+	seekErr error
 }
 
 func newMemLog(t *testing.T, last, oldest uint64) *memLog {
@@ -26,6 +28,28 @@ func (l *memLog) IDs() IDCodec   { return l.ids }
 func (l *memLog) LastID() uint64 { return l.last }
 func (l *memLog) OldestID() (uint64, bool) {
 	return l.oldest, l.oldest != 0
+}
+
+// memTime is the Record.Time of event id of a memLog: one a second from t0.
+func memTime(id uint64) time.Time { return t0.Add(time.Duration(id) * time.Second) }
+
+func (l *memLog) OldestEvent() (uint64, time.Time, bool) {
+	return l.oldest, memTime(l.oldest), l.oldest != 0
+}
+
+func (l *memLog) AfterTime(t time.Time) (uint64, error) {
+	if l.seekErr != nil {
+		return 0, l.seekErr
+	}
+	if l.oldest == 0 {
+		return l.last, nil
+	}
+	for id := l.oldest; id <= l.last; id++ {
+		if !memTime(id).Before(t) {
+			return id - 1, nil
+		}
+	}
+	return l.last, nil
 }
 
 func (l *memLog) Scan(after, upTo uint64, match func(string) bool, limit int) ([]Record, uint64, error) {
@@ -171,4 +195,62 @@ func TestTrimmedDuring(t *testing.T) {
 			t.Errorf("%s: trimmedDuring = %v, want %v", tt.name, got, tt.want)
 		}
 	}
+}
+
+func TestResumePointPeer(t *testing.T) {
+	const margin = 10 * time.Second
+	l := newMemLog(t, 100, 50) // event id at memTime(id)
+	l.ids = l.ids.InCluster(margin)
+	peer := NewIDCodec("hubB").InCluster(margin)
+	tests := []struct {
+		name      string
+		from      string
+		wantAfter uint64
+		wantSince time.Time
+	}{
+		// Events 50..100 are retained; the peer's event at memTime(80)
+		// replays from memTime(70), event 70.
+		{"inside the retained range", peer.FormatAt(3, memTime(80)), 69, memTime(70)},
+		{"older than every retained event", peer.FormatAt(3, memTime(20)), 49, memTime(10)},
+		{"newer than every retained event", peer.FormatAt(3, memTime(200)), 100, memTime(190)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ResumePoint(l, tt.from)
+			var gap *GapError
+			if !errors.As(err, &gap) || !errors.Is(err, ErrForeignID) || !gap.Peer() {
+				t.Fatalf("ResumePoint(%q) = %v, want a peer's gap", tt.from, err)
+			}
+			if gap.After != tt.wantAfter || !gap.Since.Equal(tt.wantSince) {
+				t.Fatalf("gap after %d since %v, want after %d since %v", gap.After, gap.Since, tt.wantAfter, tt.wantSince)
+			}
+			if gap.Oldest != l.ids.FormatAt(50, memTime(50)) || !strings.Contains(gap.Error(), "since") {
+				t.Fatalf("gap %+v: %v", gap, gap)
+			}
+		})
+	}
+	t.Run("a peer's id without a time", func(t *testing.T) {
+		_, err := ResumePoint(l, NewIDCodec("hubB").Format(3))
+		var gap *GapError
+		if !errors.As(err, &gap) || gap.Peer() || !gap.Foreign || gap.OldestSeq != 50 {
+			t.Fatalf("ResumePoint = %v, want a foreign gap from the oldest", err)
+		}
+	})
+	t.Run("not in a cluster", func(t *testing.T) {
+		single := newMemLog(t, 100, 50)
+		_, err := ResumePoint(single, peer.FormatAt(3, memTime(80)))
+		var gap *GapError
+		if !errors.As(err, &gap) || gap.Peer() || gap.Oldest != single.ids.Format(50) {
+			t.Fatalf("ResumePoint = %v, want a foreign gap from the oldest", err)
+		}
+	})
+	t.Run("the log cannot be read", func(t *testing.T) {
+		bad := newMemLog(t, 100, 50)
+		bad.ids, bad.seekErr = bad.ids.InCluster(margin), ErrClosed
+		_, err := ResumePoint(bad, peer.FormatAt(3, memTime(80)))
+		var gap *GapError
+		if !errors.Is(err, ErrClosed) || errors.As(err, &gap) {
+			t.Fatalf("ResumePoint = %v, want the read's error", err)
+		}
+	})
 }

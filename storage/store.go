@@ -92,6 +92,15 @@ type Config struct {
 	// Now is the clock used for retention by age and for writes without a
 	// Seen time. Default time.Now.
 	Now func() time.Time
+	// Cluster makes the store's ids those of a hub in a cluster: each
+	// carries its event's Record.Time, and an id that a peer hub minted is
+	// resumed from its time minus ResumeMargin (see IDCodec.InCluster).
+	// Default false: a single hub's ids, without a time.
+	Cluster bool
+	// ResumeMargin is how long before a peer's id's time a resume from it
+	// starts, in cluster mode (the hub's --cluster-resume-margin). Zero
+	// means no margin.
+	ResumeMargin time.Duration
 }
 
 // withDefaults validates c and returns it with defaults filled.
@@ -100,7 +109,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: Path is required", ErrInvalidConfig)
 	}
 	if c.MaxEvents < 0 || c.MaxAge < 0 || c.QueueSize < 0 || c.MaxBatch < 0 ||
-		c.MaxBytes < 0 || c.OpenTimeout < 0 || c.TrimInterval < 0 {
+		c.MaxBytes < 0 || c.OpenTimeout < 0 || c.TrimInterval < 0 || c.ResumeMargin < 0 {
 		return c, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
 	}
 	c.MaxEvents = orDefault(c.MaxEvents, DefaultMaxEvents)
@@ -146,8 +155,8 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	lastID   atomic.Uint64 // last committed id, 0 = none
-	oldestID atomic.Uint64 // oldest retained id, 0 = none retained
+	lastID atomic.Uint64               // last committed id, 0 = none
+	oldest atomic.Pointer[oldestEvent] // oldest retained event; id 0 = none retained
 
 	writeErr atomic.Pointer[error] // see WriteErr; nil while commits succeed
 	health   writeHealth           // owned by the writer goroutine
@@ -295,8 +304,25 @@ func (s *Store) LastID() uint64 { return s.lastID.Load() }
 // OldestID returns the id of the oldest retained event, and false when no
 // event is retained.
 func (s *Store) OldestID() (uint64, bool) {
-	id := s.oldestID.Load()
-	return id, id != 0
+	id, _, ok := s.OldestEvent()
+	return id, ok
+}
+
+// oldestEvent is the oldest retained event as readers see it: id 0 when
+// none is retained.
+type oldestEvent struct {
+	id uint64
+	ms int64 // Record.Time, unix ms
+}
+
+// OldestEvent returns the id of the oldest retained event and its
+// Record.Time, and false when no event is retained.
+func (s *Store) OldestEvent() (uint64, time.Time, bool) {
+	o := s.oldest.Load()
+	if o == nil || o.id == 0 {
+		return 0, time.Time{}, false
+	}
+	return o.id, time.UnixMilli(o.ms).UTC(), true
 }
 
 // viewErr maps the error of a read transaction.

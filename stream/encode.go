@@ -3,7 +3,9 @@ package stream
 import (
 	"bytes"
 	"encoding/json"
+	"time"
 
+	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/jsonx"
 	"github.com/telehub/telehub/internal/wsframe"
 	"github.com/telehub/telehub/storage"
@@ -88,7 +90,7 @@ func (e *encoder) newFrame() *frame {
 }
 
 // idLen is the length of every id of codec.
-func idLen(ids storage.IDCodec) int { return len(ids.Identity()) + 1 + 16 }
+func idLen(ids storage.IDCodec) int { return ids.Len() }
 
 // SSE event: "id: <id>\nevent: <kind>\ndata: <data>\n\n". Data holding line
 // breaks (compact JSON never does) is split over several data lines.
@@ -107,7 +109,7 @@ func sseEventLen(ids storage.IDCodec, rec *storage.Record) int {
 // appendSSEEvent appends the SSE event of rec to b.
 func appendSSEEvent(b []byte, ids storage.IDCodec, rec *storage.Record) []byte {
 	b = append(b, sseID...)
-	b = ids.AppendFormat(b, rec.ID)
+	b = ids.AppendFormatAt(b, rec.ID, rec.Time)
 	b = append(b, sseKind...)
 	b = append(b, rec.Kind.String()...)
 	b = appendSSEData(b, rec.Data)
@@ -149,10 +151,14 @@ var (
 )
 
 // appendSSEReset appends the reset event announcing oldest ("" when the
-// log retains nothing).
-func appendSSEReset(b []byte, oldest string) []byte {
+// log retains nothing) and, unless zero, since.
+func appendSSEReset(b []byte, oldest string, since time.Time) []byte {
 	b = append(b, "event: reset\ndata: {\"oldest\":"...)
 	b = jsonx.AppendString(b, oldest)
+	if !since.IsZero() {
+		b = append(b, `,"since":"`...)
+		b = append(bridge.AppendTime(b, since), '"')
+	}
 	return append(b, "}\n\n"...)
 }
 
@@ -186,7 +192,7 @@ func wsEventLen(ids storage.IDCodec, rec *storage.Record) int {
 func appendWSEvent(b []byte, ids storage.IDCodec, rec *storage.Record) []byte {
 	b = wsframe.AppendHeader(b, wsframe.OpText, wsPayloadLen(ids, rec))
 	b = append(b, wsEventOpen...)
-	b = ids.AppendFormat(b, rec.ID)
+	b = ids.AppendFormatAt(b, rec.ID, rec.Time)
 	b = append(b, wsEventKind...)
 	b = append(b, rec.Kind.String()...)
 	b = append(b, wsEventData...)
@@ -217,12 +223,18 @@ type wsOpMessage struct {
 	Op      string   `json:"op"`
 	Topics  []string `json:"topics,omitempty"`
 	Oldest  *string  `json:"oldest,omitempty"`
+	Since   string   `json:"since,omitempty"`
 	Message string   `json:"message,omitempty"`
 }
 
-// appendWSReset appends the reset message announcing oldest as a frame.
-func appendWSReset(b []byte, oldest string) []byte {
-	return append(b, wsMessage(wsOpMessage{Op: "reset", Oldest: &oldest})...)
+// appendWSReset appends the reset message announcing oldest and, unless
+// zero, since as a frame.
+func appendWSReset(b []byte, oldest string, since time.Time) []byte {
+	m := wsOpMessage{Op: "reset", Oldest: &oldest}
+	if !since.IsZero() {
+		m.Since = bridge.FormatTime(since)
+	}
+	return append(b, wsMessage(m)...)
 }
 
 // appendEvent appends rec in format f to b (replay path: not shared).
@@ -233,12 +245,14 @@ func (f format) appendEvent(b []byte, ids storage.IDCodec, rec *storage.Record) 
 	return appendWSEvent(b, ids, rec)
 }
 
-// appendReset appends the reset message of format f.
-func (f format) appendReset(b []byte, oldest string) []byte {
+// appendReset appends the reset message of format f: oldest is the oldest
+// retained id, since the time the replay starts from when it does not
+// start there (zero otherwise).
+func (f format) appendReset(b []byte, oldest string, since time.Time) []byte {
 	if f == formatSSE {
-		return appendSSEReset(b, oldest)
+		return appendSSEReset(b, oldest, since)
 	}
-	return appendWSReset(b, oldest)
+	return appendWSReset(b, oldest, since)
 }
 
 // ping returns the heartbeat bytes of format f.

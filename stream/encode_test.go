@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/storage"
@@ -74,8 +75,13 @@ func TestSSEDataLines(t *testing.T) {
 	if got := appendSSEEvent(nil, ids, rec); string(got) != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	if got := appendSSEReset(nil, `h-"1`); string(got) != "event: reset\ndata: {\"oldest\":\"h-\\\"1\"}\n\n" {
+	if got := appendSSEReset(nil, `h-"1`, time.Time{}); string(got) != "event: reset\ndata: {\"oldest\":\"h-\\\"1\"}\n\n" {
 		t.Errorf("reset %q", got)
+	}
+	since := time.Date(2026, 11, 25, 10, 0, 0, 123_456_789, time.UTC)
+	want = "event: reset\ndata: {\"oldest\":\"h-1\",\"since\":\"2026-11-25T10:00:00.123Z\"}\n\n"
+	if got := appendSSEReset(nil, "h-1", since); string(got) != want {
+		t.Errorf("reset with since %q, want %q", got, want)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/storage"
@@ -19,6 +20,10 @@ type memLog struct{ ids storage.IDCodec }
 func (l memLog) IDs() storage.IDCodec     { return l.ids }
 func (l memLog) OldestID() (uint64, bool) { return 0, false }
 func (l memLog) LastID() uint64           { return 0 }
+func (l memLog) OldestEvent() (uint64, time.Time, bool) {
+	return 0, time.Time{}, false
+}
+func (l memLog) AfterTime(time.Time) (uint64, error) { return 0, nil }
 func (l memLog) Scan(_, upTo uint64, _ func(string) bool, _ int) ([]storage.Record, uint64, error) {
 	return nil, upTo, nil
 }

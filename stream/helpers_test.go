@@ -58,6 +58,35 @@ func (l *fakeLog) OldestID() (uint64, bool) {
 	return l.recs[0].ID, true
 }
 
+func (l *fakeLog) OldestEvent() (uint64, time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.recs) == 0 {
+		return 0, time.Time{}, false
+	}
+	return l.recs[0].ID, l.recs[0].Time, true
+}
+
+// AfterTime looks at every retained record, as a reference for the
+// store's binary search.
+func (l *fakeLog) AfterTime(t time.Time) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.recs {
+		if !r.Time.Before(t) {
+			return r.ID - 1, nil
+		}
+	}
+	return l.last, nil
+}
+
+// fakeEpoch is the Record.Time of the fake log's first event; event id is
+// committed id seconds later. The hub never compares it with its clock.
+var fakeEpoch = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+// fakeTime is the Record.Time of the fake log's event id.
+func fakeTime(id uint64) time.Time { return fakeEpoch.Add(time.Duration(id) * time.Second) }
+
 // Scan looks at no more than 64 records per call, to exercise chunking.
 func (l *fakeLog) Scan(after, upTo uint64, match func(string) bool, limit int) ([]storage.Record, uint64, error) {
 	l.mu.Lock()
@@ -92,7 +121,7 @@ func (l *fakeLog) add(topics ...string) []storage.Record {
 	for i, t := range topics {
 		l.last++
 		out[i] = storage.Record{
-			ID: l.last, Kind: kindOf(t), Topic: t, Time: time.Now(),
+			ID: l.last, Kind: kindOf(t), Topic: t, Time: fakeTime(l.last),
 			Data: fmt.Appendf(nil, `{"topic":%q,"n":%d}`, t, l.last),
 		}
 	}
@@ -316,6 +345,7 @@ type wsMsg struct {
 	Data    json.RawMessage `json:"data"`
 	Topics  []string        `json:"topics"`
 	Oldest  *string         `json:"oldest"`
+	Since   string          `json:"since"`
 	Message string          `json:"message"`
 }
 

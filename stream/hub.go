@@ -41,6 +41,11 @@ type Log interface {
 	IDs() storage.IDCodec
 	// OldestID returns the oldest retained event id; false when none is.
 	OldestID() (uint64, bool)
+	// OldestEvent is OldestID with the event's Record.Time.
+	OldestEvent() (uint64, time.Time, bool)
+	// AfterTime returns the id to read after to get the retained events
+	// of Record.Time t or later.
+	AfterTime(t time.Time) (uint64, error)
 	// LastID returns the last committed event id (0 = none).
 	LastID() uint64
 	// Scan returns the records with after < id <= upTo whose topic

@@ -3,6 +3,7 @@ package stream
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
@@ -70,13 +71,15 @@ func anyMatch(fs []topic.Filter, topic string) bool {
 // replay writes r's events in chunks, each with one write. It starts with a
 // reset, and from the oldest retained event, when the resume id is not one
 // of this log's, is beyond upTo, or events after it were trimmed; trimming
-// that overtakes the replay while it runs gets a reset too.
+// that overtakes the replay while it runs gets a reset too. An id minted by
+// a peer hub of the cluster gets a reset naming since, and the replay
+// starts at this log's events of that time.
 func (wr *writer) replay(r *replay) error {
-	after, reset := wr.resumePoint(r)
+	after, start := wr.resumePoint(r)
 	for {
-		if reset {
-			oldest, ok := wr.h.cfg.Log.OldestID()
-			after, reset = wr.addReset(after, r.upTo, oldest, ok), false
+		if start.reset {
+			after = wr.addReset(after, r.upTo, start.since)
+			start = resume{}
 		}
 		if after >= r.upTo {
 			return wr.flushScratch()
@@ -89,34 +92,50 @@ func (wr *writer) replay(r *replay) error {
 			return werr
 		}
 		// On a gap, the records before it went out; a reset follows.
-		after, reset = next, err != nil
+		after, start.reset = next, err != nil
 	}
 }
 
-// resumePoint returns the id to replay after, or reset when the resume id
-// is malformed, foreign, no longer retained, or beyond what the hub has
-// published.
-func (wr *writer) resumePoint(r *replay) (after uint64, reset bool) {
+// resume says how a replay starts when not simply after the resume id: with
+// a reset, from the oldest retained event, or, when since is set, after the
+// resume point returned with it.
+type resume struct {
+	reset bool
+	since time.Time
+}
+
+// resumePoint returns the id to replay after, and a reset when the resume
+// id is malformed, foreign, no longer retained, or beyond what the hub has
+// published; a peer hub's id gets a reset with since and the id to replay
+// its time from.
+func (wr *writer) resumePoint(r *replay) (after uint64, start resume) {
 	seq, err := storage.ResumePoint(wr.h.cfg.Log, r.from)
-	if err != nil || seq > r.upTo {
+	var gap *storage.GapError
+	switch {
+	case errors.As(err, &gap) && gap.Peer():
+		wr.h.log.Debug("watcher resumes from a peer hub's id", "id", r.from, "since", gap.Since)
+		return gap.After, resume{reset: true, since: gap.Since}
+	case err != nil || seq > r.upTo:
 		wr.h.log.Debug("watcher resumes from an unknown or expired id", "id", r.from, "err", err)
-		return 0, true
+		return 0, resume{reset: true}
 	}
-	return seq, false
+	return seq, resume{}
 }
 
-// addReset queues the reset message and returns the id to replay after:
-// just before the oldest retained event, or upTo when none is retained.
-func (wr *writer) addReset(after, upTo, oldest uint64, retained bool) uint64 {
-	id := ""
-	if retained {
-		id = wr.h.ids.Format(oldest)
-	}
-	wr.scratch = wr.w.format.appendReset(wr.scratch, id)
-	if !retained {
+// addReset queues the reset message and returns the id to replay after.
+// With since zero: just before the oldest retained event, or upTo when none
+// is retained. With since set the replay goes on after after, unless
+// retention trimmed past it meanwhile.
+func (wr *writer) addReset(after, upTo uint64, since time.Time) uint64 {
+	id, oldest, retained := storage.FormatOldest(wr.h.cfg.Log)
+	wr.scratch = wr.w.format.appendReset(wr.scratch, id, since)
+	switch {
+	case !retained:
 		return max(after, upTo)
+	case since.IsZero():
+		return oldest - 1
 	}
-	return oldest - 1
+	return max(after, oldest-1)
 }
 
 // writeRecords writes recs, after anything already in scratch, with one

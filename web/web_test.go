@@ -61,6 +61,7 @@ func TestServesPageAndAssets(t *testing.T) {
 		{"/assets/load.js", "text/javascript; charset=utf-8", "last_event_id"},
 		{"/assets/notice.js", "text/javascript; charset=utf-8", "?token="},
 		{"/assets/remove.js", "text/javascript; charset=utf-8", `"DELETE"`},
+		{"/assets/commands.js", "text/javascript; charset=utf-8", "/commands"},
 		{"/assets/dom.js", "text/javascript; charset=utf-8", "textContent"},
 		{"/assets/app.css", "text/css; charset=utf-8", ":root"},
 		{"/assets/favicon.svg", "image/svg+xml", "<svg"},

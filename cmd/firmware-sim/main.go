@@ -11,7 +11,13 @@
 //	firmware-sim --devices 200 --rate 50 --watchers 100 --watch-transport ws --json
 //	firmware-sim --hub https://hub:8080 --mqtt ssl://hub:1883 --ca hub.pem --transport mixed \
 //	    --token-pattern 'secret-{id}' --watch-token "$WATCHER" --verify
+//	firmware-sim bench --publishers 200 --duration 15s --json   # lean MQTT QoS 1 load, max rate
+//	firmware-sim bench --rate 1000 --watchers 100 --watch-mqtt tcp://127.0.0.1:1884
 //
+// "firmware-sim bench" is the lean load mode: raw MQTT publishers with
+// many QoS 1 publishes in flight and watchers on a hub's SSE stream or a
+// plain MQTT broker, measuring latency from the send time in each payload
+// (firmware-sim bench --help lists its flags).
 // With credentials on the hub, each device needs its token (--token for
 // all, --token-file or --token-pattern for one each) and --verify and the
 // watchers a watcher token (--watch-token). A run in which a device never
@@ -51,6 +57,9 @@ func main() {
 // arrives (a second signal kills the process), prints the summary to
 // stdout and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "bench" {
+		return runBench(args[1:], stdout, stderr)
+	}
 	var cfg firmwaresim.Config
 	fs := flag.NewFlagSet("firmware-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -62,16 +62,19 @@ func runChild() int {
 
 // childHub is a hub in a child process.
 type childHub struct {
-	cmd  *exec.Cmd
-	http string
+	cmd        *exec.Cmd
+	http, mqtt string
 }
 
-func startChild(t *testing.T, dataDir string) *childHub {
+// startChild starts a hub in a child process on dataDir, with env
+// (TELEHUB_…=…) added to its environment; it is killed when the test ends.
+func startChild(t testing.TB, dataDir string, env ...string) *childHub {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1",
 		"TELEHUB_HTTP_ADDR=127.0.0.1:0", "TELEHUB_MQTT_ADDR=127.0.0.1:0",
 		"TELEHUB_DATA_DIR="+dataDir, "TELEHUB_LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -87,10 +90,10 @@ func startChild(t *testing.T, dataDir string) *childHub {
 		t.Fatalf("child hub did not start: %v", err)
 	}
 	f := strings.Fields(line)
-	if len(f) < 2 || f[0] != "READY" {
+	if len(f) < 3 || f[0] != "READY" {
 		t.Fatalf("child hub said %q", line)
 	}
-	c := &childHub{cmd: cmd, http: f[1]}
+	c := &childHub{cmd: cmd, http: f[1], mqtt: f[2]}
 	t.Cleanup(func() { c.kill() })
 	return c
 }

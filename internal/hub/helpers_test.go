@@ -86,8 +86,15 @@ func dialDevice(t *testing.T, h *Hub, id string) *wsDevice {
 // query; dialDevice connects without one.
 func dialDeviceWith(t *testing.T, h *Hub, id, query string, header http.Header) *wsDevice {
 	t.Helper()
+	return dialDeviceAt(t, h.HTTPAddr(), id, query, header)
+}
+
+// dialDeviceAt is dialDeviceWith for the hub whose HTTP listener is at
+// hostPort (a hub in a child process).
+func dialDeviceAt(t *testing.T, hostPort, id, query string, header http.Header) *wsDevice {
+	t.Helper()
 	d := &wsDevice{in: make(chan map[string]any, 1024), closed: make(chan error, 1), done: make(chan struct{})}
-	addr := "ws://" + h.HTTPAddr() + "/v1/devices/" + url.PathEscape(id) + "/ws"
+	addr := "ws://" + hostPort + "/v1/devices/" + url.PathEscape(id) + "/ws"
 	if query != "" {
 		addr += "?" + query
 	}
@@ -130,7 +137,13 @@ func (d *wsDevice) next(t *testing.T) map[string]any {
 // mqttClient connects a real paho client to the embedded broker.
 func mqttClient(t *testing.T, h *Hub, id string, opts func(*mqtt.ClientOptions)) mqtt.Client {
 	t.Helper()
-	o := mqtt.NewClientOptions().AddBroker("tcp://" + h.MQTTAddr()).SetClientID(id).
+	return mqttClientAt(t, h.MQTTAddr(), id, opts)
+}
+
+// mqttClientAt is mqttClient for the broker at hostPort.
+func mqttClientAt(t *testing.T, hostPort, id string, opts func(*mqtt.ClientOptions)) mqtt.Client {
+	t.Helper()
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + hostPort).SetClientID(id).
 		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
 	if opts != nil {
 		opts(o)
@@ -222,7 +235,7 @@ func eventsAt(t *testing.T, addr, filter string) []apiEvent {
 }
 
 // waitFor polls cond until it holds, failing after a generous guard.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {

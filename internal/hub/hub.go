@@ -177,6 +177,10 @@ func (h *Hub) buildStorage() error {
 		MaxEvents: h.cfg.MaxEvents,
 		MaxAge:    h.cfg.MaxAge,
 		MaxBytes:  h.cfg.MaxBytes,
+		// In a cluster, ids carry their event's time, and a watcher that
+		// resumes with a peer hub's id is replayed from that time.
+		Cluster:      h.cfg.Cluster != "",
+		ResumeMargin: h.cfg.ClusterResumeMargin,
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
 		OnCommit: func(recs []storage.Record) { h.fanout.Publish(recs) },

@@ -28,9 +28,17 @@ function headers(accept) {
   return h;
 }
 
-/** request sends method to path and returns the response, or throws HTTPError. */
-export async function request(method, path, accept = "application/json") {
-  const resp = await fetch(path, { method, headers: headers(accept), cache: "no-store" });
+/**
+ * request sends method to path, with body as JSON when given, and returns
+ * the response, or throws HTTPError.
+ */
+export async function request(method, path, accept = "application/json", body = undefined) {
+  const init = { method, headers: headers(accept), cache: "no-store" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const resp = await fetch(path, init);
   if (!resp.ok) throw new HTTPError(path, resp.status, await hubMessage(resp));
   return resp;
 }
@@ -47,6 +55,11 @@ async function hubMessage(resp) {
 
 export async function getJSON(path) {
   return (await request("GET", path)).json();
+}
+
+/** postJSON sends body as JSON to path and returns the hub's JSON answer. */
+export async function postJSON(path, body) {
+  return (await request("POST", path, "application/json", body)).json();
 }
 
 /**

@@ -1,8 +1,9 @@
 // telehub dashboard: the live view of a hub for an operator.
 //
 // Data: the page starts from the hub's history and then follows one
-// EventSource (stream.js) on telemetry/#, presence/# and errors/#; load.js
-// joins the two. Events update the model (model.js) only; a
+// EventSource (stream.js) on telemetry/#, presence/# and errors/#, and
+// commands/# when the token may watch it; load.js joins the two. The
+// selected device's commands are commands.js's own panel. Events update the model (model.js) only; a
 // requestAnimationFrame loop renders what changed: the selected device
 // every frame, the device list and logs at most four times a second, so a
 // busy hub cannot make the page fall behind. Every string from a device
@@ -18,6 +19,7 @@ import {
 import * as load from "./load.js";
 import { authAdvice, showNotice, hideNotice } from "./notice.js";
 import { wireDelete, closeDelete } from "./remove.js";
+import { wireCommands, showCommands, reloadCommands, commandsLive, onCommand, renderCommands } from "./commands.js";
 
 const LIST_EVERY = 250; // ms between device list and log renders
 
@@ -67,6 +69,7 @@ function select(id, metric) {
     cards.clear();
     ui.grid.replaceChildren();
     closeDelete();
+    showCommands(id);
   } else if (metric) {
     view.metric = metric;
   }
@@ -87,6 +90,7 @@ function forget(id) {
   if (view.selected === id) {
     view.selected = view.metric = "";
     view.chose = false;
+    showCommands("");
     cards.clear();
     ui.grid.replaceChildren();
     dirty.detail = dirty.cards = dirty.chart = true;
@@ -378,6 +382,7 @@ function render() {
     if (dirty.presence) renderPresence();
     if (dirty.stats) renderStats();
     if (dirty.sparks) renderSparks();
+    renderCommands();
     dirty.errors = dirty.presence = dirty.stats = dirty.sparks = false;
   }
   // The selected device's values keep pace with the chart: text only,
@@ -432,6 +437,7 @@ const stream = new Stream({
     hideNotice();
     if (lost) restart();
     else load.opened();
+    reloadCommands(); // what changed while the stream was down
   },
   onReset: restart,
   onClosed: probe,
@@ -571,8 +577,10 @@ function restoreSelection() {
 
 restoreSelection();
 wire();
-load.init({ stream, schedule, select, refused, failed });
+load.init({ stream, schedule, select, refused, failed, command: onCommand, commandsLive });
 wireDelete({ removed: forget });
+wireCommands({ schedule });
+showCommands(view.selected);
 load.start();
 load.watchRejected(false);
 schedule();

@@ -24,9 +24,12 @@ import {
 } from "./model.js";
 
 export const TOPICS = ["telemetry/#", "presence/#", "errors/#"];
+// COMMANDS joins the stream when the page's token may watch it: the
+// selected device's commands then stay live (commands.js).
+export const COMMANDS = "commands/#";
 const DETAIL_FETCHES = 4; // parallel GET /v1/devices/{id} (one connection is the stream)
 
-let app; // {stream, schedule, select, refused(err), failed(err, retry)}
+let app; // {stream, schedule, select, refused(err), failed(err, retry), command(data), commandsLive(bool)}
 let holding = false;
 let pending = [];
 let whenOpen = null; // resolves start's wait for the stream
@@ -46,22 +49,39 @@ export async function start() {
   fetched.clear();
   pending = [];
   let newest;
+  let topics = [...TOPICS, COMMANDS];
   try {
-    newest = await getJSON(eventsPath(TOPICS, { order: "desc", limit: 1 }));
+    newest = await newestOf(topics);
+    if (!newest) newest = await newestOf((topics = TOPICS));
   } catch (err) {
     if (gen === model.generation) app.failed(err, start);
     return;
   }
   if (gen !== model.generation) return;
+  app.commandsLive(topics.includes(COMMANDS));
   const first = Array.isArray(newest) && newest[0] && typeof newest[0].id === "string" ? newest[0] : null;
   anchor = first ? first.id : "";
   holding = true;
   await new Promise((resolve) => {
     whenOpen = resolve;
-    app.stream.start(anchor);
+    app.stream.start(anchor, topics);
   });
   await loadDevices(gen);
   if (first && gen === model.generation) readHistory(first);
+}
+
+/**
+ * newestOf reads the newest retained event of topics (the anchor), or
+ * null when the token may not watch all of them (403): the page then
+ * streams without the commands.
+ */
+async function newestOf(topics) {
+  try {
+    return await getJSON(eventsPath(topics, { order: "desc", limit: 1 }));
+  } catch (err) {
+    if (topics.includes(COMMANDS) && err instanceof HTTPError && err.status === 403) return null;
+    throw err;
+  }
 }
 
 /** opened tells the loader the stream is open. */
@@ -78,7 +98,9 @@ export function probe() {
 /** onEvent takes one event from the stream. */
 export function onEvent(kind, data, id) {
   model.eventsSinceTick++;
-  if (holding) {
+  if (kind === "command") {
+    app.command(data); // states only move forward: no order to keep with the rest
+  } else if (holding) {
     pending.push([kind, data]);
   } else {
     live[kind](data);

@@ -18,7 +18,7 @@
 // listeners. A hub event is a MessageEvent carrying data; a connection
 // error is a plain Event. Each listener below tells them apart that way.
 
-const kinds = ["telemetry", "presence", "error"];
+const kinds = ["telemetry", "presence", "error", "command"];
 
 export class Stream {
   /**
@@ -44,9 +44,13 @@ export class Stream {
     this.wasOpen = false;
   }
 
-  /** start opens the stream after event id from ("" for live only). */
-  start(from) {
+  /**
+   * start opens the stream after event id from ("" for live only), on the
+   * topic filters topics when given (else those it had).
+   */
+  start(from, topics) {
     this.stop();
+    if (topics) this.opts.topics = topics;
     this.lastId = from;
     this.failures = 0;
     this.wasOpen = false;

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Runs the same workloads against telehub (durable: every QoS 1 PUBACK after
+# the fsync) and against Mosquitto (in memory) in one run on this machine,
+# and prints each result and the ratio telehub / Mosquitto.
+#
+#   scripts/bench/compare.sh
+#
+# Workloads, all driven by `firmware-sim bench` (raw MQTT publishers with a
+# window of QoS 1 publishes in flight; every payload carries its send time
+# in microseconds, from which the watchers measure latency):
+#   fanout-1k   1 publisher at 1 000 msg/s -> 100 watchers: latency p50/p99
+#   fanout-max  1 publisher as fast as it can -> 100 watchers: deliveries/s
+#   ingest      200 publishers as fast as they can (32 publishes in flight
+#               each) -> 1 watcher: acked msg/s
+# telehub's watchers read its SSE stream (telemetry/+/sent_us); Mosquitto's
+# subscribe at QoS 0 (devices/+/telemetry). Publishers use QoS 1 on both;
+# ingest is also run against Mosquitto at QoS 0 for reference.
+#
+# telehub runs with --device-rate 0 (its per-device rate limit, 200 msg/s
+# by default, would pace the one fan-out publisher) and a fresh data
+# directory; Mosquitto with persistence off and no queue limits.
+#
+# Environment: BENCH_OUT (results directory, default ./bench-out),
+# DURATION (seconds each run publishes, default 15), WARMUP (seconds left
+# out of each run's figures, default 3), HTTP_PORT (default 18090),
+# MQTT_PORT (telehub's broker, default 11893), MOSQUITTO_PORT (default
+# 11894), MOSQUITTO (default: mosquitto on PATH, else /usr/sbin/mosquitto).
+# Each run's JSON summary is kept in $BENCH_OUT/compare-*.json.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=${BENCH_OUT:-$PWD/bench-out}
+duration=${DURATION:-15}
+warmup=${WARMUP:-3}
+http=127.0.0.1:${HTTP_PORT:-18090}
+mqtt=127.0.0.1:${MQTT_PORT:-11893}
+mport=${MOSQUITTO_PORT:-11894}
+mosquitto=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
+for tool in jq curl; do
+  command -v "$tool" >/dev/null || { echo "compare.sh: $tool is needed" >&2; exit 1; }
+done
+[[ -x $mosquitto ]] || { echo "compare.sh: mosquitto not found (Debian: apt-get install mosquitto)" >&2; exit 1; }
+mkdir -p "$out"
+
+work=$(mktemp -d)
+hub=""
+broker=""
+cleanup() {
+  if [[ -n $hub ]]; then kill "$hub" 2>/dev/null || true; wait "$hub" 2>/dev/null || true; fi
+  if [[ -n $broker ]]; then kill "$broker" 2>/dev/null || true; wait "$broker" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+(cd "$root" && go build -o "$work/telehub" ./cmd/telehub && go build -o "$work/firmware-sim" ./cmd/firmware-sim)
+
+"$work/telehub" --http-addr "$http" --mqtt-addr "$mqtt" --data-dir "$work/data" --log-level warn \
+  --device-rate 0 --max-connections-per-address 0 --mqtt-max-clients-per-address 10000 \
+  >"$out/compare-telehub.log" 2>&1 &
+hub=$!
+
+cat >"$work/mosquitto.conf" <<EOF
+listener $mport 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+max_inflight_messages 0
+user $(id -un)
+EOF
+"$mosquitto" -c "$work/mosquitto.conf" >"$out/compare-mosquitto.log" 2>&1 &
+broker=$!
+
+for _ in $(seq 100); do
+  if curl -sf "http://$http/healthz" >/dev/null; then break; fi
+  kill -0 "$hub" 2>/dev/null || { echo "compare.sh: telehub exited; see $out/compare-telehub.log" >&2; exit 1; }
+  sleep 0.1
+done
+curl -sf "http://$http/healthz" >/dev/null
+kill -0 "$broker" 2>/dev/null || { echo "compare.sh: mosquitto exited; see $out/compare-mosquitto.log" >&2; exit 1; }
+
+# bench NAME TARGET [flags...] runs firmware-sim bench against TARGET
+# (telehub or mosquitto) and keeps its JSON summary.
+bench() {
+  local name=$1 target=$2
+  shift 2
+  local args=(--duration "${duration}s" --warmup "${warmup}s" --id-prefix "$name-" --json)
+  if [[ $target == telehub ]]; then
+    args+=(--mqtt "tcp://$mqtt" --watch-sse "http://$http")
+  else
+    args+=(--mqtt "tcp://127.0.0.1:$mport" --watch-mqtt "tcp://127.0.0.1:$mport")
+  fi
+  "$work/firmware-sim" bench "${args[@]}" "$@" >"$out/compare-$name-$target.json"
+}
+
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for target in telehub mosquitto; do
+  bench fanout-1k "$target" --publishers 1 --rate 1000 --watchers 100
+  bench fanout-max "$target" --publishers 1 --watchers 100
+  bench ingest "$target" --publishers 200 --window 32 --watchers 1
+done
+bench ingest-qos0 mosquitto --publishers 200 --watchers 1 --qos 0
+echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# get NAME TARGET JQ prints a field of a run's summary.
+get() { jq -r "$3" "$out/compare-$1-$2.json"; }
+# row LABEL NAME JQ prints telehub's and Mosquitto's figure and their ratio.
+row() {
+  local t m
+  t=$(get "$2" telehub "$3")
+  m=$(get "$2" mosquitto "$3")
+  printf '%-44s %14s %14s %8s\n' "$1" "$t" "$m" "$(awk -v t="$t" -v m="$m" 'BEGIN{if (m > 0) printf "%.2f", t / m; else print "n/a"}')"
+}
+printf '\n%-44s %14s %14s %8s\n' workload telehub mosquitto ratio
+row "fan-out 1k msg/s x 100: latency p50 ms" fanout-1k '.latency_ms.p50'
+row "fan-out 1k msg/s x 100: latency p99 ms" fanout-1k '.latency_ms.p99'
+row "fan-out 1k msg/s x 100: deliveries/s" fanout-1k '.deliveries_per_s | floor'
+row "fan-out max x 100: deliveries/s" fanout-max '.deliveries_per_s | floor'
+row "fan-out max x 100: latency p99 ms" fanout-max '.latency_ms.p99'
+row "ingest 200 publishers, QoS 1: acked msg/s" ingest '.acked_per_s | floor'
+row "ingest 200 publishers, QoS 1: ack p99 ms" ingest '.ack_latency_ms.p99'
+printf '%-44s %14s %14s\n' "ingest 200 publishers, QoS 0: sent msg/s" "-" "$(get ingest-qos0 mosquitto '.sent_per_s | floor')"
+missed=$(jq -r 'select(.watchers > 0 and .per_watcher_min != .sent) | input_filename' "$out"/compare-*.json |
+  xargs -r -n1 basename | tr '\n' ' ')
+echo
+echo "runs in which a watcher missed messages: ${missed:-none}"
+echo "summaries: $out/compare-*.json"
