@@ -114,6 +114,9 @@ func (a *mqttAcks) write() {
 		a.mu.Lock()
 		a.buf, failed = a.take(a.buf[:0], failed[:0])
 		if len(a.buf) == 0 && len(failed) == 0 {
+			if cap(a.buf) > 4*mqttAcksKept {
+				a.buf = nil
+			}
 			a.writing = false
 			a.mu.Unlock()
 			a.signal()
@@ -151,8 +154,15 @@ func (a *mqttAcks) take(buf []byte, failed []mqttPendingAck) ([]byte, []mqttPend
 		a.queue = a.queue[:rest]
 		a.first += uint64(n)
 	}
+	if len(a.queue) == 0 && cap(a.queue) > mqttAcksKept {
+		a.queue = nil // a burst is over: an idle connection keeps little
+	}
 	return buf, failed
 }
+
+// mqttAcksKept is the capacity of the queue and the PUBACK batch (in
+// publishes) a connection keeps between bursts.
+const mqttAcksKept = 16
 
 // flush writes the batch in a.buf under the client's lock, which mochi
 // holds for each of its own writes. A PUBACK of remaining length 2 is a

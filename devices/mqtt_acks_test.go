@@ -215,3 +215,29 @@ func TestBrokerQoS1RefusedSubmissionAmongOthers(t *testing.T) {
 		t.Fatalf("PUBACKs %v, want [1 3]", got)
 	}
 }
+
+// After a burst, a connection's queue of publishes waiting for their
+// commits gives its memory back.
+func TestMQTTAcksShrinkAfterBurst(t *testing.T) {
+	_, server, _, _ := newMQTTHookHarness(t, nil)
+	var packets, bytes int64
+	a := newMQTTAcks(mqttHookClient(server, "c1", ""), 1024, &mqttWriteCounts{packets: &packets, bytes: &bytes},
+		func(bridge.Input, error) {})
+	var done []func(bridge.Result)
+	for id := range uint16(100) {
+		done = append(done, a.add(id+1, bridge.Input{Device: "d1"}))
+	}
+	for _, d := range done {
+		d(bridge.Result{})
+	}
+	if !a.drain(nil) {
+		t.Fatal("drain failed")
+	}
+	a.mu.Lock()
+	queue, buf := cap(a.queue), cap(a.buf)
+	a.mu.Unlock()
+	if queue > mqttAcksKept || buf > 4*mqttAcksKept {
+		t.Fatalf("after the burst: queue capacity %d, batch capacity %d", queue, buf)
+	}
+	a.close()
+}

@@ -30,6 +30,14 @@ var mqttQuietMessages = map[string]bool{
 	"publish packet error": true,
 }
 
+// mochi's log messages that say nothing telehub does not log better:
+// never passed on. mochi logs "publish packet rejected" for every QoS 1
+// publish whose PUBACK the hook writes after the commit (mqtt_acks.go) and
+// for every publish left unacknowledged, which the bridge logs itself.
+var mqttDroppedMessages = map[string]bool{
+	"publish packet rejected": true,
+}
+
 // mqttLogHandler is the slog handler of mochi's logs. It makes sure no
 // packet contents reach the log (mochi logs whole packets, CONNECT
 // passwords and payloads included, in some messages): every value that is
@@ -56,6 +64,9 @@ func (h *mqttLogHandler) Enabled(ctx context.Context, level slog.Level) bool {
 // Handle lowers, limits and cleans the record, then passes it on.
 func (h *mqttLogHandler) Handle(ctx context.Context, r slog.Record) error {
 	level := r.Level
+	if mqttDroppedMessages[r.Message] {
+		return nil
+	}
 	if mqttQuietMessages[r.Message] {
 		level = min(level, slog.LevelDebug)
 	}

@@ -79,6 +79,12 @@ func TestMQTTLogHandler(t *testing.T) {
 	if len(buf.lines("attached listener")) != 1 {
 		t.Fatal("info line lost")
 	}
+
+	debug, inner := newLogBuffer(slog.LevelDebug)
+	newMQTTLogger(inner, time.Now).Debug("publish packet rejected", "error", packets.ErrRejectPacket, "packet", secret)
+	if debug.String() != "" {
+		t.Fatalf("a publish acknowledged later is logged: %q", debug.String())
+	}
 }
 
 // No log line, at any level, carries a device's password after the

@@ -154,6 +154,13 @@ type Config struct {
 	// seen confirmed are lost with its RAM, and its seq starts again at 1
 	// in a new seq epoch. Default 0.
 	RebootRate float64
+	// CommandFailRate is the probability per command the device
+	// received of answering it "error" instead of running it. Default 0.
+	CommandFailRate float64
+	// CommandDelay is how long a device takes to run a command before it
+	// answers with the result; a WebSocket device confirms receipt at once
+	// (command_ack), an MQTT device with the PUBACK. Default 0.
+	CommandDelay time.Duration
 	// NoBoot makes devices send no "boot" key: the hub then tells a
 	// restarted counter by its later "ts" alone (with NoClock too, it
 	// cannot, and readings after a reboot are duplicates). Default false:
@@ -257,6 +264,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.DropRate, "drop-rate", 0, "probability per reading of abruptly dropping the connection")
 	fs.Float64Var(&c.MalformedRate, "malformed-rate", 0, "probability per reading of also sending a payload the hub must reject")
 	fs.Float64Var(&c.RebootRate, "reboot-rate", 0, "probability per reading of a device reboot: connection dropped, unconfirmed readings lost, seq restarted at 1")
+	fs.Float64Var(&c.CommandFailRate, "command-fail-rate", 0, "probability per command of answering it failed instead of running it")
+	durationFlag(fs, &c.CommandDelay, "command-delay", 0, "time a device takes to run a command before it sends the result (receipt is confirmed at once)")
 	fs.BoolFunc("reboot-boot", "send a boot id that changes at every reboot (default true; --reboot-boot=false: the hub must rely on ts)", func(v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -353,6 +362,8 @@ func (c *Config) validate() error {
 		{c.DropRate < 0 || c.DropRate > 1, "drop-rate must be in [0, 1]"},
 		{c.MalformedRate < 0 || c.MalformedRate > 1, "malformed-rate must be in [0, 1]"},
 		{c.RebootRate < 0 || c.RebootRate > 1, "reboot-rate must be in [0, 1]"},
+		{!(c.CommandFailRate >= 0 && c.CommandFailRate <= 1), "command-fail-rate must be in [0, 1]"},
+		{c.CommandDelay < 0, "command-delay must not be negative"},
 		{c.NoClock && c.Format == FormatSenML, "no-clock does not go with --format senml (SenML records carry their time)"},
 		{c.Silent < 0 || c.Silent > c.Devices, "silent must be in [0, devices]"},
 		{c.SilentAfter < 0, "silent-after must not be negative"},

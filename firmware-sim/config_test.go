@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"drop rate over 1", func(c *Config) { c.DropRate = 1.5 }, "drop-rate"},
 		{"negative malformed rate", func(c *Config) { c.MalformedRate = -0.1 }, "malformed-rate"},
 		{"reboot rate over 1", func(c *Config) { c.RebootRate = 2 }, "reboot-rate"},
+		{"command fail rate over 1", func(c *Config) { c.CommandFailRate = 1.01 }, "command-fail-rate"},
+		{"negative command fail rate", func(c *Config) { c.CommandFailRate = -0.5 }, "command-fail-rate"},
+		{"NaN command fail rate", func(c *Config) { c.CommandFailRate = math.NaN() }, "command-fail-rate"},
+		{"negative command delay", func(c *Config) { c.CommandDelay = -time.Millisecond }, "command-delay"},
 		{"no clock with senml", func(c *Config) { c.NoClock, c.Format = true, FormatSenML }, "no-clock"},
 		{"more silent than devices", func(c *Config) { c.Devices, c.Silent = 2, 3 }, "silent"},
 		{"negative silent-after", func(c *Config) { c.SilentAfter = -time.Second }, "silent-after"},
@@ -84,13 +89,15 @@ func TestRegisterFlags(t *testing.T) {
 	cfg = Config{}
 	fs = flag.NewFlagSet("t", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	if err := fs.Parse([]string{"--reboot-rate", "0.01", "--reboot-boot=false", "--no-clock"}); err != nil {
+	if err := fs.Parse([]string{"--reboot-rate", "0.01", "--reboot-boot=false", "--no-clock",
+		"--command-fail-rate", "0.25", "--command-delay", "150ms"}); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.RebootRate != 0.01 || !cfg.NoBoot || !cfg.NoClock {
-		t.Fatalf("reboot flags parsed into %+v", cfg)
+	if cfg.RebootRate != 0.01 || !cfg.NoBoot || !cfg.NoClock || cfg.CommandFailRate != 0.25 || cfg.CommandDelay != 150*time.Millisecond {
+		t.Fatalf("reboot and command flags parsed into %+v", cfg)
 	}
-	for _, bad := range [][]string{{"--qos", "2"}, {"--transport", "udp"}, {"--format", "cbor"}, {"--reboot-boot=maybe"}} {
+	for _, bad := range [][]string{{"--qos", "2"}, {"--transport", "udp"}, {"--format", "cbor"}, {"--reboot-boot=maybe"},
+		{"--command-delay", "150"}, {"--command-fail-rate", "often"}} {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		var c Config

@@ -28,6 +28,11 @@ type link interface {
 	// epoch is the device's seq epoch when the link was made: acks from a
 	// link of an earlier epoch (before a reboot) are ignored.
 	epoch() int
+	// ackCommand confirms the receipt of command id (WebSocket
+	// command_ack; over MQTT the PUBACK confirms and this does nothing).
+	ackCommand(id string) error
+	// answer sends the result of a command.
+	answer(r *commandResult) error
 }
 
 // Flags of a reading in the verify log.
@@ -62,12 +67,16 @@ type device struct {
 	silent bool // goes silent at Config.SilentAfter
 
 	// Owned by the scheduler goroutine of the device.
-	model  *Model
-	faults *rand.Rand
+	model      *Model
+	faults     *rand.Rand
+	cmdDice    *rand.Rand // command faults (Config.CommandFailRate)
+	period     int64      // ns between two readings; set_interval changes it
+	readingGen uint32     // generation of the reading chain: a task of another is dropped
 
-	sendMu  sync.Mutex  // serializes transmissions of buffered readings
-	sending entry       // the reading being transmitted; under sendMu
-	muted   atomic.Bool // silent now: no pongs, no reconnects
+	sendMu   sync.Mutex  // serializes transmissions of buffered readings
+	resultMu sync.Mutex  // serializes transmissions of command results
+	sending  entry       // the reading being transmitted; under sendMu
+	muted    atomic.Bool // silent now: no pongs, no reconnects
 
 	mu      sync.Mutex
 	link    link
@@ -80,6 +89,8 @@ type device struct {
 	boot    string     // boot id of the epoch; "" without one
 	epochs  []epochLog // where each epoch's readings are in log; only with Config.Verify
 	log     []logEntry // by reading number (entry.idx); only with Config.Verify
+	seen    seenCommands
+	results []*commandResult // command results not yet sent, oldest first
 }
 
 // epochLog says where the readings of one seq epoch are in the verify log:
@@ -92,20 +103,21 @@ type epochLog struct {
 }
 
 // onReadingTick takes a reading, sends it, injects faults and schedules
-// the next reading.
-func (d *device) onReadingTick(at int64) {
-	if !d.s.readingsOn.Load() || d.isQuiet() {
+// the next reading of chain generation gen; a tick of an older chain
+// (before a set_interval) does nothing.
+func (d *device) onReadingTick(at int64, gen uint32) {
+	if gen != d.readingGen || !d.s.readingsOn.Load() || d.isQuiet() {
 		return
 	}
 	now := time.Now()
 	d.takeReading(now)
 	d.flush()
 	d.injectFaults()
-	next, mono := at+d.s.period, int64(now.Sub(d.s.start))
-	if next < mono-d.s.period {
+	next, mono := at+d.period, int64(now.Sub(d.s.start))
+	if next < mono-d.period {
 		next = mono // fell behind by more than a period: do not catch up in a burst
 	}
-	d.sched.add(task{at: next, dev: d, kind: taskReading})
+	d.sched.add(task{at: next, dev: d, kind: taskReading, gen: gen})
 }
 
 // takeReading samples the models and appends the reading to the buffer.
@@ -139,7 +151,7 @@ func (d *device) injectFaults() {
 	bad := d.faults.Float64() < d.s.cfg.MalformedRate
 	variant := d.faults.IntN(len(malformedWS))
 	if d.s.cfg.RebootRate > 0 && d.faults.Float64() < d.s.cfg.RebootRate {
-		d.reboot()
+		d.reboot("")
 		return
 	}
 	l := d.currentLink()
@@ -348,6 +360,7 @@ func (d *device) attach(l link) {
 	}
 	d.s.stats.connects.Add(1)
 	d.s.stats.online.Add(1)
+	d.flushResults()
 	d.flush()
 }
 
@@ -415,8 +428,11 @@ func (d *device) startEpoch(n int, first uint64) {
 // would: the connection drops without a goodbye, the readings not yet
 // confirmed are lost with the RAM, and the seq starts again at 1 in a new
 // epoch. A connection attempt in flight is refused at attach (its epoch is
-// over); otherwise the device reconnects at once.
-func (d *device) reboot() {
+// over); otherwise the device reconnects at once. cmdID names the reboot
+// command that asked for it, "" for a fault: the device keeps that
+// command's id and answers it from the new boot (see forgetCommands).
+// Commands seen and results not yet sent are lost.
+func (d *device) reboot(cmdID string) {
 	d.mu.Lock()
 	l := d.link
 	d.link = nil
@@ -426,6 +442,7 @@ func (d *device) reboot() {
 	}
 	d.buf = newBuffer(d.s.cfg.BufferSize)
 	d.startEpoch(d.epoch+1, 1)
+	d.forgetCommands(cmdID)
 	d.attempt = 0
 	d.mu.Unlock()
 	d.s.stats.reboots.Add(1)

@@ -9,12 +9,14 @@ import (
 // memLink is a link in memory that records what is sent and, when acking
 // is set, confirms each reading as soon as it is sent.
 type memLink struct {
-	d      *device
-	ep     int
-	acking bool
-	fail   error
-	sent   []uint64
-	closed bool
+	d       *device
+	ep      int
+	acking  bool
+	fail    error
+	sent    []uint64
+	closed  bool
+	acks    []string         // command ids confirmed
+	results []*commandResult // command results sent
 }
 
 func (l *memLink) send(e *entry) error {
@@ -34,6 +36,17 @@ func (l *memLink) drop()               { l.closed = true }
 func (l *memLink) close()              { l.closed = true }
 func (l *memLink) dead() bool          { return l.closed }
 func (l *memLink) epoch() int          { return l.ep }
+func (l *memLink) ackCommand(id string) error {
+	l.acks = append(l.acks, id)
+	return nil
+}
+func (l *memLink) answer(r *commandResult) error {
+	if l.fail != nil {
+		return l.fail
+	}
+	l.results = append(l.results, r)
+	return nil
+}
 
 func newTestDevice(t testing.TB, cfg Config) *device {
 	t.Helper()
@@ -175,7 +188,7 @@ func TestDeviceRebootRestartsSeqInANewEpoch(t *testing.T) {
 	}
 	d.onAck(0, 1)
 	boot0 := d.boot
-	d.reboot()
+	d.reboot("")
 	if !first.closed || d.currentLink() != nil {
 		t.Fatal("the reboot left the connection up")
 	}

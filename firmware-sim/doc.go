@@ -16,6 +16,24 @@
 // Config.NoBoot (the hub then relies on the readings' ts, absent with
 // Config.NoClock).
 //
+// Devices accept commands from the hub over both transports: a WebSocket
+// device confirms a command frame at once with command_ack, an MQTT device
+// subscribes to devices/{id}/commands with QoS 1 and confirms with the
+// PUBACK; after Config.CommandDelay it answers with a command_result frame
+// or a publish on devices/{id}/commands/{cid}/result. It knows
+// set_interval (params {"interval":"500ms"}, or a number of milliseconds:
+// its readings come that often from then on), ping (result
+// {"pong":true}) and reboot; any other name, bad params, or the dice of
+// Config.CommandFailRate give a failed result with a message. A reboot
+// command is confirmed, then the device reboots as with RebootRate, and
+// answers {"rebooted":true,"boot":"…"} from its new boot, on its next
+// connection: it keeps that command's id and result across the reboot,
+// as firmware keeps them in flash, so that a repeat is not run again. A
+// command id seen before (the hub sends a command again until it is
+// confirmed) is confirmed again and not run again; the last 256 ids are
+// remembered, until a reboot. Results wait for a connection when the
+// device has none (at most 64, in RAM: a reboot loses them).
+//
 // With Config.Watchers, the run also opens watchers on the hub's SSE or
 // WebSocket stream before the devices start. They count the events
 // delivered to them and measure device → watcher latency (receive time
@@ -40,9 +58,9 @@
 //
 // A Sim runs once. Run owns every goroutine it starts and waits for all of
 // them before it returns: a few scheduler goroutines (Config.Schedulers)
-// drive the readings, heartbeats and reconnect timers of all devices from
-// one min-heap and one timer each, never a timer or goroutine per device or
-// per reading; a few connector goroutines (Config.Connectors) dial; each
+// drive the readings, heartbeats, reconnect timers and commands of all
+// devices from one min-heap and one timer each, never a timer or goroutine
+// per device, reading or command; a few connector goroutines (Config.Connectors) dial; each
 // live connection has its read loop (gws) or PUBACK waiter plus paho's own
 // goroutines (MQTT); each watcher has one goroutine that connects, reads
 // (the WebSocket read loop runs on it) and reconnects. Scheduler goroutines

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +52,8 @@ type fakeHub struct {
 	wills      map[string]int
 	online     map[string]int
 	wsConns    []*gws.Conn
+	wsByDevice map[string]*gws.Conn // each device's latest WebSocket connection
+	cmdAnswers map[string][]string  // per device, command_ack/command_result frames and MQTT results, in order
 }
 
 type fakeEvent struct {
@@ -64,6 +67,7 @@ func newFakeHub(t *testing.T, knobs func(*fakeHub)) *fakeHub {
 	h := &fakeHub{
 		t: t, lastSeq: map[string]uint64{}, conns: map[string][][]uint64{}, frames: map[string]int{},
 		heartbeats: map[string]int{}, pongs: map[string]int{}, wills: map[string]int{}, online: map[string]int{},
+		wsByDevice: map[string]*gws.Conn{}, cmdAnswers: map[string][]string{},
 	}
 	if knobs != nil {
 		knobs(h)
@@ -289,6 +293,7 @@ func (h *fakeHub) serveWS(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	h.conns[id] = append(h.conns[id], nil)
 	h.wsConns = append(h.wsConns, conn)
+	h.wsByDevice[id] = conn
 	h.mu.Unlock()
 	h.loops.Go(conn.ReadLoop)
 }
@@ -329,6 +334,11 @@ func (f fakeWS) OnMessage(c *gws.Conn, msg *gws.Message) {
 	case "heartbeat":
 		h.mu.Lock()
 		h.heartbeats[id]++
+		h.mu.Unlock()
+		return
+	case "command_ack", "command_result":
+		h.mu.Lock()
+		h.cmdAnswers[id] = append(h.cmdAnswers[id], string(msg.Bytes()))
 		h.mu.Unlock()
 		return
 	case "telemetry":
@@ -421,6 +431,10 @@ func (k *fakeHook) OnPublish(_ *mqttsrv.Client, pk packets.Packet) (packets.Pack
 			return pk, nil
 		}
 		h.store(id, m.seq, m.ts, m.metrics)
+	case strings.HasPrefix(rest, "commands/") && strings.HasSuffix(rest, "/result"):
+		h.mu.Lock()
+		h.cmdAnswers[id] = append(h.cmdAnswers[id], rest+" "+string(pk.Payload))
+		h.mu.Unlock()
 	case strings.HasPrefix(rest, "telemetry/"):
 		h.store(id, nil, time.Now().UnixMilli(), []string{strings.TrimPrefix(rest, "telemetry/")})
 	}
@@ -433,6 +447,35 @@ func (h *fakeHub) answerMQTT(id, topic string, err error) {
 	h.mu.Unlock()
 	b, _ := json.Marshal(map[string]string{"code": "bad_request", "message": err.Error(), "topic": topic})
 	_ = h.broker.Publish("devices/"+id+"/errors", b, false, 0)
+}
+
+// sendCommand sends device id a command: a command frame on its latest
+// WebSocket connection, or a QoS 1 publish on devices/{id}/commands.
+func (h *fakeHub) sendCommand(tr Transport, id, cid, name, params string) {
+	h.t.Helper()
+	body := `"id":"` + cid + `","name":"` + name + `"`
+	if params != "" {
+		body += `,"params":` + params
+	}
+	if tr == TransportMQTT {
+		if err := h.broker.Publish("devices/"+id+"/commands", []byte("{"+body+"}"), false, 1); err != nil {
+			h.t.Fatal(err)
+		}
+		return
+	}
+	h.mu.Lock()
+	c := h.wsByDevice[id]
+	h.mu.Unlock()
+	if err := c.WriteString(`{"type":"command",` + body + `}`); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// commandAnswers returns the command answers device id sent so far.
+func (h *fakeHub) commandAnswers(id string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.cmdAnswers[id])
 }
 
 func splitDeviceTopic(topic string) (id, rest string, ok bool) {

@@ -15,9 +15,10 @@ var ErrBadHubFrame = errors.New("bad frame from hub")
 type frameKind uint8
 
 const (
-	frameOther frameKind = iota // a type this simulator does not know
-	frameAck                    // {"type":"ack","seq":N} or {"type":"ack"}
-	frameError                  // {"type":"error","seq":N,"code":…,"message":…}
+	frameOther   frameKind = iota // a type this simulator does not know
+	frameAck                      // {"type":"ack","seq":N} or {"type":"ack"}
+	frameError                    // {"type":"error","seq":N,"code":…,"message":…}
+	frameCommand                  // {"type":"command","id":…,"name":…,"params":{…},"expires":…}
 )
 
 // hubFrame is a parsed hub → device frame.
@@ -27,6 +28,7 @@ type hubFrame struct {
 	HasSeq  bool
 	Code    string
 	Message string
+	Cmd     *command // frameCommand: the command
 }
 
 // ackPrefix is how the hub usually writes an ack; parseHubFrame reads it
@@ -43,6 +45,7 @@ func parseHubFrame(b []byte) (hubFrame, error) {
 		Seq     json.RawMessage `json:"seq"`
 		Code    string          `json:"code"`
 		Message string          `json:"message"`
+		commandJSON
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return hubFrame{}, fmt.Errorf("%w: %w", ErrBadHubFrame, err)
@@ -53,6 +56,12 @@ func parseHubFrame(b []byte) (hubFrame, error) {
 		f.Kind = frameAck
 	case "error":
 		f.Kind = frameError
+	case "command":
+		c, err := raw.command()
+		if err != nil {
+			return hubFrame{}, fmt.Errorf("%w: %w", ErrBadHubFrame, err)
+		}
+		f.Kind, f.Cmd = frameCommand, &c
 	}
 	if len(raw.Seq) > 0 && !bytes.Equal(raw.Seq, []byte("null")) {
 		seq, err := strconv.ParseUint(string(raw.Seq), 10, 64)

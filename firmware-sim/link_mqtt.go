@@ -35,6 +35,8 @@ type mqttLink struct {
 	topic   string                   // devices/{id}/telemetry
 	metrics [len(metricNames)]string // devices/{id}/telemetry/{metric}
 	beat    string                   // devices/{id}/heartbeat
+	errs    string                   // devices/{id}/errors
+	cmds    string                   // devices/{id}/commands
 	ep      int                      // the device's seq epoch when the link was made
 
 	acks     chan mqttPending
@@ -51,7 +53,7 @@ type mqttPending struct {
 }
 
 // dialMQTT connects device d to the broker, subscribes to its error
-// answers and announces it online.
+// answers (QoS 0) and its commands (QoS 1) and announces it online.
 func (s *Sim) dialMQTT(ctx context.Context, d *device) (link, error) {
 	l := s.newMQTTLink(d)
 	l.client = mqtt.NewClient(s.mqttOptions(ctx, d, l))
@@ -61,10 +63,10 @@ func (s *Sim) dialMQTT(ctx context.Context, d *device) (link, error) {
 		l.shutdown()
 		return nil, fmt.Errorf("mqtt connect %s as %s: %w", s.cfg.MQTT, d.id, tokenErr(tok))
 	}
-	sub := l.client.Subscribe("devices/"+d.id+"/errors", 0, l.onErrorAnswer)
+	sub := l.client.SubscribeMultiple(map[string]byte{l.errs: 0, l.cmds: 1}, l.onMessage)
 	if !sub.WaitTimeout(s.cfg.ConnectTimeout) || sub.Error() != nil {
 		l.close()
-		return nil, fmt.Errorf("mqtt subscribe devices/%s/errors: %w", d.id, tokenErr(sub))
+		return nil, fmt.Errorf("mqtt subscribe %s and %s: %w", l.errs, l.cmds, tokenErr(sub))
 	}
 	l.client.Publish("devices/"+d.id+"/status", 1, false, "online")
 	if l.qos > 0 {
@@ -77,6 +79,7 @@ func (s *Sim) newMQTTLink(d *device) *mqttLink {
 	l := &mqttLink{
 		d: d, qos: s.cfg.qos(), format: s.cfg.Format, ep: d.currentEpoch(),
 		topic: "devices/" + d.id + "/telemetry", beat: "devices/" + d.id + "/heartbeat",
+		errs: "devices/" + d.id + "/errors", cmds: "devices/" + d.id + "/commands",
 		acks: make(chan mqttPending, s.cfg.BufferSize+1), stop: make(chan struct{}),
 	}
 	for i, m := range metricNames {
@@ -227,10 +230,29 @@ func (l *mqttLink) onLost(_ mqtt.Client, err error) {
 	l.d.lost(l)
 }
 
-// onErrorAnswer counts an answer on devices/{id}/errors. It runs on paho's
-// router goroutine and must not block.
-func (l *mqttLink) onErrorAnswer(_ mqtt.Client, _ mqtt.Message) {
-	l.d.onError(l.ep, hubFrame{Kind: frameError})
+// onMessage handles a publish on devices/{id}/commands (a command) or
+// devices/{id}/errors (an error answer, counted). It runs on paho's
+// router goroutine and must not block: the PUBACK of a command follows
+// when it returns, and the command runs on the device's scheduler.
+func (l *mqttLink) onMessage(_ mqtt.Client, m mqtt.Message) {
+	if m.Topic() != l.cmds {
+		l.d.onError(l.ep, hubFrame{Kind: frameError})
+		return
+	}
+	c, err := parseCommand(m.Payload())
+	if err != nil {
+		l.d.s.log.Debug("bad command from hub", "device", l.d.id, "err", err)
+		return
+	}
+	l.d.onCommand(l, c)
+}
+
+// ackCommand does nothing: the PUBACK of the command's publish confirms it.
+func (l *mqttLink) ackCommand(string) error { return nil }
+
+// answer publishes r with QoS 1 on devices/{id}/commands/{cid}/result.
+func (l *mqttLink) answer(r *commandResult) error {
+	return tokenFailure(l.client.Publish(l.cmds+"/"+r.id+"/result", 1, false, r.mqttPayload()))
 }
 
 // waitAcks confirms readings as their PUBACKs arrive, in publish order,

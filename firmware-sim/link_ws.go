@@ -13,7 +13,8 @@ import (
 )
 
 // wsLink is a device's WebSocket connection. The gws read loop
-// goroutine, owned by the Sim's WaitGroup, delivers acks and errors.
+// goroutine, owned by the Sim's WaitGroup, delivers acks, errors and
+// commands.
 type wsLink struct {
 	d     *device
 	conn  *gws.Conn
@@ -77,6 +78,10 @@ func (l *wsLink) write(frame []byte) error {
 	return l.conn.WriteMessage(gws.OpcodeText, frame)
 }
 
+func (l *wsLink) ackCommand(id string) error { return l.write(wsCommandAck(id)) }
+
+func (l *wsLink) answer(r *commandResult) error { return l.write(r.wsFrame()) }
+
 func (l *wsLink) confirms() bool { return true }
 
 func (l *wsLink) epoch() int { return l.ep }
@@ -113,7 +118,7 @@ func (l *wsLink) OnPing(c *gws.Conn, _ []byte) {
 // OnPong ignores pongs: the device never pings.
 func (l *wsLink) OnPong(*gws.Conn, []byte) {}
 
-// OnMessage handles acks and error answers.
+// OnMessage handles acks, error answers and commands.
 func (l *wsLink) OnMessage(c *gws.Conn, msg *gws.Message) {
 	_ = c.SetReadDeadline(time.Now().Add(l.readTimeout))
 	f, err := parseHubFrame(msg.Bytes())
@@ -127,6 +132,8 @@ func (l *wsLink) OnMessage(c *gws.Conn, msg *gws.Message) {
 		l.d.onAck(l.ep, f.Seq)
 	case f.Kind == frameError:
 		l.d.onError(l.ep, f)
+	case f.Kind == frameCommand:
+		l.d.onCommand(l, *f.Cmd)
 	}
 }
 

@@ -13,6 +13,7 @@ const (
 	taskHeartbeat                 // send a heartbeat
 	taskConnect                   // hand the device to a connector
 	taskSilence                   // stop the device's readings, then mute it
+	taskCommand                   // run a command the device received and answer it
 )
 
 // task is one timed action on a device; at is in ns since the run started.
@@ -20,6 +21,8 @@ type task struct {
 	at   int64
 	dev  *device
 	kind taskKind
+	gen  uint32   // taskReading: the device's reading chain (see device.readingGen)
+	cmd  *command // taskCommand: the command to run
 }
 
 // scheduler drives the timed actions of a shard of devices from one

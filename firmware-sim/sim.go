@@ -26,8 +26,12 @@ var (
 	ErrNotRun = errors.New("simulation has not run")
 )
 
-// faultSalt separates the fault dice of a device from its sensor models.
-const faultSalt = 0x9e3779b97f4a7c15
+// faultSalt and commandSalt separate the fault dice of a device, of its
+// readings and of its commands, from its sensor models and each other.
+const (
+	faultSalt   = 0x9e3779b97f4a7c15
+	commandSalt = 0xc2b2ae3d27d4eb4f
+)
 
 // Sim runs a set of simulated devices against a hub. See the package
 // documentation for its goroutines.
@@ -102,18 +106,22 @@ func (s *Sim) newDevice(i int) *device {
 	}
 	return &device{
 		s: s, index: i, id: s.cfg.IDPrefix + strconv.Itoa(i), tr: tr,
-		sched:  s.scheds[i%len(s.scheds)],
-		silent: i >= s.cfg.Devices-s.cfg.Silent,
-		model:  NewModel(s.cfg.Seed, i),
-		faults: rand.New(rand.NewPCG(s.cfg.Seed^faultSalt, uint64(i))),
-		buf:    newBuffer(s.cfg.BufferSize),
+		sched:   s.scheds[i%len(s.scheds)],
+		silent:  i >= s.cfg.Devices-s.cfg.Silent,
+		model:   NewModel(s.cfg.Seed, i),
+		faults:  rand.New(rand.NewPCG(s.cfg.Seed^faultSalt, uint64(i))),
+		cmdDice: rand.New(rand.NewPCG(s.cfg.Seed^commandSalt, uint64(i))),
+		period:  s.period,
+		buf:     newBuffer(s.cfg.BufferSize),
 	}
 }
 
 // bootID returns the boot id of seq epoch n of a device: unique to the
-// run (its start time) and the epoch, or "" when readings carry none.
+// run (its start time) and the epoch, or "" when readings carry none:
+// with NoBoot, and in the first epoch of a run without a RebootRate (a
+// reboot command may start a second one, whose readings carry their boot).
 func (s *Sim) bootID(n int) string {
-	if s.cfg.RebootRate == 0 || s.cfg.NoBoot {
+	if s.cfg.NoBoot || s.cfg.RebootRate == 0 && n == 0 {
 		return ""
 	}
 	return strconv.FormatInt(s.start.UnixMilli(), 36) + "-" + strconv.Itoa(n)
@@ -256,7 +264,9 @@ func (s *Sim) startWorkers(dialCtx context.Context) *workers {
 func (s *Sim) runTask(t task) {
 	switch t.kind {
 	case taskReading:
-		t.dev.onReadingTick(t.at)
+		t.dev.onReadingTick(t.at, t.gen)
+	case taskCommand:
+		t.dev.runCommand(t.cmd)
 	case taskHeartbeat:
 		t.dev.onHeartbeatTick(t.at)
 	case taskSilence:

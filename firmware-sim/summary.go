@@ -26,6 +26,10 @@ type stats struct {
 	reboots      atomic.Uint64 // device reboots (seq restarted)
 	rebootLost   atomic.Uint64 // unconfirmed readings lost with a reboot
 	heartbeats   atomic.Uint64 // heartbeats sent
+	cmdReceived  atomic.Uint64 // distinct commands received
+	cmdOK        atomic.Uint64 // commands answered "ok"
+	cmdFailed    atomic.Uint64 // commands answered "error"
+	cmdRepeats   atomic.Uint64 // deliveries of a command id already seen, not run again
 	pending      atomic.Int64  // readings in buffers, not yet confirmed
 	online       atomic.Int64  // devices connected now
 }
@@ -36,6 +40,15 @@ type Latency struct {
 	P90 float64 `json:"p90"`
 	P99 float64 `json:"p99"`
 	Max float64 `json:"max"`
+}
+
+// Commands counts the commands of a run. A command the device answers is
+// counted once answered, whether or not the result reached the hub.
+type Commands struct {
+	Received uint64 `json:"received"` // distinct command ids received
+	OK       uint64 `json:"ok"`       // answered "ok" (a reboot: answered from the new boot)
+	Failed   uint64 `json:"failed"`   // answered "error": unknown name, bad params, --command-fail-rate
+	Repeats  uint64 `json:"repeats"`  // deliveries of a command id already seen: confirmed again, not run again
 }
 
 // Summary is the outcome of a run. Its JSON form is the --json output.
@@ -70,6 +83,9 @@ type Summary struct {
 
 	AckedPerS  float64 `json:"acked_per_s"`
 	AckLatency Latency `json:"ack_latency_ms"`
+
+	// Commands counts the commands the devices received and answered.
+	Commands Commands `json:"commands"`
 
 	// Watchers is set when the run had watchers.
 	Watchers *WatcherSummary `json:"watchers,omitempty"`
@@ -114,6 +130,8 @@ func (s *Summary) WriteText(w io.Writer) error {
 		s.Errors, s.Rejected, s.Malformed, s.Heartbeats)
 	fmt.Fprintf(&b, "connects %d  drops %d  disconnects %d  connect failures %d  never connected %d  reboots %d (%d unconfirmed readings lost)\n",
 		s.Connects, s.Drops, s.Disconnects, s.ConnectFail, s.NeverConnected, s.Reboots, s.RebootLost)
+	fmt.Fprintf(&b, "commands received %d  ok %d  failed %d  repeats %d\n",
+		s.Commands.Received, s.Commands.OK, s.Commands.Failed, s.Commands.Repeats)
 	fmt.Fprintf(&b, "ack latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n",
 		s.AckLatency.P50, s.AckLatency.P90, s.AckLatency.P99, s.AckLatency.Max)
 	if w := s.Watchers; w != nil {
@@ -144,7 +162,9 @@ func (s *Sim) summarize(elapsed time.Duration) *Summary {
 		Heartbeats: st.heartbeats.Load(), Connects: st.connects.Load(), Drops: st.drops.Load(),
 		Disconnects: st.disconnects.Load(), ConnectFail: st.connectFails.Load(),
 		AckLatency: latencyOf(&s.hist),
-		Watchers:   s.watch.summary(s.start),
+		Commands: Commands{Received: st.cmdReceived.Load(), OK: st.cmdOK.Load(),
+			Failed: st.cmdFailed.Load(), Repeats: st.cmdRepeats.Load()},
+		Watchers: s.watch.summary(s.start),
 	}
 	if elapsed > 0 {
 		sum.AckedPerS = float64(sum.Acked) / elapsed.Seconds()

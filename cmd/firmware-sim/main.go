@@ -8,16 +8,23 @@
 //	firmware-sim --transport mixed --format senml --drop-rate 0.01 --malformed-rate 0.01 --verify --json
 //	firmware-sim --transport mqtt --qos 0 --devices 1000 --duration 0   # until Ctrl-C
 //	firmware-sim --transport mixed --devices 100 --reboot-rate 0.01 --drop-rate 0.01 --verify
+//	firmware-sim --transport mixed --devices 10 --duration 0 --command-delay 200ms --command-fail-rate 0.1
 //	firmware-sim --devices 200 --rate 50 --watchers 100 --watch-transport ws --json
 //	firmware-sim --hub https://hub:8080 --mqtt ssl://hub:1883 --ca hub.pem --transport mixed \
 //	    --token-pattern 'secret-{id}' --watch-token "$WATCHER" --verify
 //	firmware-sim bench --publishers 200 --duration 15s --json   # lean MQTT QoS 1 load, max rate
 //	firmware-sim bench --rate 1000 --watchers 100 --watch-mqtt tcp://127.0.0.1:1884
 //
+// Devices answer the hub's commands: set_interval ({"interval":"500ms"}
+// or milliseconds), ping and reboot; any other name fails.
+// --command-delay is how long a device takes before it answers,
+// --command-fail-rate the share of commands it answers failed.
+//
 // "firmware-sim bench" is the lean load mode: raw MQTT publishers with
 // many QoS 1 publishes in flight and watchers on a hub's SSE stream or a
 // plain MQTT broker, measuring latency from the send time in each payload
 // (firmware-sim bench --help lists its flags).
+//
 // With credentials on the hub, each device needs its token (--token for
 // all, --token-file or --token-pattern for one each) and --verify and the
 // watchers a watcher token (--watch-token). A run in which a device never

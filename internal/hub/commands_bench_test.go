@@ -25,13 +25,15 @@ var (
 	cmdDevices  = flag.Int("cmd-devices", 1000, "connected WebSocket devices for BenchmarkCommandRoundTrip")
 	cmdRate     = flag.Int("cmd-rate", 2000, "commands created per second through REST for BenchmarkCommandRoundTrip")
 	cmdDuration = flag.Duration("cmd-duration", 15*time.Second, "how long BenchmarkCommandRoundTrip creates commands")
+	cmdWorkers  = flag.Int("cmd-workers", 128, "concurrent REST requests (and connections) creating commands in BenchmarkCommandRoundTrip")
 )
 
 // BenchmarkCommandRoundTrip measures commands end to end against a hub in
 // a child process (fsync on, default flags): -cmd-devices WebSocket
 // devices stay connected and answer every command frame at once with a
 // command_ack and a command_result; commands are created through REST at
-// -cmd-rate per second, round robin over the devices, for -cmd-duration.
+// -cmd-rate per second, round robin over the devices, for -cmd-duration,
+// by -cmd-workers concurrent requests.
 // A watcher on commands/# (SSE) notes when each command's delivered and
 // succeeded events arrive. Latencies run from the command's scheduled
 // creation time, so a load tool that falls behind shows as latency too.
@@ -135,7 +137,7 @@ type createdCommand struct {
 // every created command and how far behind its schedule the load fell at
 // most.
 func createAtRate(b *testing.B, hostPort string, devices []string, rate int, duration time.Duration) ([]createdCommand, time.Duration) {
-	const workers = 128
+	workers := *cmdWorkers
 	tr := &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}

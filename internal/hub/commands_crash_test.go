@@ -187,6 +187,10 @@ func TestCrashKeepsCommandsAndResendsUnconfirmed(t *testing.T) {
 	for id, state := range want {
 		waitCommandAt(t, at, id, state) // stored: what the crash must keep
 	}
+	// Still queued at the crash, almost always: its ttl runs out on the
+	// hub's clock while the hub is down or just after, and the restarted
+	// hub expires it instead of sending it.
+	lapse := createCommandAt(t, at, "off-1", `{"name":"lapse","ttl":"2s"}`)
 	before := eventsAt(t, at, "commands/#")
 
 	child.kill()
@@ -241,6 +245,11 @@ func TestCrashKeepsCommandsAndResendsUnconfirmed(t *testing.T) {
 		waitCommandAt(t, at, mqSent.ID, "delivered")
 		publish(t, cl, "devices/mq-1/commands/"+mqSent.ID+"/result", 1, `{"status":"ok"}`)
 		waitCommandAt(t, at, mqSent.ID, "succeeded")
+	})
+
+	t.Run("a pending command whose ttl ran out expires", func(t *testing.T) {
+		waitCommandAt(t, at, lapse.ID, "expired")
+		want[lapse.ID] = "expired" // its history is checked below too
 	})
 
 	t.Run("offline device gets its queued command only", func(t *testing.T) {

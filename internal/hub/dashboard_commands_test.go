@@ -139,46 +139,81 @@ func TestDashboardCommands(t *testing.T) {
 }
 
 // TestDashboardCommandsNeedAToken opens the dashboard of a hub with
-// credentials: a watcher token sees the device but the panel says it may
-// not command it and offers no form; a token whose topics leave out
-// commands/# still gets a working page; the admin token sends.
+// credentials: a watcher token without a commands scope sees the device
+// but the panel says it may not command it and offers no form (also when
+// its topics leave out commands/#); a token whose commands scope covers
+// pump-7 sends to pump-7 and is refused for fan-1; the admin token may
+// command any device.
 func TestDashboardCommandsNeedAToken(t *testing.T) {
-	const fleetTok = "fleet-watcher-token-0123456789"
+	const (
+		fleetTok = "fleet-watcher-token-0123456789"
+		ctlTok   = "pump-7-commander-token-0123456789"
+		fanTok   = "fan-1-device-token-0123456789"
+	)
 	cfg := securedConfig(t)
-	cfg.WatcherTokens = append(cfg.WatcherTokens, config.WatcherToken{
-		Name: "fleet", Token: fleetTok, Topics: []string{"telemetry/#", "presence/#", "errors/#"}})
+	cfg.DeviceTokens["fan-1"] = fanTok
+	cfg.WatcherTokens = append(cfg.WatcherTokens,
+		config.WatcherToken{Name: "fleet", Token: fleetTok, Topics: []string{"telemetry/#", "presence/#", "errors/#"}},
+		config.WatcherToken{Name: "pump-ctl", Token: ctlTok, Topics: []string{"#"}, Commands: []string{"pump-7"}})
 	h := startHub(t, cfg)
 	d := dialDeviceWith(t, h, "pump-7", "", bearer(pumpTok))
 	d.send(t, `{"type":"telemetry","seq":1,"values":{"temp":21.5}}`)
 	d.next(t)
+	fan := dialDeviceWith(t, h, "fan-1", "", bearer(fanTok))
+	fan.send(t, `{"type":"telemetry","seq":1,"values":{"rpm":900}}`)
+	fan.next(t)
 	ctx, errs := openDashboard(t, h, "/healthz")
+	open := func(t *testing.T, tok, device string) {
+		t.Helper()
+		navigate(t, ctx, h, "/?token="+url.QueryEscape(tok)+"#device="+device)
+		waitDOM(t, ctx, "its stream as live", `document.querySelector('#conn').dataset.state === 'live'`)
+		waitDOM(t, ctx, device+" selected", fmt.Sprintf(`document.querySelector('#detail-title').textContent === %q`, device))
+	}
+	refused := func(t *testing.T) {
+		t.Helper()
+		waitDOM(t, ctx, "the refusal", `document.querySelector('#commands').dataset.access === 'refused'`)
+		note := evalJS[string](t, ctx, `document.querySelector('#commands-note').textContent`)
+		if !strings.Contains(note, "admin token") || !strings.Contains(note, "commands scope") || !strings.Contains(note, "?token=") {
+			t.Errorf("note %q, want it to say which token commands and how to open the page with it", note)
+		}
+		if !evalJS[bool](t, ctx, `document.querySelector('#command-form').hidden`) {
+			t.Error("the form is offered to a token that may not command")
+		}
+	}
 
 	for _, tok := range []string{opsTok, fleetTok} {
 		t.Run("watcher "+tok[:5], func(t *testing.T) {
-			navigate(t, ctx, h, "/?token="+url.QueryEscape(tok)+"#device=pump-7")
-			waitDOM(t, ctx, "its stream as live", `document.querySelector('#conn').dataset.state === 'live'`)
-			waitDOM(t, ctx, "the refusal", `document.querySelector('#commands').dataset.access === 'refused'`)
-			note := evalJS[string](t, ctx, `document.querySelector('#commands-note').textContent`)
-			if !strings.Contains(note, "admin token") || !strings.Contains(note, "?token=") {
-				t.Errorf("note %q, want it to say which token commands and how to open the page with it", note)
-			}
-			if !evalJS[bool](t, ctx, `document.querySelector('#command-form').hidden`) {
-				t.Error("the form is offered to a token that may not command")
-			}
+			open(t, tok, "pump-7")
+			refused(t)
 		})
 	}
 
-	t.Run("admin", func(t *testing.T) {
-		navigate(t, ctx, h, "/?token="+url.QueryEscape(adminTok)+"#device=pump-7")
+	t.Run("commands scope", func(t *testing.T) {
+		open(t, ctlTok, "pump-7")
 		waitDOM(t, ctx, "the form", `document.querySelector('#commands').dataset.access === 'ok' &&
 			!document.querySelector('#command-form').hidden`)
 		sendFromPage(t, ctx, "ping", "", "")
 		commandMessage(t, ctx, "ok")
-		f := d.nextOfType(t, "command")
-		id := f["id"].(string)
+		id, _ := d.nextOfType(t, "command")["id"].(string)
 		waitCommandRow(t, ctx, id, "sent")
 		d.send(t, fmt.Sprintf(`{"type":"command_result","id":%q,"status":"ok"}`, id))
 		waitCommandRow(t, ctx, id, "succeeded")
+
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-device="fan-1"]`))); err != nil {
+			t.Fatalf("click fan-1: %v", err)
+		}
+		refused(t)
+	})
+
+	t.Run("admin", func(t *testing.T) {
+		open(t, adminTok, "fan-1")
+		waitDOM(t, ctx, "the form", `document.querySelector('#commands').dataset.access === 'ok' &&
+			!document.querySelector('#command-form').hidden`)
+		sendFromPage(t, ctx, "spin", `{"rpm": 1200}`, "")
+		commandMessage(t, ctx, "ok")
+		if f := fan.nextOfType(t, "command"); f["name"] != "spin" {
+			t.Fatalf("fan-1 got %v", f)
+		}
 	})
 	errs.check(t, "status of 403", "/favicon.ico")
 }

@@ -19,7 +19,9 @@ import {
 import * as load from "./load.js";
 import { authAdvice, showNotice, hideNotice } from "./notice.js";
 import { wireDelete, closeDelete } from "./remove.js";
-import { wireCommands, showCommands, reloadCommands, commandsLive, onCommand, renderCommands } from "./commands.js";
+import {
+  wireCommands, showCommands, reloadCommands, resetCommands, commandsLive, onCommand, renderCommands,
+} from "./commands.js";
 
 const LIST_EVERY = 250; // ms between device list and log renders
 
@@ -451,6 +453,7 @@ function restart() {
   ui.rows.replaceChildren();
   cards.clear();
   ui.grid.replaceChildren();
+  resetCommands();
   load.start();
 }
 

@@ -61,6 +61,13 @@ export function showCommands(id) {
   reloadCommands();
 }
 
+/** resetCommands forgets what the panel holds and reads it again (the page reloads everything). */
+export function resetCommands() {
+  const id = panel.device;
+  panel.device = "";
+  showCommands(id);
+}
+
 /** reloadCommands reads the shown device's commands again (after the stream opened). */
 export function reloadCommands() {
   panel.dirty = true;
