@@ -27,6 +27,9 @@ var (
 	// ErrBadPresence: a presence change with an unknown transport or
 	// reason.
 	ErrBadPresence = errors.New("bridge: invalid presence")
+	// ErrBadOrigin: a peer's write whose origin does not name one id per
+	// event.
+	ErrBadOrigin = errors.New("bridge: invalid origin")
 )
 
 // Store is what the bridge needs from storage.
@@ -65,6 +68,9 @@ type Config struct {
 	// Now is the clock, for rate limits and missing receive times.
 	// Default: time.Now.
 	Now func() time.Time
+	// Forward, when set (cluster mode), makes the message for the peer
+	// hubs of each write this hub alone sees. Default nil: a single hub.
+	Forward Forwarder
 }
 
 // Defaults of Config.
@@ -83,9 +89,10 @@ const (
 // events with their data JSON encoded once, and submits them to the store.
 // It is safe for concurrent use.
 type Bridge struct {
-	store Store
-	log   *slog.Logger
-	now   func() time.Time
+	store   Store
+	log     *slog.Logger
+	now     func() time.Time
+	forward Forwarder
 
 	errLimit *limiter // per-device error events
 	msgLimit *limiter // per-device telemetry messages; nil: no limit
@@ -116,6 +123,7 @@ func New(cfg Config) (*Bridge, error) {
 		store:              cfg.Store,
 		log:                cfg.Logger,
 		now:                cfg.Now,
+		forward:            cfg.Forward,
 		errLimit:           newLimiter(cfg.ErrorRate, cfg.ErrorBurst, limiterMaxEntries),
 		logBucket:          bucket{tokens: logBurst},
 		rejected:           make(map[string]prometheus.Counter),
@@ -179,6 +187,10 @@ func (cfg *Config) fillDefaults() error {
 // reading with a seq while later ones are stored would make its resend
 // look like a duplicate. A store failure is returned wrapped. In all these cases
 // done is never called, and the caller records the rejection (Reject).
+//
+// In a cluster, a message of a peer hub (in.Origin set) gets its origin in
+// every event's data and is never refused for the rate; a message of this
+// hub gets the Forwarder's message for the peers, if any.
 func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error {
 	if err := checkTelemetry(in.Device, &p); err != nil {
 		return err
@@ -198,10 +210,26 @@ func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error {
 		Events:     buildTelemetry(in.Device, seen, &p),
 		Done:       done,
 	}
+	if err := b.route(w, &in, &p); err != nil {
+		return err
+	}
 	if err := b.store.Submit(w); err != nil {
 		return fmt.Errorf("bridge: submit %d telemetry events of device %s: %w", len(w.Events), in.Device, err)
 	}
 	b.telemetryIngested.Add(float64(len(w.Events)))
+	return nil
+}
+
+// route marks a write of a peer hub with its origin, or gives a write of
+// this hub its message for the peers.
+func (b *Bridge) route(w *Write, in *Input, p *Payload) error {
+	switch {
+	case in.Origin != nil:
+		return withOrigin(w, in.Origin)
+	case b.forward != nil:
+		in.Received = w.Seen // the receive time the events carry
+		w.Outbox = b.forward.Telemetry(in, p)
+	}
 	return nil
 }
 
@@ -211,7 +239,7 @@ func (b *Bridge) Telemetry(in Input, p Payload, done func(Result)) error {
 // without seq are refused sooner) but never refused.
 func (b *Bridge) checkRate(in Input, p *Payload, seen time.Time) error {
 	switch {
-	case b.msgLimit == nil || in.Paced:
+	case b.msgLimit == nil || in.Paced || in.Origin != nil: // a peer paced it
 		return nil
 	case p.HasSeq:
 		b.msgLimit.reserve(in.Device, seen, maxPace)
@@ -460,6 +488,17 @@ func (b *Bridge) logReject(in Input, code, msg string, now time.Time) {
 // ErrBadPresence; a store failure is returned wrapped. done is then never
 // called.
 func (b *Bridge) Presence(device string, p Presence, at time.Time, done func(Result)) error {
+	return b.presence(device, p, at, nil, done)
+}
+
+// PeerPresence is Presence for a liveness change a peer hub forwarded:
+// the event's data carries o.
+func (b *Bridge) PeerPresence(device string, p Presence, at time.Time, o *Origin, done func(Result)) error {
+	return b.presence(device, p, at, o, done)
+}
+
+// presence builds and submits a presence write, from a peer when o is set.
+func (b *Bridge) presence(device string, p Presence, at time.Time, o *Origin, done func(Result)) error {
 	if err := validDeviceID(device); err != nil {
 		return err
 	}
@@ -480,6 +519,14 @@ func (b *Bridge) Presence(device string, p Presence, at time.Time, done func(Res
 		}},
 		Presence: &p,
 		Done:     done,
+	}
+	switch {
+	case o != nil:
+		if err := withOrigin(w, o); err != nil {
+			return err
+		}
+	case b.forward != nil:
+		w.Outbox = b.forward.Presence(device, &p, at)
 	}
 	if err := b.store.Submit(w); err != nil {
 		return fmt.Errorf("bridge: submit presence of device %s: %w", device, err)

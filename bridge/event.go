@@ -142,6 +142,19 @@ type Write struct {
 	// makes the write's event (on commands/{device}) from the command as
 	// it stands after the change, and reports the outcome in Command.
 	Command *CommandOp
+	// Origin is set for a write a peer hub of the cluster forwarded: the
+	// store keeps, per origin node and device, the highest Origin.ID it
+	// stored, and stores nothing (Duplicate) for one not above it.
+	Origin *Origin
+	// Outbox, when set, is the message forwarded to the peer hubs; the
+	// store keeps it under the write's first event id, in the same
+	// transaction, until ForwardedUpTo removes it. Only a write that
+	// stores events keeps its message.
+	Outbox []byte
+	// ForwardedUpTo, when set, makes the write a bookkeeping one: the
+	// store removes the outbox messages up to this event id (the peers'
+	// broker acknowledged them). Such a write carries nothing else.
+	ForwardedUpTo uint64
 	// Done, when set, is called exactly once on the store's writer goroutine
 	// after the commit (and after the committed events were handed to the
 	// fan-out). It must not block.
@@ -163,6 +176,12 @@ type Input struct {
 	// devices "devices/{id}/ws"; it is echoed in error events and answers.
 	SourceTopic string
 	Received    time.Time // hub receive time
+	// Raw is the message as the device sent it, for a transport whose
+	// messages may be forwarded to peer hubs (WebSocket); nil otherwise.
+	// It is read during the call only.
+	Raw []byte
+	// Origin is set for a message a peer hub forwarded (see Origin).
+	Origin *Origin
 	// Paced is set by a transport that already slowed this message to the
 	// device's rate (Bridge.Pace): Telemetry does not check the rate again.
 	Paced bool

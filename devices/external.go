@@ -79,6 +79,10 @@ type ExternalConfig struct {
 	Logger *slog.Logger
 	// Metrics receives the client's metrics. Default a private set.
 	Metrics *metrics.Metrics
+	// Peers, when set, is the cluster of replicas the hub belongs to: its
+	// topics are subscribed too, its messages handed to it, and its will
+	// set. It excludes ShareGroup. Default nil: a single hub.
+	Peers Peers
 }
 
 // withDefaults validates c and returns it with defaults filled.
@@ -105,6 +109,8 @@ func (c *ExternalConfig) validate() error {
 		return fmt.Errorf("%w: Presence is required", ErrInvalidConfig)
 	case c.ClientID == "":
 		return fmt.Errorf("%w: ClientID is required", ErrInvalidConfig)
+	case c.Peers != nil && c.ShareGroup != "":
+		return fmt.Errorf("%w: ShareGroup and Peers exclude each other: every replica needs every message", ErrInvalidConfig)
 	case strings.ContainsAny(c.ShareGroup, "/+#"):
 		return fmt.Errorf("%w: ShareGroup %q contains '/', '+' or '#'", ErrInvalidConfig, c.ShareGroup)
 	case c.MaxPayload < 0 || c.KeepAlive < 0 || c.ConnectTimeout < 0 ||
@@ -188,7 +194,7 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 	e := &External{
 		cfg:        cfg,
 		ingest:     mqttIngest{bridge: cfg.Bridge, maxPayload: cfg.MaxPayload},
-		filters:    externalFilters(cfg.ShareGroup),
+		filters:    withPeerFilters(externalFilters(cfg.ShareGroup), cfg.Peers),
 		answers:    make(chan externalAnswer, cfg.AnswerQueue),
 		subscribed: make(chan error, 1),
 		done:       make(chan struct{}),
@@ -249,6 +255,7 @@ func (e *External) options() *paho.ClientOptions {
 	if c.TLS != nil {
 		o.SetTLSConfig(c.TLS)
 	}
+	e.peerOptions(o)
 	return o
 }
 
@@ -393,6 +400,7 @@ func (e *External) onConnect(c paho.Client) {
 		e.log.Error("mqtt broker connected, subscriptions failed", "error", err)
 	} else {
 		e.log.Info("mqtt broker connected and subscribed")
+		e.peersConnected()
 	}
 	select {
 	case e.subscribed <- err: // the first outcome is for Start
@@ -443,6 +451,9 @@ func (e *External) onConnectionLost(_ paho.Client, err error) {
 func (e *External) onMessage(_ paho.Client, m paho.Message) {
 	now := time.Now()
 	slot := e.acks.push(m)
+	if e.peerMessage(m, slot) {
+		return
+	}
 	topic := m.Topic()
 	r, err := routeMQTT(topic, m.Payload(), e.ingest.maxPayload)
 	if r.kind == mqttForeign || r.kind == mqttAnswer {
@@ -514,12 +525,14 @@ func (e *External) ackLoop() {
 		case <-e.done:
 			for _, m := range e.acks.take(batch[:0], true) {
 				m.Ack()
+				e.acked(m)
 			}
 			return
 		}
 		batch = e.acks.take(batch[:0], false)
 		for i, m := range batch {
 			m.Ack()
+			e.acked(m)
 			batch[i] = nil
 		}
 	}

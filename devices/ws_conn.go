@@ -106,6 +106,7 @@ func (c *wsConn) receive(op gws.Opcode, data []byte) {
 		c.reject(in, f, err)
 	case f.Type == bridge.FrameHeartbeat:
 	case f.Type == bridge.FrameTelemetry:
+		in.Raw = data // read during the call only: a cluster forwards the frame as sent
 		c.telemetry(in, f)
 	case f.Type == bridge.FrameCommandAck || f.Type == bridge.FrameCommandResult:
 		c.commandAnswer(in, data)

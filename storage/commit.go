@@ -18,6 +18,7 @@ const trimBase = 1024
 
 // buckets are the buckets a batch writes to.
 type buckets struct {
+	tx                     *bolt.Tx
 	events, state, devices *bolt.Bucket
 	commands               commandBuckets
 }
@@ -66,6 +67,7 @@ func (s *Store) committed(batch []*bridge.Write, size int64) {
 		s.cfg.Synced(s.LastID())
 	}
 	if len(w.recs) > 0 && s.cfg.OnCommit != nil {
+		s.withOrigins(w.recs)
 		s.cfg.OnCommit(w.recs)
 	}
 	for i, wr := range batch {
@@ -91,13 +93,22 @@ func (s *Store) fail(batch []*bridge.Write, err error) {
 func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 	w := &s.w
 	w.startBatch()
+	w.txMs = s.cfg.Now().UnixMilli()
 	b := buckets{
+		tx:      tx,
 		events:  tx.Bucket(bucketEvents),
 		state:   tx.Bucket(bucketState),
 		devices: tx.Bucket(bucketDevices),
 	}
 	b.events.FillPercent = 1.0
 	for _, wr := range batch {
+		if wr.ForwardedUpTo != 0 {
+			if err := deleteOutbox(tx, wr.ForwardedUpTo); err != nil {
+				return err
+			}
+			w.results = append(w.results, bridge.Result{})
+			continue
+		}
 		apply := s.applyWrite
 		if wr.Command != nil {
 			if b.commands.cmds == nil {
@@ -115,6 +126,9 @@ func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 		return err
 	}
 	if err := w.putDevices(b.devices); err != nil {
+		return err
+	}
+	if err := w.putOrigins(tx); err != nil {
 		return err
 	}
 	if err := w.ix.putAdded(tx); err != nil {
@@ -145,6 +159,12 @@ func (s *Store) applyWrite(b buckets, wr *bridge.Write) (bridge.Result, error) {
 	if err != nil {
 		return bridge.Result{}, err
 	}
+	if wr.Origin != nil {
+		seen, err := w.originSeen(b.tx, wr)
+		if err != nil || seen {
+			return bridge.Result{Duplicate: seen}, err
+		}
+	}
 	if wr.HasSeq {
 		v := rec.seqVerdict(wr)
 		if v == seqDuplicate {
@@ -166,6 +186,11 @@ func (s *Store) applyWrite(b buckets, wr *bridge.Write) (bridge.Result, error) {
 		res.FirstID = w.nextID
 		if err := w.putRecord(b, rec, wr, seen.UnixMilli()); err != nil {
 			return bridge.Result{}, err
+		}
+		if wr.Outbox != nil {
+			if err := w.putOutbox(b.tx, res.FirstID, w.txMs, seen.UnixMilli(), wr.Outbox); err != nil {
+				return bridge.Result{}, err
+			}
 		}
 	}
 	rec.touch(wr)

@@ -48,6 +48,7 @@ func (s *Store) Latest(before uint64, filters []topic.Filter, limit int) (recs [
 	if err != nil {
 		return nil, 0, viewErr("latest events", err)
 	}
+	s.withOrigins(recs)
 	return recs, next, nil
 }
 

@@ -63,6 +63,7 @@ func (s *Store) Scan(after, upTo uint64, match func(topic string) bool, limit in
 	if err != nil {
 		return nil, after, viewErr("scan", err)
 	}
+	s.withOrigins(recs)
 	return recs, next, nil
 }
 

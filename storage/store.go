@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -85,6 +86,12 @@ type Config struct {
 	// batch's records in id order. It must not block. The slice is reused
 	// after it returns; the records' Data is not.
 	OnCommit func([]Record)
+	// Origins, when set (a hub in a cluster), gives records read or handed
+	// to OnCommit "origin":"{node}:{id}" in their data, unless a peer
+	// hub's origin is there already; Node is the node, default the store
+	// identity. Default false: data as stored.
+	Origins bool
+	Node    string
 	// Logger receives the store's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the store's metrics. Default a private set.
@@ -141,6 +148,9 @@ type Store struct {
 	met *metrics.Metrics
 	db  *bolt.DB
 	ids IDCodec
+	// node is the origin node of the hub's own records; "" outside a
+	// cluster (Config.Origins).
+	node string
 
 	queue   chan *bridge.Write
 	deletes chan deleteReq // DeleteDevice requests, unbuffered
@@ -193,6 +203,9 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.load(); err != nil {
 		_ = db.Close() // the load error is the one to report
 		return nil, err
+	}
+	if cfg.Origins {
+		s.node = cmp.Or(cfg.Node, s.ids.Identity())
 	}
 	s.logOpen()
 	go s.run()
@@ -263,6 +276,12 @@ func (s *Store) Submit(w *bridge.Write) error {
 func validWrite(w *bridge.Write) error {
 	if w == nil {
 		return fmt.Errorf("%w: nil", ErrInvalidWrite)
+	}
+	if w.ForwardedUpTo != 0 {
+		if w.Device != "" || len(w.Events) > 0 || w.Command != nil || w.Presence != nil {
+			return fmt.Errorf("%w: a ForwardedUpTo write carries nothing else", ErrInvalidWrite)
+		}
+		return nil
 	}
 	if w.Device == "" {
 		return fmt.Errorf("%w: no device", ErrInvalidWrite)

@@ -45,6 +45,13 @@ type writer struct {
 
 	ix indexer // topic index keys the batch adds and trim deletes
 
+	// origins holds the highest origin id per node and device that the
+	// batch stored (see originSeen).
+	origins map[string]uint64
+	// txMs is the start of the batch's transaction, unix ms: the commit
+	// time outbox messages carry.
+	txMs int64
+
 	appended int // events appended by the batch
 	dups     int // duplicate writes in the batch
 	restarts int // seq epochs the batch started
@@ -55,6 +62,7 @@ func newWriter() writer {
 		devices:  make(map[string]*deviceRec),
 		pending:  make(map[string]*deviceRec),
 		stateIdx: make(map[stateRef]int),
+		origins:  make(map[string]uint64),
 	}
 }
 
@@ -94,6 +102,7 @@ func (w *writer) restoreRange(r rangeState) {
 // startBatch resets the per-batch state.
 func (w *writer) startBatch() {
 	clear(w.pending)
+	clear(w.origins)
 	clear(w.stateIdx)
 	w.states = w.states[:0]
 	w.results = w.results[:0]

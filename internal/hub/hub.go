@@ -25,6 +25,7 @@ import (
 
 	"github.com/telehub/telehub/api"
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/cluster"
 	"github.com/telehub/telehub/commands"
 	"github.com/telehub/telehub/devices"
 	"github.com/telehub/telehub/devices/presence"
@@ -62,6 +63,7 @@ type Hub struct {
 	wsDev    *devices.WS
 	broker   *devices.Broker   // nil unless the embedded broker runs
 	external *devices.External // nil unless --mqtt-broker
+	cluster  *cluster.Cluster  // nil unless --cluster
 
 	httpLn  net.Listener
 	server  *http.Server
@@ -183,8 +185,10 @@ func (h *Hub) buildStorage() error {
 		ResumeMargin: h.cfg.ClusterResumeMargin,
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
-		OnCommit: func(recs []storage.Record) { h.fanout.Publish(recs) },
+		OnCommit: h.committed,
 		Synced:   h.synced,
+		Origins:  h.cfg.Cluster != "",
+		Node:     h.cfg.NodeID,
 		Logger:   h.log.With("component", "storage"),
 		Metrics:  h.metrics,
 	})
@@ -193,6 +197,9 @@ func (h *Hub) buildStorage() error {
 	}
 	if err != nil {
 		return fmt.Errorf("open storage: %w", err)
+	}
+	if err := h.buildCluster(); err != nil {
+		return err
 	}
 	streamCfg := stream.Config{
 		Log:            h.store,
@@ -209,13 +216,17 @@ func (h *Hub) buildStorage() error {
 	if err != nil {
 		return fmt.Errorf("watcher streams: %w", err)
 	}
-	h.bridge, err = bridge.New(bridge.Config{
+	bridgeCfg := bridge.Config{
 		Store:       h.store,
 		DeviceRate:  h.cfg.DeviceRate,
 		DeviceBurst: h.cfg.DeviceBurst,
 		Logger:      h.log.With("component", "bridge"),
 		Metrics:     h.metrics,
-	})
+	}
+	if h.cluster != nil {
+		bridgeCfg.Forward = h.cluster.Forwarder()
+	}
+	h.bridge, err = bridge.New(bridgeCfg)
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
@@ -267,7 +278,11 @@ func (h *Hub) buildDevices() error {
 	h.commands.Attach(h.wsDev)
 	switch {
 	case h.cfg.MQTTBroker != "":
-		return h.buildExternal()
+		if err := h.buildExternal(); err != nil {
+			return err
+		}
+		h.attachCluster()
+		return nil
 	case h.cfg.MQTTAddr != "":
 		return h.buildBroker()
 	}
@@ -322,6 +337,7 @@ func (h *Hub) buildExternal() error {
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt-external"),
 		Metrics:    h.metrics,
+		Peers:      h.peers(),
 	})
 	if err != nil {
 		return fmt.Errorf("external mqtt broker: %w", err)
@@ -443,7 +459,7 @@ func (h *Hub) ready() error {
 	if err := h.store.WriteErr(); err != nil {
 		return fmt.Errorf("storage cannot write: %w", err)
 	}
-	return nil
+	return h.clusterReady()
 }
 
 // HTTPAddr returns the address the HTTP server listens on.

@@ -30,6 +30,7 @@ func (h *Hub) parts() []part {
 		stop: h.debug.Shutdown})
 	add(h.debugLn != nil, part{name: "debug listener", stop: closeListener(h.debugLn)})
 	add(h.broker != nil, part{name: "embedded mqtt broker", start: h.broker.Start, stop: h.broker.Shutdown})
+	add(h.cluster != nil, part{name: "cluster", start: h.cluster.Start, stop: h.cluster.Shutdown})
 	add(h.external != nil, part{name: "external mqtt broker", run: h.external.Start, stop: h.external.Shutdown})
 	add(h.liveness != nil, part{name: "liveness", start: h.liveness.Start, stop: h.liveness.Shutdown})
 	add(h.commands != nil, part{name: "commands",

@@ -62,7 +62,9 @@ type Metrics struct {
 	// MQTT: external broker connection state (1 connected, 0 not) and
 	// messages the embedded broker dropped (slow clients, limits, expiry).
 	BrokerConnected prometheus.Gauge
-	MQTTDropped     prometheus.Counter
+	// Cluster: the collectors of a hub in a cluster of replicas.
+	Cluster     Cluster
+	MQTTDropped prometheus.Counter
 	// MQTTRefused counts connections the embedded broker refused because
 	// their source address held all its slots.
 	MQTTRefused prometheus.Counter
@@ -175,6 +177,8 @@ func New(version string) *Metrics {
 		m.PresenceChanges, m.BrokerConnected, m.MQTTDropped, m.MQTTRefused,
 		m.CommandsCreated, m.CommandsFinished, m.CommandDelivery,
 	)
+	m.Cluster = newCluster()
+	m.Registry.MustRegister(m.Cluster.collectors()...)
 	return m
 }
 

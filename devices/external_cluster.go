@@ -1,0 +1,71 @@
+package devices
+
+import (
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/telehub/telehub/bridge"
+)
+
+// Peers is what the external broker client needs from the cluster of
+// replicas it serves (*cluster.Cluster), when the hub runs in one.
+type Peers interface {
+	// Filters are subscriptions made besides the device topics.
+	Filters() map[string]byte
+	// Will is the client's last will, published retained at QoS 1.
+	Will() (topic string, payload []byte)
+	// Connected is called after each connection once subscribed.
+	Connected()
+	// Message sees every message first; for one of the cluster's topics it
+	// returns true and calls done exactly once (after the commit of what it
+	// stores), which releases the message's acknowledgement. It must not
+	// block on the network.
+	Message(topic string, payload []byte, done func(bridge.Result)) bool
+	// Acked is called after each acknowledgement sent to the broker, in
+	// arrival order.
+	Acked(topic string, payload []byte)
+}
+
+// PublishPeers publishes a cluster message at QoS 1; the token completes
+// when the broker acknowledged it. It never blocks.
+func (e *External) PublishPeers(topic string, retained bool, payload []byte) paho.Token {
+	return e.client.Publish(topic, 1, retained, payload)
+}
+
+// withPeerFilters adds the cluster's subscriptions to filters.
+func withPeerFilters(filters map[string]byte, p Peers) map[string]byte {
+	if p == nil {
+		return filters
+	}
+	for f, qos := range p.Filters() {
+		filters[f] = qos
+	}
+	return filters
+}
+
+// peerOptions sets the cluster's will.
+func (e *External) peerOptions(o *paho.ClientOptions) {
+	if e.cfg.Peers == nil {
+		return
+	}
+	topic, payload := e.cfg.Peers.Will()
+	o.SetBinaryWill(topic, payload, 1, true)
+}
+
+// peerMessage hands m to the cluster; false when it is not the cluster's.
+func (e *External) peerMessage(m paho.Message, slot *externalAck) bool {
+	return e.cfg.Peers != nil && e.cfg.Peers.Message(m.Topic(), m.Payload(), slot.committed)
+}
+
+// peersConnected tells the cluster the client is connected and subscribed.
+func (e *External) peersConnected() {
+	if e.cfg.Peers != nil {
+		e.cfg.Peers.Connected()
+	}
+}
+
+// acked tells the cluster m was acknowledged.
+func (e *External) acked(m paho.Message) {
+	if e.cfg.Peers != nil {
+		e.cfg.Peers.Acked(m.Topic(), m.Payload())
+	}
+}

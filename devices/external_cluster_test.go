@@ -1,0 +1,89 @@
+package devices
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/internal/mosquittotest"
+)
+
+// fakePeers takes the messages of telehub/c1/ and records the calls.
+type fakePeers struct {
+	mu        sync.Mutex
+	connected int
+	messages  []string
+	acked     []string
+}
+
+func (p *fakePeers) Filters() map[string]byte { return map[string]byte{"telehub/c1/#": 1} }
+func (p *fakePeers) Will() (string, []byte)   { return "telehub/c1/presence/n1", []byte("offline") }
+
+func (p *fakePeers) Connected() {
+	p.mu.Lock()
+	p.connected++
+	p.mu.Unlock()
+}
+
+func (p *fakePeers) Message(topic string, payload []byte, done func(bridge.Result)) bool {
+	if len(topic) < 10 || topic[:10] != "telehub/c1" {
+		return false
+	}
+	p.mu.Lock()
+	p.messages = append(p.messages, topic+" "+string(payload))
+	p.mu.Unlock()
+	done(bridge.Result{})
+	return true
+}
+
+func (p *fakePeers) Acked(topic string, payload []byte) {
+	p.mu.Lock()
+	p.acked = append(p.acked, topic+" "+string(payload))
+	p.mu.Unlock()
+}
+
+func (p *fakePeers) state() (connected int, messages, acked []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.connected, append([]string(nil), p.messages...), append([]string(nil), p.acked...)
+}
+
+// In a cluster the client subscribes to the cluster's topics too, hands
+// their messages to the cluster (not to the device path), acknowledges
+// them when the cluster says so and tells it; it publishes for it.
+func TestExternalPeers(t *testing.T) {
+	m := mosquittotest.Start(t, "")
+	peers := &fakePeers{}
+	e, fb, _, _ := startExternal(t, m, func(c *ExternalConfig) { c.Peers = peers })
+	if n, _, _ := peers.state(); n != 1 {
+		t.Fatalf("Connected called %d times after Start", n)
+	}
+	if tok := e.PublishPeers("telehub/c1/ws/n2/d1", false, []byte("m1")); !tok.WaitTimeout(waitGuard) || tok.Error() != nil {
+		t.Fatalf("PublishPeers: %v", tok.Error())
+	}
+	deadline := time.Now().Add(waitGuard)
+	for {
+		_, msgs, acked := peers.state()
+		if len(msgs) == 1 && len(acked) == 1 {
+			if msgs[0] != "telehub/c1/ws/n2/d1 m1" || acked[0] != msgs[0] {
+				t.Fatalf("messages %q, acked %q", msgs, acked)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster message was not handed over and acknowledged: %q %q", msgs, acked)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fb.noWrite(t)
+}
+
+func TestExternalPeersExcludeShareGroup(t *testing.T) {
+	cfg := ExternalConfig{URL: "tcp://127.0.0.1:1883", ClientID: "hub", Bridge: &fakeBridge{}, Presence: newFakePresence(),
+		ShareGroup: "g", Peers: &fakePeers{}}
+	if _, err := NewExternal(cfg); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("NewExternal: %v, want ErrInvalidConfig", err)
+	}
+}
