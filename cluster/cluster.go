@@ -65,6 +65,9 @@ type Links struct {
 	Bridge Ingester
 	Broker Broker
 	Local  Local
+	// Commands applies peers' command changes; nil: they are acknowledged
+	// and not stored.
+	Commands PeerCommands
 }
 
 // Config configures a Cluster.

@@ -7,6 +7,9 @@
 //     to telehub/{cluster}/ws/{node}/{device};
 //   - the presence changes of those devices, to
 //     telehub/{cluster}/presence/{node}/{device};
+//   - every change it makes of a command (commands.go), to
+//     telehub/{cluster}/commands/{node}/{device}, which every peer applies
+//     to its own copy, moving it only forward;
 //   - whether the hub itself is up, retained on telehub/{cluster}/presence/{node}
 //     ("online" once connected, "offline" as its will).
 //

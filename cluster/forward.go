@@ -141,8 +141,11 @@ func (c *Cluster) forwardBatch() (int, error) {
 			continue
 		}
 		t := c.topics.ws(c.cfg.Node, m.device)
-		if m.kind == outboxPresence {
+		switch m.kind {
+		case outboxPresence:
 			t = c.topics.presence(c.cfg.Node, m.device)
+		case outboxCommand:
+			t = c.topics.commands(c.cfg.Node, m.device)
 		}
 		toks = append(toks, c.links.Broker.PublishPeers(t, false, m.payload))
 		kinds = append(kinds, m.kind)
@@ -180,8 +183,11 @@ func (c *Cluster) remove(id uint64) error {
 
 // kindName is the metric label of an outbox kind.
 func kindName(k byte) string {
-	if k == outboxPresence {
+	switch k {
+	case outboxPresence:
 		return kindPresence
+	case outboxCommand:
+		return kindCommand
 	}
 	return kindTelemetry
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/telehub/telehub/bridge"
+	"github.com/telehub/telehub/commands"
 )
 
 // Message handles one message from the broker; the broker client calls it
@@ -52,16 +53,20 @@ func (c *Cluster) Acked(name string, payload []byte) {
 func (c *Cluster) ingest(pt peerTopic, name string, payload []byte, done func(bridge.Result)) {
 	m, err := parseMessage(pt.level, payload)
 	if err == nil {
-		if pt.level == levelWS {
+		switch pt.level {
+		case levelWS:
 			err = c.ingestFrame(pt, name, &m, done)
-		} else {
+		case levelCommands:
+			err = c.ingestCommand(pt, &m, done)
+		default:
 			err = c.ingestPresence(pt, &m, done)
 		}
 	}
 	switch {
 	case err == nil:
 	case errors.Is(err, errBadMessage) || errors.Is(err, bridge.ErrBadOrigin) ||
-		errors.Is(err, bridge.ErrBadPresence) || errors.As(err, new(*bridge.Error)):
+		errors.Is(err, bridge.ErrBadPresence) || errors.As(err, new(*bridge.Error)) ||
+		errors.Is(err, commands.ErrBadPeerCommand) || errors.Is(err, commands.ErrInvalid):
 		// It can never be stored here: acknowledged, or the broker would
 		// deliver it again on every connection.
 		c.log.Error("peer message refused: acknowledged, not stored", "topic", name, "err", err)

@@ -105,7 +105,7 @@ func wireMessage(e storage.OutboxEntry, ids storage.IDCodec) (outboxMessage, err
 	}
 	device := string(body[n : n+int(dlen)])
 	rest := body[n+int(dlen):]
-	if len(rest) < 2 || rest[0] != '{' || (kind != outboxTelemetry && kind != outboxPresence) {
+	if len(rest) < 2 || rest[0] != '{' || (kind != outboxTelemetry && kind != outboxPresence && kind != outboxCommand) {
 		return outboxMessage{}, fmt.Errorf("outbox %d: bad body", e.ID)
 	}
 	b := make([]byte, 0, len(rest)+int(events)*(ids.Len()+3)+48)
@@ -135,6 +135,7 @@ type peerMessage struct {
 	Seen      int64           `json:"seen"`
 	Frame     json.RawMessage `json:"frame"`
 	Presence  *peerPresence   `json:"presence"`
+	Command   json.RawMessage `json:"command"`
 }
 
 // peerPresence is the presence change of a peer message.
@@ -164,10 +165,12 @@ func parseMessage(level string, payload []byte) (peerMessage, error) {
 		return m, fmt.Errorf("%w: %d event ids", errBadMessage, len(m.IDs))
 	case m.Committed <= 0 || m.Seen <= 0:
 		return m, fmt.Errorf("%w: no commit or receive time", errBadMessage)
-	case level == levelWS && (len(m.Frame) == 0 || m.Presence != nil):
+	case level == levelWS && (len(m.Frame) == 0 || m.Presence != nil || len(m.Command) != 0):
 		return m, fmt.Errorf("%w: a reading message carries a frame only", errBadMessage)
-	case level == levelPresence && (m.Presence == nil || len(m.Frame) != 0 || len(m.IDs) != 1):
+	case level == levelPresence && (m.Presence == nil || len(m.Frame) != 0 || len(m.Command) != 0 || len(m.IDs) != 1):
 		return m, fmt.Errorf("%w: a presence message carries one presence change only", errBadMessage)
+	case level == levelCommands && (len(m.Command) == 0 || len(m.Frame) != 0 || m.Presence != nil || len(m.IDs) != 1):
+		return m, fmt.Errorf("%w: a command message carries one command only", errBadMessage)
 	}
 	for _, id := range m.IDs {
 		if id == "" || len(id) > maxIDLen {

@@ -76,7 +76,8 @@ func TestTopics(t *testing.T) {
 		{"telehub/c1/sync/n1", peerTopic{levelSync, "n1", ""}, true},
 		{"telehub/c1/ws/n1", peerTopic{}, false},
 		{"telehub/c1/sync/n1/d1", peerTopic{}, false},
-		{"telehub/c1/commands/n1/d1", peerTopic{}, false},
+		{"telehub/c1/commands/n1/d1", peerTopic{levelCommands, "n1", "d1"}, true},
+		{"telehub/c1/commands/n1", peerTopic{}, false},
 		{"telehub/c1/ws/n 1/d1", peerTopic{}, false},
 		{"telehub/c1/ws/n1/", peerTopic{}, false},
 		{"telehub/c2/ws/n1/d1", peerTopic{}, false},
@@ -90,7 +91,10 @@ func TestTopics(t *testing.T) {
 	if tp.ws("n1", "d1") != "telehub/c1/ws/n1/d1" || tp.presence("n1", "d1") != "telehub/c1/presence/n1/d1" {
 		t.Fatal("topic builders")
 	}
-	if f := tp.filters("n1"); len(f) != 4 || f["telehub/c1/sync/n1"] != 1 || f["telehub/c1/ws/+/+"] != 1 {
+	if tp.commands("n1", "d1") != "telehub/c1/commands/n1/d1" {
+		t.Fatal("commands topic")
+	}
+	if f := tp.filters("n1"); len(f) != 5 || f["telehub/c1/sync/n1"] != 1 || f["telehub/c1/ws/+/+"] != 1 || f["telehub/c1/commands/+/+"] != 1 {
 		t.Fatalf("filters %v", f)
 	}
 }

@@ -12,6 +12,7 @@ const (
 	levelWS       = "ws"
 	levelPresence = "presence"
 	levelSync     = "sync"
+	levelCommands = "commands"
 )
 
 // Message kinds, the label values of the cluster metrics.
@@ -42,6 +43,11 @@ func (t topics) presence(node, device string) string {
 	return t.prefix + levelPresence + "/" + node + "/" + device
 }
 
+// commands is the topic of the changes node made of device's commands.
+func (t topics) commands(node, device string) string {
+	return t.prefix + levelCommands + "/" + node + "/" + device
+}
+
 // hub is the topic where node says whether it is up.
 func (t topics) hub(node string) string { return t.prefix + levelPresence + "/" + node }
 
@@ -55,6 +61,7 @@ func (t topics) filters(node string) map[string]byte {
 		t.prefix + levelWS + "/+/+":       1,
 		t.prefix + levelPresence + "/+/+": 1,
 		t.prefix + levelPresence + "/+":   1,
+		t.prefix + levelCommands + "/+/+": 1,
 		t.sync(node):                      1,
 	}
 }
@@ -71,7 +78,7 @@ func (t topics) parse(name string) (pt peerTopic, ok bool) {
 	}
 	parts := strings.Split(rest, "/")
 	switch {
-	case len(parts) == 3 && (parts[0] == levelWS || parts[0] == levelPresence):
+	case len(parts) == 3 && (parts[0] == levelWS || parts[0] == levelPresence || parts[0] == levelCommands):
 		pt = peerTopic{level: parts[0], node: parts[1], device: parts[2]}
 	case len(parts) == 2 && (parts[0] == levelPresence || parts[0] == levelSync):
 		pt = peerTopic{level: parts[0], node: parts[1]}

@@ -62,6 +62,10 @@ type ExternalConfig struct {
 	// Presence tracks which devices are online (*presence.Tracker).
 	// Required.
 	Presence Presence
+	// Commands, when set, takes the devices' command answers and is told
+	// when a device comes online; External then delivers commands (see
+	// externalCommands). Default nil: no commands through the broker.
+	Commands Commander
 	// MaxPayload is the largest payload accepted, in bytes. Default 65536.
 	MaxPayload int
 	// KeepAlive is the MQTT keepalive with the broker. Default 30s.
@@ -162,6 +166,7 @@ type External struct {
 	filters map[string]byte
 	acks    externalAcks
 	answers chan externalAnswer
+	cmds    externalCommands
 	// subscribed carries the outcome of the first subscription to Start.
 	subscribed chan error
 	done       chan struct{}
@@ -196,12 +201,16 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 		ingest:     mqttIngest{bridge: cfg.Bridge, maxPayload: cfg.MaxPayload},
 		filters:    withPeerFilters(externalFilters(cfg.ShareGroup), cfg.Peers),
 		answers:    make(chan externalAnswer, cfg.AnswerQueue),
+		cmds:       newExternalCommands(cfg.Commands),
 		subscribed: make(chan error, 1),
 		done:       make(chan struct{}),
 		stopped:    make(chan struct{}),
 		log:        cfg.Logger.With("broker", redactURL(cfg.URL)),
 	}
 	e.acks.wake = make(chan struct{}, 1)
+	if cfg.Commands != nil {
+		externalCommandFilters(e.filters, sharePrefix(cfg.ShareGroup))
+	}
 	e.client = paho.NewClient(e.options())
 	return e, nil
 }
@@ -210,16 +219,21 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 // QoS 1, shared through group when it is set. devices/{id}/errors, where
 // the hub answers, is deliberately not among them.
 func externalFilters(group string) map[string]byte {
-	prefix := ""
-	if group != "" {
-		prefix = "$share/" + group + "/"
-	}
+	prefix := sharePrefix(group)
 	return map[string]byte{
 		prefix + "devices/+/telemetry":   1,
 		prefix + "devices/+/telemetry/+": 1,
 		prefix + "devices/+/heartbeat":   1,
 		prefix + "devices/+/status":      1,
 	}
+}
+
+// sharePrefix is the subscription prefix of share group, "" for none.
+func sharePrefix(group string) string {
+	if group == "" {
+		return ""
+	}
+	return "$share/" + group + "/"
 }
 
 // redactURL drops the password from a broker URL for logs.
@@ -302,9 +316,10 @@ func (e *External) begin() error {
 		return ErrStarted
 	}
 	e.started = true
-	e.wg.Add(3)
+	e.wg.Add(4)
 	go e.ackLoop()
 	go e.answerLoop()
+	go e.commandLoop()
 	return nil
 }
 
@@ -466,6 +481,9 @@ func (e *External) onMessage(_ paho.Client, m paho.Message) {
 		e.acks.release(slot, true)
 		return
 	}
+	if r.kind == mqttCommandResult || r.kind == mqttCommandAck {
+		e.commandAnswer(mqttInput(r.device, topic, now), &r)
+	}
 	if !r.stores() {
 		e.acks.release(slot, true)
 		return
@@ -484,7 +502,10 @@ func (e *External) presence(r *mqttRoute, err error) {
 	case err == nil && r.wentOffline():
 		statusOffline(e.cfg.Presence, r.device)
 	default:
-		e.cfg.Presence.Heard(r.device, bridge.TransportMQTT)
+		_, started := e.cfg.Presence.Heard(r.device, bridge.TransportMQTT)
+		if started || r.kind == mqttStatus && err == nil {
+			e.deviceOnline(r.device) // its unconfirmed commands go again
+		}
 	}
 }
 

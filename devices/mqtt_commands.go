@@ -115,8 +115,8 @@ func (h *brokerHook) forgetInflight(cl *mqtt.Client) {
 	h.inflightMu.Unlock()
 }
 
-// commandResult records a device's result publish; a refused one is
-// answered like a rejected payload.
+// commandResult records a device's result or ack publish; a refused one
+// is answered like a rejected payload.
 func (h *brokerHook) commandResult(in bridge.Input, r *mqttRoute) error {
 	var err error
 	if h.commands == nil {

@@ -369,7 +369,7 @@ func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.
 		h.reject(mqttInput(rejectDevice(&r, owner), topic, now), err)
 		return pk, &mqttRefusal{err: err, badTopic: r.kind == mqttInvalid}
 	}
-	if r.kind == mqttCommandResult {
+	if r.kind == mqttCommandResult || r.kind == mqttCommandAck {
 		return pk, h.commandResult(mqttInput(r.device, topic, now), &r)
 	}
 	if !r.stores() {

@@ -21,6 +21,7 @@ const (
 	mqttStatus                             // devices/{id}/status
 	mqttAnswer                             // devices/{id}/errors: the hub's own answers
 	mqttCommandResult                      // devices/{id}/commands/{cid}/result
+	mqttCommandAck                         // devices/{id}/commands/{cid}/ack
 )
 
 // mqttRoute is a publish routed by its topic and checked by its payload.
@@ -32,13 +33,14 @@ type mqttRoute struct {
 	// rawID is the device segment of the topic as published, valid or not.
 	rawID  string
 	metric string
-	// commandID is the command a result publish answers.
+	// commandID is the command a result or ack publish answers.
 	commandID string
 	// online is the value of a valid status payload.
 	online bool
 	// payload holds the readings of a valid telemetry publish.
 	payload bridge.Payload
-	// answer is the result of a valid command result publish.
+	// answer is the result of a valid command result publish, or the
+	// confirmation of an ack publish.
 	answer bridge.CommandAnswer
 }
 
@@ -87,14 +89,15 @@ func parseDeviceTopic(name string) (mqttRoute, error) {
 	case "errors":
 		r.kind = mqttAnswer
 	default:
-		if cid, ok := commandResultTopic(sub); ok {
-			r.kind, r.commandID = mqttCommandResult, cid
+		if cid, kind, ok := commandAnswerTopic(sub); ok {
+			r.kind, r.commandID = kind, cid
 			return r, nil
 		}
 		metric, ok := strings.CutPrefix(sub, "telemetry/")
 		if !ok {
 			return r, bridge.Errorf("unknown topic %q: devices publish to devices/{id}/telemetry, "+
-				"devices/{id}/telemetry/{metric}, devices/{id}/heartbeat, devices/{id}/status or devices/{id}/commands/{cid}/result", name)
+				"devices/{id}/telemetry/{metric}, devices/{id}/heartbeat, devices/{id}/status, "+
+				"devices/{id}/commands/{cid}/result or devices/{id}/commands/{cid}/ack", name)
 		}
 		if err := topic.ValidMetric(metric); err != nil {
 			return r, bridge.Errorf("%v", err)
@@ -115,6 +118,8 @@ func checkDevicePayload(r *mqttRoute, payload []byte) error {
 		r.payload, err = bridge.ParsePlain(r.metric, payload)
 	case mqttCommandResult:
 		r.answer, err = bridge.ParseCommandResult(r.commandID, payload)
+	case mqttCommandAck: // the payload says nothing: the topic confirms
+		r.answer = bridge.CommandAnswer{ID: r.commandID}
 	case mqttHeartbeat:
 		if len(payload) > mqttHeartbeatMax {
 			err = &bridge.Error{Code: bridge.CodePayloadTooLarge,
@@ -132,16 +137,22 @@ func checkDevicePayload(r *mqttRoute, payload []byte) error {
 	return err
 }
 
-// commandResultTopic returns the command id of "commands/{cid}/result",
-// the part of a result topic after devices/{id}/.
-func commandResultTopic(sub string) (string, bool) {
+// commandAnswerTopic returns the command id and kind of
+// "commands/{cid}/result" or "commands/{cid}/ack", the part of an answer
+// topic after devices/{id}/.
+func commandAnswerTopic(sub string) (string, mqttTopicKind, bool) {
 	rest, ok := strings.CutPrefix(sub, "commands/")
 	if !ok {
-		return "", false
+		return "", 0, false
 	}
+	kind := mqttCommandResult
 	cid, ok := strings.CutSuffix(rest, "/result")
-	if !ok || cid == "" || len(cid) > 64 || strings.ContainsAny(cid, "/+#") {
-		return "", false
+	if !ok {
+		kind = mqttCommandAck
+		cid, ok = strings.CutSuffix(rest, "/ack")
 	}
-	return cid, true
+	if !ok || cid == "" || len(cid) > 64 || strings.ContainsAny(cid, "/+#") {
+		return "", 0, false
+	}
+	return cid, kind, true
 }

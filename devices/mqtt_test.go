@@ -967,6 +967,12 @@ func TestRouteMQTT(t *testing.T) {
 		{"devices/#", `{"t":1}`, mqttInvalid, "", "", bridge.CodeBadRequest},
 		{"devices/d1/telemetry", strings.Repeat(" ", 101), mqttTelemetry, "d1", "", bridge.CodePayloadTooLarge},
 		{"devices/d1/heartbeat", strings.Repeat(" ", 100), mqttHeartbeat, "d1", "", ""},
+		{"devices/d1/commands/00000000000000aa/result", `{"status":"ok"}`, mqttCommandResult, "d1", "", ""},
+		{"devices/d1/commands/00000000000000aa/result", `{"status":`, mqttCommandResult, "d1", "", bridge.CodeBadRequest},
+		{"devices/d1/commands/00000000000000aa/ack", ``, mqttCommandAck, "d1", "", ""},
+		{"devices/d1/commands/00000000000000aa/ack", strings.Repeat(" ", 101), mqttCommandAck, "d1", "", bridge.CodePayloadTooLarge},
+		{"devices/d1/commands//ack", ``, mqttInvalid, "d1", "", bridge.CodeBadRequest},
+		{"devices/d1/commands/x/nak", ``, mqttInvalid, "d1", "", bridge.CodeBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.topic+" "+tt.payload, func(t *testing.T) {
@@ -993,6 +999,8 @@ func FuzzRouteMQTT(f *testing.F) {
 	f.Add("devices/d1/telemetry/temp", []byte(`21.5`))
 	f.Add("devices/d1/status", []byte(`offline`))
 	f.Add("devices/d1/heartbeat", []byte(``))
+	f.Add("devices/d1/commands/0000000000000001/ack", []byte(``))
+	f.Add("devices/d1/commands/0000000000000001/result", []byte(`{"status":"ok"}`))
 	f.Add("devices/d1/telemetry", []byte(`[{"bn":"a.","n":"b","v":1}]`))
 	f.Add("devices//", []byte(`x`))
 	f.Add("devices/\xff/telemetry", []byte(`{}`))
@@ -1012,6 +1020,9 @@ func FuzzRouteMQTT(f *testing.F) {
 		}
 		if err == nil && r.kind >= mqttTelemetry && r.device == "" {
 			t.Fatalf("valid route %+v without device", r)
+		}
+		if err == nil && (r.kind == mqttCommandAck || r.kind == mqttCommandResult) && (r.answer.ID == "" || r.answer.ID != r.commandID) {
+			t.Fatalf("answer route %+v without its command id", r)
 		}
 		if err == nil && r.stores() && len(r.payload.Readings) == 0 {
 			t.Fatalf("telemetry route %+v without readings", r)

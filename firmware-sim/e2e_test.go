@@ -179,7 +179,7 @@ func TestE2EHubKilledAndRestarted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	sum := runWithKills(t, func(*Config) {})
+	sum := runWithKills(t, func(*Config) {}, true)
 	if sum.Disconnects < 3*20 || sum.Unacked != 0 {
 		t.Fatalf("disconnects %d (want every device dropped 3 times), unacked %d", sum.Disconnects, sum.Unacked)
 	}
@@ -192,7 +192,7 @@ func TestE2EHubKilledWhileDevicesReboot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	sum := runWithKills(t, func(c *Config) { c.RebootRate, c.DropRate = 0.01, 0.01 })
+	sum := runWithKills(t, func(c *Config) { c.RebootRate, c.DropRate = 0.01, 0.01 }, false)
 	if sum.Reboots == 0 || sum.Unacked != 0 {
 		t.Fatalf("reboots %d (want some), unacked %d", sum.Reboots, sum.Unacked)
 	}
@@ -200,8 +200,9 @@ func TestE2EHubKilledWhileDevicesReboot(t *testing.T) {
 
 // runWithKills runs 20 mixed devices (cfg changed by mod) against a
 // telehub process that is SIGKILLed and restarted three times, and checks
-// the run verified.
-func runWithKills(t *testing.T, mod func(*Config)) *Summary {
+// the run verified. With allOnline, each kill waits for every device to
+// be connected again, so that each kill drops all of them.
+func runWithKills(t *testing.T, mod func(*Config), allOnline bool) *Summary {
 	t.Helper()
 	logs, err := os.Create(filepath.Join(t.TempDir(), "telehub.log"))
 	if err != nil {
@@ -237,6 +238,9 @@ func runWithKills(t *testing.T, mod func(*Config)) *Summary {
 	}()
 	for range 3 {
 		waitAcks(t, s, 200)
+		if allOnline {
+			waitFor(t, "every device online", func() bool { return s.stats.online.Load() == int64(cfg.Devices) })
+		}
 		p.kill()
 		p.start()
 	}

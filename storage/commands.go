@@ -120,6 +120,9 @@ func (s *Store) applyCommand(b buckets, wr *bridge.Write) (bridge.Result, error)
 	if err := s.w.putRecord(b, &deviceRec{}, &rec, at.UnixMilli()); err != nil {
 		return bridge.Result{}, err
 	}
+	if err := s.forwardCommand(b, res.FirstID, op, at); err != nil {
+		return bridge.Result{}, err
+	}
 	return res, nil
 }
 

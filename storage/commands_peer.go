@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/telehub/telehub/bridge"
 )
@@ -136,4 +137,13 @@ func storeReplica(b commandBuckets, op *bridge.CommandOp) error {
 	}
 	op.Out, op.Changed = r, true
 	return nil
+}
+
+// forwardCommand keeps, in a cluster, the message of a change of a command
+// that this hub made in the outbox, under the id of the change's event.
+func (s *Store) forwardCommand(b buckets, id uint64, op *bridge.CommandOp, at time.Time) error {
+	if s.cfg.ForwardCommand == nil || op.Replica != nil {
+		return nil
+	}
+	return s.w.putOutbox(b.tx, id, s.w.txMs, at.UnixMilli(), s.cfg.ForwardCommand(&op.Out))
 }

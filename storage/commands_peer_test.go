@@ -174,3 +174,43 @@ func TestReplicaRefusals(t *testing.T) {
 		t.Fatalf("a replica naming another device for a stored command: %v", r.Err)
 	}
 }
+
+// In a cluster, each change of a command this hub makes is kept in the
+// outbox under its event's id; a change applied from a peer's copy is not
+// forwarded again.
+func TestCommandChangesForwarded(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Cluster = true
+	cfg.ForwardCommand = func(c *bridge.Command) []byte { return []byte(c.ID + " " + string(c.State)) }
+	s := openStore(t, cfg)
+	own, err := createCmd(t, s, "d1", "reboot", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := moveCmd(t, s, "d1", own.ID, bridge.CommandSent, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replicate(t, s, peerCmd(bridge.CommandQueued)); err != nil {
+		t.Fatal(err)
+	}
+	back := own
+	back.State = bridge.CommandDelivered
+	if _, err := replicate(t, s, back); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := moveCmd(t, s, "d1", own.ID, bridge.CommandSent, false); !errors.Is(err, ErrCommandState) {
+		t.Fatalf("a refused change: %v", err)
+	}
+	out, err := s.Outbox(0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range out {
+		got = append(got, string(e.Body))
+	}
+	want := []string{own.ID + " queued", own.ID + " sent"}
+	if strings.Join(got, "|") != strings.Join(want, "|") || out[0].ID != 1 || out[1].ID != 2 {
+		t.Fatalf("outbox %v (ids %d, %d), want %v under events 1 and 2", got, out[0].ID, out[1].ID, want)
+	}
+}

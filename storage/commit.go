@@ -41,6 +41,7 @@ func (s *Store) commit(batch []*bridge.Write) {
 	s.met.CommitDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.w.restoreRange(saved)
+		s.w.cmdPrune = commandPruner{} // its deletions were rolled back
 		s.fail(batch, err)
 		return
 	}
@@ -135,6 +136,9 @@ func (s *Store) apply(tx *bolt.Tx, batch []*bridge.Write) error {
 		return err
 	}
 	if _, err := s.trim(tx, 2*w.appended+trimBase); err != nil {
+		return err
+	}
+	if _, err := s.pruneCommands(tx, commandPruneChunk); err != nil {
 		return err
 	}
 	if w.appended == 0 {

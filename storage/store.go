@@ -59,6 +59,11 @@ type Config struct {
 	MaxEvents int
 	// MaxAge bounds the retained events by age (Record.Time). Default 24h.
 	MaxAge time.Duration
+	// CommandRetention is how long a command in a final state (succeeded,
+	// failed, expired, canceled) is kept after its last change; then it
+	// is deleted, in bounded steps within the writer's transactions. Its
+	// events stay in the log under MaxAge and MaxEvents. Default MaxAge.
+	CommandRetention time.Duration
 	// QueueSize is how many writes may wait for the writer before Submit
 	// blocks. Default 8192.
 	QueueSize int
@@ -104,6 +109,11 @@ type Config struct {
 	// resumed from its time minus ResumeMargin (see IDCodec.InCluster).
 	// Default false: a single hub's ids, without a time.
 	Cluster bool
+	// ForwardCommand, when set (in a cluster), makes the message kept in
+	// the outbox with each change of a command that this hub makes, to be
+	// forwarded to the peer hubs; nil means none. A change applied from a
+	// peer's copy (bridge.CommandOp.Replica) is never forwarded again.
+	ForwardCommand func(c *bridge.Command) []byte
 	// ResumeMargin is how long before a peer's id's time a resume from it
 	// starts, in cluster mode (the hub's --cluster-resume-margin). Zero
 	// means no margin.
@@ -115,12 +125,13 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Path == "" {
 		return c, fmt.Errorf("%w: Path is required", ErrInvalidConfig)
 	}
-	if c.MaxEvents < 0 || c.MaxAge < 0 || c.QueueSize < 0 || c.MaxBatch < 0 ||
+	if c.MaxEvents < 0 || c.MaxAge < 0 || c.CommandRetention < 0 || c.QueueSize < 0 || c.MaxBatch < 0 ||
 		c.MaxBytes < 0 || c.OpenTimeout < 0 || c.TrimInterval < 0 || c.ResumeMargin < 0 {
 		return c, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
 	}
 	c.MaxEvents = orDefault(c.MaxEvents, DefaultMaxEvents)
 	c.MaxAge = orDefault(c.MaxAge, DefaultMaxAge)
+	c.CommandRetention = orDefault(c.CommandRetention, c.MaxAge)
 	c.QueueSize = orDefault(c.QueueSize, DefaultQueueSize)
 	c.MaxBatch = orDefault(c.MaxBatch, DefaultMaxBatch)
 	c.OpenTimeout = orDefault(c.OpenTimeout, DefaultOpenTimeout)

@@ -45,6 +45,8 @@ type writer struct {
 
 	ix indexer // topic index keys the batch adds and trim deletes
 
+	cmdPrune commandPruner // where pruning of finished commands stands
+
 	// origins holds the highest origin id per node and device that the
 	// batch stored (see originSeen).
 	origins map[string]uint64
@@ -140,6 +142,7 @@ func (s *Store) run() {
 			s.deleteDevice(req)
 		case <-tick.C:
 			s.trimIdle()
+			s.pruneIdle()
 			s.probe()
 		case <-s.drain:
 			s.flush()

@@ -59,6 +59,10 @@ type Config struct {
 	// MaxEvents and MaxAge (--max-events, --max-age): event retention.
 	MaxEvents int           `yaml:"max_events"`
 	MaxAge    time.Duration `yaml:"max_age"`
+	// CommandRetention (--command-retention): how long a finished command
+	// (succeeded, failed, expired, canceled) is kept after its last
+	// change; its events follow the event retention. 0: MaxAge.
+	CommandRetention time.Duration `yaml:"command_retention"`
 	// MaxBytes (--max-bytes): the largest the data file may grow; at the
 	// cap readings are refused as on a full disk. 0: no cap.
 	MaxBytes int `yaml:"max_bytes"`
@@ -236,6 +240,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAge <= 0 {
 		bad("max_age must be positive, got %s", c.MaxAge)
+	}
+	if c.CommandRetention < 0 {
+		bad("command_retention must not be negative, got %s", c.CommandRetention)
 	}
 	if c.DeviceTimeout <= 0 {
 		bad("device_timeout must be positive, got %s", c.DeviceTimeout)

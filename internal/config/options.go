@@ -157,6 +157,7 @@ var options = []option{
 	boolean("fsync", "fsync every group commit; false trades durability for speed", func(c *Config) *bool { return &c.Fsync }),
 	integer("max-events", "retained events at most", func(c *Config) *int { return &c.MaxEvents }),
 	duration("max-age", "retained events at most this old", func(c *Config) *time.Duration { return &c.MaxAge }),
+	duration("command-retention", "finished commands are kept this long after their last change (0: --max-age)", func(c *Config) *time.Duration { return &c.CommandRetention }),
 	size("max-bytes", "largest the data file may grow, in bytes; at the cap readings are refused as on a full disk (0: no cap)", func(c *Config) *int { return &c.MaxBytes }),
 	duration("device-timeout", "a device with nothing heard for this long goes offline", func(c *Config) *time.Duration { return &c.DeviceTimeout }),
 	duration("heartbeat-interval", "pings to devices and watchers", func(c *Config) *time.Duration { return &c.HeartbeatInterval }),

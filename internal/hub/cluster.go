@@ -3,6 +3,7 @@ package hub
 import (
 	"fmt"
 
+	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/cluster"
 	"github.com/telehub/telehub/devices"
 	"github.com/telehub/telehub/storage"
@@ -31,7 +32,7 @@ func (h *Hub) buildCluster() error {
 // attachCluster links the cluster to the parts built after it.
 func (h *Hub) attachCluster() {
 	if h.cluster != nil && h.external != nil {
-		h.cluster.Attach(cluster.Links{Bridge: h.bridge, Broker: h.external, Local: h.liveness})
+		h.cluster.Attach(cluster.Links{Bridge: h.bridge, Broker: h.external, Local: h.liveness, Commands: h.commands})
 	}
 }
 
@@ -60,4 +61,13 @@ func (h *Hub) peers() devices.Peers {
 		return nil
 	}
 	return h.cluster
+}
+
+// forwardCommand is the store's ForwardCommand: in a cluster, every
+// change of a command this hub makes goes to its peers.
+func (h *Hub) forwardCommand() func(*bridge.Command) []byte {
+	if h.cfg.Cluster == "" {
+		return nil
+	}
+	return cluster.CommandBody
 }

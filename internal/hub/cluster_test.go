@@ -145,3 +145,38 @@ func roundTrip(t *testing.T, addr string, h *Hub) {
 	}
 	waitFor(t, "the probe to come back", func() bool { return testutil.ToFloat64(own) > before })
 }
+
+// TestClusterCatchUp stops hub B while hub A stores WebSocket readings;
+// B, restarted on its data, receives them from its persistent session, and
+// once /readyz says ready it holds every one of them, exactly once.
+func TestClusterCatchUp(t *testing.T) {
+	broker := mosquittotest.Start(t, "")
+	a := clusterHub(t, broker.Addr, "hub-a")
+	b := clusterHub(t, broker.Addr, "hub-b")
+	cfgB := b.cfg
+	stopHub(t, b)
+
+	d := dialDevice(t, a, "ws2")
+	const n = 50
+	for seq := 1; seq <= n; seq++ {
+		d.send(t, fmt.Sprintf(`{"type":"telemetry","seq":%d,"values":{"temp":%d}}`, seq, seq))
+		if m := d.next(t); m["type"] != "ack" {
+			t.Fatalf("answer %v, want an ack", m)
+		}
+	}
+	waitFor(t, "hub A to forward its readings", func() bool {
+		return testutil.ToFloat64(a.metrics.Cluster.Forwarded.WithLabelValues("telemetry")) == n
+	})
+
+	b = startHub(t, cfgB)
+	waitFor(t, "/readyz of the restarted hub B", func() bool {
+		return getJSON(t, b, "/readyz", nil) == http.StatusOK
+	})
+	if got := events(t, b, "telemetry/ws2/#"); len(got) != n {
+		t.Fatalf("hub B ready with %d of the %d readings stored while it was away", len(got), n)
+	}
+	roundTrip(t, broker.Addr, b)
+	if got := events(t, b, "telemetry/ws2/#"); len(got) != n {
+		t.Fatalf("hub B holds %d readings of ws2, want %d once each", len(got), n)
+	}
+}

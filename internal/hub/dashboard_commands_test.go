@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/telehub/telehub/internal/config"
 )
@@ -72,6 +73,9 @@ func TestDashboardCommands(t *testing.T) {
 		t.Fatalf("device got %v, want %s", f, older.ID)
 	}
 	waitCommand(t, h, older.ID, "sent")
+	other := dialDevice(t, h, "pump-2") // below pump-1 in the list: where the down arrow would go
+	other.send(t, `{"type":"telemetry","seq":1,"values":{"temp":20}}`)
+	other.next(t)
 
 	ctx, errs := openDashboard(t, h, "/#device=pump-1")
 	waitDOM(t, ctx, "its stream as live", `document.querySelector('#conn').dataset.state === 'live'`)
@@ -125,6 +129,19 @@ func TestDashboardCommands(t *testing.T) {
 		waitCommandRow(t, ctx, id, "succeeded")
 		if c := commandState(t, h, id); c.Expires == "" || c.State != "succeeded" {
 			t.Fatalf("hub has %+v", c)
+		}
+	})
+
+	t.Run("typing in the form is only typing", func(t *testing.T) {
+		evalJS[bool](t, ctx, `(() => { document.querySelector('#command-params').value = ''; return true; })()`)
+		const typed = `{"url":"a/b"}`
+		if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS(`#command-params`), typed+kb.ArrowDown)); err != nil {
+			t.Fatalf("type params: %v", err)
+		}
+		got := evalJS[map[string]string](t, ctx, `({params: document.querySelector('#command-params').value,
+			focus: document.activeElement.id, device: document.querySelector('#detail-title').textContent})`)
+		if got["params"] != typed || got["focus"] != "command-params" || got["device"] != "pump-1" {
+			t.Fatalf("after typing %s and the down arrow: %v, want the text in the params field, still focused, pump-1 still selected", typed, got)
 		}
 	})
 

@@ -179,10 +179,13 @@ func (h *Hub) buildStorage() error {
 		MaxEvents: h.cfg.MaxEvents,
 		MaxAge:    h.cfg.MaxAge,
 		MaxBytes:  h.cfg.MaxBytes,
+		// Finished commands follow; their events stay under MaxAge.
+		CommandRetention: h.cfg.CommandRetention,
 		// In a cluster, ids carry their event's time, and a watcher that
 		// resumes with a peer hub's id is replayed from that time.
-		Cluster:      h.cfg.Cluster != "",
-		ResumeMargin: h.cfg.ClusterResumeMargin,
+		Cluster:        h.cfg.Cluster != "",
+		ResumeMargin:   h.cfg.ClusterResumeMargin,
+		ForwardCommand: h.forwardCommand(),
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
 		OnCommit: h.committed,
@@ -334,6 +337,7 @@ func (h *Hub) buildExternal() error {
 		Password:   h.cfg.MQTTPassword,
 		Bridge:     h.bridge,
 		Presence:   h.liveness,
+		Commands:   h.commands,
 		MaxPayload: h.cfg.MaxPayload,
 		Logger:     h.log.With("component", "mqtt-external"),
 		Metrics:    h.metrics,
@@ -342,6 +346,7 @@ func (h *Hub) buildExternal() error {
 	if err != nil {
 		return fmt.Errorf("external mqtt broker: %w", err)
 	}
+	h.commands.Attach(h.external)
 	return nil
 }
 

@@ -553,6 +553,7 @@ function keys(e) {
     }
     return;
   }
+  if (e.target.closest?.("input, textarea, select")) return; // typing in a form, e.g. a command's params
   if (e.key === "/" && !e.ctrlKey && !e.metaKey) {
     e.preventDefault();
     ui.filter.focus();
