@@ -144,6 +144,8 @@ for n in $(seq "$hubs"); do
   p=${hub_pids[n - 1]}
   rate=$(awk -v n="$n" -v span=$((to - from)) '$2 == n {v[$1] = $3} END {if (("from" in v) && ("to" in v)) printf "%.0f", (v["to"] - v["from"]) / span / 5; else printf "n/a"}' "$work/samples")
   lag="p50 $(quantile 0.5 "$out/$name.h$n.metrics") ms, p99 $(quantile 0.99 "$out/$name.h$n.metrics") ms"
-  echo "hub $n:               CPU $(cpu_pct $((c1[$p] - c0[$p]))), stored $rate readings/s (steady), replication lag $lag"
+  commit=$(awk '$1 == "telehub_commit_duration_seconds_sum" {s = $2} $1 == "telehub_commit_duration_seconds_count" {c = $2}
+    END {if (c > 0) printf "%.1f ms mean over %d commits", 1000 * s / c, c; else printf "n/a"}' "$out/$name.h$n.metrics")
+  echo "hub $n:               CPU $(cpu_pct $((c1[$p] - c0[$p]))), stored $rate readings/s (steady), replication lag $lag, commit $commit"
 done
 echo "replicas caught up:  ${converged} s after the simulator ended"
