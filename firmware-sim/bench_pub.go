@@ -86,6 +86,8 @@ func (p *benchPub) run(start, end time.Time, rate float64, drain time.Duration) 
 	if rate > 0 {
 		period = time.Duration(float64(time.Second) / rate)
 	}
+	// A broker that stops reading cannot hold the run past its drain.
+	_ = p.conn.SetWriteDeadline(end.Add(drain))
 	buf := make([]byte, 0, 256)
 	var seq uint64
 	qos := byte(1)
@@ -104,8 +106,12 @@ func (p *benchPub) run(start, end time.Time, rate float64, drain time.Duration) 
 			}
 			time.Sleep(due.Sub(now))
 		}
-		if qos > 0 && !p.takeSlot() {
-			return fmt.Errorf("publisher %s: connection lost", p.id)
+		if qos > 0 {
+			if ok, err := p.takeSlot(end); err != nil {
+				return err
+			} else if !ok {
+				break // the window stayed full until the end
+			}
 		}
 		seq++
 		sent := time.Now()
@@ -127,21 +133,26 @@ func (p *benchPub) run(start, end time.Time, rate float64, drain time.Duration) 
 }
 
 // takeSlot takes a window slot, flushing what is buffered before waiting
-// for one (the PUBACKs that free slots answer those publishes).
-func (p *benchPub) takeSlot() bool {
+// for one (the PUBACKs that free slots answer those publishes). It
+// reports false when end comes first.
+func (p *benchPub) takeSlot(end time.Time) (bool, error) {
 	select {
 	case p.slots <- struct{}{}:
-		return true
+		return true, nil
 	default:
 	}
-	if p.w.Flush() != nil {
-		return false
+	if err := p.w.Flush(); err != nil {
+		return false, err
 	}
+	t := time.NewTimer(time.Until(end))
+	defer t.Stop()
 	select {
 	case p.slots <- struct{}{}:
-		return true
+		return true, nil
 	case <-p.b.lost:
-		return false
+		return false, fmt.Errorf("publisher %s: a connection was lost", p.id)
+	case <-t.C:
+		return false, nil
 	}
 }
 

@@ -173,10 +173,11 @@ type Config struct {
 	// Verify checks after the run that every reading the hub confirmed is
 	// stored exactly once (GET /v1/events). Default false.
 	Verify bool
-	// VerifyHubs are the HTTP base URLs of more hubs that Verify checks
-	// after Hub, each in turn: the other replicas of a cluster, which must
-	// each hold every reading exactly once too. Verify waits up to
-	// DrainTimeout for a replica to receive the last readings. Default none.
+	// VerifyHubs are the HTTP base URLs of more hubs checked like Verify
+	// checks Hub (after it, with Verify), each in turn: the replicas of a
+	// cluster, which must each hold every reading exactly once too. The
+	// check waits up to DrainTimeout for a replica to receive the last
+	// readings. Default none.
 	VerifyHubs []string
 	// Silent is how many devices (the last ones) go silent after
 	// SilentAfter: no readings, heartbeats or pongs, connection left open,
@@ -276,7 +277,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.BoolVar(&c.NoClock, "no-clock", false, "devices without a clock: readings carry no ts")
 	fs.BoolVar(&c.Verify, "verify", false, "after the run, check every confirmed reading is stored exactly once")
-	fs.Func("verify-hub", "with --verify, also verify the hub at this base URL (a cluster replica; repeat the flag or separate URLs by commas)", c.addVerifyHubs)
+	fs.Func("verify-hub", "after the run, check that the hub at this base URL (a cluster replica) stores every confirmed reading exactly once too; repeat the flag or separate URLs by commas", c.addVerifyHubs)
 	fs.IntVar(&c.Silent, "silent", 0, "devices that go silent (no readings, heartbeats or pongs) after --silent-after")
 	durationFlag(fs, &c.SilentAfter, "silent-after", 0, "when silent devices stop (default a third of --duration)")
 	durationFlag(fs, &c.Heartbeat, "heartbeat", 10*time.Second, "heartbeat interval (negative: none)")

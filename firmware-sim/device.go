@@ -129,7 +129,7 @@ func (d *device) takeReading(now time.Time) {
 	e := entry{seq: d.seq, ts: ts, noTS: d.s.cfg.NoClock, boot: d.boot, idx: len(d.log), r: r}
 	d.seq++
 	old, evicted := d.buf.Push(e)
-	if d.s.cfg.Verify {
+	if d.s.record {
 		d.log = append(d.log, logEntry{seq: e.seq, epoch: int32(d.epoch), ts: ts})
 		if ep := &d.epochs[len(d.epochs)-1]; ep.firstTS == 0 {
 			ep.firstTS = ts
@@ -259,7 +259,7 @@ func (d *device) nextToSend(dst *entry) link {
 	}
 	p.sends++
 	p.sentAt = d.s.mono()
-	if d.s.cfg.Verify {
+	if d.s.record {
 		d.markSent(p.idx, p.sends > 1, d.link.confirms())
 	}
 	*dst = *p
@@ -308,7 +308,7 @@ func (d *device) onError(ep int, f hubFrame) {
 	if ok {
 		e, ok = d.buf.Complete(f.Seq)
 	}
-	if ok && d.s.cfg.Verify {
+	if ok && d.s.record {
 		d.log[e.idx].flags |= flagRejected
 	}
 	d.mu.Unlock()
@@ -328,7 +328,7 @@ func (d *device) complete(ep int, seq uint64, acked bool) (entry, bool) {
 	if ok {
 		e, ok = d.buf.Complete(seq)
 	}
-	if ok && acked && d.s.cfg.Verify {
+	if ok && acked && d.s.record {
 		d.log[e.idx].flags |= flagAcked
 	}
 	d.mu.Unlock()
@@ -419,7 +419,7 @@ func (d *device) currentEpoch() int {
 func (d *device) startEpoch(n int, first uint64) {
 	d.epoch, d.seq = n, first
 	d.boot = d.s.bootID(n)
-	if d.s.cfg.Verify {
+	if d.s.record {
 		d.epochs = append(d.epochs, epochLog{boot: d.boot, firstSeq: first, firstIdx: len(d.log)})
 	}
 }
@@ -437,7 +437,7 @@ func (d *device) reboot(cmdID string) {
 	l := d.link
 	d.link = nil
 	lost := d.buf.Pending()
-	if d.s.cfg.Verify {
+	if d.s.record {
 		d.buf.EachPending(func(e *entry) { d.log[e.idx].flags |= flagAbandoned })
 	}
 	d.buf = newBuffer(d.s.cfg.BufferSize)

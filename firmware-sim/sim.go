@@ -56,6 +56,7 @@ type Sim struct {
 	stopping   atomic.Bool           // no more connections
 	halt       chan struct{}         // closed with stopping: wakes sends blocked on a link
 	ran        atomic.Bool           // Run was called
+	record     bool                  // keep the log of readings that verify checks
 	ended      atomic.Bool           // the devices are closed: verify may run
 	verifyMu   sync.Mutex            // one verify at a time (it marks the log)
 	lastErr    atomic.Pointer[error] // error of the latest failed connection attempt
@@ -85,6 +86,7 @@ func New(cfg Config) (*Sim, error) {
 		connq:   make(chan *device, cfg.Devices),
 		dialed:  make([]atomic.Bool, cfg.Devices),
 		halt:    make(chan struct{}),
+		record:  cfg.Verify || len(cfg.VerifyHubs) > 0,
 	}
 	for range min(cfg.Schedulers, cfg.Devices) {
 		s.scheds = append(s.scheds, newScheduler())
@@ -167,7 +169,7 @@ func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 		return sum, err
 	}
 	notAll := s.notAllConnected(sum)
-	if s.cfg.Verify {
+	if s.record {
 		s.verifyMu.Lock()
 		defer s.verifyMu.Unlock()
 		return sum, errors.Join(notAll, s.verifyInto(sum))

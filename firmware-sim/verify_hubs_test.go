@@ -63,3 +63,21 @@ func TestVerifyHubFlag(t *testing.T) {
 		t.Fatalf("verify hubs %q, want %q", c.VerifyHubs, want)
 	}
 }
+
+// TestVerifyHubsWithoutVerify checks only the hubs of VerifyHubs when
+// Verify is off: the run's Hub may be a load balancer's address.
+func TestVerifyHubsWithoutVerify(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	h := startRealHub(t, nil)
+	hub := "http://" + h.HTTPAddr()
+	cfg := Config{Hub: hub, Transport: TransportWS, Devices: 2, Rate: 50, Heartbeat: -1, VerifyHubs: []string{hub}}
+	_, sum, err := runSim(t, cfg, "50 acks", acked(50))
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if sum.Verify != nil || len(sum.VerifyHubs) != 1 || !sum.VerifyHubs[0].OK || sum.VerifyHubs[0].Expected != int(sum.Acked) {
+		t.Fatalf("verify %+v, verify hubs %+v: want only the hub of VerifyHubs checked, OK", sum.Verify, sum.VerifyHubs)
+	}
+}

@@ -31,6 +31,14 @@ type cluster struct {
 	hubs   []*hubProc
 }
 
+// startCluster starts a persistent Mosquitto and n hubs ("a", "b", …) of
+// cluster "test", each started with extra flags after the cluster ones,
+// and waits until every hub is ready.
+func startCluster(t *testing.T, n int, extra ...string) *cluster {
+	t.Helper()
+	return startHubs(t, n, "test", extra...)
+}
+
 // startHubs starts a persistent Mosquitto and n hubs ("a", "b", …) of
 // cluster name (none: hubs that only share the broker), each started with
 // extra flags after the broker and cluster ones, and waits until every

@@ -66,6 +66,14 @@ func (h *hubProc) kill() {
 	h.cmd = nil
 }
 
+// freeze stops the hub with SIGSTOP: its connections stay open, and what
+// is sent to it waits unanswered, until it is killed.
+func (h *hubProc) freeze() {
+	if h.cmd != nil {
+		_ = h.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
 // stop ends the hub with SIGTERM, and SIGKILL when it has not exited
 // within stopWait.
 func (h *hubProc) stop() {

@@ -128,3 +128,27 @@ func TestCommandEventsOnlyWithinWatcherScopes(t *testing.T) {
 		t.Fatalf("ops sees %d command events, want 2", len(evs))
 	}
 }
+
+func TestAdminIssuesACommandScope(t *testing.T) {
+	h := startHub(t, commanderConfig(t))
+	for _, bad := range []string{`["a/b"]`, `["commands/#"]`, `"pump-9"`} {
+		if st, body := call(t, h, http.MethodPost, "/v1/admin/watchers", adminTok, `{"name":"app","topics":["#"],"commands":`+bad+`}`); st != http.StatusBadRequest {
+			t.Fatalf("commands %s: %d %s, want 400", bad, st, body)
+		}
+	}
+	if st, _ := call(t, h, http.MethodPost, "/v1/admin/watchers", pumpCtlTok, `{"name":"app","topics":["#"],"commands":["+"]}`); st != http.StatusForbidden {
+		t.Fatalf("a commanding watcher issued a token: %d", st)
+	}
+	st, body := call(t, h, http.MethodPost, "/v1/admin/watchers", adminTok, `{"name":"app","topics":["commands/pump-9"],"commands":["pump-9"]}`)
+	var issued struct{ Token string }
+	if err := json.Unmarshal(body, &issued); st != http.StatusCreated || err != nil {
+		t.Fatalf("issue: %d %s", st, body)
+	}
+	createAs(t, h, issued.Token, "pump-9")
+	if st, _ := call(t, h, http.MethodPost, "/v1/devices/pump-7/commands", issued.Token, `{"name":"ping"}`); st != http.StatusForbidden {
+		t.Fatalf("issued token on pump-7: %d, want 403", st)
+	}
+	if st, body := call(t, h, http.MethodGet, "/v1/admin/credentials", adminTok, ""); st != 200 || !strings.Contains(string(body), `"commands":["pump-9"]`) {
+		t.Fatalf("credentials: %d %s", st, body)
+	}
+}

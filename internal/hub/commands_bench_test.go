@@ -88,6 +88,10 @@ func runCommandLoad(b *testing.B, devices, rate int, duration time.Duration) {
 	report("created", toCreated)
 	report("delivered", toDelivered)
 	report("succeeded", toSucceeded)
+	commits, commitSum := metricAt(b, child.http, "telehub_commit_duration_seconds_count"), metricAt(b, child.http, "telehub_commit_duration_seconds_sum")
+	writes := metricAt(b, child.http, "telehub_commit_batch_writes_sum")
+	b.Logf("storage: %.0f commits, %.1f ms each on average (fsync included), %.1f writes per commit",
+		commits, 1000*commitSum/max(commits, 1), writes/max(commits, 1))
 	achieved := float64(len(created)) / sendCPU.Seconds()
 	b.ReportMetric(achieved, "created/s")
 	b.ReportMetric(100*hubCPU.Seconds()/elapsed.Seconds(), "hub-cpu-%")
@@ -95,6 +99,24 @@ func runCommandLoad(b *testing.B, devices, rate int, duration time.Duration) {
 		"hub CPU %.0f %%, load tool CPU %.0f %% over %s", devices, len(created), sendCPU.Round(time.Millisecond), achieved, rate,
 		lag.Round(time.Millisecond), len(toSucceeded), 100*hubCPU.Seconds()/elapsed.Seconds(),
 		100*self.Seconds()/elapsed.Seconds(), elapsed.Round(time.Millisecond))
+}
+
+// metricAt reads the value of a sample without labels from the /metrics
+// of the hub at hostPort.
+func metricAt(b *testing.B, hostPort, name string) float64 {
+	resp, err := http.Get("http://" + hostPort + "/metrics")
+	if err != nil {
+		b.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 func pct(d []time.Duration, p float64) time.Duration { return d[int(p*float64(len(d)-1))] }

@@ -159,3 +159,22 @@ func TestExternalBrokerCommands(t *testing.T) {
 	d2.publish(t, "devices/ext2/commands/"+away.ID+"/result", `{"status":"ok"}`)
 	waitCommand(t, h, away.ID, "succeeded")
 }
+
+// TestEmbeddedBrokerCommandAck: the ack topic is accepted on the embedded
+// broker too, where the PUBACK already confirmed the command; an ack for an
+// unknown command is refused like a bad result.
+func TestEmbeddedBrokerCommandAck(t *testing.T) {
+	h := startHub(t, testConfig(t))
+	c := createCommand(t, h, "valve-2", `{"name":"open"}`)
+	cl := mqttClient(t, h, "valve-2", func(o *mqtt.ClientOptions) {
+		o.SetDefaultPublishHandler(func(mqtt.Client, mqtt.Message) {})
+	})
+	subscribe(t, cl, "devices/valve-2/commands")
+	waitCommand(t, h, c.ID, "delivered")
+	publish(t, cl, "devices/valve-2/commands/"+c.ID+"/ack", 1, "")
+	publish(t, cl, "devices/valve-2/commands/00000000000000aa/ack", 1, "")
+	waitFor(t, "the refused ack's event", func() bool { return len(events(t, h, "errors/valve-2")) == 1 })
+	if got := commandState(t, h, c.ID); got.State != "delivered" {
+		t.Fatalf("a repeated confirmation moved the command to %s", got.State)
+	}
+}
