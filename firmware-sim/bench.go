@@ -160,6 +160,7 @@ type BenchSummary struct {
 	DeliveriesPerS float64 `json:"deliveries_per_s"`
 	PerWatcherMin  uint64  `json:"per_watcher_min"`
 	PerWatcherMax  uint64  `json:"per_watcher_max"`
+	Resumes        uint64  `json:"watcher_resumes"` // SSE streams the hub ended (too slow) and the watcher resumed
 	Latency        Latency `json:"latency_ms"`
 	LatencySamples uint64  `json:"latency_samples"`
 }
@@ -172,8 +173,8 @@ func (s *BenchSummary) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "steady: sent %.0f/s acked %.0f/s; ack latency ms p50 %.2f p99 %.2f max %.2f\n",
 		s.SentPerS, s.AckedPerS, s.AckLatency.P50, s.AckLatency.P99, s.AckLatency.Max)
 	if s.Watchers > 0 {
-		fmt.Fprintf(&b, "watchers %d %s %s: deliveries %d (%.0f/s, %d..%d per watcher)\n", s.Watchers, s.WatchVia,
-			s.WatchFilter, s.Deliveries, s.DeliveriesPerS, s.PerWatcherMin, s.PerWatcherMax)
+		fmt.Fprintf(&b, "watchers %d %s %s: deliveries %d (%.0f/s, %d..%d per watcher), %d resumed\n", s.Watchers,
+			s.WatchVia, s.WatchFilter, s.Deliveries, s.DeliveriesPerS, s.PerWatcherMin, s.PerWatcherMax, s.Resumes)
 		fmt.Fprintf(&b, "publisher->watcher latency ms: p50 %.2f p90 %.2f p99 %.2f max %.2f (%d samples)\n",
 			s.Latency.P50, s.Latency.P90, s.Latency.P99, s.Latency.Max, s.LatencySamples)
 	}
@@ -191,6 +192,8 @@ type bench struct {
 	lost       chan struct{}
 	lostOnce   sync.Once
 	outOfOrder atomic.Uint64
+	// publishErr is the publishers' failure, if any: the run's error.
+	publishErr error
 }
 
 // RunBench runs the lean load mode: it opens the watchers, connects the
@@ -215,6 +218,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (*BenchSummary, error) {
 	}
 	var readers sync.WaitGroup
 	defer readers.Wait()
+	defer cancelWatch() // before the wait: a watcher may be reopening its stream
 	defer closeWatchers(watchers)
 	pubs, err := b.connectPublishers(ctx)
 	defer closePublishers(pubs)
@@ -224,7 +228,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (*BenchSummary, error) {
 	b.start = time.Now()
 	b.seqBase = uint64(b.start.UnixMilli()) * 1000
 	for _, w := range watchers {
-		readers.Go(w.read)
+		readers.Go(func() { w.read(watchCtx) })
 	}
 	for _, p := range pubs {
 		readers.Go(func() { p.readAcks(b.start); b.markLost() })
@@ -232,7 +236,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (*BenchSummary, error) {
 	sum := b.publish(ctx, pubs, watchers)
 	b.settle(watchers)
 	b.summarizeWatchers(sum, watchers)
-	return sum, ctx.Err()
+	return sum, errors.Join(b.publishErr, ctx.Err())
 }
 
 // markLost reports a publisher connection that ended; during the run
@@ -254,7 +258,7 @@ func (b *bench) openWatchers(ctx context.Context) ([]*benchWatcher, error) {
 
 func closeWatchers(ws []*benchWatcher) {
 	for _, w := range ws {
-		_ = w.body.Close()
+		w.close()
 	}
 }
 
@@ -307,7 +311,7 @@ func (b *bench) publish(ctx context.Context, pubs []*benchPub, watchers []*bench
 		sum.AckLatency = latencyOf(&ack)
 	}
 	if err := errors.Join(errs...); err != nil {
-		sum.Unacked = sum.Sent - sum.Acked
+		b.publishErr = err
 	}
 	return sum
 }
@@ -367,6 +371,7 @@ func (b *bench) summarizeWatchers(sum *BenchSummary, watchers []*benchWatcher) {
 		n := w.n.Load()
 		sum.Deliveries += n
 		sum.PerWatcherMin, sum.PerWatcherMax = min(sum.PerWatcherMin, n), max(sum.PerWatcherMax, n)
+		sum.Resumes += w.resumes.Load()
 		hist.merge(&w.hist)
 	}
 	sum.Latency = latencyOf(&hist)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -20,10 +21,17 @@ import (
 // sent_us in their payload.
 type benchWatcher struct {
 	b    *bench
-	body io.ReadCloser
 	hist Histogram
 	n    atomic.Uint64
 	last atomic.Int64 // µs since the run's start of the latest delivery
+	// resumes counts SSE streams reopened after the hub ended one (a
+	// watcher cut as too slow resumes after its last event).
+	resumes atomic.Uint64
+	lastID  []byte // the SSE stream's last event id; the reader's
+
+	mu     sync.Mutex
+	body   io.ReadCloser
+	closed bool
 }
 
 // openBenchWatcher opens watcher i and returns once it is subscribed.
@@ -33,7 +41,7 @@ func (b *bench) openBenchWatcher(ctx context.Context, i int) (*benchWatcher, err
 	if b.cfg.WatchMQTT != "" {
 		w.body, err = b.subscribeMQTT(ctx, i)
 	} else {
-		w.body, err = b.openSSE(ctx)
+		w.body, err = b.openSSE(ctx, nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("watcher %d: %w", i, err)
@@ -60,8 +68,9 @@ func (b *bench) subscribeMQTT(ctx context.Context, i int) (io.ReadCloser, error)
 	return conn, nil
 }
 
-// openSSE opens the hub's SSE stream of the watch filter.
-func (b *bench) openSSE(ctx context.Context) (io.ReadCloser, error) {
+// openSSE opens the hub's SSE stream of the watch filter, after event
+// lastID when it is set.
+func (b *bench) openSSE(ctx context.Context, lastID []byte) (io.ReadCloser, error) {
 	u := strings.TrimSuffix(b.cfg.WatchSSE, "/") + "/v1/stream?" + url.Values{"topic": {b.cfg.WatchFilter}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -70,6 +79,9 @@ func (b *bench) openSSE(ctx context.Context) (io.ReadCloser, error) {
 	req.Header.Set("Accept", "text/event-stream")
 	if b.cfg.WatchToken != "" {
 		req.Header.Set("Authorization", "Bearer "+b.cfg.WatchToken)
+	}
+	if len(lastID) > 0 {
+		req.Header.Set("Last-Event-ID", string(lastID))
 	}
 	resp, err := b.http.Do(req)
 	if err != nil {
@@ -96,14 +108,37 @@ func (s *stampReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// read counts the watcher's messages until its stream ends.
-func (w *benchWatcher) read() {
-	sr := &stampReader{r: w.body, start: w.b.start}
-	br := bufio.NewReaderSize(sr, watchReadBuffer)
+// read counts the watcher's messages until it is closed. An SSE stream
+// the hub ends is resumed after its last event.
+func (w *benchWatcher) read(ctx context.Context) {
 	if w.b.cfg.WatchMQTT != "" {
-		w.readMQTT(br, sr)
+		sr := &stampReader{r: w.body, start: w.b.start}
+		w.readMQTT(bufio.NewReaderSize(sr, watchReadBuffer), sr)
 		return
 	}
+	for {
+		w.readSSE(w.body)
+		body, err := w.b.openSSE(ctx, w.lastID)
+		if err != nil {
+			return
+		}
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			_ = body.Close()
+			return
+		}
+		_ = w.body.Close()
+		w.body = body
+		w.mu.Unlock()
+		w.resumes.Add(1)
+	}
+}
+
+// readSSE reads one SSE stream until it ends.
+func (w *benchWatcher) readSSE(body io.Reader) {
+	sr := &stampReader{r: body, start: w.b.start}
+	br := bufio.NewReaderSize(sr, watchReadBuffer)
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil && err != bufio.ErrBufferFull {
@@ -111,8 +146,18 @@ func (w *benchWatcher) read() {
 		}
 		if data, ok := bytes.CutPrefix(line, []byte("data:")); ok {
 			w.deliver(data, sr.now)
+		} else if id, ok := bytes.CutPrefix(line, []byte("id:")); ok {
+			w.lastID = append(w.lastID[:0], bytes.TrimSpace(id)...)
 		}
 	}
+}
+
+// close ends the watcher's stream; read returns.
+func (w *benchWatcher) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	_ = w.body.Close()
 }
 
 func (w *benchWatcher) readMQTT(br *bufio.Reader, sr *stampReader) {

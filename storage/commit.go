@@ -64,6 +64,9 @@ func (s *Store) committed(batch []*bridge.Write, size int64) {
 	s.met.SeqRestarts.Add(float64(w.restarts))
 	s.met.StorageBytes.Set(float64(size))
 	s.publishRange()
+	if s.cfg.Synced != nil {
+		s.cfg.Synced(s.LastID())
+	}
 	if len(w.recs) > 0 && s.cfg.OnCommit != nil {
 		s.withOrigins(w.recs)
 		s.cfg.OnCommit(w.recs)
