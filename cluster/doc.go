@@ -21,7 +21,9 @@
 // acknowledged to a device: the outbox is published again, and a peer
 // stores a message only once, keeping per origin node and device the
 // highest origin id it stored, in the same transaction as the events
-// (and, for readings with seq, the device's seq epoch as well).
+// (and, for readings with seq, the device's seq epoch as well, with the
+// seqs stored in it: a reading the device's first hub forwards after the
+// device moved to this hub is stored once, below the epoch's last seq).
 //
 // Peer messages are handed to Ingest by the broker client on its dispatch
 // goroutine; Ingest never waits for the network and acknowledges (through

@@ -159,6 +159,8 @@ type deviceRec struct {
 	boot    string
 	hasTS   bool
 	tsMicro int64 // unix microseconds
+	// ranges are the seqs stored in the epoch; the highest is seq.
+	ranges seqRanges
 
 	duplicates uint64 // writes acknowledged as duplicates
 	restarts   uint64 // seq epochs started after the first
@@ -176,8 +178,12 @@ const (
 // bytes), the number of metrics (uvarint), then each metric name (uvarint
 // length and bytes), sorted; then the epoch part: duplicates, restarts
 // (uvarints), the epoch's device time (varint, unix µs) and boot (uvarint
-// length and bytes). Records written before the epoch part existed end
-// after the metrics and read as zero counts and no epoch.
+// length and bytes); then, for a device with a seq, the epoch's stored seq
+// ranges (appendSeqRanges, at least one range).
+// Records written before the epoch part existed end after the metrics and
+// read as zero counts and no epoch. Records written before the ranges
+// existed end after the boot; with a seq, they read as every seq up to it
+// stored, which is what their dedup assumed.
 
 // appendDevice appends the encoded record to b.
 func appendDevice(b []byte, r *deviceRec) []byte {
@@ -204,7 +210,11 @@ func appendDevice(b []byte, r *deviceRec) []byte {
 	b = binary.AppendUvarint(b, r.duplicates)
 	b = binary.AppendUvarint(b, r.restarts)
 	b = binary.AppendVarint(b, r.tsMicro)
-	return appendString(b, r.boot)
+	b = appendString(b, r.boot)
+	if len(r.ranges) == 0 {
+		return b
+	}
+	return appendSeqRanges(b, r.ranges)
 }
 
 // decodeDevice decodes a record written by appendDevice. The strings are
@@ -227,6 +237,7 @@ func decodeDevice(v []byte) (deviceRec, error) {
 		r.tsMicro = d.varint()
 		r.boot = string(d.bytes())
 	}
+	r.ranges = decodeDeviceRanges(&d, &r)
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
 	}
@@ -234,6 +245,29 @@ func decodeDevice(v []byte) (deviceRec, error) {
 		return deviceRec{}, fmt.Errorf("%w: device record: %w", ErrCorrupt, d.err)
 	}
 	return r, nil
+}
+
+// decodeDeviceRanges reads the epoch's seq ranges of r, when the record
+// has them, and checks that their highest seq is r's last one.
+func decodeDeviceRanges(d *decoder, r *deviceRec) seqRanges {
+	if d.err != nil {
+		return nil
+	}
+	if len(d.b) == 0 {
+		if !r.hasSeq {
+			return nil
+		}
+		return seqRanges{{0, r.seq}}
+	}
+	rs := d.seqRanges()
+	if d.err != nil {
+		return nil
+	}
+	if !r.hasSeq || len(rs) == 0 || rs[len(rs)-1].hi != r.seq {
+		d.err = fmt.Errorf("%w: they do not end at the last seq %d", errSeqRanges, r.seq)
+		return nil
+	}
+	return rs
 }
 
 // appendBytes appends v with its uvarint length.

@@ -96,6 +96,9 @@ func FuzzDecodeDevice(f *testing.F) {
 	f.Add(appendDevice(nil, &deviceRec{
 		hasSeq: true, seq: 3, hasTS: true, tsMicro: t0.UnixMicro(), boot: "b7", duplicates: 2, restarts: 1,
 	}))
+	f.Add(appendDevice(nil, &deviceRec{
+		hasSeq: true, seq: 30, boot: "b1", ranges: seqRanges{{1, 7}, {9, 9}, {12, 30}},
+	}))
 	f.Add([]byte{})
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 200})
 	f.Fuzz(func(t *testing.T, v []byte) {

@@ -62,8 +62,13 @@ func (s *Store) committed(batch []*bridge.Write, size int64) {
 	s.met.EventsStored.Add(float64(w.appended))
 	s.met.Duplicates.Add(float64(w.dups))
 	s.met.SeqRestarts.Add(float64(w.restarts))
+	s.met.SeqFills.Add(float64(w.fills))
+	s.met.SeqRangeMerges.Add(float64(w.merges))
 	s.met.StorageBytes.Set(float64(size))
 	s.publishRange()
+	if s.cfg.Synced != nil {
+		s.cfg.Synced(s.LastID())
+	}
 	if len(w.recs) > 0 && s.cfg.OnCommit != nil {
 		s.withOrigins(w.recs)
 		s.cfg.OnCommit(w.recs)
@@ -173,10 +178,15 @@ func (s *Store) applyWrite(b buckets, wr *bridge.Write) (bridge.Result, error) {
 			w.dups++
 			return bridge.Result{Duplicate: true}, nil
 		}
-		if v == seqEpoch {
+		switch v {
+		case seqEpoch:
 			w.restarts++
+		case seqFill:
+			w.fills++
 		}
-		rec.advance(wr, v)
+		if rec.advance(wr, v) {
+			w.merges++
+		}
 	}
 	seen := wr.Seen
 	if seen.IsZero() {

@@ -10,15 +10,18 @@
 // A Store implements the bridge's Store interface. Submit only enqueues; a
 // single writer goroutine owned by the Store is the only bbolt writer. It
 // takes the first queued write, then whatever else is queued (up to
-// Config.MaxBatch) without waiting, and commits them in one transaction with
-// one fsync (group commit). Inside that transaction it drops writes whose
+// Config.MaxBatch) without waiting, and commits them in one transaction
+// (group commit): bbolt writes the changed pages and fsyncs them, then
+// writes its meta page and fsyncs again, so that the meta page never
+// reaches the disk before the pages it points to. Inside that transaction it drops writes whose
 // device seq was already stored in its epoch (see MaxSeqGap and
 // bridge.Write), appends events under consecutive ids, updates latest state and
 // device records, and trims retention in bounded steps. The event log keeps
 // one record per write, under the id of its first event; retention still
 // counts events, and cuts the oldest record when only part of it must go. After a successful
-// commit it publishes the new last id, calls Config.OnCommit with the
-// batch's records in id order, then calls each write's Done. After a failed
+// commit it publishes the new last id, calls Config.Synced, calls
+// Config.OnCommit with the batch's records in id order, then calls each
+// write's Done: nothing of a batch leaves the hub before its fsync. After a failed
 // commit every write of the batch gets the error in its Done and nothing of
 // it is kept, in the file or in memory.
 //
@@ -56,12 +59,12 @@
 // run in short read-only transactions beside the writer; Scan and Latest
 // look at a bounded window per call so that they never hold one long.
 // DeleteDevice runs on the writer goroutine, after the writes queued before
-// it. OnCommit and every Write.Done run on the writer
+// it. Synced, OnCommit and every Write.Done run on the writer
 // goroutine, one at a time, in commit order.
 //
 // # Caveats
 //
-// OnCommit and Done must not block, and must not call Submit or Close: the
+// Synced, OnCommit and Done must not block, and must not call Submit or Close: the
 // writer goroutine would wait on itself. Close waits for every queued write
 // to be committed and acknowledged.
 package storage

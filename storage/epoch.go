@@ -17,6 +17,7 @@ const (
 	seqNext                        // above the last stored seq of the epoch: store
 	seqEpoch                       // a new epoch starts: store and count
 	seqDuplicate                   // already stored in this epoch: ack only
+	seqFill                        // a peer hub's reading below the last seq, not stored yet: store
 )
 
 // seqVerdict classifies a write with a seq against the device's epoch
@@ -28,7 +29,13 @@ const (
 //   - without a boot, a lower (or equal) seq whose device time is later
 //     than that of the last stored write starts a new epoch: a resend keeps
 //     its original time;
+//   - a lower (or equal) seq that a peer hub forwarded, and that is not in
+//     the epoch's stored seq ranges, fills a hole: the origin hub stored
+//     it before the device moved to this hub;
 //   - anything else is a duplicate.
+//
+// A device's own resend never fills a hole: for it, a seq not above the
+// epoch's last one is a duplicate.
 func (r *deviceRec) seqVerdict(wr *bridge.Write) seqVerdict {
 	switch {
 	case !r.hasSeq:
@@ -41,6 +48,8 @@ func (r *deviceRec) seqVerdict(wr *bridge.Write) seqVerdict {
 		return seqNext
 	case wr.Boot == "" && r.hasTS && !wr.DeviceTime.IsZero() && wr.DeviceTime.UnixMicro() > r.tsMicro:
 		return seqEpoch
+	case wr.Origin != nil && !r.ranges.contains(wr.Seq):
+		return seqFill
 	}
 	return seqDuplicate
 }
@@ -54,9 +63,19 @@ func seqDistance(a, b uint64) uint64 {
 }
 
 // advance records a stored write's seq, boot and device time as the
-// epoch's last; a write that continues the epoch without a boot keeps the
-// epoch's boot.
-func (r *deviceRec) advance(wr *bridge.Write, v seqVerdict) {
+// epoch's last, and its seq in the epoch's ranges (a new epoch starts them
+// anew); a write that continues the epoch without a boot keeps the epoch's
+// boot. A fill only adds its seq to the ranges. It reports whether the
+// ranges merged two of theirs to stay bounded.
+func (r *deviceRec) advance(wr *bridge.Write, v seqVerdict) (merged bool) {
+	if v == seqFirst || v == seqEpoch {
+		r.ranges = seqRanges{{wr.Seq, wr.Seq}}
+	} else {
+		r.ranges, merged = r.ranges.add(wr.Seq)
+	}
+	if v == seqFill {
+		return merged
+	}
 	r.seq, r.hasSeq = wr.Seq, true
 	if v != seqNext || wr.Boot != "" {
 		r.boot = wr.Boot
@@ -69,4 +88,5 @@ func (r *deviceRec) advance(wr *bridge.Write, v seqVerdict) {
 	if v == seqEpoch {
 		r.restarts++
 	}
+	return merged
 }

@@ -79,6 +79,13 @@ type Config struct {
 	// TrimInterval is how often the idle writer wakes to apply retention.
 	// Default 1s.
 	TrimInterval time.Duration
+	// Synced, when set, is called on the writer goroutine after each
+	// successful commit, once the commit returned from bbolt with its fsync
+	// done (with NoFsync, once it returned), before OnCommit and any Done,
+	// with the last committed event id. It marks the moment the batch became
+	// durable: nothing derived from the batch (a fan-out, an ack) may leave
+	// the hub before it. It must not block. Default nil.
+	Synced func(lastID uint64)
 	// OnCommit, when set, is called on the writer goroutine after each
 	// successful commit that stored events, before any Done, with the
 	// batch's records in id order. It must not block. The slice is reused

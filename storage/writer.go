@@ -57,6 +57,8 @@ type writer struct {
 	appended int // events appended by the batch
 	dups     int // duplicate writes in the batch
 	restarts int // seq epochs the batch started
+	fills    int // peer readings the batch stored below their epoch's last seq
+	merges   int // seq range merges the batch made to keep the ranges bounded
 }
 
 func newWriter() writer {
@@ -110,7 +112,7 @@ func (w *writer) startBatch() {
 	w.results = w.results[:0]
 	w.recs = w.recs[:0]
 	w.arena = w.arena[:0]
-	w.appended, w.dups, w.restarts = 0, 0, 0
+	w.appended, w.dups, w.restarts, w.fills, w.merges = 0, 0, 0, 0, 0
 	w.ix.reset()
 }
 

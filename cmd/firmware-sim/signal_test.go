@@ -53,26 +53,70 @@ func (h *refusingHook) OnPublish(_ *mqttsrv.Client, pk packets.Packet) (packets.
 	return pk, nil
 }
 
-// startRefusingBroker starts an MQTT broker that never acks a reading.
+// startRefusingBroker starts an MQTT broker that never acks a reading; the
+// test's cleanup closes it.
 func startRefusingBroker(t *testing.T) (addr string, hook *refusingHook) {
 	t.Helper()
+	b, ln, hook := newRefusingBroker(t)
+	t.Cleanup(func() { _ = b.Close() })
+	return ln.Addr().String(), hook
+}
+
+// newRefusingBroker starts an MQTT broker that never acks a reading on a
+// listener that closes its connections when the broker closes.
+func newRefusingBroker(t *testing.T) (*mqttsrv.Server, *closingListener, *refusingHook) {
+	t.Helper()
 	b := mqttsrv.New(&mqttsrv.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
-	hook = new(refusingHook)
+	hook := new(refusingHook)
 	if err := errors.Join(b.AddHook(new(auth.AllowHook), nil), b.AddHook(hook, nil)); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.AddListener(listeners.NewNet("t", ln)); err != nil {
+	ln := newClosingListener(tcp)
+	if err := b.AddListener(&safeCloseNet{Net: listeners.NewNet("t", ln), server: b}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close() })
-	return ln.Addr().String(), hook
+	return b, ln, hook
+}
+
+// TestRefusingBrokerClosesWithASilentConnection holds a connection that
+// never sends CONNECT open while the test broker closes: the close must
+// end it and return, or a stray connection would hang a test's cleanup.
+func TestRefusingBrokerClosesWithASilentConnection(t *testing.T) {
+	b, ln, _ := newRefusingBroker(t)
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for ln.open() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the broker never accepted the connection")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() {
+		_ = b.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		_ = conn.Close() // lets the close end before the test does
+		<-closed
+		t.Fatal("the broker's Close waited for a connection that never sent CONNECT")
+	}
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the silent connection is still open after Close")
+	}
 }
 
 // TestFirstSignalStopsPromptlyWhileTheHubRefuses runs firmware-sim against

@@ -1,9 +1,11 @@
 package clustertest
 
 import (
+	"bufio"
 	"fmt"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/telehub/telehub/internal/mosquittotest"
@@ -77,8 +79,16 @@ func (c *cluster) waitReady() {
 	}
 }
 
-// stop stops every hub, showing their logs when the test failed.
+// stop stops every hub, showing their cluster metrics and logs when the
+// test failed.
 func (c *cluster) stop() {
+	if c.t.Failed() {
+		for _, h := range c.hubs {
+			if h.cmd != nil {
+				c.t.Logf("hub %s cluster metrics:\n%s", h.node, clusterMetrics(h.url()))
+			}
+		}
+	}
 	for _, h := range c.hubs {
 		h.stop()
 	}
@@ -87,6 +97,23 @@ func (c *cluster) stop() {
 			c.t.Logf("hub %s log:\n%s", h.node, h.logTail(40))
 		}
 	}
+}
+
+// clusterMetrics returns the telehub_cluster_ samples of a hub's /metrics.
+func clusterMetrics(hub string) string {
+	resp, err := probeClient.Get(hub + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "telehub_cluster_") && !strings.Contains(line, "_bucket") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
 }
 
 // currentUser is the name of the user running the test.

@@ -71,6 +71,9 @@ type Hub struct {
 	debugLn net.Listener
 	debug   *http.Server
 
+	// synced is storage's Synced hook; nil outside tests.
+	synced func(lastID uint64)
+
 	// sup supervises the parts once they are built.
 	sup      *supervisor
 	stopOnce sync.Once
@@ -81,11 +84,17 @@ type Hub struct {
 // HTTPAddr and MQTTAddr are known), but serves nothing until Start or Run.
 // A nil logger discards (logx.Or).
 func New(cfg config.Config, logger *slog.Logger) (*Hub, error) {
+	return newHub(cfg, logger, nil)
+}
+
+// newHub is New with a storage.Config.Synced hook (nil: none), through
+// which tests observe when each commit became durable.
+func newHub(cfg config.Config, logger *slog.Logger, synced func(lastID uint64)) (*Hub, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	logger = logx.Or(logger)
-	h := &Hub{cfg: cfg, log: logger, metrics: metrics.New(Version)}
+	h := &Hub{cfg: cfg, log: logger, metrics: metrics.New(Version), synced: synced}
 	if err := h.build(); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), buildCloseTimeout)
 		defer cancel()
@@ -180,6 +189,7 @@ func (h *Hub) buildStorage() error {
 		// The fan-out is built right below; no commit happens before
 		// Start, so it is always set when this runs.
 		OnCommit: h.committed,
+		Synced:   h.synced,
 		Origins:  h.cfg.Cluster != "",
 		Node:     h.cfg.NodeID,
 		Logger:   h.log.With("component", "storage"),

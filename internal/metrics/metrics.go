@@ -31,6 +31,14 @@ type Metrics struct {
 	// SeqRestarts counts device seq epoch changes: a new boot, a lower seq
 	// with a later ts, or a seq jump too large for one counter.
 	SeqRestarts prometheus.Counter
+	// SeqFills counts readings a peer hub forwarded that were stored below
+	// their epoch's last seq: the device had moved on to this hub before
+	// its first hub forwarded them.
+	SeqFills prometheus.Counter
+	// SeqRangeMerges counts merges of a device's stored seq ranges over
+	// their bound: the seqs between the two merged ranges count as stored,
+	// so a peer's late reading among them is refused as a duplicate.
+	SeqRangeMerges prometheus.Counter
 	// Rejected counts rejected device payloads by reason (wire code).
 	Rejected *prometheus.CounterVec
 	// ErrorsSuppressed counts error events and answers not sent because of
@@ -102,6 +110,12 @@ func New(version string) *Metrics {
 		SeqRestarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "telehub_seq_restarts_total", Help: "Device seq epoch changes (device reboots, seq counter restarts or jumps).",
 		}),
+		SeqFills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_seq_fills_total", Help: "Readings forwarded by a peer hub and stored below their epoch's last seq.",
+		}),
+		SeqRangeMerges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telehub_seq_range_merges_total", Help: "Merges of a device's stored seq ranges over their bound.",
+		}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "telehub_payloads_rejected_total", Help: "Device payloads rejected, by reason.",
 		}, []string{"reason"}),
@@ -172,7 +186,7 @@ func New(version string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
 		m.DevicesConnected, m.WatchersConnected, m.EventsIngested, m.EventsStored,
-		m.Duplicates, m.SeqRestarts, m.Rejected, m.ErrorsSuppressed, m.Throttled, m.EventsDelivered, m.SlowWatchers,
+		m.Duplicates, m.SeqRestarts, m.SeqFills, m.SeqRangeMerges, m.Rejected, m.ErrorsSuppressed, m.Throttled, m.EventsDelivered, m.SlowWatchers,
 		m.CommitBatch, m.CommitDuration, m.FanoutLatency, m.StorageBytes, m.RetainedEvents,
 		m.PresenceChanges, m.BrokerConnected, m.MQTTDropped, m.MQTTRefused,
 		m.CommandsCreated, m.CommandsFinished, m.CommandDelivery,
