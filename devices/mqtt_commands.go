@@ -89,15 +89,21 @@ func (h *brokerHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _
 	m[pk.PacketID] = c.ID
 }
 
-// OnQosComplete confirms the command whose publish cl acknowledged.
-func (h *brokerHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+// confirmCommand confirms the command whose publish cl acknowledged with
+// a PUBACK of packet id. It is called for the PUBACK as read, not from
+// mochi's OnQosComplete: mochi also reports a client's own QoS 1 publish
+// complete, under the client's packet id, which may equal a command's,
+// and its in-flight store keeps one message per id for both directions,
+// so it may have forgotten the command publish by the time the PUBACK
+// comes.
+func (h *brokerHook) confirmCommand(cl *mqtt.Client, packetID uint16) {
 	if h.commands == nil {
 		return
 	}
 	h.inflightMu.Lock()
-	id, ok := h.inflight[cl][pk.PacketID]
+	id, ok := h.inflight[cl][packetID]
 	if ok {
-		delete(h.inflight[cl], pk.PacketID)
+		delete(h.inflight[cl], packetID)
 	}
 	h.inflightMu.Unlock()
 	if ok {

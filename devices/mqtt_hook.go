@@ -143,7 +143,7 @@ func (h *brokerHook) Provides(b byte) bool {
 		mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnWillSent,
 		mqtt.OnConnect, mqtt.OnPacketEncode, mqtt.OnWill, mqtt.OnRetainMessage,
 		mqtt.OnRetainedExpired, mqtt.OnQosDropped, mqtt.OnClientExpired,
-		mqtt.OnSubscribed, mqtt.OnQosPublish, mqtt.OnQosComplete:
+		mqtt.OnSubscribed, mqtt.OnQosPublish:
 		return true
 	}
 	return false
@@ -211,13 +211,17 @@ func (h *brokerHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 // OnPacketRead counts every packet of a connection that holds its device's
-// session (PINGREQ included) as a sign of life, and adapts SUBSCRIBE and
-// UNSUBSCRIBE for mochi (compatRead).
+// session (PINGREQ included) as a sign of life, confirms the command a
+// PUBACK answers (confirmCommand), and adapts SUBSCRIBE and UNSUBSCRIBE
+// for mochi (compatRead).
 func (h *brokerHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if v, ok := h.conns.Load(cl); ok {
 		c := v.(*mqttConn)
 		if c.live {
 			h.heard(c, time.Now())
+		}
+		if pk.FixedHeader.Type == packets.Puback {
+			h.confirmCommand(cl, pk.PacketID)
 		}
 		if pk.FixedHeader.Type == packets.Disconnect && c.acks != nil {
 			c.acks.drain(h.closing) // a clean disconnect gets its PUBACKs first
