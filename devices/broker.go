@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
@@ -126,6 +127,7 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	b.ln.maxPacket = maxPacket
 	b.ln.perAddr = cfg.Limits.MaxClientsPerAddress
 	b.ln.refused = cfg.Metrics.MQTTRefused
+	b.ln.disconnect = func(listener string) { disconnectListenerClients(server, listener) }
 	if err := server.AddListener(b.ln); err != nil {
 		return nil, fmt.Errorf("mqtt listen on %s: %w", cfg.Addr, err)
 	}
@@ -186,5 +188,18 @@ func (b *Broker) close() {
 	defer close(b.closeDone)
 	if err := b.server.Close(); err != nil {
 		b.closeErr = fmt.Errorf("mqtt close: %w", err)
+	}
+}
+
+// disconnectListenerClients disconnects every open client of listener, as
+// mochi's own close does, but without its Clients.GetByListener: that
+// takes the clients' read lock twice, and a client added or removed in
+// between (one connecting or disconnecting while the broker closes) waits
+// for the first and holds up the second, so the close never ends.
+func disconnectListenerClients(server *mqtt.Server, listener string) {
+	for _, cl := range server.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
 	}
 }

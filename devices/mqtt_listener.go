@@ -30,6 +30,9 @@ type mqttListener struct {
 	log       *slog.Logger
 	ln        net.Listener
 	done      chan struct{}
+	// disconnect, when set, disconnects the listener's clients on Close
+	// in place of the function mochi passes (disconnectListenerClients).
+	disconnect func(listener string)
 
 	mu     sync.Mutex
 	closed bool
@@ -197,6 +200,9 @@ func (l *mqttListener) Close(closeClients listeners.CloseFn) {
 	deadline := time.Now().Add(time.Second)
 	for _, c := range conns {
 		_ = c.SetWriteDeadline(deadline) // a stuck peer cannot hold up the DISCONNECT
+	}
+	if l.disconnect != nil {
+		closeClients = l.disconnect
 	}
 	closeClients(l.id)
 	_ = l.ln.Close()

@@ -3,6 +3,10 @@ package main
 import (
 	"net"
 	"sync"
+
+	mqttsrv "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // closingListener is a net.Listener for a test broker whose Close also
@@ -74,4 +78,23 @@ func (c *closingConn) Close() error {
 	delete(c.l.conns, c)
 	c.l.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// safeCloseNet is mochi's TCP listener with a close that disconnects its
+// clients without mochi's Clients.GetByListener, which takes the clients'
+// read lock twice: a client removed in between (one of firmware-sim's
+// connections ending as its process exits) deadlocks the broker's Close.
+type safeCloseNet struct {
+	*listeners.Net
+	server *mqttsrv.Server
+}
+
+func (l *safeCloseNet) Close(listeners.CloseFn) {
+	l.Net.Close(func(id string) {
+		for _, cl := range l.server.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = l.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	})
 }

@@ -76,7 +76,7 @@ func newRefusingBroker(t *testing.T) (*mqttsrv.Server, *closingListener, *refusi
 		t.Fatal(err)
 	}
 	ln := newClosingListener(tcp)
-	if err := b.AddListener(listeners.NewNet("t", ln)); err != nil {
+	if err := b.AddListener(&safeCloseNet{Net: listeners.NewNet("t", ln), server: b}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Serve(); err != nil {
