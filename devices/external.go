@@ -252,6 +252,7 @@ func (e *External) options() *paho.ClientOptions {
 		AddBroker(c.URL).
 		SetClientID(c.ClientID).
 		SetCleanSession(false).
+		SetStore(newOrderedStore()).
 		SetOrderMatters(true).
 		SetAutoAckDisabled(true).
 		SetAutoReconnect(true).

@@ -1,0 +1,49 @@
+package devices
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+func TestOrderedStoreKeepsPutOrder(t *testing.T) {
+	s := newOrderedStore()
+	pk := func(id uint16) packets.ControlPacket {
+		p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+		p.MessageID = id
+		return p
+	}
+	for _, id := range []uint16{9, 2, 7, 4} {
+		s.Put(fmt.Sprintf("o.%d", id), pk(id))
+	}
+	s.Del("o.2")
+	s.Put("o.7", pk(7)) // put again: keeps its place
+	s.Put("o.2", pk(2)) // deleted, then put: goes last
+	if got, want := s.All(), []string{"o.9", "o.7", "o.4", "o.2"}; !slices.Equal(got, want) {
+		t.Fatalf("All() = %v, want %v", got, want)
+	}
+	if s.Get("o.4").(*packets.PublishPacket).MessageID != 4 || s.Get("o.1") != nil {
+		t.Fatal("Get returned the wrong packet")
+	}
+
+	// Many puts and deletes: the order stays, the bookkeeping stays small.
+	s.Reset()
+	var want []string
+	for i := range 10_000 {
+		k := fmt.Sprintf("o.%d", i%65535+1)
+		s.Put(k, pk(uint16(i%65535+1)))
+		if i%10 == 0 {
+			want = append(want, k)
+			continue
+		}
+		s.Del(k)
+	}
+	if got := s.All(); !slices.Equal(got, want) {
+		t.Fatalf("All() after churn: %d keys, want %d in put order", len(got), len(want))
+	}
+	if len(s.order) > 2*len(s.msgs)+64 {
+		t.Fatalf("order list holds %d entries for %d packets", len(s.order), len(s.msgs))
+	}
+}
