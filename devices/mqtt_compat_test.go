@@ -47,6 +47,12 @@ func TestBrokerResubscribeWithPacketIDInUseByBroker(t *testing.T) {
 
 			pub := mustDialMQTT(t, addr, nil)
 			pub.publish(t, "devices/d1/telemetry", 1, `{"temp":1}`) // queued for the session
+			// mochi answers the publisher before it queues the message for
+			// the session: wait for the queue, not the PUBACK.
+			waitFor(t, "the message queued for the parked session", func() bool {
+				cl, ok := b.server.Clients.Get("watcher")
+				return ok && cl.State.Inflight.Len() == 1
+			})
 
 			sub, ack := dialRaw(t, addr, session)
 			if !ack.SessionPresent {
