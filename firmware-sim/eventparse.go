@@ -186,6 +186,17 @@ func parseWSMessage(b []byte) (wsMessage, error) {
 	return m, nil
 }
 
+// plainString reports whether b is the inside of a JSON string that needs
+// no unescaping: no quote, no backslash, no control character.
+func plainString(b []byte) bool {
+	for _, c := range b {
+		if c == '"' || c == '\\' || c < 0x20 {
+			return false
+		}
+	}
+	return true
+}
+
 // parseFastEvent reads an event message in the hub's member order whose id
 // and kind need no unescaping.
 func parseFastEvent(b []byte) (wsMessage, bool) {
@@ -194,11 +205,11 @@ func parseFastEvent(b []byte) (wsMessage, bool) {
 		return wsMessage{}, false
 	}
 	id, rest, ok := bytes.Cut(rest, wsEventKind)
-	if !ok || bytes.IndexByte(id, '\\') >= 0 || bytes.IndexByte(id, '"') >= 0 {
+	if !ok || !plainString(id) {
 		return wsMessage{}, false
 	}
 	kind, data, ok := bytes.Cut(rest, wsEventData)
-	if !ok || bytes.IndexByte(kind, '\\') >= 0 || bytes.IndexByte(kind, '"') >= 0 {
+	if !ok || !plainString(kind) {
 		return wsMessage{}, false
 	}
 	data, ok = bytes.CutSuffix(data, []byte("}"))
