@@ -27,6 +27,44 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// A run's wait gives up when the run stopped moving, not after a fixed
+// time: on a loaded machine the hub's commits (and so its acks) stall for
+// seconds at a time, 6 to 10 s measured with other tests writing to the
+// same disk, and a run then needs minutes to do what it does in seconds
+// on an idle one.
+const (
+	runStall = 30 * time.Second // no ack, answer or connection change for this long: hung
+	runLimit = 4 * time.Minute  // the whole wait, should it move without ever getting there
+)
+
+// runProgress is what moves only while the hub answers or the devices'
+// connections change; readings are taken on the clock, hub or no hub.
+func runProgress(s *Sim) [6]uint64 {
+	st := &s.stats
+	return [6]uint64{st.acked.Load(), st.errors.Load(), st.connects.Load(),
+		st.disconnects.Load(), st.connectFails.Load(), st.cmdReceived.Load()}
+}
+
+// waitRun polls cond until it holds. It fails when the run made no
+// progress for runStall, or cond did not hold within runLimit.
+func waitRun(t *testing.T, s *Sim, what string, cond func() bool) {
+	t.Helper()
+	start := time.Now()
+	last, moved := runProgress(s), start
+	for !cond() {
+		now := time.Now()
+		if p := runProgress(s); p != last {
+			last, moved = p, now
+		}
+		if now.Sub(moved) > runStall || now.Sub(start) > runLimit {
+			t.Fatalf("waiting for %s: gave up after %v, the last %v without progress "+
+				"(acked, errors, connects, disconnects, connect failures, commands: %v)",
+				what, now.Sub(start).Round(time.Millisecond), now.Sub(moved).Round(time.Millisecond), last)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // runUntil is runSim for runs that must end without error.
 func runUntil(t *testing.T, cfg Config, what string, cond func(s *Sim) bool) (*Sim, *Summary) {
 	t.Helper()

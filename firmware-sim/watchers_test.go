@@ -228,7 +228,7 @@ func runSim(t *testing.T, cfg Config, what string, cond func(*Sim) bool) (*Sim, 
 		sum, err := s.Run(ctx)
 		done <- result{sum, err}
 	}()
-	waitFor(t, what, func() bool { return cond(s) })
+	waitRun(t, s, what, func() bool { return cond(s) })
 	cancel()
 	r := <-done
 	return s, r.sum, r.err
