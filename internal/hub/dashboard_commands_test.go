@@ -216,9 +216,7 @@ func TestDashboardCommandsNeedAToken(t *testing.T) {
 		d.send(t, fmt.Sprintf(`{"type":"command_result","id":%q,"status":"ok"}`, id))
 		waitCommandRow(t, ctx, id, "succeeded")
 
-		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-device="fan-1"]`))); err != nil {
-			t.Fatalf("click fan-1: %v", err)
-		}
+		click(t, ctx, `tr[data-device="fan-1"]`)
 		refused(t)
 	})
 

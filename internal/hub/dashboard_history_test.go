@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 )
 
 // TestDashboardStartsFromHistory opens the dashboard on a hub that already
@@ -127,7 +125,5 @@ func TestDashboardStartsOnEmptyHub(t *testing.T) {
 // clickRow clicks a device's row in the device list.
 func clickRow(t *testing.T, ctx context.Context, id string) {
 	t.Helper()
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-device=%q]`, id)))); err != nil {
-		t.Fatalf("click %s: %v", id, err)
-	}
+	click(t, ctx, fmt.Sprintf(`tr[data-device=%q]`, id))
 }

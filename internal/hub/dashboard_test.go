@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -124,6 +125,36 @@ func waitDOM(t *testing.T, ctx context.Context, what, predicate string) {
 	if err != nil {
 		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
 		t.Fatalf("dashboard never showed %s: %v\npage text:\n%s", what, err, text)
+	}
+}
+
+// click clicks the middle of the element sel matches, as a user would,
+// once it is on screen and nothing covers its middle. chromedp.Click does
+// not do for the page's lists: it resolves the element to a DevTools node
+// id and clicks by that id a moment later, but the dashboard re-renders
+// its device list (on any presence change) and metric cards by putting
+// their elements in again, which gives them new node ids. On a loaded
+// machine a re-render fell in between: "Could not find node with given id".
+func click(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	middle := fmt.Sprintf(`(() => {
+		const e = document.querySelector(%s);
+		if (!e) return null;
+		e.scrollIntoView({block: "nearest"});
+		const r = e.getBoundingClientRect();
+		const x = r.left + r.width / 2, y = r.top + r.height / 2;
+		const hit = document.elementFromPoint(x, y);
+		return hit && e.contains(hit) ? [x, y] : null;
+	})()`, strconv.Quote(sel))
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	at, err := chromedp.Run(pctx, chromedp.Poll[[]float64](middle,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(0)))
+	if err != nil || len(at) != 2 {
+		t.Fatalf("%s never on screen to click: %v %v", sel, at, err)
+	}
+	if err := chromedp.Do(ctx, chromedp.MouseClickXY(at[0], at[1])); err != nil {
+		t.Fatalf("click %s: %v", sel, err)
 	}
 }
 
@@ -297,14 +328,10 @@ func TestDashboard(t *testing.T) {
 	})
 
 	t.Run("chart draws the selected metric", func(t *testing.T) {
-		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-device="pump-1"]`))); err != nil {
-			t.Fatalf("click pump-1: %v", err)
-		}
+		click(t, ctx, `tr[data-device="pump-1"]`)
 		waitDOM(t, ctx, "pump-1 in the detail panel", `document.querySelector('#detail-title').textContent === 'pump-1'`)
 		waitDOM(t, ctx, "a temp card", `!!document.querySelector('#metric-grid [data-metric="temp"]')`)
-		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#metric-grid [data-metric="temp"]`))); err != nil {
-			t.Fatalf("click temp: %v", err)
-		}
+		click(t, ctx, `#metric-grid [data-metric="temp"]`)
 		waitDOM(t, ctx, "a chart of pump-1 temp with several points",
 			`document.querySelector('#chart').dataset.series === 'pump-1\ntemp' && Number(document.querySelector('#chart').dataset.points) >= 5`)
 		// The canvas really has a line on it: count painted pixels.

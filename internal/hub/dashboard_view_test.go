@@ -100,13 +100,9 @@ func TestDashboardReadsWell(t *testing.T) {
 	})
 
 	t.Run("y-axis labels differ for a slowly changing metric", func(t *testing.T) {
-		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-device="slow-7"]`))); err != nil {
-			t.Fatalf("click slow-7: %v", err)
-		}
+		click(t, ctx, `tr[data-device="slow-7"]`)
 		waitDOM(t, ctx, "a pressure card", `!!document.querySelector('#metric-grid [data-metric="pressure"]')`)
-		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#metric-grid [data-metric="pressure"]`))); err != nil {
-			t.Fatalf("click pressure: %v", err)
-		}
+		click(t, ctx, `#metric-grid [data-metric="pressure"]`)
 		waitDOM(t, ctx, "a chart of slow-7 pressure", `document.querySelector('#chart').dataset.series === 'slow-7\npressure' &&
 			Number(document.querySelector('#chart').dataset.points) >= 2`)
 		ticks := evalJS[string](t, ctx, `document.querySelector('#chart').dataset.ticks`)
