@@ -142,10 +142,12 @@ func TestDiskFull(t *testing.T) {
 	if r := wait(t, lifted); !errors.Is(r.Err, ErrFull) {
 		t.Fatalf("write while full: %+v", r)
 	}
-	eventually(t, "the store to find space again", func() bool { return s.WriteErr() == nil })
-	if lines := logs.all(); !strings.HasPrefix(lines[len(lines)-1], "INFO storage writes again") {
-		t.Errorf("last log line %q, want the end of the failures", lines[len(lines)-1])
-	}
+	// The writer clears WriteErr, then logs the end of the failures: wait
+	// for both, or the log is read in between.
+	lastLine := func() string { lines := logs.all(); return lines[len(lines)-1] }
+	eventually(t, "the store to find space again and say so", func() bool {
+		return s.WriteErr() == nil && strings.HasPrefix(lastLine(), "INFO storage writes again")
+	})
 	if got := s.LastID(); got != uint64(acked) {
 		t.Errorf("LastID %d after the probe, want %d: a probe stores no event", got, acked)
 	}
