@@ -23,6 +23,7 @@ const (
 	DefaultBatch          = 256
 	DefaultPublishTimeout = 10 * time.Second
 	DefaultRetry          = time.Second
+	DefaultRemoveInterval = time.Second
 )
 
 // Errors of New, Attach and Start.
@@ -85,6 +86,12 @@ type Config struct {
 	PublishTimeout time.Duration
 	// Retry is the wait before forwarding again after a failure. Default 1s.
 	Retry time.Duration
+	// RemoveInterval is the least time between two removals of forwarded
+	// messages from the outbox. A removal is a write of its own, so that
+	// removing after every batch would cost the hub a commit per batch;
+	// what the broker acknowledged since the last removal is forwarded
+	// again after a restart (the peers store it once). Default 1s.
+	RemoveInterval time.Duration
 	// Logger receives the cluster's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the cluster metrics. Default a private set.
@@ -106,6 +113,7 @@ type Cluster struct {
 
 	peers   peerMap
 	catchup catchup
+	fw      forwardState // the forwarder goroutine's own
 
 	wake    chan struct{} // a commit or a connection: forward
 	done    chan struct{}
@@ -126,12 +134,13 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("%w: node id %q (%s)", ErrInvalidConfig, cfg.Node, topic.NameRule)
 	case cfg.Store == nil:
 		return nil, fmt.Errorf("%w: Store is required", ErrInvalidConfig)
-	case cfg.Batch < 0 || cfg.PublishTimeout < 0 || cfg.Retry < 0:
+	case cfg.Batch < 0 || cfg.PublishTimeout < 0 || cfg.Retry < 0 || cfg.RemoveInterval < 0:
 		return nil, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
 	}
 	cfg.Batch = cmp.Or(cfg.Batch, DefaultBatch)
 	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, DefaultPublishTimeout)
 	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
+	cfg.RemoveInterval = cmp.Or(cfg.RemoveInterval, DefaultRemoveInterval)
 	cfg.Logger = logx.Or(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
