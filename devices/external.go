@@ -163,6 +163,7 @@ type External struct {
 	cfg     ExternalConfig
 	ingest  mqttIngest
 	client  paho.Client
+	store   *orderedStore // the session's unacknowledged packets
 	filters map[string]byte
 	acks    externalAcks
 	answers chan externalAnswer
@@ -198,6 +199,7 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 	}
 	e := &External{
 		cfg:        cfg,
+		store:      newOrderedStore(),
 		ingest:     mqttIngest{bridge: cfg.Bridge, maxPayload: cfg.MaxPayload},
 		filters:    withPeerFilters(externalFilters(cfg.ShareGroup), cfg.Peers),
 		answers:    make(chan externalAnswer, cfg.AnswerQueue),
@@ -252,7 +254,7 @@ func (e *External) options() *paho.ClientOptions {
 		AddBroker(c.URL).
 		SetClientID(c.ClientID).
 		SetCleanSession(false).
-		SetStore(newOrderedStore()).
+		SetStore(e.store).
 		SetOrderMatters(true).
 		SetAutoAckDisabled(true).
 		SetAutoReconnect(true).

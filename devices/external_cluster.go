@@ -1,6 +1,8 @@
 package devices
 
 import (
+	"time"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/telehub/telehub/bridge"
@@ -27,8 +29,39 @@ type Peers interface {
 
 // PublishPeers publishes a cluster message at QoS 1; the token completes
 // when the broker acknowledged it. It never blocks.
+//
+// paho's own token does not say that: when the connection is lost first,
+// paho sends the message again after reconnecting under a token of its
+// own, and completes the first one at once, without error. So the token
+// returned follows the session store instead, where the message stays
+// until its PUBACK. A publish refused at once (not connected) returns
+// paho's token and its error.
 func (e *External) PublishPeers(topic string, retained bool, payload []byte) paho.Token {
-	return e.client.Publish(topic, 1, retained, payload)
+	tok := e.client.Publish(topic, 1, retained, payload)
+	pt, ok := tok.(*paho.PublishToken)
+	if !ok || pt.MessageID() == 0 {
+		return tok
+	}
+	return ackToken{acked: e.store.deleted(outboundKey(pt.MessageID()))}
+}
+
+// ackToken is the token of a cluster message: done, never with an error,
+// once the broker acknowledged the message.
+type ackToken struct{ acked <-chan struct{} }
+
+func (t ackToken) Wait() bool            { <-t.acked; return true }
+func (t ackToken) Done() <-chan struct{} { return t.acked }
+func (t ackToken) Error() error          { return nil }
+
+func (t ackToken) WaitTimeout(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-t.acked:
+		return true
+	case <-timer.C:
+		return false
+	}
 }
 
 // withPeerFilters adds the cluster's subscriptions to filters.
