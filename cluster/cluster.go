@@ -14,6 +14,7 @@ import (
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/stopper"
 	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
@@ -115,14 +116,11 @@ type Cluster struct {
 	catchup catchup
 	fw      forwardState // the forwarder goroutine's own
 
-	wake    chan struct{} // a commit or a connection: forward
-	done    chan struct{}
-	stopped chan struct{}
-	wg      sync.WaitGroup
+	wake chan struct{} // a commit or a connection: forward
+	stop *stopper.Stopper
 
 	mu      sync.Mutex
 	started bool
-	closed  bool
 }
 
 // New validates cfg and builds a cluster; Attach and Start run it.
@@ -147,15 +145,14 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	m := metrics.OrNew(cfg.Metrics)
 	c := &Cluster{
-		cfg:     cfg,
-		topics:  newTopics(cfg.Name),
-		ids:     cfg.Store.IDs(),
-		log:     cfg.Logger.With("cluster", cfg.Name, "node", cfg.Node),
-		met:     m.Cluster,
-		peers:   peerMap{via: make(map[string]peerDevice)},
-		wake:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		cfg:    cfg,
+		topics: newTopics(cfg.Name),
+		ids:    cfg.Store.IDs(),
+		log:    cfg.Logger.With("cluster", cfg.Name, "node", cfg.Node),
+		met:    m.Cluster,
+		peers:  peerMap{via: make(map[string]peerDevice)},
+		wake:   make(chan struct{}, 1),
+		stop:   stopper.New(),
 	}
 	c.catchup.init(m.Cluster)
 	return c, nil
@@ -175,11 +172,11 @@ func (c *Cluster) Start(context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.started || c.closed {
+	if c.started || c.stop.Stopping() {
 		return ErrStarted
 	}
 	c.started = true
-	c.wg.Add(1)
+	c.stop.Add(1)
 	go c.run()
 	return nil
 }
@@ -191,20 +188,10 @@ func (c *Cluster) Start(context.Context) error {
 // returns ctx's error when ctx ends first.
 func (c *Cluster) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
-	first := !c.closed
-	if !c.closed {
-		c.closed = true
-		close(c.done)
-		go func() {
-			defer close(c.stopped)
-			c.wg.Wait()
-		}()
-	}
+	first := c.stop.Stop()
 	c.mu.Unlock()
-	select {
-	case <-c.stopped:
-	case <-ctx.Done():
-		return fmt.Errorf("cluster shutdown: %w", ctx.Err())
+	if err := c.stop.Wait(ctx); err != nil {
+		return fmt.Errorf("cluster shutdown: %w", err)
 	}
 	if first && c.links.Broker != nil && c.links.Broker.Connected() {
 		return c.sayOffline(ctx)

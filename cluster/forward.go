@@ -59,13 +59,13 @@ var errPublish = errors.New("cluster: publish not acknowledged")
 // forwarded messages wait for their removal it comes back after
 // RemoveInterval.
 func (c *Cluster) run() {
-	defer c.wg.Done()
+	defer c.stop.Exit()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
 	for {
 		select {
-		case <-c.done:
+		case <-c.stop.Done():
 			return
 		case <-c.wake:
 		case <-retry.C:
@@ -227,7 +227,7 @@ func (c *Cluster) removed(wait bool) error {
 	if wait {
 		select {
 		case err = <-c.fw.removing:
-		case <-c.done:
+		case <-c.stop.Done():
 			return errStopping
 		}
 	} else {
@@ -269,7 +269,7 @@ func (c *Cluster) await(toks []paho.Token) error {
 			}
 		case <-deadline.C:
 			return errPublish
-		case <-c.done:
+		case <-c.stop.Done():
 			return errStopping
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/stopper"
 )
 
 // Defaults of ExternalConfig.
@@ -170,15 +171,13 @@ type External struct {
 	cmds    externalCommands
 	// subscribed carries the outcome of the first subscription to Start.
 	subscribed chan error
-	done       chan struct{}
-	stopped    chan struct{} // closed once wg is done after Shutdown
+	// stop ends Start and the ack, answer and command goroutines.
+	stop       *stopper.Stopper
 	disconnect sync.Once
 	log        *slog.Logger
-	wg         sync.WaitGroup // the ack and answer goroutines
 
 	mu      sync.Mutex
 	started bool
-	closed  bool
 	// subscribedOK is set while the subscriptions of the current
 	// connection hold; subErr is the error of their last attempt.
 	subscribedOK bool
@@ -205,8 +204,7 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 		answers:    make(chan externalAnswer, cfg.AnswerQueue),
 		cmds:       newExternalCommands(cfg.Commands),
 		subscribed: make(chan error, 1),
-		done:       make(chan struct{}),
-		stopped:    make(chan struct{}),
+		stop:       stopper.New(),
 		log:        cfg.Logger.With("broker", redactURL(cfg.URL)),
 	}
 	e.acks.wake = make(chan struct{}, 1)
@@ -290,7 +288,7 @@ func (e *External) Start(ctx context.Context) error {
 	if err := e.begin(); err != nil {
 		return err
 	}
-	defer e.wg.Done()
+	defer e.stop.Exit()
 	delay := externalFirstRetry
 	for {
 		tok := e.client.Connect()
@@ -308,18 +306,18 @@ func (e *External) Start(ctx context.Context) error {
 }
 
 // begin marks the client started and starts its goroutines. Start
-// counts in e.wg too, so that Shutdown disconnects only once Start returned.
+// counts in e.stop too, so that Shutdown disconnects only once Start returned.
 func (e *External) begin() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
-	case e.closed:
+	case e.stop.Stopping():
 		return ErrClosed
 	case e.started:
 		return ErrStarted
 	}
 	e.started = true
-	e.wg.Add(4)
+	e.stop.Add(4)
 	go e.ackLoop()
 	go e.answerLoop()
 	go e.commandLoop()
@@ -337,7 +335,7 @@ func (e *External) awaitSubscribed(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("subscribe at %s: %w", redactURL(e.cfg.URL), ctx.Err())
-	case <-e.done:
+	case <-e.stop.Done():
 		return ErrClosed
 	}
 }
@@ -351,7 +349,7 @@ func (e *External) sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-e.done:
+	case <-e.stop.Done():
 		return ErrClosed
 	}
 }
@@ -386,19 +384,10 @@ func (e *External) Ready() error {
 // disconnecting; a later call waits again.
 func (e *External) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
-	if !e.closed {
-		e.closed = true
-		close(e.done)
-		go func() {
-			defer close(e.stopped)
-			e.wg.Wait()
-		}()
-	}
+	e.stop.Stop()
 	e.mu.Unlock()
-	select {
-	case <-e.stopped:
-	case <-ctx.Done():
-		return fmt.Errorf("mqtt client shutdown: %w", ctx.Err())
+	if err := e.stop.Wait(ctx); err != nil {
+		return fmt.Errorf("mqtt client shutdown: %w", err)
 	}
 	e.disconnect.Do(func() {
 		e.client.Disconnect(externalQuiesce)
@@ -527,10 +516,10 @@ func (e *External) reject(in bridge.Input, err error) {
 
 // answerLoop publishes the queued error answers at QoS 0.
 func (e *External) answerLoop() {
-	defer e.wg.Done()
+	defer e.stop.Exit()
 	for {
 		select {
-		case <-e.done:
+		case <-e.stop.Done():
 			return
 		case a := <-e.answers:
 			e.client.Publish(a.topic, 0, false, a.body) // QoS 0: nothing to wait for
@@ -541,12 +530,12 @@ func (e *External) answerLoop() {
 // ackLoop acknowledges released messages in arrival order until Shutdown,
 // sending those released by then first.
 func (e *External) ackLoop() {
-	defer e.wg.Done()
+	defer e.stop.Exit()
 	var batch []paho.Message
 	for {
 		select {
 		case <-e.acks.wake:
-		case <-e.done:
+		case <-e.stop.Done():
 			for _, m := range e.acks.take(batch[:0], true) {
 				m.Ack()
 				e.acked(m)
