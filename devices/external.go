@@ -46,7 +46,9 @@ type ExternalConfig struct {
 	URL string
 	// ClientID identifies the hub to the broker. Required, and stable
 	// across restarts of one hub: the broker keeps the hub's persistent
-	// session (subscriptions and unacknowledged messages) under it.
+	// session (subscriptions and unacknowledged messages) under it. With
+	// Peers, the hub opens a second connection, ClientID +
+	// PeerClientSuffix, for the messages it forwards to its peers.
 	ClientID string
 	// ShareGroup, when set, subscribes through $share/<group>/… so that the
 	// hubs of one group split the device traffic of a broker cluster.
@@ -164,7 +166,8 @@ type External struct {
 	cfg     ExternalConfig
 	ingest  mqttIngest
 	client  paho.Client
-	store   *orderedStore // the session's unacknowledged packets
+	store   *orderedStore  // the session's unacknowledged packets
+	pub     *peerPublisher // nil without Peers
 	filters map[string]byte
 	acks    externalAcks
 	answers chan externalAnswer
@@ -212,6 +215,7 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 		externalCommandFilters(e.filters, sharePrefix(cfg.ShareGroup))
 	}
 	e.client = paho.NewClient(e.options())
+	e.pub = e.newPeerPublisher()
 	return e, nil
 }
 
@@ -247,30 +251,38 @@ func redactURL(raw string) string {
 
 // options returns the paho options of the hub's session.
 func (e *External) options() *paho.ClientOptions {
+	o := e.connOptions(e.cfg.ClientID, e.store).
+		SetOrderMatters(true).
+		SetAutoAckDisabled(true).
+		SetDefaultPublishHandler(e.onMessage).
+		SetOnConnectHandler(e.onConnect).
+		SetConnectionLostHandler(e.onConnectionLost)
+	e.peerOptions(o)
+	return o
+}
+
+// connOptions returns the options every connection of the hub shares: a
+// persistent session under id whose unacknowledged packets are kept in
+// store, reconnected by paho.
+func (e *External) connOptions(id string, store *orderedStore) *paho.ClientOptions {
 	c := &e.cfg
 	o := paho.NewClientOptions().
 		AddBroker(c.URL).
-		SetClientID(c.ClientID).
+		SetClientID(id).
 		SetCleanSession(false).
-		SetStore(e.store).
-		SetOrderMatters(true).
-		SetAutoAckDisabled(true).
+		SetStore(store).
 		SetAutoReconnect(true).
 		SetConnectRetry(false).
 		SetKeepAlive(c.KeepAlive).
 		SetConnectTimeout(c.ConnectTimeout).
 		SetMaxReconnectInterval(c.MaxReconnectInterval).
-		SetWriteTimeout(externalWriteTimeout).
-		SetDefaultPublishHandler(e.onMessage).
-		SetOnConnectHandler(e.onConnect).
-		SetConnectionLostHandler(e.onConnectionLost)
+		SetWriteTimeout(externalWriteTimeout)
 	if c.Username != "" {
 		o.SetUsername(c.Username).SetPassword(c.Password)
 	}
 	if c.TLS != nil {
 		o.SetTLSConfig(c.TLS)
 	}
-	e.peerOptions(o)
 	return o
 }
 
@@ -289,13 +301,25 @@ func (e *External) Start(ctx context.Context) error {
 		return err
 	}
 	defer e.stop.Exit()
+	if err := e.connectPeers(ctx); err != nil {
+		return err
+	}
+	if err := e.connect(ctx, e.client); err != nil {
+		return err
+	}
+	return e.awaitSubscribed(ctx)
+}
+
+// connect connects client, retrying with a backoff from 250ms doubling up
+// to MaxReconnectInterval, until ctx ends or Shutdown is called.
+func (e *External) connect(ctx context.Context, client paho.Client) error {
 	delay := externalFirstRetry
 	for {
-		tok := e.client.Connect()
+		tok := client.Connect()
 		<-tok.Done() // paho ends an attempt within ConnectTimeout
 		err := tok.Error()
 		if err == nil {
-			return e.awaitSubscribed(ctx)
+			return nil
 		}
 		e.log.Warn("mqtt broker connection failed", "error", err, "retry_in", delay)
 		if werr := e.sleep(ctx, delay); werr != nil {
@@ -354,8 +378,9 @@ func (e *External) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Connected reports whether the client is connected to the broker now.
-func (e *External) Connected() bool { return e.client.IsConnectionOpen() }
+// Connected reports whether the client is connected to the broker now
+// (in a cluster, both of its connections).
+func (e *External) Connected() bool { return e.client.IsConnectionOpen() && e.peersOpen() }
 
 // Ready returns nil when the client is connected to the broker and holds
 // its subscriptions; otherwise why not: not connected yet or any more, or
@@ -391,6 +416,7 @@ func (e *External) Shutdown(ctx context.Context) error {
 	}
 	e.disconnect.Do(func() {
 		e.client.Disconnect(externalQuiesce)
+		e.disconnectPeers()
 		e.cfg.Metrics.BrokerConnected.Set(0)
 	})
 	return nil
