@@ -109,9 +109,14 @@ func benchIdle(b *testing.B, kind string, n int) {
 	for range b.N {
 		heap0, stack0 := liveMemory()
 		g0 := runtime.NumGoroutine()
+		id0 := h.store.LastID()
 		cl := startIdleClients(b, h, kind, n)
 		// Every kind runs at least one goroutine per connection in the hub.
 		waitForBench(b, "server goroutines", func() bool { return runtime.NumGoroutine() >= g0+n })
+		// The events the connections caused are stored before the count:
+		// queued ones would be counted as the connections' memory.
+		want := id0 + uint64(idleEvents[kind]*n)
+		waitForBench(b, "events stored", func() bool { return h.store.LastID() >= want })
 		heap1, stack1 := liveMemory()
 		g1 := runtime.NumGoroutine()
 		cl.stop(b)
@@ -122,6 +127,11 @@ func benchIdle(b *testing.B, kind string, n int) {
 		waitForBench(b, "connections closed", func() bool { return runtime.NumGoroutine() <= g0+n/100 })
 	}
 }
+
+// idleEvents is how many events each connection of a kind stores: a
+// WebSocket device's presence (online), a used device's reading too (an
+// MQTT device's presence begins with its first publish).
+var idleEvents = map[string]int{"ws": 1, "ws-used": 2, "mqtt-used": 2}
 
 // liveMemory returns the live heap and the goroutine stacks after a GC.
 // Two GCs, so stacks that shrink at the first are counted small.
