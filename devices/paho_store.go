@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"strconv"
 	"sync"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
@@ -21,6 +22,8 @@ type orderedStore struct {
 	// deleted (or put again later) and is skipped.
 	order []orderedKey
 	next  uint64
+	// gone holds, per key, the channels to close when it is deleted.
+	gone map[string][]chan struct{}
 }
 
 type storedPacket struct {
@@ -34,7 +37,26 @@ type orderedKey struct {
 }
 
 func newOrderedStore() *orderedStore {
-	return &orderedStore{msgs: make(map[string]storedPacket)}
+	return &orderedStore{msgs: make(map[string]storedPacket), gone: make(map[string][]chan struct{})}
+}
+
+// outboundKey is the key paho stores an outbound packet under.
+func outboundKey(id uint16) string { return "o." + strconv.FormatUint(uint64(id), 10) }
+
+// deleted returns a channel closed once nothing is stored under key. For
+// an outbound QoS 1 publish that is when the broker acknowledged it: paho
+// deletes the packet on its PUBACK and on nothing else, and keeps it
+// across reconnections.
+func (s *orderedStore) deleted(key string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	if _, ok := s.msgs[key]; !ok {
+		close(ch)
+		return ch
+	}
+	s.gone[key] = append(s.gone[key], ch)
+	return ch
 }
 
 // Open and Close have nothing to do: the store lives as long as the client.
@@ -80,6 +102,10 @@ func (s *orderedStore) Del(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.msgs, key)
+	for _, ch := range s.gone[key] {
+		close(ch)
+	}
+	delete(s.gone, key)
 	if len(s.order) <= 2*len(s.msgs)+64 {
 		return
 	}
@@ -93,10 +119,12 @@ func (s *orderedStore) Del(key string) {
 	s.order = live
 }
 
-// Reset removes everything.
+// Reset removes everything. The packets were dropped, not acknowledged:
+// their deleted channels stay open.
 func (s *orderedStore) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.msgs)
+	clear(s.gone)
 	s.order = nil
 }

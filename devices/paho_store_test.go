@@ -47,3 +47,36 @@ func TestOrderedStoreKeepsPutOrder(t *testing.T) {
 		t.Fatalf("order list holds %d entries for %d packets", len(s.order), len(s.msgs))
 	}
 }
+
+func TestOrderedStoreDeleted(t *testing.T) {
+	s := newOrderedStore()
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	if !closed(s.deleted(outboundKey(1))) {
+		t.Fatal("deleted of a key never stored: open")
+	}
+	s.Put(outboundKey(1), packets.NewControlPacket(packets.Publish))
+	s.Put(outboundKey(2), packets.NewControlPacket(packets.Publish))
+	one, two := s.deleted(outboundKey(1)), s.deleted("o.2")
+	s.Put(outboundKey(1), packets.NewControlPacket(packets.Pubrel)) // replaced, not deleted
+	if closed(one) || closed(two) {
+		t.Fatal("deleted closed while the packets are stored")
+	}
+	s.Del(outboundKey(1))
+	if !closed(one) || closed(two) {
+		t.Fatal("Del closed the wrong channel")
+	}
+	s.Reset() // dropped, not acknowledged
+	if closed(two) {
+		t.Fatal("Reset closed a deleted channel")
+	}
+	if len(s.gone) != 0 {
+		t.Fatalf("%d keys still watched after Reset", len(s.gone))
+	}
+}

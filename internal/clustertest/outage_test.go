@@ -46,9 +46,10 @@ func TestClusterHubKilledCatchesUp(t *testing.T) {
 }
 
 // TestClusterBrokerRestart stops the broker in the middle of a run (a
-// clean stop: persistence keeps the hubs' sessions and their queues) and
-// starts it again: every hub's /readyz goes 503 and back to 200, and no
-// reading acknowledged by a hub or the broker is missing on any hub.
+// clean stop) and starts it again while hub C is down: every running hub's
+// /readyz goes 503 and back to 200, persistence keeps C's session and what
+// was queued for it across the broker's restart, and no reading
+// acknowledged by a hub or the broker is missing on any hub.
 func TestClusterBrokerRestart(t *testing.T) {
 	c := startCluster(t, 3)
 	a, b, hc := c.hubs[0], c.hubs[1], c.hubs[2]
@@ -61,15 +62,20 @@ func TestClusterBrokerRestart(t *testing.T) {
 		startSim(t, simAt(a.url(), "", "wsa-", 3, urls(b, hc)...)),
 	}
 	allSeen(t, watchers, 300)
+	hc.kill()
+	seen := watchers[0].count()
+	waitFor(t, "readings queued for hub C", func() bool { return watchers[0].count() >= seen+200 })
 	c.broker.Stop()
-	for _, h := range c.hubs {
+	for _, h := range []*hubProc{a, b} {
 		waitFor(t, "hub "+h.node+" to answer /readyz with 503 without its broker", func() bool { return !h.ready() })
 	}
-	seen := watchers[0].count()
+	seen = watchers[0].count()
 	waitFor(t, "WebSocket readings on hub A while the broker is down", func() bool { return watchers[0].count() >= seen+100 })
 	c.broker.Restart(t)
 	c.waitReady()
-	allSeen(t, watchers, watchers[0].count()+300)
+	allSeen(t, watchers[:2], watchers[0].count()+300)
+	hc.start()
+	hc.waitReady()
 	for _, s := range sims {
 		requireVerified(t, s.finish())
 	}
