@@ -33,7 +33,11 @@ func TestBenchAgainstHubSSE(t *testing.T) {
 	if sum.PerWatcherMin != sum.Sent || sum.PerWatcherMax != sum.Sent || sum.WatchVia != "sse" {
 		t.Fatalf("watchers got %d..%d of %d (%s)", sum.PerWatcherMin, sum.PerWatcherMax, sum.Sent, sum.WatchVia)
 	}
-	if sum.LatencySamples == 0 || sum.AckLatency.Max == 0 {
+	// Watchers time only what was sent after the warm-up. On a loaded
+	// machine the first acks can come after the whole 0.8 s run (1.6 s
+	// seen), and with every publisher's window full nothing was sent in
+	// it: then there is nothing to time.
+	if sum.AckLatency.Max == 0 || sum.SentPerS > 0 && sum.LatencySamples == 0 {
 		t.Fatalf("no latency: %+v", sum)
 	}
 }
