@@ -51,14 +51,24 @@ func (a *API) registerCommands(mux Mux) {
 	mux.HandleFunc("DELETE /v1/commands/{cid}", a.commander(a.cancelCommand))
 }
 
-func (a *API) createCommand(w http.ResponseWriter, r *http.Request, right commandRight) {
+// commandedDevice returns the device of the request's path once its id is
+// valid and right may command it; otherwise it answers the request.
+func commandedDevice(w http.ResponseWriter, r *http.Request, right commandRight) (string, bool) {
 	device := r.PathValue("id")
 	if err := topic.ValidDeviceID(device); err != nil {
 		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
-		return
+		return "", false
 	}
 	if !right.allows(device) {
 		right.forbid(w, device)
+		return "", false
+	}
+	return device, true
+}
+
+func (a *API) createCommand(w http.ResponseWriter, r *http.Request, right commandRight) {
+	device, ok := commandedDevice(w, r, right)
+	if !ok {
 		return
 	}
 	wait, err := waitParam(r)
@@ -148,13 +158,8 @@ type commandList struct {
 }
 
 func (a *API) listCommands(w http.ResponseWriter, r *http.Request, right commandRight) {
-	device := r.PathValue("id")
-	if err := topic.ValidDeviceID(device); err != nil {
-		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
-		return
-	}
-	if !right.allows(device) {
-		right.forbid(w, device)
+	device, ok := commandedDevice(w, r, right)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()

@@ -77,6 +77,11 @@ func mqttSubscribePacket(filter string) []byte {
 
 var mqttDisconnectPacket = []byte{mqttDisconnect << 4, 0}
 
+// maxBenchPacket bounds the size of a packet the bench reads: its own
+// messages are small, and a larger remaining length (MQTT allows 256 MiB)
+// is refused rather than allocated.
+const maxBenchPacket = 1 << 20
+
 // mqttReader reads packets from a buffered connection, reusing one
 // buffer: a packet's body is valid until the next call.
 type mqttReader struct {
@@ -104,6 +109,9 @@ func (m *mqttReader) next() (typ, flags byte, body []byte, err error) {
 		if i == 3 {
 			return 0, 0, nil, fmt.Errorf("%w: remaining length", errMQTTPacket)
 		}
+	}
+	if n > maxBenchPacket {
+		return 0, 0, nil, fmt.Errorf("%w: %d bytes, more than %d", errMQTTPacket, n, maxBenchPacket)
 	}
 	if cap(m.buf) < n {
 		m.buf = make([]byte, n)

@@ -153,6 +153,11 @@ func TestBenchMQTTReaderRejects(t *testing.T) {
 			t.Errorf("%s: read", name)
 		}
 	}
+	// A remaining length of 256 MiB is refused before anything is allocated.
+	huge := mqttReader{r: bufio.NewReader(bytes.NewReader([]byte{0x40, 0xff, 0xff, 0xff, 0x7f, 0x03, 0x00, 0x01, 0x00}))}
+	if _, _, _, err := huge.next(); !errors.Is(err, errMQTTPacket) {
+		t.Errorf("256 MiB packet: %v, want %v", err, errMQTTPacket)
+	}
 	for name, body := range map[string][]byte{
 		"no topic length": {0x00},
 		"topic too long":  {0x00, 0x09, 'a'},

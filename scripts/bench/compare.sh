@@ -22,7 +22,9 @@
 #
 # telehub runs with --device-rate 0 (its per-device rate limit, 200 msg/s
 # by default, would pace the one fan-out publisher) and a fresh data
-# directory; Mosquitto with persistence off and no queue limits. Only one
+# directory; Mosquitto with persistence off, no queue limits and Nagle's
+# algorithm off (set_tcp_nodelay: its default holds small writes back
+# while an earlier one is unacknowledged, which Go never does). Only one
 # server takes load at a time.
 #
 # Environment: BENCH_OUT (results directory, default ./bench-out),
@@ -94,6 +96,7 @@ allow_anonymous true
 persistence false
 max_queued_messages 0
 max_inflight_messages 0
+set_tcp_nodelay true
 user $(id -un)
 EOF
 
