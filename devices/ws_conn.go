@@ -34,7 +34,8 @@ type wsConn struct {
 	wake    chan struct{} // made when the read goroutine first waits for space
 	// pacer is the read goroutine's timer while the rate limit slows the
 	// device; made on the first wait, reused after. stopped is closed
-	// when c dies and ends such a wait.
+	// when c dies and ends such a wait; made on the first wait too (most
+	// connections never wait, and an idle connection's every byte counts).
 	pacer   *time.Timer
 	stopped chan struct{}
 	pong    string // the payload of a pong waiting to be written
@@ -60,7 +61,6 @@ type answer struct {
 func (c *wsConn) init(s *WS, socket *gws.Conn, device string) {
 	c.ws, c.socket = s, socket
 	c.topic = "devices/" + device + "/ws" // a copy: the request line is not kept
-	c.stopped = make(chan struct{})
 }
 
 // device returns the connection's device id, a substring of its topic.
@@ -146,7 +146,25 @@ func (c *wsConn) pace(device string) bool {
 	if d <= 0 {
 		return true
 	}
-	return pause(&c.pacer, d, c.stopped, c.ws.stop)
+	stopped, alive := c.stopSignal()
+	if !alive {
+		return false
+	}
+	return pause(&c.pacer, d, stopped, c.ws.stop)
+}
+
+// stopSignal returns the channel closed when c dies, made on the first
+// call, and false when c is dead already.
+func (c *wsConn) stopSignal() (<-chan struct{}, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead {
+		return nil, false
+	}
+	if c.stopped == nil {
+		c.stopped = make(chan struct{})
+	}
+	return c.stopped, true
 }
 
 // stored is the done callback of a frame's write, on the store's writer
@@ -360,7 +378,7 @@ func (c *wsConn) kill() {
 // die marks c dead and wakes its read goroutine. c.mu must be held.
 func (c *wsConn) die() {
 	if !c.dead && c.stopped != nil {
-		close(c.stopped) // ends a wait of pace
+		close(c.stopped) // ends a wait of pace; nil when pace never waited
 	}
 	c.dead = true
 	c.signal()

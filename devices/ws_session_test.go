@@ -128,3 +128,34 @@ func TestWSSessionOwnership(t *testing.T) {
 	s.began(older, 1)
 	live.expect(t, "offline d1 1 disconnect")
 }
+
+// TestWSStopSignal checks the channel that ends a paced wait: made on the
+// first wait only, closed when the connection dies, and refused to a
+// connection dead already.
+func TestWSStopSignal(t *testing.T) {
+	c := &wsConn{}
+	if c.stopped != nil {
+		t.Fatal("a new connection holds a stop channel")
+	}
+	stopped, alive := c.stopSignal()
+	if !alive || stopped == nil {
+		t.Fatalf("live connection: %v, %v", stopped, alive)
+	}
+	if again, _ := c.stopSignal(); again != stopped {
+		t.Fatal("a second wait got another channel")
+	}
+	c.kill()
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("the channel is open after the connection died")
+	}
+	if _, alive := c.stopSignal(); alive {
+		t.Fatal("a dead connection may wait")
+	}
+	dead := &wsConn{}
+	dead.kill() // dies before any wait: nothing to close
+	if _, alive := dead.stopSignal(); alive {
+		t.Fatal("a connection dead before its first wait may wait")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/telehub/telehub/internal/config"
@@ -29,13 +30,17 @@ func config4Bench(b interface{ TempDir() string }, kind string, n int) config.Co
 	cfg.MQTTAddr = "127.0.0.1:0"
 	cfg.DataDir = b.TempDir()
 	cfg.MQTTMaxClients = 10
-	if kind == "mqtt" {
+	if strings.HasPrefix(kind, "mqtt") {
 		cfg.MQTTMaxClients = n + 10
 	}
 	cfg.MQTTMaxSessions = max(cfg.MQTTMaxSessions, cfg.MQTTMaxClients)
 	cfg.MQTTMaxClientsPerAddress = cfg.MQTTMaxClients // every connection comes from loopback
 	cfg.MaxConnections = 0                            // no cap beyond the file descriptors
 	cfg.MaxConnectionsPerAddress = 0
+	// The clients stay silent while thousands more connect (and a used
+	// device waits for its commit): longer than the default device
+	// timeout, which would close the first WebSocket connections.
+	cfg.DeviceTimeout = 30 * time.Minute
 	return cfg
 }
 
@@ -54,10 +59,14 @@ func openIdle(kind string, n int, httpAddr, mqttAddr string) ([]net.Conn, error)
 		switch kind {
 		case "mqtt":
 			c, err = idleMQTT(mqttAddr, fmt.Sprintf("idle-%06d", i))
+		case "mqtt-used":
+			c, err = usedMQTT(mqttAddr, fmt.Sprintf("idle-%06d", i))
 		case "sse":
 			c, err = idleHTTP(httpAddr, "GET /v1/stream HTTP/1.1\r\nHost: hub\r\nAccept: text/event-stream\r\n\r\n", "retry:")
 		case "ws":
 			c, err = idleHTTP(httpAddr, wsRequest(fmt.Sprintf("/v1/devices/idle-%06d/ws", i)), "\r\n\r\n")
+		case "ws-used":
+			c, err = usedWS(httpAddr, fmt.Sprintf("idle-%06d", i))
 		case "wswatch":
 			c, err = idleHTTP(httpAddr, wsRequest("/v1/stream/ws"), "\r\n\r\n")
 		default:
@@ -139,4 +148,88 @@ func readUntil(c net.Conn, until []byte) error {
 		return errors.New(string(got))
 	}
 	return nil
+}
+
+// usedMQTT is idleMQTT after the client did what a device does: one QoS 1
+// reading, acknowledged, and one PINGREQ, answered.
+func usedMQTT(addr, id string) (net.Conn, error) {
+	c, err := idleMQTT(addr, id)
+	if err != nil {
+		return nil, err
+	}
+	topic := "devices/" + id + "/telemetry"
+	body := append([]byte{0, byte(len(topic))}, topic...)
+	body = append(body, 0, 1) // packet id 1
+	body = append(body, `{"seq":1,"temp":21.5}`...)
+	for _, ex := range []struct{ send, want []byte }{
+		{append([]byte{0x32, byte(len(body))}, body...), []byte{0x40, 2, 0, 1}},
+		{[]byte{0xc0, 0}, []byte{0xd0, 0}},
+	} {
+		got := make([]byte, len(ex.want))
+		if _, err := c.Write(ex.send); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, ex.want) {
+			_ = c.Close()
+			return nil, fmt.Errorf("answer % x, want % x: %v", got, ex.want, err)
+		}
+	}
+	return c, nil
+}
+
+// usedWS is a WebSocket device after one telemetry frame, acknowledged,
+// and one ping, answered.
+func usedWS(addr, id string) (net.Conn, error) {
+	c, err := idleHTTP(addr, wsRequest("/v1/devices/"+id+"/ws"), "\r\n\r\n")
+	if err != nil {
+		return nil, err
+	}
+	for _, ex := range []struct {
+		send []byte
+		want string
+	}{
+		{clientFrame(0x81, `{"type":"telemetry","seq":1,"values":{"temp":21.5}}`), "\x81" + `{"type":"ack","seq":1}`},
+		{clientFrame(0x89, "p"), "\x8ap"},
+	} {
+		if _, err := c.Write(ex.send); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		if got, err := serverFrame(c); err != nil || got != ex.want {
+			_ = c.Close()
+			return nil, fmt.Errorf("frame %q, want %q: %v", got, ex.want, err)
+		}
+	}
+	return c, nil
+}
+
+// clientFrame is a masked, final WebSocket frame of under 126 bytes.
+func clientFrame(op byte, payload string) []byte {
+	mask := [4]byte{1, 2, 3, 4}
+	f := append([]byte{op, 0x80 | byte(len(payload))}, mask[:]...)
+	for i := range len(payload) {
+		f = append(f, payload[i]^mask[i%4])
+	}
+	return f
+}
+
+// serverFrame reads the next unmasked frame of under 126 bytes other than
+// a ping and returns its first byte and payload.
+func serverFrame(c net.Conn) (string, error) {
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(c, h[:]); err != nil {
+			return "", err
+		}
+		p := make([]byte, h[1]&0x7f)
+		if _, err := io.ReadFull(c, p); err != nil {
+			return "", err
+		}
+		if h[0] != 0x89 { // the hub's heartbeat ping, left unanswered like an idle client's
+			return string(h[:1]) + string(p), nil
+		}
+	}
 }
