@@ -14,6 +14,7 @@ import (
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/stopper"
 	"github.com/telehub/telehub/internal/topic"
 	"github.com/telehub/telehub/storage"
 )
@@ -23,6 +24,7 @@ const (
 	DefaultBatch          = 256
 	DefaultPublishTimeout = 10 * time.Second
 	DefaultRetry          = time.Second
+	DefaultRemoveInterval = time.Second
 )
 
 // Errors of New, Attach and Start.
@@ -85,6 +87,12 @@ type Config struct {
 	PublishTimeout time.Duration
 	// Retry is the wait before forwarding again after a failure. Default 1s.
 	Retry time.Duration
+	// RemoveInterval is the least time between two removals of forwarded
+	// messages from the outbox. A removal is a write of its own, so that
+	// removing after every batch would cost the hub a commit per batch;
+	// what the broker acknowledged since the last removal is forwarded
+	// again after a restart (the peers store it once). Default 1s.
+	RemoveInterval time.Duration
 	// Logger receives the cluster's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the cluster metrics. Default a private set.
@@ -106,15 +114,13 @@ type Cluster struct {
 
 	peers   peerMap
 	catchup catchup
+	fw      forwardState // the forwarder goroutine's own
 
-	wake    chan struct{} // a commit or a connection: forward
-	done    chan struct{}
-	stopped chan struct{}
-	wg      sync.WaitGroup
+	wake chan struct{} // a commit or a connection: forward
+	stop *stopper.Stopper
 
 	mu      sync.Mutex
 	started bool
-	closed  bool
 }
 
 // New validates cfg and builds a cluster; Attach and Start run it.
@@ -126,27 +132,27 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("%w: node id %q (%s)", ErrInvalidConfig, cfg.Node, topic.NameRule)
 	case cfg.Store == nil:
 		return nil, fmt.Errorf("%w: Store is required", ErrInvalidConfig)
-	case cfg.Batch < 0 || cfg.PublishTimeout < 0 || cfg.Retry < 0:
+	case cfg.Batch < 0 || cfg.PublishTimeout < 0 || cfg.Retry < 0 || cfg.RemoveInterval < 0:
 		return nil, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
 	}
 	cfg.Batch = cmp.Or(cfg.Batch, DefaultBatch)
 	cfg.PublishTimeout = cmp.Or(cfg.PublishTimeout, DefaultPublishTimeout)
 	cfg.Retry = cmp.Or(cfg.Retry, DefaultRetry)
+	cfg.RemoveInterval = cmp.Or(cfg.RemoveInterval, DefaultRemoveInterval)
 	cfg.Logger = logx.Or(cfg.Logger)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	m := metrics.OrNew(cfg.Metrics)
 	c := &Cluster{
-		cfg:     cfg,
-		topics:  newTopics(cfg.Name),
-		ids:     cfg.Store.IDs(),
-		log:     cfg.Logger.With("cluster", cfg.Name, "node", cfg.Node),
-		met:     m.Cluster,
-		peers:   peerMap{via: make(map[string]peerDevice)},
-		wake:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		cfg:    cfg,
+		topics: newTopics(cfg.Name),
+		ids:    cfg.Store.IDs(),
+		log:    cfg.Logger.With("cluster", cfg.Name, "node", cfg.Node),
+		met:    m.Cluster,
+		peers:  peerMap{via: make(map[string]peerDevice)},
+		wake:   make(chan struct{}, 1),
+		stop:   stopper.New(),
 	}
 	c.catchup.init(m.Cluster)
 	return c, nil
@@ -166,11 +172,11 @@ func (c *Cluster) Start(context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.started || c.closed {
+	if c.started || c.stop.Stopping() {
 		return ErrStarted
 	}
 	c.started = true
-	c.wg.Add(1)
+	c.stop.Add(1)
 	go c.run()
 	return nil
 }
@@ -182,20 +188,10 @@ func (c *Cluster) Start(context.Context) error {
 // returns ctx's error when ctx ends first.
 func (c *Cluster) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
-	first := !c.closed
-	if !c.closed {
-		c.closed = true
-		close(c.done)
-		go func() {
-			defer close(c.stopped)
-			c.wg.Wait()
-		}()
-	}
+	first := c.stop.Stop()
 	c.mu.Unlock()
-	select {
-	case <-c.stopped:
-	case <-ctx.Done():
-		return fmt.Errorf("cluster shutdown: %w", ctx.Err())
+	if err := c.stop.Wait(ctx); err != nil {
+		return fmt.Errorf("cluster shutdown: %w", err)
 	}
 	if first && c.links.Broker != nil && c.links.Broker.Connected() {
 		return c.sayOffline(ctx)

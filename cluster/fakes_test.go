@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -21,12 +22,17 @@ const guard = 10 * time.Second
 // t0 is the time of the tests' clock.
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
-// fakeStore is an outbox in memory.
+// fakeStore is an outbox in memory. A removal (ForwardedUpTo) is
+// committed at once, or when the test releases it with hold set; the
+// next failRemovals removals fail.
 type fakeStore struct {
-	mu      sync.Mutex
-	outbox  []storage.OutboxEntry
-	removed []uint64
-	failOut error
+	mu           sync.Mutex
+	outbox       []storage.OutboxEntry
+	removed      []uint64
+	failOut      error
+	hold         bool
+	held         []*bridge.Write
+	failRemovals int
 }
 
 func (s *fakeStore) IDs() storage.IDCodec { return storage.NewIDCodec("aaaa") }
@@ -48,19 +54,62 @@ func (s *fakeStore) Outbox(after uint64, limit int) ([]storage.OutboxEntry, erro
 
 func (s *fakeStore) Submit(w *bridge.Write) error {
 	s.mu.Lock()
-	keep := s.outbox[:0]
-	for _, e := range s.outbox {
-		if e.ID > w.ForwardedUpTo {
-			keep = append(keep, e)
-		}
+	if s.hold {
+		s.held = append(s.held, w)
+		s.mu.Unlock()
+		return nil
 	}
-	s.outbox = keep
-	s.removed = append(s.removed, w.ForwardedUpTo)
+	s.mu.Unlock()
+	s.commit(w)
+	return nil
+}
+
+// commit removes what w says and calls its Done, or fails it.
+func (s *fakeStore) commit(w *bridge.Write) {
+	s.mu.Lock()
+	var r bridge.Result
+	if s.failRemovals > 0 {
+		s.failRemovals--
+		r.Err = errors.New("commit failed")
+	} else {
+		keep := s.outbox[:0]
+		for _, e := range s.outbox {
+			if e.ID > w.ForwardedUpTo {
+				keep = append(keep, e)
+			}
+		}
+		s.outbox = keep
+		s.removed = append(s.removed, w.ForwardedUpTo)
+	}
 	s.mu.Unlock()
 	if w.Done != nil {
-		w.Done(bridge.Result{})
+		w.Done(r)
 	}
-	return nil
+}
+
+// setHold holds the removals submitted from now on, or not.
+func (s *fakeStore) setHold(hold bool) {
+	s.mu.Lock()
+	s.hold = hold
+	s.mu.Unlock()
+}
+
+// release commits the held removals.
+func (s *fakeStore) release() {
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, w := range held {
+		s.commit(w)
+	}
+}
+
+// holding returns how many removals are held.
+func (s *fakeStore) holding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
 }
 
 func (s *fakeStore) add(e storage.OutboxEntry) {
@@ -201,7 +250,7 @@ func (l fakeLocal) Session(device string) (uint64, bool) { return 1, l[device] }
 func newTestCluster(t *testing.T) (*Cluster, *fakeStore, *fakeBroker, *fakeBridge, fakeLocal) {
 	t.Helper()
 	st, br, bb, loc := &fakeStore{}, newFakeBroker(), &fakeBridge{}, fakeLocal{}
-	c, err := New(Config{Name: "c1", Node: "n1", Store: st, Retry: time.Millisecond, PublishTimeout: guard, Now: func() time.Time { return t0 }})
+	c, err := New(Config{Name: "c1", Node: "n1", Store: st, Retry: time.Millisecond, RemoveInterval: time.Millisecond, PublishTimeout: guard, Now: func() time.Time { return t0 }})
 	if err != nil {
 		t.Fatal(err)
 	}

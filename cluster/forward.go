@@ -12,9 +12,10 @@ import (
 
 // What forwarding guarantees: a write this hub acknowledged to a device is
 // in its outbox (same transaction), and leaves the outbox only after the
-// broker acknowledged its message (QoS 1). Until then it is published
-// again: after a failed or timed-out batch, on every new connection, and
-// from the oldest entry after a restart. A peer may therefore receive a
+// broker acknowledged its message (QoS 1), at most RemoveInterval later
+// (see tidy). Until then it is published again: after a failed or
+// timed-out batch, on every new connection, and from the oldest entry
+// after a restart. A peer may therefore receive a
 // message more than once, never zero times while the broker keeps its
 // sessions (persistence on, queue limits not reached), and stores it once
 // (the origin id, and the seq epoch for readings with seq, are checked in
@@ -54,24 +55,30 @@ var errPublish = errors.New("cluster: publish not acknowledged")
 
 // run is the forwarder goroutine: on each wake it announces the hub and
 // publishes the sync marker when a connection is new, then forwards the
-// outbox; after a failure it tries again after Retry.
+// outbox; after a failure it tries again after Retry, and while
+// forwarded messages wait for their removal it comes back after
+// RemoveInterval.
 func (c *Cluster) run() {
-	defer c.wg.Done()
+	defer c.stop.Exit()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
 	for {
 		select {
-		case <-c.done:
+		case <-c.stop.Done():
 			return
 		case <-c.wake:
 		case <-retry.C:
 		}
-		if err := c.step(); err != nil {
+		err := c.step()
+		switch {
+		case err != nil:
 			if !errors.Is(err, errStopping) {
 				c.log.Warn("forwarding to the peer hubs paused", "err", err, "retry_in", c.cfg.Retry)
 			}
 			retry.Reset(c.cfg.Retry)
+		case c.fw.tidyDue():
+			retry.Reset(c.cfg.RemoveInterval)
 		}
 	}
 }
@@ -82,7 +89,8 @@ var errStopping = errors.New("cluster: stopping")
 // errOffline: the broker client is not connected.
 var errOffline = errors.New("not connected to the broker")
 
-// step announces and forwards until the outbox is empty.
+// step announces, forwards until the outbox is empty, and removes what
+// was forwarded (see tidy).
 func (c *Cluster) step() error {
 	if !c.links.Broker.Connected() {
 		return errOffline
@@ -92,7 +100,10 @@ func (c *Cluster) step() error {
 	}
 	for {
 		n, err := c.forwardBatch()
-		if err != nil || n == 0 {
+		if err != nil {
+			return err
+		}
+		if err := c.tidy(n == 0); err != nil || n == 0 {
 			return err
 		}
 	}
@@ -117,11 +128,35 @@ func (c *Cluster) announce() error {
 	return nil
 }
 
-// forwardBatch publishes the oldest outbox messages, at most Batch, waits
-// for the broker's acknowledgements, and removes them from the outbox. It
-// returns how many it forwarded.
+// forwardState is what the forwarder goroutine keeps from batch to batch;
+// nothing else touches it.
+type forwardState struct {
+	// acked is the last outbox id whose message the broker acknowledged
+	// during this run: the next batch starts after it, whether or not its
+	// removal is committed yet. A restart starts again from the oldest
+	// entry left.
+	acked uint64
+	// removedUpTo is the last id whose removal was committed.
+	removedUpTo uint64
+	// removing carries the outcome of the removal in flight, of the
+	// entries up to removingUpTo; nil when none is in flight.
+	removing     chan error
+	removingUpTo uint64
+	// lastRemoval is when the last removal was submitted.
+	lastRemoval time.Time
+}
+
+// tidyDue reports whether the forwarder has removals to finish: a removal
+// in flight, or acknowledged messages not removed yet.
+func (f *forwardState) tidyDue() bool {
+	return f.removing != nil || f.removedUpTo < f.acked
+}
+
+// forwardBatch publishes the oldest outbox messages not yet acknowledged,
+// at most Batch, and waits for the broker's acknowledgements. It returns
+// how many it forwarded. Their removal from the outbox is left to tidy.
 func (c *Cluster) forwardBatch() (int, error) {
-	entries, err := c.cfg.Store.Outbox(0, c.cfg.Batch)
+	entries, err := c.cfg.Store.Outbox(c.fw.acked, c.cfg.Batch)
 	if err != nil {
 		return 0, err
 	}
@@ -156,29 +191,58 @@ func (c *Cluster) forwardBatch() (int, error) {
 	for _, k := range kinds {
 		c.met.Forwarded.WithLabelValues(kindName(k)).Inc()
 	}
-	if err := c.remove(entries[len(entries)-1].ID); err != nil {
-		return 0, err
-	}
+	c.fw.acked = entries[len(entries)-1].ID
 	return len(entries), nil
 }
 
-// remove removes the outbox messages up to id and waits for the commit,
-// so that the next read starts after them.
-func (c *Cluster) remove(id uint64) error {
-	removed := make(chan error, 1) // the store's Done never blocks
-	w := &bridge.Write{ForwardedUpTo: id, Done: func(r bridge.Result) { removed <- r.Err }}
+// tidy removes from the outbox what the broker acknowledged: one removal
+// at a time, at most one per RemoveInterval, so that removals do not cost
+// a commit each of their own while the hub is busy. With idle (nothing
+// left to forward) it waits for the removal in flight; otherwise it only
+// collects its outcome when it is there. A failed removal leaves the
+// messages in the outbox; the next one takes them too.
+func (c *Cluster) tidy(idle bool) error {
+	if err := c.removed(idle); err != nil || c.fw.removing != nil {
+		return err
+	}
+	if c.fw.removedUpTo >= c.fw.acked || time.Since(c.fw.lastRemoval) < c.cfg.RemoveInterval {
+		return nil
+	}
+	removing := make(chan error, 1) // the store's Done never blocks
+	w := &bridge.Write{ForwardedUpTo: c.fw.acked, Done: func(r bridge.Result) { removing <- r.Err }}
 	if err := c.cfg.Store.Submit(w); err != nil {
 		return fmt.Errorf("remove forwarded messages: %w", err)
 	}
-	select {
-	case err := <-removed:
-		if err != nil {
-			return fmt.Errorf("remove forwarded messages: %w", err)
-		}
+	c.fw.removing, c.fw.removingUpTo, c.fw.lastRemoval = removing, c.fw.acked, time.Now()
+	return nil
+}
+
+// removed collects the outcome of the removal in flight, if any: with
+// wait it waits for it, otherwise it returns nil while it is pending.
+func (c *Cluster) removed(wait bool) error {
+	if c.fw.removing == nil {
 		return nil
-	case <-c.done:
-		return errStopping
 	}
+	var err error
+	if wait {
+		select {
+		case err = <-c.fw.removing:
+		case <-c.stop.Done():
+			return errStopping
+		}
+	} else {
+		select {
+		case err = <-c.fw.removing:
+		default:
+			return nil
+		}
+	}
+	c.fw.removing = nil
+	if err != nil {
+		return fmt.Errorf("remove forwarded messages: %w", err)
+	}
+	c.fw.removedUpTo = c.fw.removingUpTo
+	return nil
 }
 
 // kindName is the metric label of an outbox kind.
@@ -205,7 +269,7 @@ func (c *Cluster) await(toks []paho.Token) error {
 			}
 		case <-deadline.C:
 			return errPublish
-		case <-c.done:
+		case <-c.stop.Done():
 			return errStopping
 		}
 	}

@@ -113,6 +113,72 @@ func TestForwardKeepsWhatTheBrokerDidNotAcknowledge(t *testing.T) {
 	waitFor(t, "the outbox forwarded once acknowledged", func() bool { return st.left() == 0 })
 }
 
+// The next batches are published while the removal of the first is
+// being committed: one removal is in flight at a time, and the next one
+// takes everything acknowledged meanwhile.
+func TestForwardPublishesWhileRemoving(t *testing.T) {
+	c, st, br, _, _ := newTestCluster(t)
+	c.cfg.Batch = 1
+	for id := uint64(1); id <= 3; id++ {
+		st.add(telemetryEntry(id, "d1", 1, `{"type":"telemetry","values":{"a":1}}`))
+	}
+	st.setHold(true)
+	startCluster(t, c)
+	c.Connected()
+	// announcement, marker, then the three readings, with the removal
+	// of the first held.
+	waitFor(t, "the readings published", func() bool { return len(br.all()) == 5 })
+	if n := st.holding(); n != 1 {
+		t.Fatalf("%d removals submitted, want 1: a removal went out before the one before it was committed", n)
+	}
+	st.setHold(false)
+	st.release()
+	waitFor(t, "the outbox forwarded", func() bool { return st.left() == 0 })
+	if msgs := br.all(); len(msgs) != 5 {
+		t.Fatalf("published %d messages, want announcement, marker and three readings: %+v", len(msgs), msgs)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.removed) != 2 || st.removed[0] != 1 || st.removed[1] != 3 {
+		t.Fatalf("removed up to %v, want [1 3]", st.removed)
+	}
+}
+
+// Removals are at most one per RemoveInterval: what the broker
+// acknowledged after one waits for the next.
+func TestForwardRemovesAtMostOncePerInterval(t *testing.T) {
+	c, st, br, _, _ := newTestCluster(t)
+	c.cfg.Batch = 1
+	c.cfg.RemoveInterval = time.Hour
+	for id := uint64(1); id <= 3; id++ {
+		st.add(telemetryEntry(id, "d1", 1, `{"type":"telemetry","values":{"a":1}}`))
+	}
+	startCluster(t, c)
+	c.Connected()
+	waitFor(t, "the readings published and the first removed", func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return len(br.all()) == 5 && len(st.removed) == 1
+	})
+	if n := st.left(); n != 2 {
+		t.Fatalf("%d messages left in the outbox, want 2 until the next removal", n)
+	}
+}
+
+// A failed removal leaves the messages in the outbox without publishing
+// them again: the forwarder removes them again.
+func TestForwardRetriesAFailedRemoval(t *testing.T) {
+	c, st, br, _, _ := newTestCluster(t)
+	st.failRemovals = 1
+	st.add(telemetryEntry(1, "d1", 1, `{"type":"telemetry","values":{"a":1}}`))
+	startCluster(t, c)
+	c.Connected()
+	waitFor(t, "the outbox removed after a failure", func() bool { return st.left() == 0 })
+	if msgs := br.all(); len(msgs) != 3 {
+		t.Fatalf("published %d messages, want announcement, marker and one reading: %+v", len(msgs), msgs)
+	}
+}
+
 // The forwarder's rule: this hub's WebSocket readings and presence
 // changes, not MQTT ones, not a peer's, not those of a device online
 // through a peer.

@@ -17,6 +17,7 @@ import (
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/logx"
 	"github.com/telehub/telehub/internal/metrics"
+	"github.com/telehub/telehub/internal/stopper"
 )
 
 // Defaults of ExternalConfig.
@@ -45,7 +46,9 @@ type ExternalConfig struct {
 	URL string
 	// ClientID identifies the hub to the broker. Required, and stable
 	// across restarts of one hub: the broker keeps the hub's persistent
-	// session (subscriptions and unacknowledged messages) under it.
+	// session (subscriptions and unacknowledged messages) under it. With
+	// Peers, the hub opens a second connection, ClientID +
+	// PeerClientSuffix, for the messages it forwards to its peers.
 	ClientID string
 	// ShareGroup, when set, subscribes through $share/<group>/… so that the
 	// hubs of one group split the device traffic of a broker cluster.
@@ -163,22 +166,21 @@ type External struct {
 	cfg     ExternalConfig
 	ingest  mqttIngest
 	client  paho.Client
-	store   *orderedStore // the session's unacknowledged packets
+	store   *orderedStore  // the session's unacknowledged packets
+	pub     *peerPublisher // nil without Peers
 	filters map[string]byte
 	acks    externalAcks
 	answers chan externalAnswer
 	cmds    externalCommands
 	// subscribed carries the outcome of the first subscription to Start.
 	subscribed chan error
-	done       chan struct{}
-	stopped    chan struct{} // closed once wg is done after Shutdown
+	// stop ends Start and the ack, answer and command goroutines.
+	stop       *stopper.Stopper
 	disconnect sync.Once
 	log        *slog.Logger
-	wg         sync.WaitGroup // the ack and answer goroutines
 
 	mu      sync.Mutex
 	started bool
-	closed  bool
 	// subscribedOK is set while the subscriptions of the current
 	// connection hold; subErr is the error of their last attempt.
 	subscribedOK bool
@@ -205,8 +207,7 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 		answers:    make(chan externalAnswer, cfg.AnswerQueue),
 		cmds:       newExternalCommands(cfg.Commands),
 		subscribed: make(chan error, 1),
-		done:       make(chan struct{}),
-		stopped:    make(chan struct{}),
+		stop:       stopper.New(),
 		log:        cfg.Logger.With("broker", redactURL(cfg.URL)),
 	}
 	e.acks.wake = make(chan struct{}, 1)
@@ -214,6 +215,7 @@ func NewExternal(cfg ExternalConfig) (*External, error) {
 		externalCommandFilters(e.filters, sharePrefix(cfg.ShareGroup))
 	}
 	e.client = paho.NewClient(e.options())
+	e.pub = e.newPeerPublisher()
 	return e, nil
 }
 
@@ -249,30 +251,38 @@ func redactURL(raw string) string {
 
 // options returns the paho options of the hub's session.
 func (e *External) options() *paho.ClientOptions {
+	o := e.connOptions(e.cfg.ClientID, e.store).
+		SetOrderMatters(true).
+		SetAutoAckDisabled(true).
+		SetDefaultPublishHandler(e.onMessage).
+		SetOnConnectHandler(e.onConnect).
+		SetConnectionLostHandler(e.onConnectionLost)
+	e.peerOptions(o)
+	return o
+}
+
+// connOptions returns the options every connection of the hub shares: a
+// persistent session under id whose unacknowledged packets are kept in
+// store, reconnected by paho.
+func (e *External) connOptions(id string, store *orderedStore) *paho.ClientOptions {
 	c := &e.cfg
 	o := paho.NewClientOptions().
 		AddBroker(c.URL).
-		SetClientID(c.ClientID).
+		SetClientID(id).
 		SetCleanSession(false).
-		SetStore(e.store).
-		SetOrderMatters(true).
-		SetAutoAckDisabled(true).
+		SetStore(store).
 		SetAutoReconnect(true).
 		SetConnectRetry(false).
 		SetKeepAlive(c.KeepAlive).
 		SetConnectTimeout(c.ConnectTimeout).
 		SetMaxReconnectInterval(c.MaxReconnectInterval).
-		SetWriteTimeout(externalWriteTimeout).
-		SetDefaultPublishHandler(e.onMessage).
-		SetOnConnectHandler(e.onConnect).
-		SetConnectionLostHandler(e.onConnectionLost)
+		SetWriteTimeout(externalWriteTimeout)
 	if c.Username != "" {
 		o.SetUsername(c.Username).SetPassword(c.Password)
 	}
 	if c.TLS != nil {
 		o.SetTLSConfig(c.TLS)
 	}
-	e.peerOptions(o)
 	return o
 }
 
@@ -290,14 +300,26 @@ func (e *External) Start(ctx context.Context) error {
 	if err := e.begin(); err != nil {
 		return err
 	}
-	defer e.wg.Done()
+	defer e.stop.Exit()
+	if err := e.connectPeers(ctx); err != nil {
+		return err
+	}
+	if err := e.connect(ctx, e.client); err != nil {
+		return err
+	}
+	return e.awaitSubscribed(ctx)
+}
+
+// connect connects client, retrying with a backoff from 250ms doubling up
+// to MaxReconnectInterval, until ctx ends or Shutdown is called.
+func (e *External) connect(ctx context.Context, client paho.Client) error {
 	delay := externalFirstRetry
 	for {
-		tok := e.client.Connect()
+		tok := client.Connect()
 		<-tok.Done() // paho ends an attempt within ConnectTimeout
 		err := tok.Error()
 		if err == nil {
-			return e.awaitSubscribed(ctx)
+			return nil
 		}
 		e.log.Warn("mqtt broker connection failed", "error", err, "retry_in", delay)
 		if werr := e.sleep(ctx, delay); werr != nil {
@@ -308,18 +330,18 @@ func (e *External) Start(ctx context.Context) error {
 }
 
 // begin marks the client started and starts its goroutines. Start
-// counts in e.wg too, so that Shutdown disconnects only once Start returned.
+// counts in e.stop too, so that Shutdown disconnects only once Start returned.
 func (e *External) begin() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
-	case e.closed:
+	case e.stop.Stopping():
 		return ErrClosed
 	case e.started:
 		return ErrStarted
 	}
 	e.started = true
-	e.wg.Add(4)
+	e.stop.Add(4)
 	go e.ackLoop()
 	go e.answerLoop()
 	go e.commandLoop()
@@ -337,7 +359,7 @@ func (e *External) awaitSubscribed(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("subscribe at %s: %w", redactURL(e.cfg.URL), ctx.Err())
-	case <-e.done:
+	case <-e.stop.Done():
 		return ErrClosed
 	}
 }
@@ -351,13 +373,14 @@ func (e *External) sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-e.done:
+	case <-e.stop.Done():
 		return ErrClosed
 	}
 }
 
-// Connected reports whether the client is connected to the broker now.
-func (e *External) Connected() bool { return e.client.IsConnectionOpen() }
+// Connected reports whether the client is connected to the broker now
+// (in a cluster, both of its connections).
+func (e *External) Connected() bool { return e.client.IsConnectionOpen() && e.peersOpen() }
 
 // Ready returns nil when the client is connected to the broker and holds
 // its subscriptions; otherwise why not: not connected yet or any more, or
@@ -386,22 +409,14 @@ func (e *External) Ready() error {
 // disconnecting; a later call waits again.
 func (e *External) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
-	if !e.closed {
-		e.closed = true
-		close(e.done)
-		go func() {
-			defer close(e.stopped)
-			e.wg.Wait()
-		}()
-	}
+	e.stop.Stop()
 	e.mu.Unlock()
-	select {
-	case <-e.stopped:
-	case <-ctx.Done():
-		return fmt.Errorf("mqtt client shutdown: %w", ctx.Err())
+	if err := e.stop.Wait(ctx); err != nil {
+		return fmt.Errorf("mqtt client shutdown: %w", err)
 	}
 	e.disconnect.Do(func() {
 		e.client.Disconnect(externalQuiesce)
+		e.disconnectPeers()
 		e.cfg.Metrics.BrokerConnected.Set(0)
 	})
 	return nil
@@ -527,10 +542,10 @@ func (e *External) reject(in bridge.Input, err error) {
 
 // answerLoop publishes the queued error answers at QoS 0.
 func (e *External) answerLoop() {
-	defer e.wg.Done()
+	defer e.stop.Exit()
 	for {
 		select {
-		case <-e.done:
+		case <-e.stop.Done():
 			return
 		case a := <-e.answers:
 			e.client.Publish(a.topic, 0, false, a.body) // QoS 0: nothing to wait for
@@ -541,12 +556,12 @@ func (e *External) answerLoop() {
 // ackLoop acknowledges released messages in arrival order until Shutdown,
 // sending those released by then first.
 func (e *External) ackLoop() {
-	defer e.wg.Done()
+	defer e.stop.Exit()
 	var batch []paho.Message
 	for {
 		select {
 		case <-e.acks.wake:
-		case <-e.done:
+		case <-e.stop.Done():
 			for _, m := range e.acks.take(batch[:0], true) {
 				m.Ack()
 				e.acked(m)

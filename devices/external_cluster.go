@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"context"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -28,7 +29,9 @@ type Peers interface {
 }
 
 // PublishPeers publishes a cluster message at QoS 1; the token completes
-// when the broker acknowledged it. It never blocks.
+// when the broker acknowledged it. It never blocks. With Peers set it goes
+// through the client's second connection (see peerPublisher), so that its
+// acknowledgement is not read behind the device traffic.
 //
 // paho's own token does not say that: when the connection is lost first,
 // paho sends the message again after reconnecting under a token of its
@@ -37,12 +40,65 @@ type Peers interface {
 // until its PUBACK. A publish refused at once (not connected) returns
 // paho's token and its error.
 func (e *External) PublishPeers(topic string, retained bool, payload []byte) paho.Token {
-	tok := e.client.Publish(topic, 1, retained, payload)
+	client, store := e.client, e.store
+	if e.pub != nil {
+		client, store = e.pub.client, e.pub.store
+	}
+	tok := client.Publish(topic, 1, retained, payload)
 	pt, ok := tok.(*paho.PublishToken)
 	if !ok || pt.MessageID() == 0 {
 		return tok
 	}
-	return ackToken{acked: e.store.deleted(outboundKey(pt.MessageID()))}
+	return ackToken{acked: store.deleted(outboundKey(pt.MessageID()))}
+}
+
+// peerPublisher is the second connection of a hub in a cluster, with the
+// client id ClientID + PeerClientSuffix and a persistent session of its
+// own: it publishes the cluster's messages and subscribes to nothing.
+// On the device connection, a PUBACK is read only once the messages the
+// broker sent before it are handed over, and that hand-over waits when
+// the store's queue is full: a busy hub then stopped forwarding for as
+// long as its PUBACKs waited, and its peers fell behind.
+type peerPublisher struct {
+	client paho.Client
+	store  *orderedStore // the session's unacknowledged publishes
+}
+
+// PeerClientSuffix is added to ExternalConfig.ClientID for the
+// connection that publishes a hub's cluster messages.
+const PeerClientSuffix = "-peers"
+
+// newPeerPublisher returns the publisher of a hub in a cluster, nil for a
+// single hub.
+func (e *External) newPeerPublisher() *peerPublisher {
+	if e.cfg.Peers == nil {
+		return nil
+	}
+	p := &peerPublisher{store: newOrderedStore()}
+	o := e.connOptions(e.cfg.ClientID+PeerClientSuffix, p.store).
+		SetDefaultPublishHandler(func(paho.Client, paho.Message) {}) // subscribes to nothing
+	p.client = paho.NewClient(o)
+	return p
+}
+
+// connectPeers connects the publisher, when there is one, with the same
+// retries as the device connection.
+func (e *External) connectPeers(ctx context.Context) error {
+	if e.pub == nil {
+		return nil
+	}
+	return e.connect(ctx, e.pub.client)
+}
+
+// peersOpen reports whether the publisher, when there is one, is
+// connected.
+func (e *External) peersOpen() bool { return e.pub == nil || e.pub.client.IsConnectionOpen() }
+
+// disconnectPeers disconnects the publisher, when there is one.
+func (e *External) disconnectPeers() {
+	if e.pub != nil {
+		e.pub.client.Disconnect(externalQuiesce)
+	}
 }
 
 // ackToken is the token of a cluster message: done, never with an error,

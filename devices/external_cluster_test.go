@@ -2,6 +2,7 @@ package devices
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -85,5 +86,31 @@ func TestExternalPeersExcludeShareGroup(t *testing.T) {
 		ShareGroup: "g", Peers: &fakePeers{}}
 	if _, err := NewExternal(cfg); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("NewExternal: %v, want ErrInvalidConfig", err)
+	}
+}
+
+// A cluster message is acknowledged while the device connection waits on
+// the store: it goes through a connection of its own, under the hub's
+// client id with PeerClientSuffix.
+func TestExternalPeerPublishNotBehindDeviceTraffic(t *testing.T) {
+	m := mosquittotest.Start(t, "")
+	block := make(chan struct{})
+	e, fb, _, _ := startExternal(t, m, func(c *ExternalConfig) {
+		c.Peers = &fakePeers{}
+		c.Bridge.(*fakeBridge).block = block
+	})
+	defer close(block) // before Shutdown (a cleanup): the handler returns
+	device := mustDialMQTT(t, m.Addr, nil)
+	for i := range 20 {
+		device.publish(t, "devices/d1/telemetry", 1, fmt.Sprintf(`{"temp":%d}`, i))
+	}
+	waitFor(t, "the device connection's handler waiting on the store", func() bool {
+		fb.mu.Lock()
+		defer fb.mu.Unlock()
+		return fb.blocked == 1
+	})
+	tok := e.PublishPeers("telehub/c1/ws/n1/d2", false, []byte("m1"))
+	if !tok.WaitTimeout(waitGuard) || tok.Error() != nil {
+		t.Fatalf("cluster message not acknowledged while the device connection waits: %v", tok.Error())
 	}
 }

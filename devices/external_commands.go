@@ -84,10 +84,10 @@ func (c *externalCommands) take() []string {
 // commandLoop sends the unconfirmed commands of devices that came online,
 // until Shutdown.
 func (e *External) commandLoop() {
-	defer e.wg.Done()
+	defer e.stop.Exit()
 	for {
 		select {
-		case <-e.done:
+		case <-e.stop.Done():
 			return
 		case <-e.cmds.wake:
 		}

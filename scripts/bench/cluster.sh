@@ -17,7 +17,8 @@
 # BROKER_PORT (default 11883), STEADY_FROM and STEADY_TO (the window, in
 # seconds of the simulator's run, over which stored rates are taken,
 # default 5 and 15), SIM_TIMEOUT (default 180 s), TELEHUB (a telehub
-# binary to run instead of this checkout's).
+# binary to run instead of this checkout's), DEBUG_FIRST_PORT (when set,
+# hub N serves pprof on 127.0.0.1:DEBUG_FIRST_PORT+N-1 through --debug-addr).
 #
 # Results, in $BENCH_OUT: NAME.json (the simulator's summary), NAME.sim.log,
 # NAME.hN.metrics (each hub's /metrics once the replicas caught up),
@@ -66,7 +67,9 @@ broker_pid=$!
 url() { echo "http://127.0.0.1:$((first + $1 - 1))"; }
 hub_pids=()
 for n in $(seq "$hubs"); do
-  "$work/telehub" --cluster bench --node-id "h$n" --mqtt-broker "tcp://$broker" --mqtt-addr= \
+  debug=()
+  if [[ -n ${DEBUG_FIRST_PORT:-} ]]; then debug=(--debug-addr "127.0.0.1:$((DEBUG_FIRST_PORT + n - 1))"); fi
+  "$work/telehub" "${debug[@]}" --cluster bench --node-id "h$n" --mqtt-broker "tcp://$broker" --mqtt-addr= \
     --http-addr "127.0.0.1:$((first + n - 1))" --data-dir "$work/h$n" \
     --log-level warn --max-connections-per-address 0 >"$out/$name.h$n.log" 2>&1 &
   pids+=($!)
