@@ -106,11 +106,10 @@ type epochLog struct {
 // the next reading of chain generation gen; a tick of an older chain
 // (before a set_interval) does nothing.
 func (d *device) onReadingTick(at int64, gen uint32) {
-	if gen != d.readingGen || !d.s.readingsOn.Load() || d.isQuiet() {
+	now := time.Now()
+	if !d.takeDueReading(gen, now) {
 		return
 	}
-	now := time.Now()
-	d.takeReading(now)
 	d.flush()
 	d.injectFaults()
 	next, mono := at+d.period, int64(now.Sub(d.s.start))
@@ -118,6 +117,22 @@ func (d *device) onReadingTick(at int64, gen uint32) {
 		next = mono // fell behind by more than a period: do not catch up in a burst
 	}
 	d.sched.add(task{at: next, dev: d, kind: taskReading, gen: gen})
+}
+
+// takeDueReading takes a reading unless readings are off, the device is
+// quiet or gen is an older chain, and reports whether it took one. Run
+// turns readings off and then waits until no reading is pending; a hold
+// on pending, taken before readingsOn is read and released once the
+// reading counts, makes sure a tick that still found readings on is
+// waited for.
+func (d *device) takeDueReading(gen uint32, now time.Time) bool {
+	d.s.stats.pending.Add(1)
+	defer d.s.stats.pending.Add(-1)
+	if gen != d.readingGen || !d.s.readingsOn.Load() || d.isQuiet() {
+		return false
+	}
+	d.takeReading(now)
+	return true
 }
 
 // takeReading samples the models and appends the reading to the buffer.

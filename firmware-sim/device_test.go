@@ -2,6 +2,7 @@ package firmwaresim
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -217,5 +218,36 @@ func TestDeviceRebootRestartsSeqInANewEpoch(t *testing.T) {
 	}
 	if le := d.entryOf(1, 1); le != &d.log[3] || d.entryOf(0, 1) != &d.log[0] || d.entryOf(1, 2) != nil {
 		t.Fatal("entryOf does not find readings by epoch and seq")
+	}
+}
+
+// Run turns readings off, then waits until no reading is pending. A
+// reading tick that found readings still on must count as pending by
+// then, however long it takes to take the reading: a reading taken after
+// the drain found none pending would end the run unsent and unacked.
+func TestReadingTickRacingTheEndIsWaitedFor(t *testing.T) {
+	d := newTestDevice(t, Config{})
+	st := &d.s.stats
+	d.s.readingsOn.Store(true)
+	d.mu.Lock() // the tick stops in the middle, before the reading is in the buffer
+	unlock := sync.OnceFunc(d.mu.Unlock)
+	defer unlock()
+	took := make(chan bool, 1)
+	go func() { took <- d.takeDueReading(d.readingGen, time.Now()) }()
+	waitFor(t, "the tick to count as pending", func() bool { return st.pending.Load() > 0 })
+	d.s.readingsOn.Store(false)
+	drained := st.pending.Load() == 0
+	unlock()
+	if <-took && drained {
+		t.Fatal("a reading was taken after the drain found none pending")
+	}
+	if d.mu.Lock(); d.buf.Pending() > 0 {
+		d.mu.Unlock()
+		d.complete(0, 1, true)
+	} else {
+		d.mu.Unlock()
+	}
+	if n := st.pending.Load(); n != 0 {
+		t.Fatalf("pending %d once the reading is acked", n)
 	}
 }
