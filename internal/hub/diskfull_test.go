@@ -60,15 +60,30 @@ func TestDiskFull(t *testing.T) {
 		!strings.Contains(fmt.Sprint(body), "out of storage space") {
 		t.Errorf("/readyz while full: %d %v, want 503 saying the hub is out of space", code, body)
 	}
+	// A refused commit does not prove that the next one cannot fit: bbolt
+	// reuses the pages the last commits freed once no reader holds them,
+	// and a commit smaller than the refused one may fit where it did not.
+	// Each reading stored takes more room than it frees, so only a few
+	// can; the rest are refused.
 	before := logs.n.Load()
-	const refused = 100
-	for i := range refused {
+	const tries = 100
+	refused := 0
+	for i := range tries {
 		d.send(t, frame(seq+1+i))
-		if m := d.next(t); m["code"] != "storage_full" {
-			t.Fatalf("answer %v while full, want storage_full", m)
+		switch m := d.next(t); {
+		case m["code"] == "storage_full":
+			refused++
+		case m["type"] != "ack":
+			t.Fatalf("answer %v while full, want storage_full (or, rarely, an ack)", m)
 		}
 	}
-	if n := logs.n.Load() - before; n > refused/10 {
+	if refused < tries {
+		t.Logf("%d of %d readings stored while full", tries-refused, tries)
+	}
+	if refused < tries-5 {
+		t.Fatalf("%d of %d readings refused while full, want all but a few", refused, tries)
+	}
+	if n := logs.n.Load() - before; n > tries/10 {
 		t.Errorf("%d warnings and errors logged for %d refused readings, want a few", n, refused)
 	}
 
