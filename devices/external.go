@@ -257,7 +257,6 @@ func (e *External) options() *paho.ClientOptions {
 		SetDefaultPublishHandler(e.onMessage).
 		SetOnConnectHandler(e.onConnect).
 		SetConnectionLostHandler(e.onConnectionLost)
-	e.peerOptions(o)
 	return o
 }
 

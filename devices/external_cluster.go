@@ -14,9 +14,12 @@ import (
 type Peers interface {
 	// Filters are subscriptions made besides the device topics.
 	Filters() map[string]byte
-	// Will is the client's last will, published retained at QoS 1.
+	// Will is the client's last will, published retained at QoS 1 when
+	// the connection that publishes the cluster's messages dies.
 	Will() (topic string, payload []byte)
-	// Connected is called after each connection once subscribed.
+	// Connected is called after each connection: of the device
+	// connection once subscribed, and of the publishing connection (which
+	// replaces the will it left, if any, by announcing the hub again).
 	Connected()
 	// Message sees every message first; for one of the cluster's topics it
 	// returns true and calls done exactly once (after the commit of what it
@@ -54,8 +57,8 @@ func (e *External) PublishPeers(topic string, retained bool, payload []byte) pah
 
 // peerPublisher is the second connection of a hub in a cluster, with the
 // client id ClientID + PeerClientSuffix and a persistent session of its
-// own: it publishes the cluster's messages and subscribes to nothing.
-// On the device connection, a PUBACK is read only once the messages the
+// own: it publishes the cluster's messages, carries the cluster's will
+// (see peerOptions) and subscribes to nothing. On the device connection, a PUBACK is read only once the messages the
 // broker sent before it are handed over, and that hand-over waits when
 // the store's queue is full: a busy hub then stopped forwarding for as
 // long as its PUBACKs waited, and its peers fell behind.
@@ -76,7 +79,9 @@ func (e *External) newPeerPublisher() *peerPublisher {
 	}
 	p := &peerPublisher{store: newOrderedStore()}
 	o := e.connOptions(e.cfg.ClientID+PeerClientSuffix, p.store).
-		SetDefaultPublishHandler(func(paho.Client, paho.Message) {}) // subscribes to nothing
+		SetDefaultPublishHandler(func(paho.Client, paho.Message) {}). // subscribes to nothing
+		SetOnConnectHandler(func(paho.Client) { e.peersConnected() })
+	e.peerOptions(o)
 	p.client = paho.NewClient(o)
 	return p
 }
@@ -131,7 +136,12 @@ func withPeerFilters(filters map[string]byte, p Peers) map[string]byte {
 	return filters
 }
 
-// peerOptions sets the cluster's will.
+// peerOptions sets the cluster's will on the connection that publishes the
+// cluster's messages. The broker handles one connection's packets in
+// order, so the will, sent when that connection dies, comes after every
+// presence change the hub forwarded on it; on the device connection it
+// could overtake the last of them (both connections end at once when the
+// hub dies), and a peer would keep a device of the dead hub online.
 func (e *External) peerOptions(o *paho.ClientOptions) {
 	if e.cfg.Peers == nil {
 		return
@@ -145,7 +155,8 @@ func (e *External) peerMessage(m paho.Message, slot *externalAck) bool {
 	return e.cfg.Peers != nil && e.cfg.Peers.Message(m.Topic(), m.Payload(), slot.committed)
 }
 
-// peersConnected tells the cluster the client is connected and subscribed.
+// peersConnected tells the cluster a connection of the client is up (the
+// device connection subscribed, or the publishing connection).
 func (e *External) peersConnected() {
 	if e.cfg.Peers != nil {
 		e.cfg.Peers.Connected()

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/telehub/telehub/bridge"
 	"github.com/telehub/telehub/internal/mosquittotest"
 )
@@ -58,9 +60,10 @@ func TestExternalPeers(t *testing.T) {
 	m := mosquittotest.Start(t, "")
 	peers := &fakePeers{}
 	e, fb, _, _ := startExternal(t, m, func(c *ExternalConfig) { c.Peers = peers })
-	if n, _, _ := peers.state(); n != 1 {
-		t.Fatalf("Connected called %d times after Start", n)
-	}
+	waitFor(t, "Connected once for each of the two connections", func() bool {
+		n, _, _ := peers.state()
+		return n == 2
+	})
 	if tok := e.PublishPeers("telehub/c1/ws/n2/d1", false, []byte("m1")); !tok.WaitTimeout(waitGuard) || tok.Error() != nil {
 		t.Fatalf("PublishPeers: %v", tok.Error())
 	}
@@ -112,5 +115,73 @@ func TestExternalPeerPublishNotBehindDeviceTraffic(t *testing.T) {
 	tok := e.PublishPeers("telehub/c1/ws/n1/d2", false, []byte("m1"))
 	if !tok.WaitTimeout(waitGuard) || tok.Error() != nil {
 		t.Fatalf("cluster message not acknowledged while the device connection waits: %v", tok.Error())
+	}
+}
+
+// The will rides on the connection that publishes the cluster's messages,
+// after everything the hub forwarded on it: it is sent when that
+// connection is cut, not the device connection, and the hub announces
+// itself again when that connection is back.
+func TestExternalPeersWillOnPublishingConnection(t *testing.T) {
+	m := mosquittotest.Start(t, "")
+	peers := &fakePeers{}
+	e, _, _, _ := startExternal(t, m, func(c *ExternalConfig) { c.Peers = peers })
+	waitFor(t, "both connections up", func() bool {
+		n, _, _ := peers.state()
+		return n == 2
+	})
+	const willTopic = "telehub/c1/presence/n1"
+	seen := make(chan string, 8)
+	watcher := mustDialMQTT(t, m.Addr, nil)
+	if tok := watcher.Subscribe(willTopic, 1, func(_ paho.Client, msg paho.Message) {
+		seen <- string(msg.Payload())
+	}); !tok.WaitTimeout(waitGuard) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	// untilBarrier publishes a barrier on the will's topic and returns
+	// what the watcher got before it: a will the broker sent when it cut
+	// a connection comes before the barrier.
+	untilBarrier := func() []string {
+		t.Helper()
+		if tok := watcher.Publish(willTopic, 1, false, "barrier"); !tok.WaitTimeout(waitGuard) || tok.Error() != nil {
+			t.Fatalf("publish barrier: %v", tok.Error())
+		}
+		var got []string
+		for {
+			select {
+			case p := <-seen:
+				if p == "barrier" {
+					return got
+				}
+				got = append(got, p)
+			case <-time.After(waitGuard):
+				t.Fatalf("no barrier; got %q", got)
+			}
+		}
+	}
+	opts := e.client.OptionsReader()
+	id := opts.ClientID()
+
+	// Taking the device connection's client id over cuts it: no will.
+	n, _, _ := peers.state()
+	mustDialMQTT(t, m.Addr, func(o *paho.ClientOptions) { o.SetClientID(id) })
+	waitFor(t, "the device connection back", func() bool {
+		now, _, _ := peers.state()
+		return now > n && e.Connected()
+	})
+	if got := untilBarrier(); len(got) != 0 {
+		t.Fatalf("cutting the device connection sent %q", got)
+	}
+
+	// Taking the publishing connection's over sends the will, and the
+	// cluster is told of the new connection, to announce the hub again.
+	n, _, _ = peers.state()
+	mustDialMQTT(t, m.Addr, func(o *paho.ClientOptions) { o.SetClientID(id + PeerClientSuffix) })
+	waitFor(t, "the publishing connection back", func() bool {
+		now, _, _ := peers.state()
+		return now > n && e.Connected()
+	})
+	if got := untilBarrier(); len(got) != 1 || got[0] != "offline" {
+		t.Fatalf("cutting the publishing connection sent %q, want the will", got)
 	}
 }
