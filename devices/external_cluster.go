@@ -58,10 +58,11 @@ func (e *External) PublishPeers(topic string, retained bool, payload []byte) pah
 // peerPublisher is the second connection of a hub in a cluster, with the
 // client id ClientID + PeerClientSuffix and a persistent session of its
 // own: it publishes the cluster's messages, carries the cluster's will
-// (see peerOptions) and subscribes to nothing. On the device connection, a PUBACK is read only once the messages the
-// broker sent before it are handed over, and that hand-over waits when
-// the store's queue is full: a busy hub then stopped forwarding for as
-// long as its PUBACKs waited, and its peers fell behind.
+// (see peerOptions) and subscribes to nothing. On the device connection,
+// a PUBACK is read only once the messages the broker sent before it are
+// handed over, and that hand-over waits when the store's queue is full: a
+// busy hub then stopped forwarding for as long as its PUBACKs waited, and
+// its peers fell behind.
 type peerPublisher struct {
 	client paho.Client
 	store  *orderedStore // the session's unacknowledged publishes
