@@ -5,13 +5,14 @@ import (
 	"io"
 	"net"
 	"runtime"
-	"runtime/metrics"
 	"testing"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/telehub/telehub/internal/memstat"
 )
 
 // BenchmarkMochiIdleClient measures what an idle client costs mochi-mqtt
@@ -48,7 +49,7 @@ func benchMochiIdle(b *testing.B, opts mqtt.Options, n int) {
 		b.Fatal(err)
 	}
 	defer func() { _ = server.Close() }()
-	heap0, stack0 := memNow()
+	heap0, stack0 := memstat.Live()
 	g0 := runtime.NumGoroutine()
 	conns := make([]net.Conn, 0, n)
 	defer func() {
@@ -69,32 +70,19 @@ func benchMochiIdle(b *testing.B, opts mqtt.Options, n int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	heap1, stack1 := memNow()
+	heap1, stack1 := memstat.Live()
 	for _, c := range conns {
 		if err := mochiPing(c); err != nil {
 			b.Fatal(err)
 		}
 	}
-	heap2, stack2 := memNow()
+	heap2, stack2 := memstat.Live()
 	per := func(v1, v0 uint64) float64 { return (float64(v1) - float64(v0)) / float64(n) }
 	b.ReportMetric(per(stack1, stack0), "stack-B/conn")
 	b.ReportMetric(per(heap1, heap0), "heap-B/conn")
 	b.ReportMetric(per(stack2, stack0), "stack-after-ping-B/conn")
 	b.ReportMetric(per(heap2, heap0), "heap-after-ping-B/conn")
 	b.ReportMetric(float64(runtime.NumGoroutine()-g0)/float64(n), "goroutines/conn")
-}
-
-// memNow returns the live heap and the goroutine stacks after two GCs
-// (stacks that shrink at the first are counted small).
-func memNow() (heap, stacks uint64) {
-	runtime.GC()
-	runtime.GC()
-	s := []metrics.Sample{
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/memory/classes/heap/stacks:bytes"},
-	}
-	metrics.Read(s)
-	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
 
 // mochiIdleConnect sends an MQTT 3.1.1 CONNECT (clean session, keepalive

@@ -6,11 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"runtime/metrics"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/telehub/telehub/internal/memstat"
 )
 
 // BenchmarkIdleConnMemory opens many idle connections of each kind (MQTT
@@ -107,7 +108,7 @@ func benchIdle(b *testing.B, kind string, n int) {
 		}
 	}()
 	for range b.N {
-		heap0, stack0 := liveMemory()
+		heap0, stack0 := memstat.Live()
 		g0 := runtime.NumGoroutine()
 		id0 := h.store.LastID()
 		cl := startIdleClients(b, h, kind, n)
@@ -117,7 +118,7 @@ func benchIdle(b *testing.B, kind string, n int) {
 		// queued ones would be counted as the connections' memory.
 		want := id0 + uint64(idleEvents[kind]*n)
 		waitForBench(b, "events stored", func() bool { return h.store.LastID() >= want })
-		heap1, stack1 := liveMemory()
+		heap1, stack1 := memstat.Live()
 		g1 := runtime.NumGoroutine()
 		cl.stop(b)
 		b.ReportMetric(float64(heap1+stack1-heap0-stack0)/float64(n), "B/conn")
@@ -132,19 +133,6 @@ func benchIdle(b *testing.B, kind string, n int) {
 // WebSocket device's presence (online), a used device's reading too (an
 // MQTT device's presence begins with its first publish).
 var idleEvents = map[string]int{"ws": 1, "ws-used": 2, "mqtt-used": 2}
-
-// liveMemory returns the live heap and the goroutine stacks after a GC.
-// Two GCs, so stacks that shrink at the first are counted small.
-func liveMemory() (heap, stacks uint64) {
-	runtime.GC()
-	runtime.GC()
-	s := []metrics.Sample{
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/memory/classes/heap/stacks:bytes"},
-	}
-	metrics.Read(s)
-	return s[0].Value.Uint64(), s[1].Value.Uint64()
-}
 
 // idleClients is the child process holding the connections.
 type idleClients struct {
