@@ -149,17 +149,23 @@ func presenceData(topic, device string, p *Presence, at time.Time) []byte {
 	b = jsonx.AppendString(b, topic)
 	b = append(b, `,"device":`...)
 	b = jsonx.AppendString(b, device)
-	b = append(b, `,"online":`...)
+	b = p.AppendMembers(append(b, ','))
+	b = append(b, `,"ts":"`...)
+	b = AppendTime(b, at)
+	return append(b, `"}`...)
+}
+
+// AppendMembers appends p's members as JSON object members, without
+// braces: "online", "transport", "reason" and "session", in that order.
+func (p *Presence) AppendMembers(b []byte) []byte {
+	b = append(b, `"online":`...)
 	b = strconv.AppendBool(b, p.Online)
 	b = append(b, `,"transport":`...)
 	b = jsonx.AppendString(b, p.Transport)
 	b = append(b, `,"reason":`...)
 	b = jsonx.AppendString(b, p.Reason)
 	b = append(b, `,"session":`...)
-	b = strconv.AppendUint(b, p.Session, 10)
-	b = append(b, `,"ts":"`...)
-	b = AppendTime(b, at)
-	return append(b, `"}`...)
+	return strconv.AppendUint(b, p.Session, 10)
 }
 
 // errorData is what an errors/{device} event says.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/telehub/telehub/bridge"
-	"github.com/telehub/telehub/internal/jsonx"
 	"github.com/telehub/telehub/storage"
 )
 
@@ -68,14 +67,7 @@ func presenceBody(device string, p *bridge.Presence, at time.Time) []byte {
 	b = outboxHeader(b, outboxPresence, 1, device)
 	b = append(b, `{"seen":`...)
 	b = strconv.AppendInt(b, at.UnixMilli(), 10)
-	b = append(b, `,"presence":{"online":`...)
-	b = strconv.AppendBool(b, p.Online)
-	b = append(b, `,"transport":`...)
-	b = jsonx.AppendString(b, p.Transport)
-	b = append(b, `,"reason":`...)
-	b = jsonx.AppendString(b, p.Reason)
-	b = append(b, `,"session":`...)
-	b = strconv.AppendUint(b, p.Session, 10)
+	b = p.AppendMembers(append(b, `,"presence":{`...))
 	return append(b, "}}"...)
 }
 
