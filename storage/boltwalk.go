@@ -48,6 +48,9 @@ func (d Damage) Held() string {
 	case string(bucketOrigins):
 		return "origin ids of peer hubs' devices " + keyBounds(d.From, d.To, originName)
 	}
+	if held := heldCommands(d.Bucket, d.From, d.To); held != "" {
+		return held
+	}
 	return "keys of bucket " + d.Bucket + " " + keyBounds(d.From, d.To, quoteKey)
 }
 
@@ -92,8 +95,8 @@ func stateName(k []byte) string {
 type boltWalk struct {
 	bf *boltFile
 	// open, when set, is called on entering a bucket, before its keys;
-	// path names it from the top.
-	open func(path [][]byte) error
+	// path names it from the top, seq is the bucket's sequence.
+	open func(path [][]byte, seq uint64) error
 	// put, when set, is called with each key and value; they are valid
 	// only during the call.
 	put func(path [][]byte, k, v []byte) error
@@ -191,7 +194,7 @@ func (w *boltWalk) bucket(id uint64, k, v []byte, depth int) error {
 		return nil
 	}
 	if w.open != nil {
-		if err := w.open(w.path); err != nil {
+		if err := w.open(w.path, byteOrder.Uint64(v[8:])); err != nil {
 			return err
 		}
 	}

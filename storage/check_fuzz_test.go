@@ -40,6 +40,9 @@ func smallFile(tb testing.TB) []byte {
 		if err := putClusterKeys(tx); err != nil {
 			return err
 		}
+		if err := putCommandKeys(tx); err != nil {
+			return err
+		}
 		meta, err := tx.CreateBucket(bucketMeta)
 		if err != nil {
 			return err
@@ -79,6 +82,47 @@ func putClusterKeys(tx *bolt.Tx) error {
 	}
 	for i, device := range []string{"d1", "d2"} {
 		if err := origins.Put([]byte(originKey("hub-b", device)), putID(nil, uint64(i+7))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putCommandKeys puts two commands, one of them a peer's, with their
+// index, pending list and peer id, and an index entry of a lost one.
+func putCommandKeys(tx *bolt.Tx) error {
+	cmds := []string{
+		`{"id":"0000000000000001","device":"d","name":"reboot","params":{"n":1},"state":"sent",` +
+			`"created":"2026-11-25T10:00:00.000Z","expires":"2026-11-25T11:00:00.000Z","updated":"2026-11-25T10:00:01.000Z"}`,
+		`{"id":"0123456789ab-0000000000000007","device":"d","name":"reboot","state":"succeeded",` +
+			`"created":"2026-11-25T10:00:00.000Z","expires":"2026-11-25T11:00:00.000Z","updated":"2026-11-25T10:00:02.000Z",` +
+			`"status":"ok","result":{"x":2}}`,
+	}
+	buckets := make(map[string]*bolt.Bucket)
+	for _, name := range [][]byte{bucketCommands, bucketCommandIndex, bucketCommandPending, bucketCommandPeers} {
+		b, err := tx.CreateBucket(name)
+		if err != nil {
+			return err
+		}
+		buckets[string(name)] = b
+	}
+	if err := buckets[string(bucketCommands)].SetSequence(3); err != nil {
+		return err
+	}
+	puts := []struct {
+		bucket []byte
+		k, v   []byte
+	}{
+		{bucketCommands, putSeq(1), []byte(cmds[0])},
+		{bucketCommands, putSeq(2), []byte(cmds[1])},
+		{bucketCommandIndex, deviceKey("d", 1), nil},
+		{bucketCommandIndex, deviceKey("d", 2), nil},
+		{bucketCommandIndex, deviceKey("d", 3), nil},
+		{bucketCommandPending, deviceKey("d", 1), nil},
+		{bucketCommandPeers, []byte("0123456789ab-0000000000000007"), putSeq(2)},
+	}
+	for _, p := range puts {
+		if err := buckets[string(p.bucket)].Put(p.k, p.v); err != nil {
 			return err
 		}
 	}

@@ -28,6 +28,14 @@ type RecoverReport struct {
 	// peer hub and device), which make a peer's message sent again a
 	// duplicate.
 	Outbox, Origins int
+	// Commands counts the command records copied (with, in a cluster, the
+	// replicas of the peer hubs' commands); PendingCommands those of them
+	// not yet in a final state, which the hub delivers once it starts.
+	Commands, PendingCommands int
+	// CommandKeysFixed counts the entries of the commands' index, pending
+	// list and peer ids that did not agree with the command records
+	// copied, and were dropped or added.
+	CommandKeysFixed int
 	// Other counts the other keys copied: the file's identity, format and
 	// id high-water mark, and any bucket this version does not know.
 	Other int
@@ -51,9 +59,10 @@ type RecoverReport struct {
 
 // Recover copies everything readable of the data file from into a new data
 // file to: every event record, device record, latest state, the file's
-// identity and, for a hub in a cluster, the messages waiting to be
-// forwarded and the peers' origin ids (recover_cluster.go), skipping the
-// damaged parts, which the report lists. It never
+// identity, the commands to devices (recover_commands.go) and, for a hub
+// in a cluster, the messages waiting to be forwarded and the peers'
+// origin ids (recover_cluster.go), skipping the damaged parts, which the
+// report lists. It never
 // changes from, and refuses a to that exists. The new file passes Check
 // and opens as a store; on an error it is removed.
 func Recover(from, to string) (rep RecoverReport, err error) {
@@ -108,7 +117,7 @@ func copyReadable(rep *RecoverReport, src *os.File, size int64, db *bolt.DB) err
 		return nil
 	}
 	rep.Note = bf.metaNote
-	c := &copier{db: db, rep: rep}
+	c := &copier{db: db, rep: rep, skippedCommands: make(map[uint64]bool)}
 	if err := c.begin(); err != nil {
 		return err
 	}
@@ -117,19 +126,20 @@ func copyReadable(rep *RecoverReport, src *os.File, size int64, db *bolt.DB) err
 	rep.Damage, rep.DamageCount = w.damage, w.damaged
 	// The store's open takes the id high-water mark past the last event
 	// copied, when the meta bucket's was lost.
-	if err := c.finish(walkErr); err != nil || w.damaged == 0 {
+	if err := c.finish(walkErr); err != nil {
 		return err
 	}
-	sv := newSalvager(bf, db, &w)
-	if err := sv.run(); err != nil {
-		return fmt.Errorf("salvage: %w", err)
+	lost := func(seq uint64) bool { return c.skippedCommands[seq] }
+	if w.damaged > 0 {
+		sv, err := salvage(rep, bf, db, &w)
+		if err != nil {
+			return err
+		}
+		lost = func(seq uint64) bool { return c.skippedCommands[seq] || sv.wanted(bucketCommands, putSeq(seq)) }
 	}
-	rep.Salvaged = Salvaged{Records: sv.nRecords, Devices: sv.nDevices, Outbox: sv.nOutbox, Origins: sv.nOrigins, Conflicts: sv.conflicts}
-	rep.Records += sv.nRecords
-	rep.Events += sv.nEvents
-	rep.Devices += sv.nDevices
-	rep.Outbox += sv.nOutbox
-	rep.Origins += sv.nOrigins
+	if err := settleCommands(db, rep, lost); err != nil {
+		return fmt.Errorf("commands: %w", err)
+	}
 	return db.View(func(tx *bolt.Tx) error {
 		if meta := tx.Bucket(bucketMeta); meta != nil && rep.Identity == "" {
 			rep.Identity = string(meta.Get(metaIdentity))
@@ -138,13 +148,31 @@ func copyReadable(rep *RecoverReport, src *os.File, size int64, db *bolt.DB) err
 	})
 }
 
+// salvage reads the pages the walk w did not reach and counts what it
+// found in rep.
+func salvage(rep *RecoverReport, bf *boltFile, db *bolt.DB, w *boltWalk) (*salvager, error) {
+	sv := newSalvager(bf, db, w)
+	if err := sv.run(); err != nil {
+		return nil, fmt.Errorf("salvage: %w", err)
+	}
+	rep.Salvaged = Salvaged{Records: sv.nRecords, Devices: sv.nDevices, Outbox: sv.nOutbox, Origins: sv.nOrigins,
+		Commands: sv.nCommands, Conflicts: sv.conflicts}
+	rep.Records += sv.nRecords
+	rep.Events += sv.nEvents
+	rep.Devices += sv.nDevices
+	rep.Outbox += sv.nOutbox
+	rep.Origins += sv.nOrigins
+	return sv, nil
+}
+
 // Salvaged counts what Recover found on pages the damaged file no longer
 // led to: lost pages are often still in the file, and so are older copies
 // of pages.
 type Salvaged struct {
 	// Records counts the event records found again (RecoverReport counts
-	// them, and their events, too); Conflicts the event records and outbox
-	// messages dropped because two differing copies were found.
+	// them, and their events, too); Conflicts the event records, outbox
+	// messages and commands dropped because two differing copies were
+	// found.
 	Records, Conflicts int
 	// Devices counts the device records found again (RecoverReport counts
 	// them too): the latest copy found, which may be older than the lost
@@ -158,6 +186,11 @@ type Salvaged struct {
 	// too): the highest copy found, which may be older than the lost one,
 	// so that a peer's message sent again may be stored twice.
 	Origins int
+	// Commands counts the command records found again (RecoverReport
+	// counts them too): of several copies the one furthest along, which
+	// may be behind the lost one. CommandsFromLog counts the commands
+	// made again from their last event in the log, or brought up to it.
+	Commands, CommandsFromLog int
 }
 
 // copier writes the keys of a walk into the new file, in transactions of
@@ -169,6 +202,9 @@ type copier struct {
 	b    *bolt.Bucket // the bucket of path in tx
 	path [][]byte
 	keys int // keys in tx
+	// skippedCommands holds the seqs of the command records skipped as
+	// undecodable: made again from the log where it can.
+	skippedCommands map[uint64]bool
 }
 
 func (c *copier) begin() error {
@@ -189,10 +225,14 @@ func (c *copier) finish(err error) error {
 	return c.tx.Commit()
 }
 
-// open creates the bucket at path.
-func (c *copier) open(path [][]byte) error {
-	_, err := c.bucket(path)
-	return err
+// open creates the bucket at path with the sequence seq: the commands
+// bucket numbers new commands from it.
+func (c *copier) open(path [][]byte, seq uint64) error {
+	b, err := c.bucket(path)
+	if err != nil || seq <= b.Sequence() {
+		return err
+	}
+	return b.SetSequence(seq)
 }
 
 // bucket returns the bucket at path in the current transaction, creating
@@ -285,6 +325,14 @@ func (c *copier) keep(path [][]byte, k, v []byte) bool {
 		if err = checkOrigin(k, v); err == nil {
 			c.rep.Origins++
 		}
+	case string(bucketCommands): // counted once settled (recover_commands.go)
+		if _, err = checkCommand(k, v); err != nil && len(k) == 8 {
+			c.skippedCommands[getID(k)] = true
+		}
+	case string(bucketCommandIndex), string(bucketCommandPending):
+		err = checkCommandKey(k, v)
+	case string(bucketCommandPeers):
+		err = checkCommandPeer(k, v)
 	default:
 		c.rep.Other++
 	}
@@ -334,8 +382,10 @@ func (c *copier) keepMeta(k, v []byte) error {
 // keyName describes key k of bucket b for a report.
 func keyName(b, k []byte) string {
 	switch {
-	case (bytes.Equal(b, bucketEvents) || bytes.Equal(b, bucketOutbox)) && len(k) == 8:
+	case (bytes.Equal(b, bucketEvents) || bytes.Equal(b, bucketOutbox) || bytes.Equal(b, bucketCommands)) && len(k) == 8:
 		return fmt.Sprint(getID(k))
+	case bytes.Equal(b, bucketCommandIndex) || bytes.Equal(b, bucketCommandPending):
+		return commandKeyName(k)
 	case bytes.Equal(b, bucketState):
 		return stateName(k)
 	case bytes.Equal(b, bucketOrigins):

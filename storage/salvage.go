@@ -21,7 +21,8 @@ import (
 //     the lost one, so a resend of a reading stored since can be stored
 //     twice, never lost;
 //   - the store identity, which never changes;
-//   - outbox messages and origin ids (recover_cluster.go).
+//   - outbox messages and origin ids (recover_cluster.go);
+//   - command records and peers' command ids (recover_commands.go).
 // Latest states are not taken: an older copy cannot be told from the last.
 
 // salvager copies from unreached pages into the new file the keys of the
@@ -36,14 +37,19 @@ type salvager struct {
 
 	nRecords, nEvents, nDevices int // copied
 	nOutbox, nOrigins           int // copied
+	nCommands                   int // copied
 	conflicts                   int // event records and outbox messages dropped for differing copies
 	// found holds the ids of the event records salvage copied, true, and
 	// of those it dropped, false; outboxFound the same of outbox messages.
 	found, outboxFound map[uint64]bool
+	// cmdFound holds the seqs of the command records salvage copied, true,
+	// and of those it dropped, false.
+	cmdFound map[uint64]bool
 }
 
 func newSalvager(bf *boltFile, db *bolt.DB, w *boltWalk) *salvager {
-	sv := &salvager{bf: bf, db: db, lost: w.damage, found: make(map[uint64]bool), outboxFound: make(map[uint64]bool)}
+	sv := &salvager{bf: bf, db: db, lost: w.damage, found: make(map[uint64]bool), outboxFound: make(map[uint64]bool),
+		cmdFound: make(map[uint64]bool)}
 	sv.all = w.damaged > len(w.damage)
 	for _, d := range w.damage {
 		sv.all = sv.all || d.Bucket == ""
@@ -122,6 +128,10 @@ func (sv *salvager) page(tx *bolt.Tx, id uint64) error {
 		return sv.outbox(tx, p)
 	case p.all(isOrigin):
 		return sv.origins(tx, p)
+	case p.all(isCommand):
+		return sv.commands(tx, p)
+	case p.all(isCommandPeer):
+		return sv.commandPeers(tx, p)
 	}
 	return nil
 }

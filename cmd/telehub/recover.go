@@ -11,8 +11,9 @@ import (
 
 const recoverHelp = `
 Copies every readable event, latest state and device record (with the last
-seq, which deduplicates resends) of a damaged data file into a new file, and,
-for a hub in a cluster, the messages not yet forwarded to the peer hubs and
+seq, which deduplicates resends) and every command to devices (checked, with
+its pending list and index rebuilt from the commands) of a damaged data file
+into a new file, and, for a hub in a cluster, the messages not yet forwarded to the peer hubs and
 the highest ids stored of each peer's messages (which deduplicate them); it
 says what it saved and what it could not. The damaged file is not changed;
 the new file must not exist. Stop the hub first; start it on the new file
@@ -62,6 +63,13 @@ func printRecovery(w io.Writer, to string, rep storage.RecoverReport) {
 	fmt.Fprintf(w, "wrote %s\n", to)
 	fmt.Fprintf(w, "saved: %d events (%d records), %d device records, %d latest states, %d other keys\n",
 		rep.Events, rep.Records, rep.Devices, rep.States, rep.Other)
+	if rep.Commands+rep.CommandKeysFixed > 0 {
+		fmt.Fprintf(w, "commands: %d (%d not yet final: the hub delivers them once it starts)", rep.Commands, rep.PendingCommands)
+		if rep.CommandKeysFixed > 0 {
+			fmt.Fprintf(w, "; %d entries of their index, pending list or peer ids did not match the commands and were dropped or added", rep.CommandKeysFixed)
+		}
+		fmt.Fprintln(w)
+	}
 	if rep.Outbox+rep.Origins > 0 {
 		fmt.Fprintf(w, "cluster: %d messages waiting to be forwarded to the peer hubs, %d origin ids of peers' devices\n",
 			rep.Outbox, rep.Origins)
@@ -77,8 +85,12 @@ func printRecovery(w io.Writer, to string, rep storage.RecoverReport) {
 	}
 	if s := rep.Salvaged; s.Records+s.Devices+s.Conflicts > 0 {
 		fmt.Fprintf(w, "found again on pages the file no longer led to: %d event records, %d device records (the newest copy found; "+
-			"a device's last seq may be older than the lost one, so a resend may be stored twice); %d event records or outbox messages dropped for differing copies\n",
+			"a device's last seq may be older than the lost one, so a resend may be stored twice); %d event records, outbox messages or commands dropped for differing copies\n",
 			s.Records, s.Devices, s.Conflicts)
+	}
+	if s := rep.Salvaged; s.Commands+s.CommandsFromLog > 0 {
+		fmt.Fprintf(w, "found again for commands: %d command records (the copy furthest along; it may be behind the lost one), "+
+			"%d commands made again from, or brought up to, their last event in the log\n", s.Commands, s.CommandsFromLog)
 	}
 	if s := rep.Salvaged; s.Outbox+s.Origins > 0 {
 		fmt.Fprintf(w, "found again for the cluster: %d messages to forward (one forwarded already is sent again; the peers store it once), "+

@@ -123,3 +123,43 @@ func TestRecoverFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoverPrintsCommands: telehub recover says how many commands it
+// carried and how many of them are still to be delivered.
+func TestRecoverPrintsCommands(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "telehub.db")
+	now := time.Unix(1_000_000, 0)
+	s, err := storage.Open(storage.Config{Path: path, NoFsync: true, Logger: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return now }, MaxAge: 1 << 62})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan bridge.Result, 1)
+	submit := func(op *bridge.CommandOp) {
+		t.Helper()
+		if err := s.Submit(&bridge.Write{Device: "d1", Command: op, Done: func(r bridge.Result) { done <- r }}); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-done; r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	var ids []string
+	for range 2 {
+		op := &bridge.CommandOp{Create: &bridge.Command{Name: "reboot", Expires: now.Add(time.Hour)}}
+		submit(op)
+		ids = append(ids, op.Out.ID)
+	}
+	submit(&bridge.CommandOp{ID: ids[0], To: bridge.CommandCanceled})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"recover", "--from", path, "--to", filepath.Join(dir, "new.db")}, noEnv, &out, &errOut); code != 0 {
+		t.Fatalf("recover: exit %d; %s", code, errOut.String())
+	}
+	if want := "commands: 2 (1 not yet final"; !strings.Contains(out.String(), want) {
+		t.Errorf("recover printed %q, want %q", out.String(), want)
+	}
+}
