@@ -199,7 +199,7 @@ func TestCommandREST(t *testing.T) {
 	cfg := testConfig(t)
 	h := startHub(t, cfg)
 	for _, body := range []string{`{"name":"a/b"}`, `{"name":"x","params":[1]}`, `{"name":"x","ttl":"8d"}`,
-		`{"name":"x","ttl":"200h"}`, `{"name":"x","bogus":1}`, `not json`} {
+		`{"name":"x","ttl":"200h"}`, `{"name":"x","ttl":"0s"}`, `{"name":"x","ttl":"-5m"}`, `{"name":"x","bogus":1}`, `not json`} {
 		if st := doJSON(t, h, http.MethodPost, "/v1/devices/d1/commands", body, nil); st != http.StatusBadRequest {
 			t.Errorf("create %s: %d, want 400", body, st)
 		}
