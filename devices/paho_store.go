@@ -76,11 +76,21 @@ func (s *orderedStore) Put(key string, pk packets.ControlPacket) {
 	s.order = append(s.order, orderedKey{key: key, num: s.next})
 }
 
-// Get returns the packet stored under key, or nil.
+// Get returns the packet stored under key, or nil; a publish is a copy
+// (its payload shared). paho reads the store when a connection comes up
+// and sets the DUP flag of each publish it sends again, while a publish
+// made once the connection was up, already stored and on its way out, is
+// being written by the connection's writer: on the stored packet itself
+// that flag would be a data race.
 func (s *orderedStore) Get(key string) packets.ControlPacket {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.msgs[key].pk
+	pk := s.msgs[key].pk
+	if p, ok := pk.(*packets.PublishPacket); ok {
+		c := *p
+		return &c
+	}
+	return pk
 }
 
 // All returns the stored keys in the order they were first put.

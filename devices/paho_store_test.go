@@ -80,3 +80,22 @@ func TestOrderedStoreDeleted(t *testing.T) {
 		t.Fatalf("%d keys still watched after Reset", len(s.gone))
 	}
 }
+
+// A publish read back is a copy: paho sets its DUP flag to send it again
+// while the connection's writer may still be writing the one stored.
+func TestOrderedStoreGetCopiesPublish(t *testing.T) {
+	s := newOrderedStore()
+	p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+	p.MessageID, p.Qos, p.Payload = 3, 1, []byte("m")
+	s.Put("o.3", p)
+	got := s.Get("o.3").(*packets.PublishPacket)
+	got.Dup = true
+	if p.Dup || got == p || got.MessageID != 3 || string(got.Payload) != "m" {
+		t.Fatalf("Get returned %+v for %+v, want a copy", got, p)
+	}
+	rel := packets.NewControlPacket(packets.Pubrel)
+	s.Put("o.4", rel)
+	if s.Get("o.4") != rel {
+		t.Fatal("Get of a PUBREL returned another packet")
+	}
+}
