@@ -250,7 +250,8 @@ func (c *Cluster) Connected() {
 }
 
 // Rejoined is called by the broker client when the connection the hub
-// forwards on is back after it was lost: the broker sent the will, and
+// forwards on is back after it was lost: the broker sent the will (as a
+// rule; a peer that got none stores the online events as repeats), and
 // the peers marked the WebSocket devices connected here offline. The
 // forwarder then has their presence stated again (Local.Restate): each
 // is a presence write of its own, kept in the outbox and forwarded in id

@@ -24,8 +24,9 @@ type Peers interface {
 	Connected()
 	// Rejoined is called when the publishing connection is back after it
 	// was lost, before Connected: the broker sent the will that connection
-	// carried, so the peers took the devices connected through this hub
-	// for offline. It must not block.
+	// carried (unless the new connection took the old one's session over
+	// before the broker saw it end), so the peers took the devices
+	// connected through this hub for offline. It must not block.
 	Rejoined()
 	// Message sees every message first; for one of the cluster's topics it
 	// returns true and calls done exactly once (after the commit of what it

@@ -81,17 +81,20 @@ func TestOrderedStoreDeleted(t *testing.T) {
 	}
 }
 
-// A publish read back is a copy: paho sets its DUP flag to send it again
-// while the connection's writer may still be writing the one stored.
-func TestOrderedStoreGetCopiesPublish(t *testing.T) {
+// The store keeps a copy of a publish and hands out copies: paho writes
+// the length of the one it sends and the DUP flag of one it reads back,
+// while the connection's writer may still be writing another.
+func TestOrderedStoreCopiesPublish(t *testing.T) {
 	s := newOrderedStore()
 	p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
 	p.MessageID, p.Qos, p.Payload = 3, 1, []byte("m")
 	s.Put("o.3", p)
+	p.RemainingLength = 99 // as paho's writer does
 	got := s.Get("o.3").(*packets.PublishPacket)
 	got.Dup = true
-	if p.Dup || got == p || got.MessageID != 3 || string(got.Payload) != "m" {
-		t.Fatalf("Get returned %+v for %+v, want a copy", got, p)
+	again := s.Get("o.3").(*packets.PublishPacket)
+	if got == p || again == got || again.Dup || again.RemainingLength == 99 || again.MessageID != 3 || string(again.Payload) != "m" {
+		t.Fatalf("Get returned %+v, then %+v, for %+v: want copies of the publish put", got, again, p)
 	}
 	rel := packets.NewControlPacket(packets.Pubrel)
 	s.Put("o.4", rel)
