@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -56,10 +57,15 @@ type Broker interface {
 	PublishPeers(topic string, retained bool, payload []byte) paho.Token
 }
 
-// Local says whether a device is online through this hub itself
+// Local says whether a device is online through this hub itself, and
+// states again the presence of the devices online through it
 // (*presence.Tracker).
 type Local interface {
 	Session(device string) (session uint64, online bool)
+	// Restate submits again the online event of every device online over
+	// transport, in order with the device's other changes; it returns how
+	// many it submitted.
+	Restate(transport string) int
 }
 
 // Links are the parts a cluster works with that are built after it.
@@ -116,8 +122,9 @@ type Cluster struct {
 	catchup catchup
 	fw      forwardState // the forwarder goroutine's own
 
-	wake chan struct{} // a commit or a connection: forward
-	stop *stopper.Stopper
+	wake     chan struct{} // a commit or a connection: forward
+	rejoined atomic.Bool   // the peers saw the will: restate presence
+	stop     *stopper.Stopper
 
 	mu      sync.Mutex
 	started bool
@@ -239,6 +246,20 @@ func (c *Cluster) Will() (topic string, payload []byte) {
 // publishes the sync marker and forwards its outbox.
 func (c *Cluster) Connected() {
 	c.catchup.connect()
+	c.Wake()
+}
+
+// Rejoined is called by the broker client when the connection the hub
+// forwards on is back after it was lost: the broker sent the will (as a
+// rule; a peer that got none stores the online events as repeats), and
+// the peers marked the WebSocket devices connected here offline. The
+// forwarder then has their presence stated again (Local.Restate): each
+// is a presence write of its own, kept in the outbox and forwarded in id
+// order after what was committed before it, so that a peer stores it
+// (its origin id is above every one of the device's it stored) and no
+// earlier message of the device is overtaken.
+func (c *Cluster) Rejoined() {
+	c.rejoined.Store(true)
 	c.Wake()
 }
 

@@ -11,7 +11,10 @@
 //     telehub/{cluster}/commands/{node}/{device}, which every peer applies
 //     to its own copy, moving it only forward;
 //   - whether the hub itself is up, retained on telehub/{cluster}/presence/{node}
-//     ("online" once connected, "offline" as its will).
+//     ("online" once connected, "offline" as its will). When the
+//     connection that carries the will comes back after a loss, the
+//     presence of the WebSocket devices still connected is stated again
+//     (Rejoined), through the outbox like any presence change.
 //
 // Forwarding is at least once, storing exactly once. The message of a
 // write to forward is kept by the store with the write, in the same

@@ -246,6 +246,19 @@ type fakeLocal map[string]bool
 
 func (l fakeLocal) Session(device string) (uint64, bool) { return 1, l[device] }
 
+func (l fakeLocal) Restate(string) int { return 0 }
+
+// restatingLocal is a Local that reports each Restate on restated.
+type restatingLocal struct {
+	fakeLocal
+	restated chan string // the transport of each call
+}
+
+func (l restatingLocal) Restate(transport string) int {
+	l.restated <- transport
+	return 1
+}
+
 // newTestCluster is node n1 of cluster c1 with fakes, not started.
 func newTestCluster(t *testing.T) (*Cluster, *fakeStore, *fakeBroker, *fakeBridge, fakeLocal) {
 	t.Helper()

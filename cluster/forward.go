@@ -89,9 +89,11 @@ var errStopping = errors.New("cluster: stopping")
 // errOffline: the broker client is not connected.
 var errOffline = errors.New("not connected to the broker")
 
-// step announces, forwards until the outbox is empty, and removes what
-// was forwarded (see tidy).
+// step restates the presence of the local devices when the peers saw
+// the will, announces, forwards until the outbox is empty, and removes
+// what was forwarded (see tidy).
 func (c *Cluster) step() error {
+	c.restate()
 	if !c.links.Broker.Connected() {
 		return errOffline
 	}
@@ -126,6 +128,17 @@ func (c *Cluster) announce() error {
 	}
 	c.catchup.markerSent(gen)
 	return nil
+}
+
+// restate has the presence of the WebSocket devices online through this
+// hub stated again, once after each Rejoined. The writes reach the outbox
+// through the bridge's Forwarder, like any presence change.
+func (c *Cluster) restate() {
+	if !c.rejoined.Swap(false) {
+		return
+	}
+	n := c.links.Local.Restate(bridge.TransportWS)
+	c.log.Info("presence of the WebSocket devices stated again to the peers", "devices", n)
 }
 
 // forwardState is what the forwarder goroutine keeps from batch to batch;

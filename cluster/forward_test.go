@@ -211,3 +211,42 @@ func TestForwardRule(t *testing.T) {
 		t.Error("a presence change of a device online through a peer is forwarded")
 	}
 }
+
+// When the connection the hub forwards on comes back after a loss (its
+// will was sent), the forwarder has the presence of the hub's WebSocket
+// devices stated again, once, also while the broker is away (the writes
+// wait in the outbox); a connection alone restates nothing.
+func TestRejoinedRestatesPresence(t *testing.T) {
+	c, _, br, bb, _ := newTestCluster(t)
+	loc := restatingLocal{restated: make(chan string, 4)}
+	c.Attach(Links{Bridge: bb, Broker: br, Local: loc})
+	startCluster(t, c)
+	c.Connected()
+	waitFor(t, "the announcement", func() bool { return len(br.all()) == 2 })
+	if len(loc.restated) != 0 {
+		t.Fatal("a connection restated presence")
+	}
+
+	c.Rejoined()
+	c.Connected()
+	select {
+	case tr := <-loc.restated:
+		if tr != bridge.TransportWS {
+			t.Fatalf("restated transport %q, want ws", tr)
+		}
+	case <-time.After(guard):
+		t.Fatal("Rejoined restated nothing")
+	}
+	waitFor(t, "the announcement again", func() bool { return len(br.all()) == 4 })
+	if n := len(loc.restated); n != 0 {
+		t.Fatalf("one Rejoined restated %d times more", n)
+	}
+
+	br.set(false, false)
+	c.Rejoined()
+	select {
+	case <-loc.restated:
+	case <-time.After(guard):
+		t.Fatal("Rejoined while the broker is away restated nothing")
+	}
+}

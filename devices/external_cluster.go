@@ -2,6 +2,7 @@ package devices
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -21,6 +22,12 @@ type Peers interface {
 	// connection once subscribed, and of the publishing connection (which
 	// replaces the will it left, if any, by announcing the hub again).
 	Connected()
+	// Rejoined is called when the publishing connection is back after it
+	// was lost, before Connected: the broker sent the will that connection
+	// carried (unless the new connection took the old one's session over
+	// before the broker saw it end), so the peers took the devices
+	// connected through this hub for offline. It must not block.
+	Rejoined()
 	// Message sees every message first; for one of the cluster's topics it
 	// returns true and calls done exactly once (after the commit of what it
 	// stores), which releases the message's acknowledgement. It must not
@@ -64,8 +71,9 @@ func (e *External) PublishPeers(topic string, retained bool, payload []byte) pah
 // busy hub then stopped forwarding for as long as its PUBACKs waited, and
 // its peers fell behind.
 type peerPublisher struct {
-	client paho.Client
-	store  *orderedStore // the session's unacknowledged publishes
+	client   paho.Client
+	store    *orderedStore // the session's unacknowledged publishes
+	connects atomic.Uint64 // connections so far
 }
 
 // PeerClientSuffix is added to ExternalConfig.ClientID for the
@@ -81,7 +89,7 @@ func (e *External) newPeerPublisher() *peerPublisher {
 	p := &peerPublisher{store: newOrderedStore()}
 	o := e.connOptions(e.cfg.ClientID+PeerClientSuffix, p.store).
 		SetDefaultPublishHandler(func(paho.Client, paho.Message) {}). // subscribes to nothing
-		SetOnConnectHandler(func(paho.Client) { e.peersConnected() })
+		SetOnConnectHandler(func(paho.Client) { e.publisherConnected(p) })
 	e.peerOptions(o)
 	p.client = paho.NewClient(o)
 	return p
@@ -162,6 +170,16 @@ func (e *External) peersConnected() {
 	if e.cfg.Peers != nil {
 		e.cfg.Peers.Connected()
 	}
+}
+
+// publisherConnected tells the cluster the publishing connection is up,
+// and, from its second connection on, that it came back after a loss:
+// paho connects it once in Start and again only after losing it.
+func (e *External) publisherConnected(p *peerPublisher) {
+	if p.connects.Add(1) > 1 {
+		e.cfg.Peers.Rejoined()
+	}
+	e.peersConnected()
 }
 
 // acked tells the cluster m was acknowledged.

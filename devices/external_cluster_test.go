@@ -17,6 +17,7 @@ import (
 type fakePeers struct {
 	mu        sync.Mutex
 	connected int
+	rejoined  int
 	messages  []string
 	acked     []string
 }
@@ -28,6 +29,19 @@ func (p *fakePeers) Connected() {
 	p.mu.Lock()
 	p.connected++
 	p.mu.Unlock()
+}
+
+func (p *fakePeers) Rejoined() {
+	p.mu.Lock()
+	p.rejoined++
+	p.mu.Unlock()
+}
+
+// rejoins returns how many times Rejoined was called.
+func (p *fakePeers) rejoins() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rejoined
 }
 
 func (p *fakePeers) Message(topic string, payload []byte, done func(bridge.Result)) bool {
@@ -172,9 +186,13 @@ func TestExternalPeersWillOnPublishingConnection(t *testing.T) {
 	if got := untilBarrier(); len(got) != 0 {
 		t.Fatalf("cutting the device connection sent %q", got)
 	}
+	if n := peers.rejoins(); n != 0 {
+		t.Fatalf("Rejoined called %d times before the publishing connection was lost", n)
+	}
 
 	// Taking the publishing connection's over sends the will, and the
-	// cluster is told of the new connection, to announce the hub again.
+	// cluster is told of the new connection, to announce the hub again, and
+	// that it rejoined, to state its devices' presence again.
 	n, _, _ = peers.state()
 	mustDialMQTT(t, m.Addr, func(o *paho.ClientOptions) { o.SetClientID(id + PeerClientSuffix) })
 	waitFor(t, "the publishing connection back", func() bool {
@@ -183,5 +201,8 @@ func TestExternalPeersWillOnPublishingConnection(t *testing.T) {
 	})
 	if got := untilBarrier(); len(got) != 1 || got[0] != "offline" {
 		t.Fatalf("cutting the publishing connection sent %q, want the will", got)
+	}
+	if n := peers.rejoins(); n != 1 {
+		t.Fatalf("Rejoined called %d times after the publishing connection came back, want once", n)
 	}
 }

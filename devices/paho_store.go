@@ -63,8 +63,10 @@ func (s *orderedStore) deleted(key string) <-chan struct{} {
 func (s *orderedStore) Open()  {}
 func (s *orderedStore) Close() {}
 
-// Put stores pk under key; a key put again keeps its place.
+// Put stores pk under key (a publish as a copy, see Get); a key put
+// again keeps its place.
 func (s *orderedStore) Put(key string, pk packets.ControlPacket) {
+	pk = clonePublish(pk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.msgs[key]; ok {
@@ -76,11 +78,27 @@ func (s *orderedStore) Put(key string, pk packets.ControlPacket) {
 	s.order = append(s.order, orderedKey{key: key, num: s.next})
 }
 
-// Get returns the packet stored under key, or nil.
+// Get returns the packet stored under key, or nil; a publish is a copy.
+// Put keeps a copy of a publish and Get hands out copies (payloads
+// shared, never written), so that paho and the store never share one:
+// paho writes fields of a publish as it sends it (its length) and sets
+// the DUP flag of each one it reads back to send again after a
+// reconnection, and it reads the store while a publish made just after
+// the connection came up may be on its way out.
 func (s *orderedStore) Get(key string) packets.ControlPacket {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.msgs[key].pk
+	pk := s.msgs[key].pk
+	s.mu.Unlock()
+	return clonePublish(pk)
+}
+
+// clonePublish returns a copy of pk when it is a publish, pk otherwise.
+func clonePublish(pk packets.ControlPacket) packets.ControlPacket {
+	if p, ok := pk.(*packets.PublishPacket); ok {
+		c := *p
+		return &c
+	}
+	return pk
 }
 
 // All returns the stored keys in the order they were first put.

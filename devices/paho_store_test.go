@@ -80,3 +80,25 @@ func TestOrderedStoreDeleted(t *testing.T) {
 		t.Fatalf("%d keys still watched after Reset", len(s.gone))
 	}
 }
+
+// The store keeps a copy of a publish and hands out copies: paho writes
+// the length of the one it sends and the DUP flag of one it reads back,
+// while the connection's writer may still be writing another.
+func TestOrderedStoreCopiesPublish(t *testing.T) {
+	s := newOrderedStore()
+	p := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+	p.MessageID, p.Qos, p.Payload = 3, 1, []byte("m")
+	s.Put("o.3", p)
+	p.RemainingLength = 99 // as paho's writer does
+	got := s.Get("o.3").(*packets.PublishPacket)
+	got.Dup = true
+	again := s.Get("o.3").(*packets.PublishPacket)
+	if got == p || again == got || again.Dup || again.RemainingLength == 99 || again.MessageID != 3 || string(again.Payload) != "m" {
+		t.Fatalf("Get returned %+v, then %+v, for %+v: want copies of the publish put", got, again, p)
+	}
+	rel := packets.NewControlPacket(packets.Pubrel)
+	s.Put("o.4", rel)
+	if s.Get("o.4") != rel {
+		t.Fatal("Get of a PUBREL returned another packet")
+	}
+}

@@ -43,6 +43,10 @@ func (d Damage) Held() string {
 		return "device records " + keyBounds(d.From, d.To, quoteKey)
 	case string(bucketState):
 		return "latest states " + keyBounds(d.From, d.To, stateName)
+	case string(bucketOutbox):
+		return "messages waiting to be forwarded to the peer hubs, of events " + idBounds(d.From, d.To)
+	case string(bucketOrigins):
+		return "origin ids of peer hubs' devices " + keyBounds(d.From, d.To, originName)
 	}
 	return "keys of bucket " + d.Bucket + " " + keyBounds(d.From, d.To, quoteKey)
 }

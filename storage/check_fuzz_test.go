@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -36,6 +37,9 @@ func smallFile(tb testing.TB) []byte {
 		if err := devices.Put([]byte("d"), appendDevice(nil, &deviceRec{seq: 40, hasSeq: true})); err != nil {
 			return err
 		}
+		if err := putClusterKeys(tx); err != nil {
+			return err
+		}
 		meta, err := tx.CreateBucket(bucketMeta)
 		if err != nil {
 			return err
@@ -53,6 +57,32 @@ func smallFile(tb testing.TB) []byte {
 		tb.Fatal(err)
 	}
 	return b
+}
+
+// putClusterKeys puts a few messages in the outbox, the last above the
+// last event, and a few origin ids.
+func putClusterKeys(tx *bolt.Tx) error {
+	outbox, err := tx.CreateBucket(bucketOutbox)
+	if err != nil {
+		return err
+	}
+	for _, id := range []uint64{38, 39, 45} {
+		v := binary.BigEndian.AppendUint64(nil, 1_764_064_800_125)
+		v = binary.BigEndian.AppendUint64(v, 1_764_064_800_120)
+		if err := outbox.Put(putID(nil, id), append(v, "message"...)); err != nil {
+			return err
+		}
+	}
+	origins, err := tx.CreateBucket(bucketOrigins)
+	if err != nil {
+		return err
+	}
+	for i, device := range []string{"d1", "d2"} {
+		if err := origins.Put([]byte(originKey("hub-b", device)), putID(nil, uint64(i+7))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // FuzzCheck: Check and Recover never crash on any file, and a file Check

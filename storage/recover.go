@@ -23,6 +23,11 @@ type RecoverReport struct {
 	Devices int
 	// States counts the latest states copied.
 	States int
+	// Outbox counts the messages copied that wait to be forwarded to the
+	// peer hubs of a cluster; Origins the highest origin ids copied (per
+	// peer hub and device), which make a peer's message sent again a
+	// duplicate.
+	Outbox, Origins int
 	// Other counts the other keys copied: the file's identity, format and
 	// id high-water mark, and any bucket this version does not know.
 	Other int
@@ -45,8 +50,10 @@ type RecoverReport struct {
 }
 
 // Recover copies everything readable of the data file from into a new data
-// file to: every event record, device record, latest state and the file's
-// identity, skipping the damaged parts, which the report lists. It never
+// file to: every event record, device record, latest state, the file's
+// identity and, for a hub in a cluster, the messages waiting to be
+// forwarded and the peers' origin ids (recover_cluster.go), skipping the
+// damaged parts, which the report lists. It never
 // changes from, and refuses a to that exists. The new file passes Check
 // and opens as a store; on an error it is removed.
 func Recover(from, to string) (rep RecoverReport, err error) {
@@ -78,6 +85,9 @@ func Recover(from, to string) (rep RecoverReport, err error) {
 		return rep, fmt.Errorf("storage: recover %s into %s: %w", from, to, err)
 	}
 	if err := staleIndex(db); err != nil {
+		return rep, fmt.Errorf("storage: recover into %s: %w", to, err)
+	}
+	if err := raiseHighWater(db); err != nil {
 		return rep, fmt.Errorf("storage: recover into %s: %w", to, err)
 	}
 	if err := db.Sync(); err != nil {
@@ -114,10 +124,12 @@ func copyReadable(rep *RecoverReport, src *os.File, size int64, db *bolt.DB) err
 	if err := sv.run(); err != nil {
 		return fmt.Errorf("salvage: %w", err)
 	}
-	rep.Salvaged = Salvaged{Records: sv.nRecords, Devices: sv.nDevices, Conflicts: sv.conflicts}
+	rep.Salvaged = Salvaged{Records: sv.nRecords, Devices: sv.nDevices, Outbox: sv.nOutbox, Origins: sv.nOrigins, Conflicts: sv.conflicts}
 	rep.Records += sv.nRecords
 	rep.Events += sv.nEvents
 	rep.Devices += sv.nDevices
+	rep.Outbox += sv.nOutbox
+	rep.Origins += sv.nOrigins
 	return db.View(func(tx *bolt.Tx) error {
 		if meta := tx.Bucket(bucketMeta); meta != nil && rep.Identity == "" {
 			rep.Identity = string(meta.Get(metaIdentity))
@@ -131,13 +143,21 @@ func copyReadable(rep *RecoverReport, src *os.File, size int64, db *bolt.DB) err
 // of pages.
 type Salvaged struct {
 	// Records counts the event records found again (RecoverReport counts
-	// them, and their events, too); Conflicts those dropped because two
-	// differing copies were found.
+	// them, and their events, too); Conflicts the event records and outbox
+	// messages dropped because two differing copies were found.
 	Records, Conflicts int
 	// Devices counts the device records found again (RecoverReport counts
 	// them too): the latest copy found, which may be older than the lost
 	// one.
 	Devices int
+	// Outbox counts the outbox messages found again (RecoverReport counts
+	// them too); one the broker had acknowledged since is forwarded again,
+	// and the peers store it once.
+	Outbox int
+	// Origins counts the origin ids found again (RecoverReport counts them
+	// too): the highest copy found, which may be older than the lost one,
+	// so that a peer's message sent again may be stored twice.
+	Origins int
 }
 
 // copier writes the keys of a walk into the new file, in transactions of
@@ -191,7 +211,7 @@ func (c *copier) bucket(path [][]byte) (*bolt.Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket %q: %w", path, err)
 	}
-	if len(path) == 1 && bytes.Equal(path[0], bucketEvents) {
+	if len(path) == 1 && (bytes.Equal(path[0], bucketEvents) || bytes.Equal(path[0], bucketOutbox)) {
 		b.FillPercent = 1.0 // keys arrive in order, as the store appends them
 	}
 	c.b, c.path = b, c.path[:0]
@@ -257,6 +277,14 @@ func (c *copier) keep(path [][]byte, k, v []byte) bool {
 		c.rep.States++
 	case string(bucketMeta):
 		err = c.keepMeta(k, v)
+	case string(bucketOutbox):
+		if err = checkOutbox(k, v); err == nil {
+			c.rep.Outbox++
+		}
+	case string(bucketOrigins):
+		if err = checkOrigin(k, v); err == nil {
+			c.rep.Origins++
+		}
 	default:
 		c.rep.Other++
 	}
@@ -306,10 +334,12 @@ func (c *copier) keepMeta(k, v []byte) error {
 // keyName describes key k of bucket b for a report.
 func keyName(b, k []byte) string {
 	switch {
-	case bytes.Equal(b, bucketEvents) && len(k) == 8:
+	case (bytes.Equal(b, bucketEvents) || bytes.Equal(b, bucketOutbox)) && len(k) == 8:
 		return fmt.Sprint(getID(k))
 	case bytes.Equal(b, bucketState):
 		return stateName(k)
+	case bytes.Equal(b, bucketOrigins):
+		return originName(k)
 	}
 	return quoteKey(k)
 }

@@ -20,7 +20,8 @@ import (
 //   - device records, the most recently seen copy: it may be older than
 //     the lost one, so a resend of a reading stored since can be stored
 //     twice, never lost;
-//   - the store identity, which never changes.
+//   - the store identity, which never changes;
+//   - outbox messages and origin ids (recover_cluster.go).
 // Latest states are not taken: an older copy cannot be told from the last.
 
 // salvager copies from unreached pages into the new file the keys of the
@@ -34,14 +35,15 @@ type salvager struct {
 	all  bool
 
 	nRecords, nEvents, nDevices int // copied
-	conflicts                   int // event records dropped for differing copies
+	nOutbox, nOrigins           int // copied
+	conflicts                   int // event records and outbox messages dropped for differing copies
 	// found holds the ids of the event records salvage copied, true, and
-	// of those it dropped, false.
-	found map[uint64]bool
+	// of those it dropped, false; outboxFound the same of outbox messages.
+	found, outboxFound map[uint64]bool
 }
 
 func newSalvager(bf *boltFile, db *bolt.DB, w *boltWalk) *salvager {
-	sv := &salvager{bf: bf, db: db, lost: w.damage, found: make(map[uint64]bool)}
+	sv := &salvager{bf: bf, db: db, lost: w.damage, found: make(map[uint64]bool), outboxFound: make(map[uint64]bool)}
 	sv.all = w.damaged > len(w.damage)
 	for _, d := range w.damage {
 		sv.all = sv.all || d.Bucket == ""
@@ -116,6 +118,10 @@ func (sv *salvager) page(tx *bolt.Tx, id uint64) error {
 		return sv.devices(tx, p)
 	case p.all(isMeta):
 		return sv.meta(tx, p)
+	case p.all(isOutbox):
+		return sv.outbox(tx, p)
+	case p.all(isOrigin):
+		return sv.origins(tx, p)
 	}
 	return nil
 }

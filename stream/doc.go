@@ -12,14 +12,19 @@
 // not match cost nothing), encodes the record at most once per wire format,
 // and stages a pointer to the shared bytes for each matching watcher. At
 // the end of the batch it appends each watcher's staged frames to its
-// bounded backlog at once and wakes it. Publish never blocks on a watcher:
-// it only takes the hub lock and each watcher's small backlog lock, which
-// no one holds across I/O.
+// bounded backlog at once and hands the watchers to the fan-out goroutine.
+// Publish never blocks on a watcher: it only takes the hub lock and each
+// watcher's small backlog lock, which no one holds across I/O.
 //
-// Each watcher has exactly one writer goroutine (the SSE handler goroutine,
-// or one goroutine per WebSocket connection). It takes the whole backlog and
-// writes it with one write and one flush, under a write deadline. The
-// slow-watcher rule lives in writer.round.
+// The fan-out goroutine (direct.go) writes each watcher's backlog with one
+// non-blocking write on its socket: one goroutine runs per commit, not one
+// per watcher. Each watcher also has one writer goroutine of its own (the
+// SSE connection's, or one per WebSocket connection), woken only for what
+// a non-blocking write cannot do: the rest of a write the socket buffer
+// did not take, replays, heartbeats, TLS and HTTP/2 connections, failures.
+// It writes under a write deadline, and the slow-watcher rule lives in
+// writer.round. One lock per watcher (wmu) keeps the two writers apart, so
+// bytes reach the connection in backlog order.
 //
 // Recheck runs Config.Authorize again for every watcher and ends the
 // streams of those it now refuses (a revoked credential).
@@ -37,8 +42,8 @@
 // All exported methods of [Hub] are safe for concurrent use. Publish must
 // be called by one goroutine at a time, with records in increasing id order
 // (records at or below the last published id are ignored). The hub owns
-// every goroutine it starts (the heartbeat ticker, and for each WebSocket
-// watcher its writer and its gws read loop) and counts the SSE handler
+// every goroutine it starts (the heartbeat ticker, the fan-out goroutine,
+// and for each WebSocket watcher its writer and its gws read loop) and counts the SSE handler
 // goroutines it serves; [Hub.Shutdown] ends them all and waits.
 //
 // # Caveats

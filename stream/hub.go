@@ -128,6 +128,11 @@ type Hub struct {
 	enc      encoder
 	matched  []*watcher // scratch of Publish
 	touched  []*watcher // scratch of Publish
+
+	// The fan-out goroutine's queue (direct.go), once Start started it.
+	readyMu sync.Mutex
+	ready   []*watcher    // watchers with new frames, each once
+	kick    chan struct{} // 1-buffered; a token means "ready is not empty"
 }
 
 // transportStats are the metrics of one transport, resolved once.
@@ -153,6 +158,7 @@ func New(cfg Config) (*Hub, error) {
 		done:     make(chan struct{}),
 		last:     cfg.Log.LastID(),
 		watchers: make(map[*watcher]struct{}),
+		kick:     make(chan struct{}, 1),
 	}
 	h.enc.ids = h.ids
 	h.latency = m.FanoutLatency
@@ -171,7 +177,9 @@ func New(cfg Config) (*Hub, error) {
 var ErrStarted = errors.New("stream hub already started")
 
 // Start starts the heartbeat goroutine, which pings every watcher each
-// Config.Heartbeat; Shutdown stops it. ctx is not kept. It returns
+// Config.Heartbeat, and the fan-out goroutine, which writes each commit's
+// frames to the watchers that can take them at once; Shutdown stops both.
+// Until Start, each watcher's own goroutine writes everything. ctx is not kept. It returns
 // ErrStarted when called twice and ErrClosed after Shutdown.
 func (h *Hub) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -186,8 +194,9 @@ func (h *Hub) Start(ctx context.Context) error {
 		return ErrStarted
 	}
 	h.started = true
-	h.wg.Add(1)
+	h.wg.Add(2)
 	go h.heartbeat()
+	go h.fanoutLoop()
 	return nil
 }
 
@@ -242,6 +251,7 @@ func (h *Hub) Publish(recs []storage.Record) {
 	for _, w := range h.touched {
 		w.flushStage(hard)
 	}
+	h.handOff(h.touched)
 	clear(h.touched)
 	h.touched = h.touched[:0]
 	h.mu.Unlock()

@@ -54,12 +54,14 @@ func TestNewConfig(t *testing.T) {
 	}
 }
 
-// memSink is an in-memory watcher connection.
+// memSink is an in-memory watcher connection. With tw set it also takes
+// the fan-out goroutine's non-blocking writes, through tw.
 type memSink struct {
 	mu     sync.Mutex
 	buf    bytes.Buffer
 	writes int
 	fail   error
+	tw     tryWriter
 }
 
 func (s *memSink) write(bufs [][]byte) error {
@@ -75,6 +77,22 @@ func (s *memSink) write(bufs [][]byte) error {
 	return nil
 }
 
+func (s *memSink) writeRaw(b []byte) error { return s.write([][]byte{b}) }
+
+func (s *memSink) direct() *directConn {
+	if s.tw == nil {
+		return nil
+	}
+	return &directConn{tryWriter: s.tw}
+}
+
+// writeCount returns how many writes the writer goroutine made.
+func (s *memSink) writeCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes
+}
+
 func (s *memSink) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -84,6 +102,13 @@ func (s *memSink) String() string {
 // startMem registers an in-memory watcher with its writer goroutine.
 func startMem(t *testing.T, h *Hub, f format, filters ...string) (*watcher, *memSink) {
 	t.Helper()
+	s := new(memSink)
+	return startMemSink(t, h, f, s, filters...), s
+}
+
+// startMemSink registers a watcher writing to s, with its writer goroutine.
+func startMemSink(t *testing.T, h *Hub, f format, s *memSink, filters ...string) *watcher {
+	t.Helper()
 	w := newWatcher(f, func() {})
 	fs, err := parseFilters(filters, 100)
 	if err != nil {
@@ -92,7 +117,6 @@ func startMem(t *testing.T, h *Hub, f format, filters ...string) (*watcher, *mem
 	if err := h.register(w, fs, "", false, 1); err != nil {
 		t.Fatal(err)
 	}
-	s := new(memSink)
 	gone, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -104,7 +128,7 @@ func startMem(t *testing.T, h *Hub, f format, filters ...string) (*watcher, *mem
 		close(gone)
 		<-done
 	})
-	return w, s
+	return w
 }
 
 // newMemHub returns a hub on l that is shut down at cleanup.
@@ -273,6 +297,10 @@ func (s *blockingSink) write([][]byte) error {
 	<-s.release
 	return nil
 }
+
+func (s *blockingSink) writeRaw(b []byte) error { return s.write([][]byte{b}) }
+
+func (s *blockingSink) direct() *directConn { return nil }
 
 func TestWriterError(t *testing.T) {
 	l := newFakeLog("hubA")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -20,10 +21,12 @@ import (
 	"github.com/telehub/telehub/storage"
 )
 
+var latencyWatchers = flag.Int("latency-watchers", 100, "watchers of BenchmarkDeliveryLatency")
+
 // BenchmarkDeliveryLatency measures the durable path at moderate load: one
 // publisher submits one telemetry event per millisecond to a real store
 // (on the test's temporary directory) and 100 watchers of one transport
-// read every event over loopback. It reports the latency from Submit to
+// (-latency-watchers) read every event over loopback. It reports the latency from Submit to
 // the end of the commit (its fsync returned; OnCommit is called), from
 // Submit to the write's Done (the moment a device's ack may be sent) and
 // from Submit to each watcher reading the event, as percentiles in
@@ -40,7 +43,7 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 	for _, transport := range []string{transportSSE, transportWS} {
 		for _, disk := range []latencyDisk{{fsync: true}, {fsync: true, full: true}, {}} {
 			b.Run(transport+"/"+disk.String(), func(b *testing.B) {
-				benchDeliveryLatency(b, transport, disk, 100, time.Millisecond)
+				benchDeliveryLatency(b, transport, disk, *latencyWatchers, time.Millisecond)
 			})
 		}
 	}

@@ -147,7 +147,7 @@ func (s *sseSink) writeChunk(prefix []byte, bufs [][]byte) error {
 	for _, p := range bufs {
 		n += len(p)
 	}
-	s.size = append(strconv.AppendInt(s.size[:0], int64(n), 16), crlf...)
+	s.size = appendChunkSize(s.size[:0], n)
 	s.vec = append(s.vec[:0], prefix, s.size)
 	s.vec = append(s.vec, bufs...)
 	s.vec = append(s.vec, crlf)
@@ -162,6 +162,11 @@ func (s *sseSink) writeChunk(prefix []byte, bufs [][]byte) error {
 	return err
 }
 
+// appendChunkSize appends the size line of a chunk of n bytes.
+func appendChunkSize(b []byte, n int) []byte {
+	return append(strconv.AppendInt(b, int64(n), 16), crlf...)
+}
+
 // release drops the references of the last write and the buffers an idle
 // watcher should not keep.
 func (s *sseSink) release() {
@@ -174,6 +179,29 @@ func (s *sseSink) release() {
 	if cap(s.buf) > keepBytes {
 		s.buf = nil
 	}
+}
+
+// direct returns the connection for the fan-out goroutine's non-blocking
+// writes: only a hijacked plain TCP connection takes them.
+func (s *sseSink) direct() *directConn {
+	tcp, ok := s.tcp.(*net.TCPConn)
+	if s.w != nil || !ok {
+		return nil
+	}
+	if tw := newSocketWriter(tcp); tw != nil {
+		return &directConn{tryWriter: tw, chunked: true}
+	}
+	return nil
+}
+
+// writeRaw writes b, bytes already framed for the connection, under the
+// write deadline. Only a hijacked connection gets such bytes (direct).
+func (s *sseSink) writeRaw(b []byte) error {
+	if err := s.conn.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
+		return err
+	}
+	_, err := s.conn.Write(b)
+	return err
 }
 
 // deadline sets the write deadline, where the server supports one.

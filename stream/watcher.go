@@ -8,8 +8,13 @@ import (
 // watcher is one connected SSE stream or WebSocket connection.
 //
 // Publish stages the frames of one commit for the watcher, then appends
-// them to its backlog at once, so the writer never sees half a commit; its
-// one writer goroutine takes the whole backlog and writes it.
+// them to its backlog at once, so the writer never sees half a commit.
+// Two goroutines may write the backlog to the connection, one at a time
+// (wmu): the hub's fan-out goroutine, which tries one non-blocking write
+// of the whole backlog right after a commit (direct.go), and the watcher's
+// own writer goroutine, which takes whatever the fan-out could not write
+// (a full socket buffer, replays, heartbeats, errors) with blocking writes
+// under the write timeout.
 type watcher struct {
 	format  format
 	wake    chan struct{} // 1-buffered; a token means "look at the backlog"
@@ -18,6 +23,18 @@ type watcher struct {
 	cut     func()        // fails the connection's writes; safe from any goroutine, never blocks
 	valid   func() bool   // whether its credential still holds; nil: always
 	revoked *revocation   // ends the stream when valid no longer holds
+
+	// wmu is held by whichever goroutine writes to the connection; it is
+	// taken before mu.
+	wmu sync.Mutex
+	// Guarded by wmu.
+	direct     *directConn // non-blocking writes allowed; nil: none
+	rest       []byte      // bytes a non-blocking write left unwritten
+	restEvents int         // events in rest
+	failed     error       // a non-blocking write failed
+	spare      []*frame    // the backlog array the fan-out goroutine reuses
+
+	queued bool // in the hub's ready list; guarded by Hub.readyMu
 
 	mu      sync.Mutex
 	backlog []*frame
@@ -51,8 +68,8 @@ func (w *watcher) wakeUp() {
 	}
 }
 
-// flushStage appends the staged frames of a commit to the backlog and
-// wakes the writer. A backlog already over hard before this commit marks
+// flushStage appends the staged frames of a commit to the backlog; the
+// caller then hands w to the fan-out goroutine or wakes it. A backlog already over hard before this commit marks
 // the watcher slow, drops the backlog and aborts the connection, so that a
 // write stuck on the slow peer fails now; one commit alone may exceed hard.
 // Hub.mu is held.
@@ -67,12 +84,19 @@ func (w *watcher) flushStage(hard int) {
 		w.backlog = append(w.backlog, w.stage...)
 	}
 	w.mu.Unlock()
-	w.wakeUp()
 	clear(w.stage)
 	if cap(w.stage) > keepFrames {
 		w.stage = nil
 	}
 	w.stage = w.stage[:0]
+}
+
+// setDirect sets the connection the fan-out goroutine may write to (nil:
+// none), waiting for a write of its in progress.
+func (w *watcher) setDirect(d *directConn) {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.direct = d
 }
 
 // pushControl appends a control frame and wakes the writer.

@@ -15,6 +15,12 @@ type sink interface {
 	// write sends bufs, in order, with one write and one flush under a
 	// fresh write deadline.
 	write(bufs [][]byte) error
+	// writeRaw sends b, bytes already framed for the connection (what a
+	// non-blocking write left), under a fresh write deadline.
+	writeRaw(b []byte) error
+	// direct returns the connection for the fan-out goroutine's
+	// non-blocking writes, or nil when it takes none.
+	direct() *directConn
 }
 
 // end says why a watcher's writer loop ended.
@@ -52,6 +58,8 @@ const (
 // (gone is closed), the hub shuts down, w is too slow, or a write fails.
 func (h *Hub) serve(w *watcher, s sink, gone <-chan struct{}) (end, error) {
 	wr := writer{h: h, w: w, s: s}
+	w.setDirect(s.direct())
+	defer w.setDirect(nil) // the caller may write a last frame
 	for {
 		select {
 		case <-gone:
@@ -84,6 +92,8 @@ func (h *Hub) serve(w *watcher, s sink, gone <-chan struct{}) (end, error) {
 // be many more than QueueLimit without the watcher being slow. The hard
 // bound (Publish: four times QueueLimit before a commit) still caps memory.
 func (wr *writer) round() (end, error) {
+	wr.w.wmu.Lock()
+	defer wr.w.wmu.Unlock()
 	batch, slow := wr.w.take(wr.spare)
 	if slow {
 		return endSlow, ErrSlowWatcher
@@ -110,6 +120,9 @@ func (wr *writer) round() (end, error) {
 // deliver writes batch, running its replays in place, and a ping when due.
 // Frames between replays go out in one write.
 func (wr *writer) deliver(batch []*frame, ping bool) (replayed bool, err error) {
+	if err := wr.leftover(); err != nil {
+		return false, err
+	}
 	for _, f := range batch {
 		if f.replay == nil {
 			wr.add(f)
@@ -127,6 +140,27 @@ func (wr *writer) deliver(batch []*frame, ping bool) (replayed bool, err error) 
 		wr.bufs = append(wr.bufs, wr.w.format.ping())
 	}
 	return replayed, wr.flush()
+}
+
+// leftover writes what the fan-out goroutine's non-blocking write left
+// unwritten, or returns the error that write met. w.wmu is held.
+func (wr *writer) leftover() error {
+	w := wr.w
+	if w.failed != nil {
+		return w.failed
+	}
+	if w.rest == nil {
+		return nil
+	}
+	err := errAborted
+	if !w.aborted.Load() {
+		err = wr.s.writeRaw(w.rest)
+	}
+	if err == nil && w.restEvents > 0 {
+		wr.h.stats[w.format].delivered.Add(float64(w.restEvents))
+	}
+	w.rest, w.restEvents = nil, 0
+	return err
 }
 
 // add queues f for the next write.

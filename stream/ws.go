@@ -15,6 +15,7 @@ import (
 
 	"github.com/telehub/telehub/internal/httpx"
 	"github.com/telehub/telehub/internal/topic"
+	"github.com/telehub/telehub/internal/wsframe"
 )
 
 // WebSocket limits and close codes of watcher connections. Watchers send
@@ -214,12 +215,18 @@ func (e wsEvents) OnOpen(socket *gws.Conn) {
 // OnClose does nothing: the writer learns of the end from the read loop.
 func (wsEvents) OnClose(*gws.Conn, error) {}
 
-// OnPing answers with a pong and extends the read deadline.
+// OnPing extends the read deadline and queues a pong in order with the
+// watcher's frames: every write to a watcher's connection goes through its
+// backlog, so that no pong lands inside a frame that a non-blocking write
+// (direct.go) left half written.
 func (e wsEvents) OnPing(socket *gws.Conn, payload []byte) {
-	if c := e.conn(socket); c != nil {
-		c.extend()
+	c := e.conn(socket)
+	if c == nil {
+		_ = socket.WritePong(payload)
+		return
 	}
-	_ = socket.WritePong(payload)
+	c.extend()
+	c.h.control(c.w, &frame{b: wsframe.AppendFrame(nil, wsframe.OpPong, payload)})
 }
 
 // OnPong extends the read deadline.
@@ -279,6 +286,24 @@ func (s *wsSink) write(bufs [][]byte) error {
 		return err
 	}
 	return s.conn.SetWriteDeadline(time.Time{})
+}
+
+// direct returns the connection for the fan-out goroutine's non-blocking
+// writes: a plain TCP connection only.
+func (s *wsSink) direct() *directConn {
+	if s.tcp == nil {
+		return nil
+	}
+	if tw := newSocketWriter(s.tcp); tw != nil {
+		return &directConn{tryWriter: tw}
+	}
+	return nil
+}
+
+// writeRaw writes b, whole frames or the rest of some, under the write
+// deadline.
+func (s *wsSink) writeRaw(b []byte) error {
+	return s.write([][]byte{b})
 }
 
 // writeJoined writes bufs concatenated, with one Write.

@@ -11,7 +11,9 @@ import (
 
 const recoverHelp = `
 Copies every readable event, latest state and device record (with the last
-seq, which deduplicates resends) of a damaged data file into a new file, and
+seq, which deduplicates resends) of a damaged data file into a new file, and,
+for a hub in a cluster, the messages not yet forwarded to the peer hubs and
+the highest ids stored of each peer's messages (which deduplicate them); it
 says what it saved and what it could not. The damaged file is not changed;
 the new file must not exist. Stop the hub first; start it on the new file
 (move it in place of the old one) once the report suits you.
@@ -60,6 +62,10 @@ func printRecovery(w io.Writer, to string, rep storage.RecoverReport) {
 	fmt.Fprintf(w, "wrote %s\n", to)
 	fmt.Fprintf(w, "saved: %d events (%d records), %d device records, %d latest states, %d other keys\n",
 		rep.Events, rep.Records, rep.Devices, rep.States, rep.Other)
+	if rep.Outbox+rep.Origins > 0 {
+		fmt.Fprintf(w, "cluster: %d messages waiting to be forwarded to the peer hubs, %d origin ids of peers' devices\n",
+			rep.Outbox, rep.Origins)
+	}
 	if rep.Identity == "" {
 		fmt.Fprintln(w, "the store identity was lost: the new file gets a new one, so event ids held by watchers no longer resume")
 	}
@@ -71,8 +77,13 @@ func printRecovery(w io.Writer, to string, rep storage.RecoverReport) {
 	}
 	if s := rep.Salvaged; s.Records+s.Devices+s.Conflicts > 0 {
 		fmt.Fprintf(w, "found again on pages the file no longer led to: %d event records, %d device records (the newest copy found; "+
-			"a device's last seq may be older than the lost one, so a resend may be stored twice); %d event records dropped for differing copies\n",
+			"a device's last seq may be older than the lost one, so a resend may be stored twice); %d event records or outbox messages dropped for differing copies\n",
 			s.Records, s.Devices, s.Conflicts)
+	}
+	if s := rep.Salvaged; s.Outbox+s.Origins > 0 {
+		fmt.Fprintf(w, "found again for the cluster: %d messages to forward (one forwarded already is sent again; the peers store it once), "+
+			"%d origin ids (the highest copy found; if older than the lost one, a peer's message sent again may be stored twice)\n",
+			s.Outbox, s.Origins)
 	}
 	if rep.DamageCount > 0 {
 		fmt.Fprintf(w, "could not read %d damaged parts:\n", rep.DamageCount)

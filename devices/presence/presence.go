@@ -188,6 +188,7 @@ type deviceState struct {
 	queued    bool // has an entry in the deadline heap
 	wasOnline bool // recorded online before the start and not seen since
 	resume    bool // recorded online, and its connection may have survived
+	byMessage bool // its session began with a message, not a connection (ReasonMessage)
 
 	// Presence events are submitted in ticket order: next is the ticket
 	// of the device's next change, turn the ticket whose event may be
@@ -410,6 +411,7 @@ func (l *Tracker) goOnline(d *deviceState, transport, reason string, now time.Ti
 	d.session++
 	d.online = true
 	d.wasOnline = false
+	d.byMessage = reason == bridge.ReasonMessage
 	d.transport = transport
 	d.lastHeard = max(d.lastHeard, l.rel(now))
 	l.schedule(d)

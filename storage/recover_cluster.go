@@ -1,0 +1,175 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/telehub/telehub/internal/topic"
+)
+
+// What Recover does with the buckets of a hub in a cluster (cluster.go):
+//   - outbox: the messages not yet forwarded to the peer hubs. One lost
+//     here never reaches them, so every readable message is copied, and
+//     salvage takes the copies it finds on pages the file no longer leads
+//     to: a message never changes under its id, so any copy is the message
+//     (two that differ are both dropped). A copy of a message the broker
+//     acknowledged since is forwarded again; the peers store it once.
+//   - origins: the highest origin id stored per peer hub and device, which
+//     makes a peer's message sent again a duplicate. Ids only grow, so
+//     salvage keeps the highest copy found: the lost value or an older one,
+//     with which a message sent again can be stored twice, never lost.
+// The new file's id high-water mark is raised to the last outbox id, when
+// the events and the mark that covered it were lost: a new write must
+// never take the id of a message waiting, and the peers take a message
+// whose origin id is not above the last they stored for a duplicate.
+
+// Outbox values start with the commit time and the events' time (unix ms,
+// 8 bytes big-endian each); salvage takes a value for an outbox message
+// only when both lie between maxPlausibleMs and 1.
+const (
+	outboxTimesLen = 16
+	maxPlausibleMs = 1 << 47 // the year 6429
+)
+
+// checkOutbox checks an outbox key and value as Outbox reads them.
+func checkOutbox(k, v []byte) error {
+	switch {
+	case len(k) != 8:
+		return fmt.Errorf("%w: key of %d bytes", ErrCorrupt, len(k))
+	case len(v) < outboxTimesLen:
+		return fmt.Errorf("%w: value of %d bytes", ErrCorrupt, len(v))
+	}
+	return nil
+}
+
+// checkOrigin checks a key and value of the origins bucket: a node id, a
+// zero byte and a device id, and an id of 8 bytes.
+func checkOrigin(k, v []byte) error {
+	node, device, ok := bytes.Cut(k, []byte{0})
+	switch {
+	case !ok || !topic.ValidName(string(node)) || topic.ValidDeviceID(string(device)) != nil:
+		return fmt.Errorf("%w: key is not a node and a device id", ErrCorrupt)
+	case len(v) != 8:
+		return fmt.Errorf("%w: origin id of %d bytes", ErrCorrupt, len(v))
+	}
+	return nil
+}
+
+// originName names an origins key as "node/device".
+func originName(k []byte) string {
+	node, device, ok := bytes.Cut(k, []byte{0})
+	if !ok {
+		return quoteKey(k)
+	}
+	return fmt.Sprintf("%q", string(node)+"/"+string(device))
+}
+
+// isOutbox reports whether a key and value found outside the tree look
+// like an outbox message: plausible times and a message after them.
+func isOutbox(k, v []byte) bool {
+	if checkOutbox(k, v) != nil || len(v) == outboxTimesLen {
+		return false
+	}
+	committed, at := binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+	return committed > 0 && committed < maxPlausibleMs && at > 0 && at < maxPlausibleMs
+}
+
+func isOrigin(k, v []byte) bool { return checkOrigin(k, v) == nil && getID(v) > 0 }
+
+// outbox copies the outbox messages of p that the walk lost.
+func (sv *salvager) outbox(tx *bolt.Tx, p boltPage) error {
+	b, err := tx.CreateBucketIfNotExists(bucketOutbox)
+	if err != nil {
+		return err
+	}
+	for i := range p.count {
+		k := p.key(i)
+		v, _ := p.leaf(i)
+		if !sv.wanted(bucketOutbox, k) {
+			continue
+		}
+		if err := sv.outboxEntry(b, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// outboxEntry copies one outbox message found outside the tree: one the
+// walk copied stays; two differing copies found here are both dropped.
+func (sv *salvager) outboxEntry(b *bolt.Bucket, k, v []byte) error {
+	id := getID(k)
+	copied, seen := sv.outboxFound[id]
+	have := b.Get(k)
+	switch {
+	case !seen && have == nil:
+		sv.outboxFound[id] = true
+		sv.nOutbox++
+		return b.Put(k, bytes.Clone(v))
+	case copied && !bytes.Equal(have, v):
+		sv.outboxFound[id] = false
+		sv.nOutbox--
+		sv.conflicts++
+		return b.Delete(k)
+	}
+	return nil
+}
+
+// origins copies the origin ids of p that the walk lost, keeping the
+// highest copy of each.
+func (sv *salvager) origins(tx *bolt.Tx, p boltPage) error {
+	b, err := tx.CreateBucketIfNotExists(bucketOrigins)
+	if err != nil {
+		return err
+	}
+	for i := range p.count {
+		k := p.key(i)
+		v, _ := p.leaf(i)
+		if !sv.wanted(bucketOrigins, k) {
+			continue
+		}
+		have := b.Get(k)
+		if have != nil && getID(have) >= getID(v) {
+			continue
+		}
+		if have == nil {
+			sv.nOrigins++
+		}
+		if err := b.Put(k, bytes.Clone(v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// raiseHighWater raises the id high-water mark of the new file to its
+// last outbox id when neither the mark nor the events copied reach it.
+func raiseHighWater(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		out := tx.Bucket(bucketOutbox)
+		if out == nil {
+			return nil
+		}
+		k, _ := out.Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		last := getID(k)
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(metaHighWater); len(v) == 8 && getID(v) >= last {
+			return nil
+		}
+		if events := tx.Bucket(bucketEvents); events != nil {
+			if ek, ev := events.Cursor().Last(); ek != nil && lastInRecord(ek, ev) >= last {
+				return nil
+			}
+		}
+		return meta.Put(metaHighWater, putID(nil, last))
+	})
+}
