@@ -207,6 +207,10 @@ func TestCommandREST(t *testing.T) {
 	if st := doJSON(t, h, http.MethodPost, "/v1/devices/d1/commands?wait=2m", `{"name":"x"}`, nil); st != http.StatusBadRequest {
 		t.Errorf("wait over a minute: %d, want 400", st)
 	}
+	var now command
+	if st := doJSON(t, h, http.MethodPost, "/v1/devices/d2/commands?wait=0s", `{"name":"x"}`, &now); st != http.StatusCreated || now.State != "queued" {
+		t.Errorf("wait=0s: %d %+v, want 201 at once with the queued command", st, now)
+	}
 	var ids []string
 	for i := range 100 {
 		ids = append(ids, createCommand(t, h, "d1", fmt.Sprintf(`{"name":"n%d"}`, i)).ID)
