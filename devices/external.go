@@ -486,6 +486,10 @@ func (e *External) onMessage(_ paho.Client, m paho.Message) {
 	if e.peerMessage(m, slot) {
 		return
 	}
+	if e.retainedCopy(m) {
+		e.acks.release(slot, true) // acknowledged, not handled
+		return
+	}
 	topic := m.Topic()
 	r, err := routeMQTT(topic, m.Payload(), e.ingest.maxPayload)
 	if r.kind == mqttForeign || r.kind == mqttAnswer {
