@@ -82,11 +82,9 @@ func (a *API) createCommand(w http.ResponseWriter, r *http.Request, right comman
 		return
 	}
 	req := commands.Request{Name: body.Name, Params: body.Params}
-	if body.TTL != "" {
-		if req.TTL, err = time.ParseDuration(body.TTL); err != nil {
-			httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, fmt.Sprintf("ttl %q: a duration such as \"5m\" or \"24h\"", body.TTL))
-			return
-		}
+	if req.TTL, err = ttlParam(body.TTL); err != nil {
+		httpx.Error(w, http.StatusBadRequest, httpx.CodeBadRequest, err.Error())
+		return
 	}
 	c, err := a.cfg.Commands.Create(r.Context(), device, req)
 	if err != nil {
@@ -99,6 +97,23 @@ func (a *API) createCommand(w http.ResponseWriter, r *http.Request, right comman
 	}
 	w.Header().Set("Location", "/v1/commands/"+c.ID)
 	httpx.JSON(w, status, c)
+}
+
+// ttlParam reads the body's ttl: "" (absent) is 0, which the service
+// takes as its default; a given ttl must be a duration the service accepts,
+// so "0s" is refused rather than read as absent.
+func ttlParam(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	ttl, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("ttl %q: a duration such as \"5m\" or \"24h\"", s)
+	}
+	if ttl < commands.MinTTL || ttl > commands.MaxTTL {
+		return 0, fmt.Errorf("ttl %q: must be between %s and %s", s, commands.MinTTL, commands.MaxTTL)
+	}
+	return ttl, nil
 }
 
 // waitFinal holds the answer until c is final or wait ends: 201 with the

@@ -80,8 +80,9 @@ func TestConnectRefused(t *testing.T) {
 			if !errors.Is(err, ErrNoConnection) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Run: %v, want ErrNoConnection mentioning %q", err, tt.want)
 			}
-			if sum.ConnectFail == 0 || sum.Connects != 0 {
-				t.Fatalf("connect failures %d, connects %d", sum.ConnectFail, sum.Connects)
+			if sum.ConnectFail == 0 || sum.Connects != 0 || sum.NeverConnected != 1 {
+				t.Fatalf("connect failures %d, connects %d, never connected %d (want 1)",
+					sum.ConnectFail, sum.Connects, sum.NeverConnected)
 			}
 		})
 	}

@@ -162,13 +162,13 @@ func (s *Sim) Run(ctx context.Context) (*Summary, error) {
 	s.links.Wait()
 	s.ended.Store(true)
 	sum := s.summarize(elapsed)
+	notAll := s.notAllConnected(sum)
 	if sum.Connects == 0 {
 		return sum, s.noConnection()
 	}
 	if err := s.watch.noConnection(); err != nil {
 		return sum, err
 	}
-	notAll := s.notAllConnected(sum)
 	if s.record {
 		s.verifyMu.Lock()
 		defer s.verifyMu.Unlock()

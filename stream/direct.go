@@ -1,12 +1,18 @@
 package stream
 
-// The fan-out goroutine. After a commit, waking one writer goroutine per
+import (
+	"runtime"
+	"sync"
+)
+
+// The fan-out goroutines. After a commit, waking one writer goroutine per
 // watcher would leave a hundred goroutines runnable for each event on a
 // small machine, queued ahead of the goroutines that read devices and
-// commit the next batch. Instead, one goroutine writes each commit's frames
-// to every watcher whose socket takes them at once, with one non-blocking
-// write each; a watcher's own goroutine runs only for what that write
-// cannot do: a full socket buffer, a replay, a heartbeat, a failure.
+// commit the next batch. Instead, a few goroutines (fanoutShards) write
+// each commit's frames to every watcher whose socket takes them at once,
+// with one non-blocking write each; a watcher's own goroutine runs only for
+// what that write cannot do: a full socket buffer, a replay, a heartbeat,
+// a failure.
 
 // tryWriter is a connection that takes writes that never wait.
 type tryWriter interface {
@@ -44,8 +50,31 @@ func (d *directConn) appendWire(dst []byte, batch []*frame) (_ []byte, events in
 	return dst, events
 }
 
-// handOff gives the watchers that Publish just appended frames to to the
-// fan-out goroutine, or wakes their writer goroutines when it is not
+// fanoutShards is the number of fan-out goroutines: half the processors
+// the runtime uses, at least one, so that the goroutines reading devices
+// and committing the next batch always find a processor while a commit is
+// being fanned out.
+func fanoutShards() int {
+	return max(1, runtime.GOMAXPROCS(0)/2)
+}
+
+// fanoutShard is the queue of one fan-out goroutine.
+type fanoutShard struct {
+	mu    sync.Mutex
+	ready []*watcher    // watchers with new frames, each once
+	kick  chan struct{} // 1-buffered; a token means "ready is not empty"
+}
+
+func newShards(n int) ([]*fanoutShard, [][]*watcher) {
+	shards := make([]*fanoutShard, n)
+	for i := range shards {
+		shards[i] = &fanoutShard{kick: make(chan struct{}, 1)}
+	}
+	return shards, make([][]*watcher, n)
+}
+
+// handOff gives the watchers that Publish just appended frames to to their
+// fan-out goroutines, or wakes their writer goroutines when those are not
 // running. h.mu is held.
 func (h *Hub) handOff(ws []*watcher) {
 	if !h.started || h.closed {
@@ -54,36 +83,63 @@ func (h *Hub) handOff(ws []*watcher) {
 		}
 		return
 	}
-	h.readyMu.Lock()
+	for _, w := range ws {
+		h.buckets[w.shard] = append(h.buckets[w.shard], w)
+	}
+	for i, b := range h.buckets {
+		if len(b) > 0 {
+			h.shards[i].add(b)
+			clear(b)
+			h.buckets[i] = b[:0]
+		}
+	}
+}
+
+// add queues ws, each once, and kicks the shard's goroutine.
+func (sh *fanoutShard) add(ws []*watcher) {
+	sh.mu.Lock()
 	for _, w := range ws {
 		if !w.queued {
 			w.queued = true
-			h.ready = append(h.ready, w)
+			sh.ready = append(sh.ready, w)
 		}
 	}
-	h.readyMu.Unlock()
+	sh.mu.Unlock()
 	select {
-	case h.kick <- struct{}{}:
+	case sh.kick <- struct{}{}:
 	default:
 	}
 }
 
-// fanoutLoop is the fan-out goroutine: it writes to the watchers handed
-// off until Shutdown.
-func (h *Hub) fanoutLoop() {
+// take returns the watchers queued, leaving spare's array for the next
+// ones.
+func (sh *fanoutShard) take(spare []*watcher) []*watcher {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ready := sh.ready
+	sh.ready = spare[:0]
+	for _, w := range ready {
+		w.queued = false
+	}
+	return ready
+}
+
+// fanoutLoop is a fan-out goroutine: it writes to the watchers queued on
+// sh until Shutdown.
+func (h *Hub) fanoutLoop(sh *fanoutShard) {
 	defer h.wg.Done()
 	var ready []*watcher
 	var buf []byte
 	for {
 		select {
 		case <-h.done:
-			for _, w := range h.takeReady(nil) {
+			for _, w := range sh.take(nil) {
 				w.wakeUp()
 			}
 			return
-		case <-h.kick:
+		case <-sh.kick:
 		}
-		ready = h.takeReady(ready)
+		ready = sh.take(ready)
 		for _, w := range ready {
 			buf = w.writeNow(h, buf)
 		}
@@ -92,19 +148,6 @@ func (h *Hub) fanoutLoop() {
 			buf = nil
 		}
 	}
-}
-
-// takeReady returns the watchers handed off, leaving spare's array for the
-// next ones.
-func (h *Hub) takeReady(spare []*watcher) []*watcher {
-	h.readyMu.Lock()
-	defer h.readyMu.Unlock()
-	ready := h.ready
-	h.ready = spare[:0]
-	for _, w := range ready {
-		w.queued = false
-	}
-	return ready
 }
 
 // writeNow writes w's backlog with one non-blocking write, building the

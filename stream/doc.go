@@ -12,13 +12,14 @@
 // not match cost nothing), encodes the record at most once per wire format,
 // and stages a pointer to the shared bytes for each matching watcher. At
 // the end of the batch it appends each watcher's staged frames to its
-// bounded backlog at once and hands the watchers to the fan-out goroutine.
+// bounded backlog at once and hands the watchers to the fan-out goroutines.
 // Publish never blocks on a watcher: it only takes the hub lock and each
 // watcher's small backlog lock, which no one holds across I/O.
 //
-// The fan-out goroutine (direct.go) writes each watcher's backlog with one
-// non-blocking write on its socket: one goroutine runs per commit, not one
-// per watcher. Each watcher also has one writer goroutine of its own (the
+// The fan-out goroutines (direct.go; half the processors, at least one,
+// each serving its share of the watchers) write each watcher's backlog with
+// one non-blocking write on its socket: a few goroutines run per commit,
+// not one per watcher. Each watcher also has one writer goroutine of its own (the
 // SSE connection's, or one per WebSocket connection), woken only for what
 // a non-blocking write cannot do: the rest of a write the socket buffer
 // did not take, replays, heartbeats, TLS and HTTP/2 connections, failures.
@@ -42,7 +43,7 @@
 // All exported methods of [Hub] are safe for concurrent use. Publish must
 // be called by one goroutine at a time, with records in increasing id order
 // (records at or below the last published id are ignored). The hub owns
-// every goroutine it starts (the heartbeat ticker, the fan-out goroutine,
+// every goroutine it starts (the heartbeat ticker, the fan-out goroutines,
 // and for each WebSocket watcher its writer and its gws read loop) and counts the SSE handler
 // goroutines it serves; [Hub.Shutdown] ends them all and waits.
 //

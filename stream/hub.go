@@ -129,10 +129,11 @@ type Hub struct {
 	matched  []*watcher // scratch of Publish
 	touched  []*watcher // scratch of Publish
 
-	// The fan-out goroutine's queue (direct.go), once Start started it.
-	readyMu sync.Mutex
-	ready   []*watcher    // watchers with new frames, each once
-	kick    chan struct{} // 1-buffered; a token means "ready is not empty"
+	// The fan-out goroutines' queues (direct.go), used once Start started
+	// them; watchers are spread over them in turn.
+	shards    []*fanoutShard
+	buckets   [][]*watcher // scratch of handOff, one per shard
+	nextShard int
 }
 
 // transportStats are the metrics of one transport, resolved once.
@@ -158,8 +159,8 @@ func New(cfg Config) (*Hub, error) {
 		done:     make(chan struct{}),
 		last:     cfg.Log.LastID(),
 		watchers: make(map[*watcher]struct{}),
-		kick:     make(chan struct{}, 1),
 	}
+	h.shards, h.buckets = newShards(fanoutShards())
 	h.enc.ids = h.ids
 	h.latency = m.FanoutLatency
 	for f, name := range [2]string{transportSSE, transportWS} {
@@ -177,8 +178,8 @@ func New(cfg Config) (*Hub, error) {
 var ErrStarted = errors.New("stream hub already started")
 
 // Start starts the heartbeat goroutine, which pings every watcher each
-// Config.Heartbeat, and the fan-out goroutine, which writes each commit's
-// frames to the watchers that can take them at once; Shutdown stops both.
+// Config.Heartbeat, and the fan-out goroutines, which write each commit's
+// frames to the watchers that can take them at once; Shutdown stops them.
 // Until Start, each watcher's own goroutine writes everything. ctx is not kept. It returns
 // ErrStarted when called twice and ErrClosed after Shutdown.
 func (h *Hub) Start(ctx context.Context) error {
@@ -194,9 +195,11 @@ func (h *Hub) Start(ctx context.Context) error {
 		return ErrStarted
 	}
 	h.started = true
-	h.wg.Add(2)
+	h.wg.Add(1 + len(h.shards))
 	go h.heartbeat()
-	go h.fanoutLoop()
+	for _, sh := range h.shards {
+		go h.fanoutLoop(sh)
+	}
 	return nil
 }
 
@@ -298,6 +301,8 @@ func (h *Hub) register(w *watcher, filters []topic.Filter, from string, resume b
 	}
 	h.wg.Add(goroutines)
 	h.watchers[w] = struct{}{}
+	w.shard = h.nextShard
+	h.nextShard = (h.nextShard + 1) % len(h.shards)
 	h.stats[w.format].connected.Inc()
 	added := h.addFilters(w, filters)
 	if resume {

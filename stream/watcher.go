@@ -34,7 +34,8 @@ type watcher struct {
 	failed     error       // a non-blocking write failed
 	spare      []*frame    // the backlog array the fan-out goroutine reuses
 
-	queued bool // in the hub's ready list; guarded by Hub.readyMu
+	shard  int  // the fan-out goroutine that writes to it; set by register
+	queued bool // in its shard's ready list; guarded by the shard's mu
 
 	mu      sync.Mutex
 	backlog []*frame
@@ -69,10 +70,10 @@ func (w *watcher) wakeUp() {
 }
 
 // flushStage appends the staged frames of a commit to the backlog; the
-// caller then hands w to the fan-out goroutine or wakes it. A backlog already over hard before this commit marks
-// the watcher slow, drops the backlog and aborts the connection, so that a
-// write stuck on the slow peer fails now; one commit alone may exceed hard.
-// Hub.mu is held.
+// caller then hands w to a fan-out goroutine or wakes it. A backlog
+// already over hard before this commit marks the watcher slow, drops the
+// backlog and aborts the connection, so that a write stuck on the slow
+// peer fails now; one commit alone may exceed hard. Hub.mu is held.
 func (w *watcher) flushStage(hard int) {
 	w.mu.Lock()
 	switch {

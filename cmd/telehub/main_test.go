@@ -42,6 +42,7 @@ func TestBadCommandLinesExit2(t *testing.T) {
 		{[]string{"help", "a", "b"}, "one command at most"},
 		{[]string{"healthcheck", "extra"}, `unexpected argument "extra"`},
 		{[]string{"healthcheck", "--nope"}, "unknown flag -nope"},
+		{[]string{"--data-dir", t.TempDir(), "--mqtt-broker", "http://127.0.0.1:1883"}, `mqtt_broker "http://127.0.0.1:1883": the scheme`},
 	}
 	for _, c := range cases {
 		var errOut bytes.Buffer

@@ -275,6 +275,7 @@ func (c Config) Validate() error {
 		bad("log_format must be text or json, got %q", c.LogFormat)
 	}
 	c.validateMQTTLimits(bad)
+	c.validateBroker(bad)
 	c.validateCluster(bad)
 	if err := c.Credentials().Check(); err != nil {
 		bad("credentials: %v", err)

@@ -199,13 +199,17 @@ func TestCommandREST(t *testing.T) {
 	cfg := testConfig(t)
 	h := startHub(t, cfg)
 	for _, body := range []string{`{"name":"a/b"}`, `{"name":"x","params":[1]}`, `{"name":"x","ttl":"8d"}`,
-		`{"name":"x","ttl":"200h"}`, `{"name":"x","bogus":1}`, `not json`} {
+		`{"name":"x","ttl":"200h"}`, `{"name":"x","ttl":"0s"}`, `{"name":"x","ttl":"-5m"}`, `{"name":"x","bogus":1}`, `not json`} {
 		if st := doJSON(t, h, http.MethodPost, "/v1/devices/d1/commands", body, nil); st != http.StatusBadRequest {
 			t.Errorf("create %s: %d, want 400", body, st)
 		}
 	}
 	if st := doJSON(t, h, http.MethodPost, "/v1/devices/d1/commands?wait=2m", `{"name":"x"}`, nil); st != http.StatusBadRequest {
 		t.Errorf("wait over a minute: %d, want 400", st)
+	}
+	var now command
+	if st := doJSON(t, h, http.MethodPost, "/v1/devices/d2/commands?wait=0s", `{"name":"x"}`, &now); st != http.StatusCreated || now.State != "queued" {
+		t.Errorf("wait=0s: %d %+v, want 201 at once with the queued command", st, now)
 	}
 	var ids []string
 	for i := range 100 {

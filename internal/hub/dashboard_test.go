@@ -379,6 +379,19 @@ func TestDashboard(t *testing.T) {
 		}
 	})
 
+	// Under a status filter a presence change moves a device in or out of
+	// the list by itself (without one, only the device's row is redrawn).
+	t.Run("status filter follows presence", func(t *testing.T) {
+		click(t, ctx, `#status-filter button[data-status="offline"]`)
+		waitDOM(t, ctx, "only sensor-9 listed as offline",
+			`[...document.querySelectorAll('#device-rows tr')].map(r => r.dataset.device).join() === 'sensor-9'`)
+		quiet.send(t, `{"type":"telemetry","seq":2,"values":{"temp":18.6}}`)
+		quiet.next(t)
+		waitDOM(t, ctx, "sensor-9 out of the offline list once it talks", `document.querySelectorAll('#device-rows tr').length === 0`)
+		click(t, ctx, `#status-filter button[data-status="all"]`)
+		waitDOM(t, ctx, "every device listed again", `document.querySelectorAll('#device-rows tr').length === 5`)
+	})
+
 	// The screenshots show the whole console before the filter narrows it:
 	// first once the chart has a few seconds of readings, then on a phone.
 	waitDOM(t, ctx, "a fuller chart", `Number(document.querySelector('#chart').dataset.points) >= 40`)

@@ -65,7 +65,7 @@ function touched(d, metric) {
 function setMetric(d, name, value, unit, ts) {
   const cur = d.metrics.get(name);
   if (cur && cur.ts > ts) return;
-  if (!cur) dirty.order = true; // the filter matches metric names too
+  if (!cur && view.filter) dirty.order = true; // the filter matches metric names too
   d.metrics.set(name, { value, unit: unit || "", ts });
 }
 
@@ -117,7 +117,8 @@ function onPresence(e) {
   d.online = entry.online;
   if (entry.transport) d.transport = entry.transport;
   if (d.online) d.lastSeen = Date.now();
-  if (wasOnline !== d.online) dirty.order = true; // the status filter may hide it now
+  // Rows are sorted by id: only a status filter can hide or show it now.
+  if (wasOnline !== d.online && view.status !== "all") dirty.order = true;
   dirty.stats = true;
   touched(d, "");
 }
