@@ -32,9 +32,10 @@ type Store interface {
 // records; *presence.Tracker implements it.
 type Presence interface {
 	LastSeen(device string) (t time.Time, online bool, transport string, ok bool)
-	// Forget drops the device's live state without an event: it was
-	// deleted.
-	Forget(device string)
+	// Delete drops the device's live state, for a device being deleted:
+	// a device online goes offline (reason "disconnect") with its
+	// presence event submitted before Delete returns.
+	Delete(device string)
 }
 
 // Config configures the API.

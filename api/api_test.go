@@ -178,7 +178,7 @@ func newFake() *fakeStore {
 
 type livePresence map[string]time.Time
 
-func (l livePresence) Forget(id string) { delete(l, id) }
+func (l livePresence) Delete(id string) { delete(l, id) }
 
 func (l livePresence) LastSeen(id string) (time.Time, bool, string, bool) {
 	t, ok := l[id]

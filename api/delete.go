@@ -38,10 +38,12 @@ func (a *API) adminOrOpen(h http.HandlerFunc) http.HandlerFunc {
 // state and seq are removed and its connections closed; its retained
 // events stay until retention drops them.
 //
-// The presence tracker forgets the device first, so that the ends of the
-// connections closed next publish no presence event that would record the
-// device again; the store then commits whatever the device sent before
-// the delete, and deletes.
+// The presence tracker lets go of the device first: a device online goes
+// offline (reason "disconnect", the end of the connections closed next),
+// and those ends publish no further presence event that would record the
+// device again. The store then commits whatever was submitted before the
+// delete, that offline event included, and deletes, keeping the device's
+// last session so that its sessions go on increasing when it comes back.
 func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := topic.ValidDeviceID(id); err != nil {
@@ -53,7 +55,7 @@ func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.cfg.Presence != nil {
-		a.cfg.Presence.Forget(id)
+		a.cfg.Presence.Delete(id)
 	}
 	closed := 0
 	for _, c := range a.cfg.Closers {

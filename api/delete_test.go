@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -85,5 +86,53 @@ func TestDeleteDeviceNeedsAdmin(t *testing.T) {
 	}
 	if r := call(t, srv, "DELETE", "/v1/devices/d1", adminTok, ""); r.status != http.StatusNoContent {
 		t.Fatalf("admin: %d %s, want 204", r.status, r.body)
+	}
+}
+
+// orderLog records the steps of a delete in the order they happen.
+type orderLog struct {
+	mu    sync.Mutex
+	steps []string
+}
+
+func (o *orderLog) add(step string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.steps = append(o.steps, step)
+}
+
+type orderedPresence struct{ log *orderLog }
+
+func (p orderedPresence) Delete(id string) { p.log.add("presence " + id) }
+func (orderedPresence) LastSeen(string) (time.Time, bool, string, bool) {
+	return time.Time{}, false, "", false
+}
+
+type orderedCloser struct{ log *orderLog }
+
+func (c orderedCloser) CloseDevice(id string) int { c.log.add("close " + id); return 0 }
+
+type orderedStore struct {
+	*fakeStore
+	log *orderLog
+}
+
+func (s orderedStore) DeleteDevice(id string) error {
+	s.log.add("store " + id)
+	return s.fakeStore.DeleteDevice(id)
+}
+
+// The presence tracker lets go of the device (and submits its offline
+// event) before its connections are closed, and both before the store
+// deletes the record: the store then commits that event first.
+func TestDeleteDeviceOrder(t *testing.T) {
+	log := &orderLog{}
+	srv := serve(t, Config{Store: orderedStore{newFake(), log}, Presence: orderedPresence{log},
+		Closers: []DeviceCloser{orderedCloser{log}}}).URL
+	if r := call(t, srv, "DELETE", "/v1/devices/d1", "", ""); r.status != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+	if got, want := fmt.Sprint(log.steps), "[presence d1 close d1 store d1]"; got != want {
+		t.Fatalf("steps %s, want %s", got, want)
 	}
 }

@@ -106,7 +106,7 @@ func (s *Service) List(dev string, state bridge.CommandState, limit int) ([]brid
 }
 
 // Wait returns the command id once it is final, or as it stands when ctx
-// ends first.
+// ends or EndWaits is called first.
 func (s *Service) Wait(ctx context.Context, id string) (bridge.Command, error) {
 	ch := make(chan bridge.Command, 1)
 	s.mu.Lock()
@@ -123,9 +123,18 @@ func (s *Service) Wait(ctx context.Context, id string) (bridge.Command, error) {
 	case c := <-ch:
 		return c, nil
 	case <-ctx.Done():
-		s.dropWaiter(id, ch)
-		return s.store.Command(id)
+	case <-s.waitsEnd:
 	}
+	s.dropWaiter(id, ch)
+	return s.store.Command(id)
+}
+
+// EndWaits ends every Wait under way, and every later one at once, with
+// the command as it stands. The hub calls it when it starts to shut down,
+// so that no request waiting for a command holds the shutdown up.
+func (s *Service) EndWaits(context.Context) error {
+	s.endWaitsOnce.Do(func() { close(s.waitsEnd) })
+	return nil
 }
 
 func (s *Service) dropWaiter(id string, ch chan bridge.Command) {

@@ -100,6 +100,9 @@ type Service struct {
 	done      chan struct{}
 	startOnce sync.Once
 	stopOnce  sync.Once
+	// waitsEnd, closed by EndWaits, ends every Wait.
+	waitsEnd     chan struct{}
+	endWaitsOnce sync.Once
 }
 
 // New returns a service over cfg.Store with its pending commands loaded.
@@ -127,6 +130,7 @@ func New(cfg Config) (*Service, error) {
 		waiters: make(map[string][]chan bridge.Command), finishing: make(map[string]struct{}),
 		due:  make(map[string]struct{}),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		waitsEnd: make(chan struct{}),
 	}
 	pending, err := cfg.Store.PendingCommands()
 	if err != nil {

@@ -389,3 +389,32 @@ func TestResultRacingAnExpiryEndsInOneFinalState(t *testing.T) {
 		return got.State.Final() && got.Status == bridge.StatusOK
 	})
 }
+
+func TestEndWaitsEndsEveryWait(t *testing.T) {
+	r := newRig(t, "", 0)
+	c := r.create(t, "d1", 0)
+	type result struct {
+		cmd bridge.Command
+		err error
+	}
+	wait := func() result {
+		got, err := r.svc.Wait(context.Background(), c.ID) // no deadline of its own
+		return result{got, err}
+	}
+	ended := make(chan result, 1)
+	go func() { ended <- wait() }()
+	if err := r.svc.EndWaits(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var during result
+	select {
+	case during = <-ended:
+	case <-time.After(guard):
+		t.Fatal("a Wait under way did not end")
+	}
+	for _, res := range []result{during, wait()} { // a Wait after the end returns at once
+		if res.err != nil || res.cmd.ID != c.ID || res.cmd.State != bridge.CommandQueued {
+			t.Fatalf("Wait = %+v, %v; want the queued command", res.cmd, res.err)
+		}
+	}
+}

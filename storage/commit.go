@@ -286,6 +286,12 @@ func (w *writer) device(devs *bolt.Bucket, id string) (*deviceRec, error) {
 	r := new(deviceRec)
 	if base != nil {
 		*r = *base // metrics is shared: addMetric never changes it in place
+	} else {
+		session, err := takeSession(devs.Tx(), id)
+		if err != nil {
+			return nil, err
+		}
+		r.session = session // a deleted device's sessions go on
 	}
 	w.pending[id] = r
 	return r, nil

@@ -2,10 +2,17 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
+
+// bucketDeleted: device id -> the last presence session of a deleted
+// device (uvarint), until the device is written again: its new record
+// starts from that session, so that its sessions keep increasing across
+// the delete. Created by the first delete.
+var bucketDeleted = []byte("deleted")
 
 // deleteReq asks the writer goroutine to delete a device.
 type deleteReq struct {
@@ -17,8 +24,10 @@ type deleteReq struct {
 // metrics and its last stored seq, in one transaction on the writer
 // goroutine after every write queued before the call is committed. Its
 // retained events stay until retention drops them; a later write of the
-// device creates it anew, with no seq to deduplicate against. It returns
-// ErrNotFound for an unknown device and ErrClosed once Close began.
+// device creates it anew, with no seq to deduplicate against. Only the
+// device's last presence session is kept (DeletedSession), and the new
+// record continues from it. It returns ErrNotFound for an unknown device
+// and ErrClosed once Close began.
 func (s *Store) DeleteDevice(id string) error {
 	req := deleteReq{id: id, done: make(chan error, 1)}
 	if err := s.sendDelete(req); err != nil {
@@ -68,11 +77,20 @@ func (s *Store) commitQueued() {
 	}
 }
 
-// deleteDeviceIn deletes the record and the latest states of device id.
+// deleteDeviceIn deletes the record and the latest states of device id,
+// keeping its last session.
 func deleteDeviceIn(tx *bolt.Tx, id string) error {
 	devs := tx.Bucket(bucketDevices)
-	if devs.Get([]byte(id)) == nil {
+	v := devs.Get([]byte(id))
+	if v == nil {
 		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	// A record that cannot be decoded is deleted all the same (deleting is
+	// the way out of it); its session is then lost.
+	if r, err := decodeDevice(v); err == nil {
+		if err := keepSession(tx, id, r.session); err != nil {
+			return err
+		}
 	}
 	if err := devs.Delete([]byte(id)); err != nil {
 		return fmt.Errorf("storage: delete device %q: %w", id, err)
@@ -90,4 +108,70 @@ func deleteDeviceIn(tx *bolt.Tx, id string) error {
 		}
 	}
 	return nil
+}
+
+// keepSession records session as the last one of the deleted device id.
+func keepSession(tx *bolt.Tx, id string, session uint64) error {
+	b, err := tx.CreateBucketIfNotExists(bucketDeleted)
+	if err == nil {
+		err = b.Put([]byte(id), binary.AppendUvarint(nil, session))
+	}
+	if err != nil {
+		return fmt.Errorf("storage: keep the session of device %q: %w", id, err)
+	}
+	return nil
+}
+
+// takeSession returns the last session of the deleted device id, 0 when it
+// has none, and removes it: the device's new record carries it from now
+// on, in the same transaction. A value that cannot be decoded goes too,
+// and the device's sessions start again.
+func takeSession(tx *bolt.Tx, id string) (uint64, error) {
+	b := tx.Bucket(bucketDeleted)
+	if b == nil {
+		return 0, nil
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return 0, nil
+	}
+	session, _ := decodeSession(v)
+	if err := b.Delete([]byte(id)); err != nil {
+		return 0, fmt.Errorf("storage: session of deleted device %q: %w", id, err)
+	}
+	return session, nil
+}
+
+// decodeSession decodes a value of bucketDeleted.
+func decodeSession(v []byte) (uint64, error) {
+	session, n := binary.Uvarint(v)
+	if n <= 0 || n != len(v) {
+		return 0, fmt.Errorf("%w: session of a deleted device: %x", ErrCorrupt, v)
+	}
+	return session, nil
+}
+
+// DeletedSession returns the last presence session of device id when the
+// device was deleted and has not been written since; found is false
+// otherwise. The presence tracker continues from it, so that the sessions
+// of a device deleted and created again keep increasing, also across
+// restarts.
+func (s *Store) DeletedSession(id string) (session uint64, found bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDeleted)
+		if b == nil {
+			return nil
+		}
+		v := b.Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		found = true
+		session, err = decodeSession(v)
+		return err
+	})
+	if err != nil {
+		return 0, false, viewErr("read deleted device", err)
+	}
+	return session, found, nil
 }

@@ -3,6 +3,8 @@ package storage
 import (
 	"errors"
 	"testing"
+
+	"github.com/telehub/telehub/bridge"
 )
 
 func TestDeleteDevice(t *testing.T) {
@@ -60,5 +62,83 @@ func TestDeleteDeviceDurable(t *testing.T) {
 	s = openStore(t, cfg)
 	if _, _, err := s.Device("d1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after a restart: %v, want ErrNotFound", err)
+	}
+}
+
+// online returns a presence write of device at session.
+func online(device string, session uint64) *bridge.Write {
+	return &bridge.Write{Device: device, Transport: bridge.TransportWS, Seen: t0,
+		Presence: &bridge.Presence{Online: true, Transport: bridge.TransportWS, Session: session, Reason: bridge.ReasonConnect}}
+}
+
+// A deleted device's last session is kept, across a restart, until the
+// device is written again: its new record starts from it.
+func TestDeleteDeviceKeepsSession(t *testing.T) {
+	cfg := testConfig(t)
+	s := openStore(t, cfg)
+	submitSync(t, s, online("d1", 7))
+	if _, found, err := s.DeletedSession("d1"); found || err != nil {
+		t.Fatalf("DeletedSession of a live device: %v %v", found, err)
+	}
+	if err := s.DeleteDevice("d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, cfg)
+	if session, found, err := s.DeletedSession("d1"); session != 7 || !found || err != nil {
+		t.Fatalf("DeletedSession after a restart: %d %v %v, want 7", session, found, err)
+	}
+	if devs, err := s.Devices(); err != nil || len(devs) != 0 {
+		t.Fatalf("Devices lists %+v %v, want none", devs, err)
+	}
+	if _, found, err := s.DeletedSession("never"); found || err != nil {
+		t.Fatalf("DeletedSession of an unknown device: %v %v", found, err)
+	}
+
+	// A reading creates the record again, with the session, which it then
+	// carries.
+	submitSync(t, s, reading("d1", t0, 1, "temp"))
+	if d, _, err := s.Device("d1"); err != nil || d.Session != 7 || d.Online {
+		t.Fatalf("device anew: %+v %v, want offline at session 7", d, err)
+	}
+	if _, found, err := s.DeletedSession("d1"); found || err != nil {
+		t.Fatalf("DeletedSession once written again: %v %v", found, err)
+	}
+	submitSync(t, s, online("d1", 8))
+	if err := s.DeleteDevice("d1"); err != nil {
+		t.Fatal(err)
+	}
+	if session, _, err := s.DeletedSession("d1"); session != 8 || err != nil {
+		t.Fatalf("DeletedSession after the second delete: %d %v, want 8", session, err)
+	}
+}
+
+// A session value that cannot be decoded is an error to read, and the
+// device's next write replaces it with a record starting again.
+func TestDeletedSessionCorrupt(t *testing.T) {
+	cfg := testConfig(t)
+	s := openStore(t, cfg)
+	submitSync(t, s, online("d1", 3))
+	if err := s.DeleteDevice("d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rawPut(t, cfg.Path, bucketDeleted, []byte("d1"), []byte{0xff})
+	s = openStore(t, cfg)
+	if _, _, err := s.DeletedSession("d1"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("DeletedSession of a damaged value: %v, want ErrCorrupt", err)
+	}
+	if r := submitSync(t, s, reading("d1", t0, 1, "temp")); r.Err != nil {
+		t.Fatalf("write over a damaged session: %+v", r)
+	}
+	if d, _, err := s.Device("d1"); err != nil || d.Session != 0 {
+		t.Fatalf("device anew: %+v %v, want session 0", d, err)
+	}
+	if _, found, err := s.DeletedSession("d1"); found || err != nil {
+		t.Fatalf("DeletedSession once written again: %v %v", found, err)
 	}
 }

@@ -404,3 +404,36 @@ func TestCommandsNeedATokenThatMayCommand(t *testing.T) {
 		}
 	}
 }
+
+// A shutdown ends a create that waits for its command: the client gets 202
+// with the command as it stands, and the hub stops without waiting for the
+// rest of the wait.
+func TestShutdownEndsACommandWait(t *testing.T) {
+	h := startHub(t, testConfig(t))
+	type answer struct {
+		status int
+		cmd    command
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		var a answer
+		req, _ := http.NewRequest(http.MethodPost, "http://"+h.HTTPAddr()+"/v1/devices/away-1/commands?wait=60s",
+			bytes.NewBufferString(`{"name":"x"}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			a.status = resp.StatusCode
+			_ = json.NewDecoder(resp.Body).Decode(&a.cmd)
+			resp.Body.Close()
+		}
+		answered <- a
+	}()
+	var list struct{ Commands []command }
+	waitFor(t, "the command stored", func() bool {
+		getJSON(t, h, "/v1/devices/away-1/commands", &list)
+		return len(list.Commands) == 1
+	})
+	stopHub(t, h)
+	if a := <-answered; a.status != http.StatusAccepted || a.cmd.State != "queued" || a.cmd.ID != list.Commands[0].ID {
+		t.Fatalf("answer %d %+v, want 202 with the queued command", a.status, a.cmd)
+	}
+}

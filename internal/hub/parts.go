@@ -9,8 +9,8 @@ import (
 
 // parts lists the hub's long-lived parts that were built, in the order
 // they stop: first the HTTP listener (nothing new arrives), then the
-// device and watcher connections the HTTP server does not close itself,
-// the servers, the MQTT side, liveness, command expiry, and storage last, once nothing
+// device and watcher connections the HTTP server does not close itself
+// and the requests waiting for a command, the servers, the MQTT side, liveness, command expiry, and storage last, once nothing
 // writes to it any more. They start in the reverse order.
 func (h *Hub) parts() []part {
 	var ps []part
@@ -22,6 +22,7 @@ func (h *Hub) parts() []part {
 	add(h.httpLn != nil, part{name: "http listener", stop: h.stopAccepting})
 	add(h.wsDev != nil, part{name: "websocket devices", stop: h.wsDev.Shutdown})
 	add(h.fanout != nil, part{name: "watchers", start: h.fanout.Start, stop: h.fanout.Shutdown})
+	add(h.commands != nil, part{name: "command waits", stop: h.commands.EndWaits})
 	add(h.server != nil, part{name: "http server",
 		run:  func(context.Context) error { return serve(h.server, h.httpLn) },
 		stop: func(ctx context.Context) error { return ignoreClosed(h.server.Shutdown(ctx)) }})
