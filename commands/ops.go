@@ -256,7 +256,8 @@ func answerError(id string, err error) *bridge.Error {
 }
 
 // Answer records a device's answer: a confirmation (delivered) or a
-// result (succeeded or failed). dev "" is a confirmation the hub saw
+// result (succeeded or failed; delivered first when no confirmation came
+// before it). dev "" is a confirmation the hub saw
 // itself (an MQTT PUBACK), valid for any device. An answer for an unknown
 // command or another device's command is a *bridge.Error for the device.
 // A repeated answer, or one after the command ended, changes nothing; a
@@ -282,13 +283,22 @@ func (s *Service) Answer(dev string, a bridge.CommandAnswer) error {
 		s.mu.Unlock()
 		return nil // a repeated confirmation
 	}
-	if to == bridge.CommandDelivered {
+	// A result confirms receipt too, and may come first: an MQTT device
+	// can publish it before the PUBACK of the command. The command then
+	// goes through delivered on its way to the result's state.
+	confirms := to == bridge.CommandDelivered || bridge.CanMove(e.cmd.State, bridge.CommandDelivered)
+	if confirms {
 		s.met.CommandDelivery.Observe(now.Sub(e.cmd.Created).Seconds())
+	}
+	if to == bridge.CommandDelivered {
 		e.cmd.State = to
 	} else {
 		s.forget(e)
 	}
 	s.mu.Unlock()
+	if confirms && to != bridge.CommandDelivered {
+		s.submitAsync(owner, answerOp(bridge.CommandAnswer{ID: a.ID}, bridge.CommandDelivered, now))
+	}
 	s.submitAsync(owner, answerOp(a, to, now))
 	return nil
 }

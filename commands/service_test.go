@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -311,6 +312,58 @@ func TestLateResultIsRecorded(t *testing.T) {
 	if got, _ := r.store.Command(c.ID); got.State != bridge.CommandExpired {
 		t.Fatalf("state %s, want expired", got.State)
 	}
+}
+
+// A result that comes before the device's confirmation (an MQTT device may
+// publish it before the PUBACK of the command) confirms receipt too: the
+// command goes through delivered, and the late PUBACK changes nothing.
+func TestResultBeforeConfirmationGoesThroughDelivered(t *testing.T) {
+	r := newRig(t, "", 0)
+	r.tr.setOnline("d1", true)
+	r.svc.Connected("d1")
+	c := r.create(t, "d1", 0)
+	r.waitState(t, c.ID, bridge.CommandSent)
+	if err := r.svc.Answer("d1", bridge.CommandAnswer{ID: c.ID, IsResult: true, Status: bridge.StatusOK}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState(t, c.ID, bridge.CommandSucceeded)
+	if err := r.svc.Answer("", bridge.CommandAnswer{ID: c.ID}); err != nil { // the PUBACK
+		t.Fatal(err)
+	}
+	after := r.create(t, "d1", 0) // stored after whatever the PUBACK wrote
+	want := []string{"queued", "sent", "delivered", "succeeded"}
+	if got := r.states(t, "d1", c.ID, after.ID); !equal(got, want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+}
+
+// states returns the states of command id in its events on
+// commands/{dev}, reading up to the creation event of command upTo.
+func (r *rig) states(t *testing.T, dev, id, upTo string) []string {
+	t.Helper()
+	var out []string
+	waitFor(t, "the creation of "+upTo, func() bool {
+		out = out[:0]
+		seen := false
+		recs, _, err := r.store.Scan(0, r.store.LastID(), func(topic string) bool { return topic == "commands/"+dev }, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs {
+			var c bridge.Command
+			if err := json.Unmarshal(rec.Data, &c); err != nil {
+				t.Fatal(err)
+			}
+			switch c.ID {
+			case id:
+				out = append(out, string(c.State))
+			case upTo:
+				seen = true
+			}
+		}
+		return seen
+	})
+	return out
 }
 
 func TestRequestValidation(t *testing.T) {
