@@ -53,7 +53,8 @@ type RecoverReport struct {
 	// Salvaged counts what was found outside the file's tree.
 	Salvaged Salvaged
 	// Undecodable lists the values skipped because they could not be
-	// decoded although their page could be read.
+	// decoded although their page could be read, and the buckets skipped
+	// inside the buckets of commands, where the store keeps none.
 	Undecodable []string
 }
 
@@ -228,6 +229,12 @@ func (c *copier) finish(err error) error {
 // open creates the bucket at path with the sequence seq: the commands
 // bucket numbers new commands from it.
 func (c *copier) open(path [][]byte, seq uint64) error {
+	if len(path) > 1 && isCommandBucket(path[0]) {
+		if len(path) == 2 {
+			c.rep.Undecodable = append(c.rep.Undecodable, fmt.Sprintf("%s %s: a bucket, which the store never keeps there", path[0], keyName(path[0], path[1])))
+		}
+		return nil // the store would read its name as a command or an entry
+	}
 	b, err := c.bucket(path)
 	if err != nil || seq <= b.Sequence() {
 		return err
@@ -298,6 +305,9 @@ func (c *copier) put(path [][]byte, k, v []byte) error {
 // keep checks a value of telehub's own buckets and counts it; it reports
 // whether the value is to be copied.
 func (c *copier) keep(path [][]byte, k, v []byte) bool {
+	if len(path) > 1 && isCommandBucket(path[0]) {
+		return false // listed by open
+	}
 	if len(path) > 1 {
 		c.rep.Other++
 		return true

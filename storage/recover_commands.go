@@ -122,6 +122,16 @@ func heldCommands(b string, from, to []byte) string {
 	return ""
 }
 
+// isCommandBucket reports whether name is one of the buckets of commands.
+func isCommandBucket(name []byte) bool {
+	for _, b := range [][]byte{bucketCommands, bucketCommandIndex, bucketCommandPending, bucketCommandPeers} {
+		if bytes.Equal(name, b) {
+			return true
+		}
+	}
+	return false
+}
+
 // laterCommand reports whether c is a later copy of the command old:
 // further along (states never go back), answered where old was not, or
 // changed later.
@@ -182,6 +192,8 @@ func (sv *salvager) command(b *bolt.Bucket, k, v []byte) error {
 	ours, seen := sv.cmdFound[seq]
 	have := b.Get(k)
 	switch {
+	case b.Bucket(k) != nil:
+		return nil // a nested bucket the walk copied
 	case !seen && have == nil:
 		sv.cmdFound[seq] = true
 		sv.nCommands++
@@ -218,7 +230,7 @@ func (sv *salvager) commandPeers(tx *bolt.Tx, p boltPage) error {
 		if !sv.wanted(bucketCommandPeers, k) {
 			continue
 		}
-		if have := b.Get(k); have != nil && getID(have) >= getID(v) {
+		if have := b.Get(k); have != nil && getID(have) >= getID(v) || b.Bucket(k) != nil {
 			continue
 		}
 		if err := b.Put(k, bytes.Clone(v)); err != nil {

@@ -449,3 +449,35 @@ func firstDiff(a, b []string) int {
 	}
 	return -1
 }
+
+// Buckets nested in the command buckets, which the store never makes and
+// would read as commands or entries, are skipped and listed.
+func TestRecoverCommandsWithNestedBuckets(t *testing.T) {
+	fx := commandFile(t).copyOf(t)
+	editFile(t, fx.cfg.Path, func(tx *bolt.Tx) error {
+		for _, n := range []struct {
+			bucket []byte
+			name   []byte
+		}{
+			{bucketCommands, putSeq(fx.seqs[ownIDIn(fx, bridge.CommandQueued)] + 1000)},
+			{bucketCommandIndex, []byte("x")},
+			{bucketCommandIndex, deviceKey("cd-00", 7)},
+			{bucketCommandPending, deviceKey("cd-01", 5000)},
+			{bucketCommandPeers, []byte("0123456789ab-00000000000000aa")},
+		} {
+			nested, err := tx.Bucket(n.bucket).CreateBucket(n.name)
+			if err != nil {
+				return err
+			}
+			if err := nested.Put([]byte("k"), []byte("v")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	rep, s := recoverCommands(t, fx)
+	if rep.Commands != len(fx.cmds) || len(rep.Undecodable) != 5 || rep.Other != 3 {
+		t.Fatalf("report %+v, want %d commands, the 5 nested buckets skipped and listed", rep, len(fx.cmds))
+	}
+	sameCommands(t, s, fx)
+}
