@@ -134,6 +134,7 @@ func TestDirectWriteFailureEndsStream(t *testing.T) {
 		err error
 	}
 	res := make(chan result, 1)
+	w.setDirect(s.direct())
 	go func() {
 		defer m.wg.Done()
 		defer m.unregister(w)

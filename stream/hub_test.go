@@ -118,6 +118,7 @@ func startMemSink(t *testing.T, h *Hub, f format, s *memSink, filters ...string)
 		t.Fatal(err)
 	}
 	gone, done := make(chan struct{}), make(chan struct{})
+	w.setDirect(s.direct())
 	go func() {
 		defer close(done)
 		defer h.wg.Done()

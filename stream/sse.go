@@ -51,6 +51,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		// stream opens on the handler's goroutine, so the watcher's own
 		// starts, and stays while idle, on the smallest stack.
 		if h.openSSE(s, r.RemoteAddr) {
+			wt.setDirect(s.direct())
 			go h.serveSSEConn(wt, s, r.RemoteAddr)
 			return
 		}

@@ -56,24 +56,31 @@ const (
 
 // serve runs w's writer loop on the calling goroutine until the client goes
 // (gone is closed), the hub shuts down, w is too slow, or a write fails.
+// It then stops the fan-out goroutines' writes to the connection, so that
+// the caller may write a last frame. The caller lets them write
+// (w.setDirect) before, on the goroutine that set the connection up: what
+// that takes would otherwise grow the stack of an idle watcher's goroutine
+// for good. serve's own frame stays small for the same reason: a parked
+// SSE watcher's goroutine fits in the smallest stack.
 func (h *Hub) serve(w *watcher, s sink, gone <-chan struct{}) (end, error) {
 	wr := writer{h: h, w: w, s: s}
-	w.setDirect(s.direct())
-	defer w.setDirect(nil) // the caller may write a last frame
 	for {
+		e, err := endNone, error(nil)
 		select {
 		case <-gone:
-			return endGone, nil
+			e = endGone
 		case <-h.done:
-			return endShutdown, nil
+			e = endShutdown
 		case <-w.revoked.ch:
-			return endRevoked, nil
+			e = endRevoked
 		case <-w.wake:
+			e, err = wr.round()
 		}
-		if e, err := wr.round(); e != endNone {
+		if e != endNone {
 			if e == endSlow {
 				h.stats[w.format].slow.Inc()
 			}
+			w.setDirect(nil)
 			return e, err
 		}
 	}

@@ -76,8 +76,10 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.Session().Store(sessionKey, c)
+	s := newWSSink(conn.NetConn(), h.cfg.WriteTimeout)
+	c.w.setDirect(s.direct())
 	go c.readLoop()
-	go c.writeLoop(r.RemoteAddr)
+	go c.writeLoop(s, r.RemoteAddr)
 }
 
 // originAllowed reports whether r may open a WebSocket watcher: no Origin
@@ -127,12 +129,11 @@ func (c *wsConn) readLoop() {
 	c.conn.ReadLoop()
 }
 
-// writeLoop is the watcher's writer goroutine; it owns the watcher's
-// registration and closes the connection when it ends.
-func (c *wsConn) writeLoop(remote string) {
+// writeLoop is the watcher's writer goroutine, writing to s; it owns the
+// watcher's registration and closes the connection when it ends.
+func (c *wsConn) writeLoop(s *wsSink, remote string) {
 	defer c.h.wg.Done()
 	defer c.h.unregister(c.w)
-	s := newWSSink(c.conn.NetConn(), c.h.cfg.WriteTimeout)
 	e, err := c.h.serve(c.w, s, c.readerDone)
 	c.h.logEnd(transportWS, remote, e, err)
 	switch {
