@@ -1,8 +1,6 @@
 package hub
 
 import (
-	"syscall"
-
 	"github.com/telehub/telehub/internal/connlimit"
 )
 
@@ -20,15 +18,14 @@ const fdReserve = 256
 // that bound.
 func (h *Hub) connectionLimiter() *connlimit.Limiter {
 	total := h.cfg.MaxConnections
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil {
-		room := fdRoom(rl.Cur, h.embeddedClients())
+	if nofile, ok := openFileLimit(); ok {
+		room := fdRoom(nofile, h.embeddedClients())
 		switch {
 		case total == 0:
 			total = room
 		case total > room:
 			h.log.Warn("connection cap lowered to keep file descriptors in reserve",
-				"max_connections", total, "now", room, "nofile", rl.Cur, "reserve", fdReserve)
+				"max_connections", total, "now", room, "nofile", nofile, "reserve", fdReserve)
 			total = room
 		}
 	}
