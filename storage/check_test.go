@@ -133,6 +133,7 @@ func TestDamagedPageRefusedAndRecovered(t *testing.T) {
 	for _, near := range []uint64{3, 10, 50, 200, 1000} {
 		for name, damage := range damages {
 			t.Run(fmt.Sprintf("page %d %s", near, name), func(t *testing.T) {
+				t.Parallel() // each case works on its own copy of the file
 				fx := sound
 				fx.cfg.Path = filepath.Join(t.TempDir(), "telehub.db")
 				if err := os.WriteFile(fx.cfg.Path, golden, 0o600); err != nil {
