@@ -173,24 +173,31 @@ func openErr(t *testing.T, cfg Config) error {
 	return err
 }
 
-// recoverInto recovers fx's file into a new one, opens that as a store,
-// and checks that everything it holds is what was written: every event
-// with its data, the device records and their seqs; and that what the
-// report counts is what the new file holds.
-func recoverInto(t *testing.T, fx damageFixture) RecoverReport {
+// recoverChecked recovers the file of cfg into a new one and checks it; it
+// returns the report and cfg with the new file's path.
+func recoverChecked(t *testing.T, cfg Config) (RecoverReport, Config) {
 	t.Helper()
 	to := filepath.Join(t.TempDir(), "recovered.db")
-	rep, err := Recover(fx.cfg.Path, to)
+	rep, err := Recover(cfg.Path, to)
 	if err != nil {
 		t.Fatalf("Recover: %v", err)
 	}
 	if err := Check(to); err != nil {
 		t.Fatalf("Check of the recovered file: %v", err)
 	}
+	cfg.Path = to
+	return rep, cfg
+}
+
+// recoverInto recovers fx's file into a new one, opens that as a store,
+// and checks that everything it holds is what was written: every event
+// with its data, the device records and their seqs; and that what the
+// report counts is what the new file holds.
+func recoverInto(t *testing.T, fx damageFixture) RecoverReport {
+	t.Helper()
+	rep, cfg := recoverChecked(t, fx.cfg)
 	t.Logf("recovered %d events in %d records, %d devices, %d states; salvaged %+v; %d damaged: %v",
 		rep.Events, rep.Records, rep.Devices, rep.States, rep.Salvaged, rep.DamageCount, rep.Damage[:min(3, len(rep.Damage))])
-	cfg := fx.cfg
-	cfg.Path = to
 	s := openStore(t, cfg)
 	recs := scanAll(t, s)
 	if len(recs) != rep.Events {

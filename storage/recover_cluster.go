@@ -79,25 +79,6 @@ func isOutbox(k, v []byte) bool {
 
 func isOrigin(k, v []byte) bool { return checkOrigin(k, v) == nil && getID(v) > 0 }
 
-// outbox copies the outbox messages of p that the walk lost.
-func (sv *salvager) outbox(tx *bolt.Tx, p boltPage) error {
-	b, err := tx.CreateBucketIfNotExists(bucketOutbox)
-	if err != nil {
-		return err
-	}
-	for i := range p.count {
-		k := p.key(i)
-		v, _ := p.leaf(i)
-		if !sv.wanted(bucketOutbox, k) {
-			continue
-		}
-		if err := sv.outboxEntry(b, k, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // outboxEntry copies one outbox message found outside the tree: one the
 // walk copied stays; two differing copies found here are both dropped.
 func (sv *salvager) outboxEntry(b *bolt.Bucket, k, v []byte) error {
@@ -118,31 +99,16 @@ func (sv *salvager) outboxEntry(b *bolt.Bucket, k, v []byte) error {
 	return nil
 }
 
-// origins copies the origin ids of p that the walk lost, keeping the
-// highest copy of each.
-func (sv *salvager) origins(tx *bolt.Tx, p boltPage) error {
-	b, err := tx.CreateBucketIfNotExists(bucketOrigins)
-	if err != nil {
-		return err
+// origin copies one origin id the walk lost, keeping the highest copy.
+func (sv *salvager) origin(b *bolt.Bucket, k, v []byte) error {
+	have := b.Get(k)
+	if have != nil && getID(have) >= getID(v) {
+		return nil
 	}
-	for i := range p.count {
-		k := p.key(i)
-		v, _ := p.leaf(i)
-		if !sv.wanted(bucketOrigins, k) {
-			continue
-		}
-		have := b.Get(k)
-		if have != nil && getID(have) >= getID(v) {
-			continue
-		}
-		if have == nil {
-			sv.nOrigins++
-		}
-		if err := b.Put(k, bytes.Clone(v)); err != nil {
-			return err
-		}
+	if have == nil {
+		sv.nOrigins++
 	}
-	return nil
+	return b.Put(k, bytes.Clone(v))
 }
 
 // raiseHighWater raises the id high-water mark of the new file to its

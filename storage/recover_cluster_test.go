@@ -85,18 +85,9 @@ func (fx clusterFixture) copyOf(t *testing.T) clusterFixture {
 // report and the new file opened as a store.
 func recoverCluster(t *testing.T, fx clusterFixture) (RecoverReport, *Store) {
 	t.Helper()
-	to := filepath.Join(t.TempDir(), "recovered.db")
-	rep, err := Recover(fx.cfg.Path, to)
-	if err != nil {
-		t.Fatalf("Recover: %v", err)
-	}
-	if err := Check(to); err != nil {
-		t.Fatalf("Check of the recovered file: %v", err)
-	}
+	rep, cfg := recoverChecked(t, fx.cfg)
 	t.Logf("recovered %d outbox messages, %d origins; salvaged %+v; damage %v; undecodable %q",
 		rep.Outbox, rep.Origins, rep.Salvaged, rep.Damage, rep.Undecodable)
-	cfg := fx.cfg
-	cfg.Path = to
 	return rep, openStore(t, cfg)
 }
 

@@ -163,26 +163,6 @@ func isCommandPeer(k, v []byte) bool {
 	return ok
 }
 
-// commands copies the command records of p that the walk lost, keeping
-// the copy furthest along of each.
-func (sv *salvager) commands(tx *bolt.Tx, p boltPage) error {
-	b, err := tx.CreateBucketIfNotExists(bucketCommands)
-	if err != nil {
-		return err
-	}
-	for i := range p.count {
-		k := p.key(i)
-		v, _ := p.leaf(i)
-		if !sv.wanted(bucketCommands, k) {
-			continue
-		}
-		if err := sv.command(b, k, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // command copies one command record found outside the tree: a record the
 // walk copied stays; of the copies found here the one furthest along is
 // kept, and copies of two different commands under one seq are both
@@ -215,29 +195,14 @@ func (sv *salvager) command(b *bolt.Bucket, k, v []byte) error {
 	return b.Put(k, bytes.Clone(v))
 }
 
-// commandPeers copies the peer command ids of p that the walk lost: they
-// give the seq of a lost replica made again from the log. The highest seq
-// of an id is kept (a peer's command pruned here and sent again is stored
-// anew).
-func (sv *salvager) commandPeers(tx *bolt.Tx, p boltPage) error {
-	b, err := tx.CreateBucketIfNotExists(bucketCommandPeers)
-	if err != nil {
-		return err
+// commandPeer copies one peer command id the walk lost: it gives the seq
+// of a lost replica made again from the log. The highest seq of an id is
+// kept (a peer's command pruned here and sent again is stored anew).
+func (sv *salvager) commandPeer(b *bolt.Bucket, k, v []byte) error {
+	if have := b.Get(k); have != nil && getID(have) >= getID(v) || b.Bucket(k) != nil {
+		return nil
 	}
-	for i := range p.count {
-		k := p.key(i)
-		v, _ := p.leaf(i)
-		if !sv.wanted(bucketCommandPeers, k) {
-			continue
-		}
-		if have := b.Get(k); have != nil && getID(have) >= getID(v) || b.Bucket(k) != nil {
-			continue
-		}
-		if err := b.Put(k, bytes.Clone(v)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.Put(k, bytes.Clone(v))
 }
 
 // putSeq returns the key of the command of seq.

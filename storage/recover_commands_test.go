@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -148,18 +147,9 @@ func (fx commandFixture) copyOf(t *testing.T) commandFixture {
 // report and the new file opened as a store.
 func recoverCommands(t *testing.T, fx commandFixture) (RecoverReport, *Store) {
 	t.Helper()
-	to := filepath.Join(t.TempDir(), "recovered.db")
-	rep, err := Recover(fx.cfg.Path, to)
-	if err != nil {
-		t.Fatalf("Recover: %v", err)
-	}
-	if err := Check(to); err != nil {
-		t.Fatalf("Check of the recovered file: %v", err)
-	}
+	rep, cfg := recoverChecked(t, fx.cfg)
 	t.Logf("recovered %d commands (%d pending), %d keys fixed; salvaged %+v; damage %v; undecodable %q",
 		rep.Commands, rep.PendingCommands, rep.CommandKeysFixed, rep.Salvaged, rep.Damage, rep.Undecodable)
-	cfg := fx.cfg
-	cfg.Path = to
 	return rep, openStore(t, cfg)
 }
 

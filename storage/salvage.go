@@ -119,19 +119,39 @@ func (sv *salvager) page(tx *bolt.Tx, id uint64) error {
 	}
 	switch {
 	case p.all(isRecord):
-		return sv.records(tx, p)
+		return sv.leafInto(tx, bucketEvents, p, sv.record)
 	case p.all(isDevice):
-		return sv.devices(tx, p)
+		return sv.leafInto(tx, bucketDevices, p, sv.device)
 	case p.all(isMeta):
 		return sv.meta(tx, p)
 	case p.all(isOutbox):
-		return sv.outbox(tx, p)
+		return sv.leafInto(tx, bucketOutbox, p, sv.outboxEntry)
 	case p.all(isOrigin):
-		return sv.origins(tx, p)
+		return sv.leafInto(tx, bucketOrigins, p, sv.origin)
 	case p.all(isCommand):
-		return sv.commands(tx, p)
+		return sv.leafInto(tx, bucketCommands, p, sv.command)
 	case p.all(isCommandPeer):
-		return sv.commandPeers(tx, p)
+		return sv.leafInto(tx, bucketCommandPeers, p, sv.commandPeer)
+	}
+	return nil
+}
+
+// leafInto calls put with bucket name of the new file (created if
+// missing) for each element of p that the walk did not copy there.
+func (sv *salvager) leafInto(tx *bolt.Tx, name []byte, p boltPage, put func(b *bolt.Bucket, k, v []byte) error) error {
+	b, err := tx.CreateBucketIfNotExists(name)
+	if err != nil {
+		return err
+	}
+	for i := range p.count {
+		k := p.key(i)
+		if !sv.wanted(name, k) {
+			continue
+		}
+		v, _ := p.leaf(i)
+		if err := put(b, k, v); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -170,25 +190,6 @@ func isMeta(k, _ []byte) bool {
 	return bytes.Equal(k, metaIdentity) || bytes.Equal(k, metaFormat) || bytes.Equal(k, metaHighWater)
 }
 
-// records copies the event records of p that the new file lacks.
-func (sv *salvager) records(tx *bolt.Tx, p boltPage) error {
-	b, err := tx.CreateBucketIfNotExists(bucketEvents)
-	if err != nil {
-		return err
-	}
-	for i := range p.count {
-		k := p.key(i)
-		v, _ := p.leaf(i)
-		if !sv.wanted(bucketEvents, k) {
-			continue
-		}
-		if err := sv.record(b, k, v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // record copies one event record found outside the tree: a record the
 // walk copied stays; two differing copies found here are both dropped.
 func (sv *salvager) record(b *bolt.Bucket, k, v []byte) error {
@@ -213,33 +214,19 @@ func (sv *salvager) record(b *bolt.Bucket, k, v []byte) error {
 	return nil
 }
 
-// devices copies the device records of p that the walk did not find,
-// keeping the most recently seen copy.
-func (sv *salvager) devices(tx *bolt.Tx, p boltPage) error {
-	b, err := tx.CreateBucketIfNotExists(bucketDevices)
-	if err != nil {
-		return err
+// device copies one device record the walk did not find, keeping the
+// most recently seen copy.
+func (sv *salvager) device(b *bolt.Bucket, k, v []byte) error {
+	found, _ := decodeDevice(v)
+	if have := b.Get(k); have != nil {
+		old, _ := decodeDevice(have)
+		if old.lastMs > found.lastMs || old.lastMs == found.lastMs && old.seq >= found.seq {
+			return nil
+		}
+	} else {
+		sv.nDevices++
 	}
-	for i := range p.count {
-		k := p.key(i)
-		if !sv.wanted(bucketDevices, k) {
-			continue
-		}
-		v, _ := p.leaf(i)
-		found, _ := decodeDevice(v)
-		if have := b.Get(k); have != nil {
-			old, _ := decodeDevice(have)
-			if old.lastMs > found.lastMs || old.lastMs == found.lastMs && old.seq >= found.seq {
-				continue
-			}
-		} else {
-			sv.nDevices++
-		}
-		if err := b.Put(k, bytes.Clone(v)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.Put(k, bytes.Clone(v))
 }
 
 // meta copies the store identity, when the walk did not find it.
