@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
-	"github.com/telehub/telehub/internal/metrics"
 	"github.com/telehub/telehub/internal/mosquittotest"
 )
 
@@ -86,18 +84,7 @@ func TestExternalRetainedCopiesAcrossRestarts(t *testing.T) {
 // given fakes, so that a test can restart the hub on the same session.
 func startExternalWith(t *testing.T, m *mosquittotest.Broker, id string, fb *fakeBridge, fl *fakePresence) *External {
 	t.Helper()
-	e, err := NewExternal(ExternalConfig{URL: "tcp://" + m.Addr, ClientID: id, Bridge: fb, Presence: fl,
-		ConnectTimeout: 2 * time.Second, MaxReconnectInterval: 200 * time.Millisecond,
-		Logger: mqttDiscardLogger(), Metrics: metrics.New("test")})
-	if err != nil {
-		t.Fatalf("NewExternal: %v", err)
-	}
-	t.Cleanup(func() { _ = e.Shutdown(context.Background()) })
-	ctx, cancel := context.WithTimeout(context.Background(), waitGuard)
-	defer cancel()
-	if err := e.Start(ctx); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
+	e, _, _, _ := startExternal(t, m, func(c *ExternalConfig) { c.ClientID, c.Bridge, c.Presence = id, fb, fl })
 	return e
 }
 
