@@ -213,10 +213,4 @@ func (w *watcher) takeFrames() ([]*frame, bool) {
 }
 
 // recycle keeps batch's array for the next takeFrames unless it grew large.
-func (w *watcher) recycle(batch []*frame) {
-	clear(batch)
-	if cap(batch) > keepFrames {
-		batch = nil
-	}
-	w.spare = batch[:0]
-}
+func (w *watcher) recycle(batch []*frame) { w.spare = emptied(batch) }

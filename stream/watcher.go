@@ -85,11 +85,7 @@ func (w *watcher) flushStage(hard int) {
 		w.backlog = append(w.backlog, w.stage...)
 	}
 	w.mu.Unlock()
-	clear(w.stage)
-	if cap(w.stage) > keepFrames {
-		w.stage = nil
-	}
-	w.stage = w.stage[:0]
+	w.stage = emptied(w.stage)
 }
 
 // setDirect sets the connection the fan-out goroutine may write to (nil:

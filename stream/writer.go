@@ -199,10 +199,14 @@ func (wr *writer) flush() error {
 }
 
 // recycle keeps batch's array for the next take unless it grew large.
-func (wr *writer) recycle(batch []*frame) {
+func (wr *writer) recycle(batch []*frame) { wr.spare = emptied(batch) }
+
+// emptied returns batch emptied, its references dropped, to be reused, or
+// nil when it grew too large for an idle watcher to keep.
+func emptied(batch []*frame) []*frame {
 	clear(batch)
 	if cap(batch) > keepFrames {
-		batch = nil
+		return nil
 	}
-	wr.spare = batch[:0]
+	return batch[:0]
 }
