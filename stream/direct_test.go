@@ -389,3 +389,29 @@ func dialHub(t *testing.T, th *testHub) net.Conn {
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
 }
+
+// A stream that ends while a non-blocking write left part of a frame
+// first completes that frame, so that the last frame its caller writes
+// (the end of the SSE body, a WebSocket close) starts where a frame ends.
+func TestFinishCompletesWhatTheFanoutLeft(t *testing.T) {
+	l := newFakeLog("hubA")
+	m := newMemHub(t, Config{Log: l})
+	s, tw := directSink(5)
+	w, _ := startMemNoWriter(t, m, formatWS, "#")
+	w.setDirect(s.direct())
+	rec := commit(m, l, "a")[0] // the fan-out writes 5 bytes of it
+	waitFor(t, "a non-blocking write", func() bool { return tw.calls.Load() > 0 })
+	<-w.wake // what it left is for the writer goroutine, which is not running
+	gone := make(chan struct{})
+	close(gone)
+	e, err := m.serve(w, s, gone)
+	if e != endGone || err != nil {
+		t.Fatalf("serve: %v, %v", e, err)
+	}
+	if want := string(formatWS.appendEvent(nil, l.ids, &rec)); s.String() != want {
+		t.Errorf("wrote %q, want the whole frame %q", s.String(), want)
+	}
+	if directOf(w) != nil {
+		t.Error("non-blocking writes still allowed after the stream ended")
+	}
+}

@@ -180,8 +180,9 @@ var ErrStarted = errors.New("stream hub already started")
 // Start starts the heartbeat goroutine, which pings every watcher each
 // Config.Heartbeat, and the fan-out goroutines, which write each commit's
 // frames to the watchers that can take them at once; Shutdown stops them.
-// Until Start, each watcher's own goroutine writes everything. ctx is not kept. It returns
-// ErrStarted when called twice and ErrClosed after Shutdown.
+// Until Start, each watcher's own goroutine writes everything. ctx is not
+// kept. It returns ErrStarted when called twice and ErrClosed after
+// Shutdown.
 func (h *Hub) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("stream start: %w", err)

@@ -10,7 +10,7 @@ import (
 // Publish stages the frames of one commit for the watcher, then appends
 // them to its backlog at once, so the writer never sees half a commit.
 // Two goroutines may write the backlog to the connection, one at a time
-// (wmu): the hub's fan-out goroutine, which tries one non-blocking write
+// (wmu): a fan-out goroutine of the hub, which tries one non-blocking write
 // of the whole backlog right after a commit (direct.go), and the watcher's
 // own writer goroutine, which takes whatever the fan-out could not write
 // (a full socket buffer, replays, heartbeats, errors) with blocking writes
@@ -88,8 +88,8 @@ func (w *watcher) flushStage(hard int) {
 	w.stage = emptied(w.stage)
 }
 
-// setDirect sets the connection the fan-out goroutine may write to (nil:
-// none), waiting for a write of its in progress.
+// setDirect sets the connection the fan-out goroutines may write to (nil:
+// none), waiting for a write of theirs in progress.
 func (w *watcher) setDirect(d *directConn) {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()

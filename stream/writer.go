@@ -57,7 +57,7 @@ const (
 // serve runs w's writer loop on the calling goroutine until the client goes
 // (gone is closed), the hub shuts down, w is too slow, or a write fails.
 // It then stops the fan-out goroutines' writes to the connection, so that
-// the caller may write a last frame. The caller lets them write
+// the caller may write a last frame (finish). The caller lets them write
 // (w.setDirect) before, on the goroutine that set the connection up: what
 // that takes would otherwise grow the stack of an idle watcher's goroutine
 // for good. serve's own frame stays small for the same reason: a parked
@@ -80,8 +80,7 @@ func (h *Hub) serve(w *watcher, s sink, gone <-chan struct{}) (end, error) {
 			if e == endSlow {
 				h.stats[w.format].slow.Inc()
 			}
-			w.setDirect(nil)
-			return e, err
+			return wr.finish(e, err)
 		}
 	}
 }
@@ -147,6 +146,24 @@ func (wr *writer) deliver(batch []*frame, ping bool) (replayed bool, err error) 
 		wr.bufs = append(wr.bufs, wr.w.format.ping())
 	}
 	return replayed, wr.flush()
+}
+
+// finish stops the fan-out goroutines' writes to the connection and
+// completes what their last write left, so that the caller's last frame
+// (the end of the SSE body, a WebSocket close) starts where a frame ends.
+// Failing that, the stream ends as a failed write: no last frame.
+func (wr *writer) finish(e end, err error) (end, error) {
+	w := wr.w
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	w.direct = nil
+	if w.rest == nil || e == endError {
+		return e, err
+	}
+	if lerr := wr.leftover(); lerr != nil {
+		return endError, lerr
+	}
+	return e, err
 }
 
 // leftover writes what the fan-out goroutine's non-blocking write left
