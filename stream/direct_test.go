@@ -71,9 +71,10 @@ func TestDirectWriteSparesTheWriter(t *testing.T) {
 	if tw.calls.Load() == 0 {
 		t.Error("no non-blocking write")
 	}
-	if got := testutil.ToFloat64(m.stats[formatSSE].delivered); got != 20 {
-		t.Errorf("delivered %v, want 20 (10 to each watcher)", got)
-	}
+	// A write is counted once it returned, a moment after its bytes are in.
+	waitFor(t, "20 deliveries counted (10 to each watcher)", func() bool {
+		return testutil.ToFloat64(m.stats[formatSSE].delivered) == 20
+	})
 }
 
 // directOf returns w's direct connection, read under its lock.
@@ -110,9 +111,10 @@ func TestDirectWriteRestGoesFirst(t *testing.T) {
 			if tw.calls.Load() == 0 {
 				t.Error("no non-blocking write")
 			}
-			if got := testutil.ToFloat64(m.stats[formatWS].delivered); got != float64(2*want) {
-				t.Errorf("delivered %v, want %d", got, 2*want)
-			}
+			// A write is counted once it returned, a moment after its bytes are in.
+			waitFor(t, fmt.Sprintf("%d deliveries counted", 2*want), func() bool {
+				return testutil.ToFloat64(m.stats[formatWS].delivered) == float64(2*want)
+			})
 		})
 	}
 }
