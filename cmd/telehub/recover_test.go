@@ -17,20 +17,30 @@ import (
 	"github.com/telehub/telehub/storage"
 )
 
+// fixedNow is the clock of the data files these tests write, far from the
+// real one; retention by age is off.
+var fixedNow = time.Unix(1_000_000, 0)
+
+// openAtFixedTime opens a store at path whose clock stands at fixedNow.
+func openAtFixedTime(t *testing.T, path string) *storage.Store {
+	t.Helper()
+	s, err := storage.Open(storage.Config{Path: path, NoFsync: true, Logger: slog.New(slog.DiscardHandler),
+		Now: func() time.Time { return fixedNow }, MaxAge: 1 << 62})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // dataFile writes n readings into a new data file in dir and returns its
 // path.
 func dataFile(t *testing.T, dir string, n int) string {
 	t.Helper()
 	path := filepath.Join(dir, "telehub.db")
-	now := time.Unix(1_000_000, 0)
-	s, err := storage.Open(storage.Config{Path: path, NoFsync: true, Logger: slog.New(slog.DiscardHandler),
-		Now: func() time.Time { return now }, MaxAge: 1 << 62})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAtFixedTime(t, path)
 	done := make(chan bridge.Result, n)
 	for i := range n {
-		w := &bridge.Write{Device: "d1", Seen: now, Seq: uint64(i + 1), HasSeq: true, Done: func(r bridge.Result) { done <- r },
+		w := &bridge.Write{Device: "d1", Seen: fixedNow, Seq: uint64(i + 1), HasSeq: true, Done: func(r bridge.Result) { done <- r },
 			Events: []bridge.Event{{Kind: bridge.KindTelemetry, Topic: "telemetry/d1/x", Data: bytes.Repeat([]byte("y"), 500)}}}
 		if err := s.Submit(w); err != nil {
 			t.Fatal(err)
@@ -129,12 +139,7 @@ func TestRecoverFlags(t *testing.T) {
 func TestRecoverPrintsCommands(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "telehub.db")
-	now := time.Unix(1_000_000, 0)
-	s, err := storage.Open(storage.Config{Path: path, NoFsync: true, Logger: slog.New(slog.DiscardHandler),
-		Now: func() time.Time { return now }, MaxAge: 1 << 62})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openAtFixedTime(t, path)
 	done := make(chan bridge.Result, 1)
 	submit := func(op *bridge.CommandOp) {
 		t.Helper()
@@ -147,7 +152,7 @@ func TestRecoverPrintsCommands(t *testing.T) {
 	}
 	var ids []string
 	for range 2 {
-		op := &bridge.CommandOp{Create: &bridge.Command{Name: "reboot", Expires: now.Add(time.Hour)}}
+		op := &bridge.CommandOp{Create: &bridge.Command{Name: "reboot", Expires: fixedNow.Add(time.Hour)}}
 		submit(op)
 		ids = append(ids, op.Out.ID)
 	}
