@@ -229,11 +229,11 @@ func (c *copier) finish(err error) error {
 // open creates the bucket at path with the sequence seq: the commands
 // bucket numbers new commands from it.
 func (c *copier) open(path [][]byte, seq uint64) error {
-	if len(path) > 1 && isCommandBucket(path[0]) {
+	if nestedInStoreBucket(path) {
 		if len(path) == 2 {
 			c.rep.Undecodable = append(c.rep.Undecodable, fmt.Sprintf("%s %s: a bucket, which the store never keeps there", path[0], keyName(path[0], path[1])))
 		}
-		return nil // the store would read its name as a command or an entry
+		return nil
 	}
 	b, err := c.bucket(path)
 	if err != nil || seq <= b.Sequence() {
@@ -280,6 +280,27 @@ func samePath(a, b [][]byte) bool {
 	return true
 }
 
+// nestedInStoreBucket reports whether path names a bucket nested in one
+// of the store's own buckets, or lies inside one. The store keeps only
+// keys and values there and would read a nested bucket's name as a key
+// whose value is missing (an event, a device, a command, an index entry),
+// so Recover copies none of it; a bucket this version does not know is
+// copied as it is.
+func nestedInStoreBucket(path [][]byte) bool {
+	return len(path) > 1 && isStoreBucket(path[0])
+}
+
+// isStoreBucket reports whether name is one of the store's own buckets.
+func isStoreBucket(name []byte) bool {
+	for _, b := range [][]byte{bucketEvents, bucketState, bucketDevices, bucketMeta, bucketTopics, bucketDeleted,
+		bucketOutbox, bucketOrigins} {
+		if bytes.Equal(name, b) {
+			return true
+		}
+	}
+	return isCommandBucket(name)
+}
+
 // put copies one key and value, unless the value cannot be decoded.
 func (c *copier) put(path [][]byte, k, v []byte) error {
 	if len(path) == 0 || !c.keep(path, k, v) {
@@ -305,7 +326,7 @@ func (c *copier) put(path [][]byte, k, v []byte) error {
 // keep checks a value of telehub's own buckets and counts it; it reports
 // whether the value is to be copied.
 func (c *copier) keep(path [][]byte, k, v []byte) bool {
-	if len(path) > 1 && isCommandBucket(path[0]) {
+	if nestedInStoreBucket(path) {
 		return false // listed by open
 	}
 	if len(path) > 1 {

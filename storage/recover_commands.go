@@ -172,8 +172,6 @@ func (sv *salvager) command(b *bolt.Bucket, k, v []byte) error {
 	ours, seen := sv.cmdFound[seq]
 	have := b.Get(k)
 	switch {
-	case b.Bucket(k) != nil:
-		return nil // a nested bucket the walk copied
 	case !seen && have == nil:
 		sv.cmdFound[seq] = true
 		sv.nCommands++
@@ -199,7 +197,7 @@ func (sv *salvager) command(b *bolt.Bucket, k, v []byte) error {
 // of a lost replica made again from the log. The highest seq of an id is
 // kept (a peer's command pruned here and sent again is stored anew).
 func (sv *salvager) commandPeer(b *bolt.Bucket, k, v []byte) error {
-	if have := b.Get(k); have != nil && getID(have) >= getID(v) || b.Bucket(k) != nil {
+	if have := b.Get(k); have != nil && getID(have) >= getID(v) {
 		return nil
 	}
 	return b.Put(k, bytes.Clone(v))

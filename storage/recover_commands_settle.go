@@ -108,7 +108,7 @@ func (st *commandSettler) ownSeq(id string) (uint64, bool) {
 func (st *commandSettler) noteNamedSeqs() {
 	for _, b := range []*bolt.Bucket{st.index, st.pending} {
 		_ = b.ForEach(func(k, v []byte) error {
-			if checkCommandKey(k, v) == nil { // not a nested bucket
+			if checkCommandKey(k, v) == nil {
 				st.top = max(st.top, getID(k[len(k)-8:]))
 			}
 			return nil
@@ -166,7 +166,7 @@ func (st *commandSettler) remake(lost func(seq uint64) bool) error {
 		if v := st.peers.Get([]byte(id)); !own && len(v) == 8 {
 			seq = getID(v)
 		}
-		if seq == 0 || !lost(seq) || taken(st.cmds, putSeq(seq)) || checkCommandFields(c, seq) != nil {
+		if seq == 0 || !lost(seq) || st.cmds.Get(putSeq(seq)) != nil || checkCommandFields(c, seq) != nil {
 			continue
 		}
 		if err := putCommand(st.cmds, seq, c); err != nil {
@@ -265,18 +265,12 @@ func (st *commandSettler) match(held []settled) error {
 	return nil
 }
 
-// taken reports whether b holds key k, as a value or a nested bucket.
-func taken(b *bolt.Bucket, k []byte) bool { return b.Get(k) != nil || b.Bucket(k) != nil }
-
 // matchBucket makes b hold exactly the keys and values of want, and
-// returns how many keys it dropped or added. Nested buckets, which the
-// store never makes there, stay as they were copied.
+// returns how many keys it dropped or added. It holds no nested bucket
+// (the copier skips those).
 func matchBucket(b *bolt.Bucket, want map[string][]byte) (int, error) {
 	var drop [][]byte
 	_ = b.ForEach(func(k, v []byte) error {
-		if v == nil && b.Bucket(k) != nil {
-			return nil
-		}
 		if w, ok := want[string(k)]; !ok || !bytes.Equal(w, v) {
 			drop = append(drop, bytes.Clone(k))
 		}
@@ -289,7 +283,7 @@ func matchBucket(b *bolt.Bucket, want map[string][]byte) (int, error) {
 	}
 	n := len(drop)
 	for k, v := range want {
-		if got, _ := b.Cursor().Seek([]byte(k)); string(got) == k { // present, or a nested bucket
+		if got, _ := b.Cursor().Seek([]byte(k)); string(got) == k { // held already, with the value wanted
 			continue
 		}
 		if err := b.Put([]byte(k), v); err != nil {
