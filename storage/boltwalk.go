@@ -43,6 +43,8 @@ func (d Damage) Held() string {
 		return "device records " + keyBounds(d.From, d.To, quoteKey)
 	case string(bucketState):
 		return "latest states " + keyBounds(d.From, d.To, stateName)
+	case string(bucketDeleted):
+		return "sessions of deleted devices " + keyBounds(d.From, d.To, quoteKey)
 	case string(bucketOutbox):
 		return "messages waiting to be forwarded to the peer hubs, of events " + idBounds(d.From, d.To)
 	case string(bucketOrigins):

@@ -23,6 +23,11 @@ type RecoverReport struct {
 	Devices int
 	// States counts the latest states copied.
 	States int
+	// Deleted counts the last sessions of deleted devices copied, from
+	// which a device written again goes on; one whose device's record was
+	// copied too is moved into the record (recover_deleted.go) and not
+	// counted.
+	Deleted int
 	// Outbox counts the messages copied that wait to be forwarded to the
 	// peer hubs of a cluster; Origins the highest origin ids copied (per
 	// peer hub and device), which make a peer's message sent again a
@@ -138,6 +143,11 @@ func copyReadable(rep *RecoverReport, src *os.File, size int64, db *bolt.DB) err
 		}
 		lost = func(seq uint64) bool { return c.skippedCommands[seq] || sv.wanted(bucketCommands, putSeq(seq)) }
 	}
+	moved, err := settleDeleted(db)
+	if err != nil {
+		return fmt.Errorf("deleted devices: %w", err)
+	}
+	rep.Deleted -= moved
 	if err := settleCommands(db, rep, lost); err != nil {
 		return fmt.Errorf("commands: %w", err)
 	}
@@ -156,11 +166,12 @@ func salvage(rep *RecoverReport, bf *boltFile, db *bolt.DB, w *boltWalk) (*salva
 	if err := sv.run(); err != nil {
 		return nil, fmt.Errorf("salvage: %w", err)
 	}
-	rep.Salvaged = Salvaged{Records: sv.nRecords, Devices: sv.nDevices, Outbox: sv.nOutbox, Origins: sv.nOrigins,
-		Commands: sv.nCommands, Conflicts: sv.conflicts}
+	rep.Salvaged = Salvaged{Records: sv.nRecords, Devices: sv.nDevices, Deleted: sv.nDeleted, Outbox: sv.nOutbox,
+		Origins: sv.nOrigins, Commands: sv.nCommands, Conflicts: sv.conflicts}
 	rep.Records += sv.nRecords
 	rep.Events += sv.nEvents
 	rep.Devices += sv.nDevices
+	rep.Deleted += sv.nDeleted
 	rep.Outbox += sv.nOutbox
 	rep.Origins += sv.nOrigins
 	return sv, nil
@@ -179,6 +190,10 @@ type Salvaged struct {
 	// them too): the latest copy found, which may be older than the lost
 	// one.
 	Devices int
+	// Deleted counts the sessions of deleted devices found again
+	// (RecoverReport counts them too): the highest copy found, which may
+	// be older than the lost one.
+	Deleted int
 	// Outbox counts the outbox messages found again (RecoverReport counts
 	// them too); one the broker had acknowledged since is forwarded again,
 	// and the peers store it once.
@@ -346,6 +361,10 @@ func (c *copier) keep(path [][]byte, k, v []byte) bool {
 		}
 	case string(bucketState):
 		c.rep.States++
+	case string(bucketDeleted):
+		if err = checkDeleted(k, v); err == nil {
+			c.rep.Deleted++
+		}
 	case string(bucketMeta):
 		err = c.keepMeta(k, v)
 	case string(bucketOutbox):

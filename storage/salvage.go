@@ -21,6 +21,7 @@ import (
 //     the lost one, so a resend of a reading stored since can be stored
 //     twice, never lost;
 //   - the store identity, which never changes;
+//   - the last sessions of deleted devices (recover_deleted.go);
 //   - outbox messages and origin ids (recover_cluster.go);
 //   - command records and peers' command ids (recover_commands.go).
 // Latest states are not taken: an older copy cannot be told from the last.
@@ -36,6 +37,7 @@ type salvager struct {
 	all  bool
 
 	nRecords, nEvents, nDevices int // copied
+	nDeleted                    int // copied
 	nOutbox, nOrigins           int // copied
 	nCommands                   int // copied
 	conflicts                   int // event records and outbox messages dropped for differing copies
@@ -124,6 +126,8 @@ func (sv *salvager) page(tx *bolt.Tx, id uint64) error {
 		return sv.leafInto(tx, bucketDevices, p, sv.device)
 	case p.all(isMeta):
 		return sv.meta(tx, p)
+	case p.all(isDeleted):
+		return sv.leafInto(tx, bucketDeleted, p, sv.deleted)
 	case p.all(isOutbox):
 		return sv.leafInto(tx, bucketOutbox, p, sv.outboxEntry)
 	case p.all(isOrigin):
