@@ -43,6 +43,8 @@ func (d Damage) Held() string {
 		return "device records " + keyBounds(d.From, d.To, quoteKey)
 	case string(bucketState):
 		return "latest states " + keyBounds(d.From, d.To, stateName)
+	case string(bucketMeta):
+		return "the store identity, layout version and id high-water mark"
 	case string(bucketDeleted):
 		return "sessions of deleted devices " + keyBounds(d.From, d.To, quoteKey)
 	case string(bucketOutbox):

@@ -102,9 +102,6 @@ func Recover(from, to string) (rep RecoverReport, err error) {
 	if err := staleIndex(db); err != nil {
 		return rep, fmt.Errorf("storage: recover into %s: %w", to, err)
 	}
-	if err := raiseHighWater(db); err != nil {
-		return rep, fmt.Errorf("storage: recover into %s: %w", to, err)
-	}
 	if err := db.Sync(); err != nil {
 		return rep, fmt.Errorf("storage: recover: sync %s: %w", to, err)
 	}
@@ -130,18 +127,20 @@ func copyReadable(rep *RecoverReport, src *os.File, size int64, db *bolt.DB) err
 	w := boltWalk{bf: bf, open: c.open, put: c.put}
 	walkErr := w.run()
 	rep.Damage, rep.DamageCount = w.damage, w.damaged
-	// The store's open takes the id high-water mark past the last event
-	// copied, when the meta bucket's was lost.
 	if err := c.finish(walkErr); err != nil {
 		return err
 	}
-	lost := func(seq uint64) bool { return c.skippedCommands[seq] }
+	lost, named := func(seq uint64) bool { return c.skippedCommands[seq] }, c.ids
 	if w.damaged > 0 {
 		sv, err := salvage(rep, bf, db, &w)
 		if err != nil {
 			return err
 		}
 		lost = func(seq uint64) bool { return c.skippedCommands[seq] || sv.wanted(bucketCommands, putSeq(seq)) }
+		named = max(named, sv.ids)
+	}
+	if err := raiseHighWater(db, named); err != nil {
+		return fmt.Errorf("id high-water mark: %w", err)
 	}
 	moved, err := settleDeleted(db)
 	if err != nil {
@@ -221,6 +220,8 @@ type copier struct {
 	// skippedCommands holds the seqs of the command records skipped as
 	// undecodable: made again from the log where it can.
 	skippedCommands map[uint64]bool
+	// ids is the highest event id the keys walked name (recover_ids.go).
+	ids namedIDs
 }
 
 func (c *copier) begin() error {
@@ -349,6 +350,7 @@ func (c *copier) keep(path [][]byte, k, v []byte) bool {
 		return true
 	}
 	if bytes.Equal(path[0], bucketTopics) {
+		c.ids.noteIndexKey(k)
 		return false // built again from the log by the store's open (staleIndex)
 	}
 	var err error
@@ -370,6 +372,7 @@ func (c *copier) keep(path [][]byte, k, v []byte) bool {
 	case string(bucketOutbox):
 		if err = checkOutbox(k, v); err == nil {
 			c.rep.Outbox++
+			c.ids.note(getID(k))
 		}
 	case string(bucketOrigins):
 		if err = checkOrigin(k, v); err == nil {
@@ -409,6 +412,7 @@ func (c *copier) keepRecord(k, v []byte) error {
 	}
 	c.rep.Records++
 	c.rep.Events += len(evs)
+	c.ids.noteRecord(k, v)
 	return nil
 }
 
@@ -424,6 +428,7 @@ func (c *copier) keepMeta(k, v []byte) error {
 		if len(v) != 8 {
 			return fmt.Errorf("%w: high-water mark of %d bytes", ErrCorrupt, len(v))
 		}
+		c.ids.noteMark(v)
 	}
 	c.rep.Other++
 	return nil

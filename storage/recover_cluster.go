@@ -21,10 +21,10 @@ import (
 //     makes a peer's message sent again a duplicate. Ids only grow, so
 //     salvage keeps the highest copy found: the lost value or an older one,
 //     with which a message sent again can be stored twice, never lost.
-// The new file's id high-water mark is raised to the last outbox id, when
-// the events and the mark that covered it were lost: a new write must
-// never take the id of a message waiting, and the peers take a message
-// whose origin id is not above the last they stored for a duplicate.
+// The outbox keys count among the event ids the new file's id high-water
+// mark is raised to (recover_ids.go): a new write must never take the id
+// of a message waiting, and the peers take a message whose origin id is
+// not above the last they stored for a duplicate.
 
 // Outbox values start with the commit time and the events' time (unix ms,
 // 8 bytes big-endian each); salvage takes a value for an outbox message
@@ -109,33 +109,4 @@ func (sv *salvager) origin(b *bolt.Bucket, k, v []byte) error {
 		sv.nOrigins++
 	}
 	return b.Put(k, bytes.Clone(v))
-}
-
-// raiseHighWater raises the id high-water mark of the new file to its
-// last outbox id when neither the mark nor the events copied reach it.
-func raiseHighWater(db *bolt.DB) error {
-	return db.Update(func(tx *bolt.Tx) error {
-		out := tx.Bucket(bucketOutbox)
-		if out == nil {
-			return nil
-		}
-		k, _ := out.Cursor().Last()
-		if k == nil {
-			return nil
-		}
-		last := getID(k)
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		if v := meta.Get(metaHighWater); len(v) == 8 && getID(v) >= last {
-			return nil
-		}
-		if events := tx.Bucket(bucketEvents); events != nil {
-			if ek, ev := events.Cursor().Last(); ek != nil && lastInRecord(ek, ev) >= last {
-				return nil
-			}
-		}
-		return meta.Put(metaHighWater, putID(nil, last))
-	})
 }

@@ -20,7 +20,9 @@ import (
 //   - device records, the most recently seen copy: it may be older than
 //     the lost one, so a resend of a reading stored since can be stored
 //     twice, never lost;
-//   - the store identity, which never changes;
+//   - the store identity, which never changes, also from an older copy of
+//     the list of buckets holding the meta bucket inline, and the highest
+//     event id every page read names (recover_ids.go);
 //   - the last sessions of deleted devices (recover_deleted.go);
 //   - outbox messages and origin ids (recover_cluster.go);
 //   - command records and peers' command ids (recover_commands.go).
@@ -36,11 +38,12 @@ type salvager struct {
 	lost []Damage
 	all  bool
 
-	nRecords, nEvents, nDevices int // copied
-	nDeleted                    int // copied
-	nOutbox, nOrigins           int // copied
-	nCommands                   int // copied
-	conflicts                   int // event records and outbox messages dropped for differing copies
+	nRecords, nEvents, nDevices int      // copied
+	nDeleted                    int      // copied
+	nOutbox, nOrigins           int      // copied
+	nCommands                   int      // copied
+	conflicts                   int      // event records and outbox messages dropped for differing copies
+	ids                         namedIDs // the highest event id the pages read name (recover_ids.go)
 	// found holds the ids of the event records salvage copied, true, and
 	// of those it dropped, false; outboxFound the same of outbox messages.
 	found, outboxFound map[uint64]bool
@@ -121,6 +124,10 @@ func (sv *salvager) page(tx *bolt.Tx, id uint64) error {
 	}
 	switch {
 	case p.all(isRecord):
+		for i := range p.count {
+			v, _ := p.leaf(i)
+			sv.ids.noteRecord(p.key(i), v)
+		}
 		return sv.leafInto(tx, bucketEvents, p, sv.record)
 	case p.all(isDevice):
 		return sv.leafInto(tx, bucketDevices, p, sv.device)
@@ -129,6 +136,9 @@ func (sv *salvager) page(tx *bolt.Tx, id uint64) error {
 	case p.all(isDeleted):
 		return sv.leafInto(tx, bucketDeleted, p, sv.deleted)
 	case p.all(isOutbox):
+		for i := range p.count {
+			sv.ids.note(getID(p.key(i)))
+		}
 		return sv.leafInto(tx, bucketOutbox, p, sv.outboxEntry)
 	case p.all(isOrigin):
 		return sv.leafInto(tx, bucketOrigins, p, sv.origin)
@@ -137,7 +147,7 @@ func (sv *salvager) page(tx *bolt.Tx, id uint64) error {
 	case p.all(isCommandPeer):
 		return sv.leafInto(tx, bucketCommandPeers, p, sv.commandPeer)
 	}
-	return nil
+	return sv.inlineMeta(tx, p)
 }
 
 // leafInto calls put with bucket name of the new file (created if
@@ -233,7 +243,8 @@ func (sv *salvager) device(b *bolt.Bucket, k, v []byte) error {
 	return b.Put(k, bytes.Clone(v))
 }
 
-// meta copies the store identity, when the walk did not find it.
+// meta copies the store identity, when the walk did not find it, and
+// notes the id high-water mark.
 func (sv *salvager) meta(tx *bolt.Tx, p boltPage) error {
 	b, err := tx.CreateBucketIfNotExists(bucketMeta)
 	if err != nil {
@@ -242,6 +253,9 @@ func (sv *salvager) meta(tx *bolt.Tx, p boltPage) error {
 	for i := range p.count {
 		k := p.key(i)
 		v, _ := p.leaf(i)
+		if bytes.Equal(k, metaHighWater) {
+			sv.ids.noteMark(v)
+		}
 		if bytes.Equal(k, metaIdentity) && validIdentity(v) && b.Get(k) == nil {
 			if err := b.Put(k, bytes.Clone(v)); err != nil {
 				return err
