@@ -11,13 +11,15 @@ import (
 
 const recoverHelp = `
 Copies every readable event, latest state and device record (with the last
-seq, which deduplicates resends) and every command to devices (checked, with
-its pending list and index rebuilt from the commands) of a damaged data file
-into a new file, and, for a hub in a cluster, the messages not yet forwarded to the peer hubs and
-the highest ids stored of each peer's messages (which deduplicate them); it
-says what it saved and what it could not. The damaged file is not changed;
-the new file must not exist. Stop the hub first; start it on the new file
-(move it in place of the old one) once the report suits you.
+seq, which deduplicates resends), the last session of each deleted device,
+and every command to devices (checked, with its pending list and index
+rebuilt from the commands) of a damaged data file into a new file, and, for
+a hub in a cluster, the messages not yet forwarded to the peer hubs and the
+highest ids stored of each peer's messages (which deduplicate them); new
+event ids stay above every id the damaged file still names. It says what it
+saved and what it could not. The damaged file is not changed; the new file
+must not exist. Stop the hub first; start it on the new file (move it in
+place of the old one) once the report suits you.
 
   --from PATH   the damaged data file, read only
   --to PATH     the new data file to write
@@ -70,6 +72,9 @@ func printRecovery(w io.Writer, to string, rep storage.RecoverReport) {
 		}
 		fmt.Fprintln(w)
 	}
+	if rep.Deleted > 0 {
+		fmt.Fprintf(w, "deleted devices: the last sessions of %d, from which each goes on when written again\n", rep.Deleted)
+	}
 	if rep.Outbox+rep.Origins > 0 {
 		fmt.Fprintf(w, "cluster: %d messages waiting to be forwarded to the peer hubs, %d origin ids of peers' devices\n",
 			rep.Outbox, rep.Origins)
@@ -87,6 +92,10 @@ func printRecovery(w io.Writer, to string, rep storage.RecoverReport) {
 		fmt.Fprintf(w, "found again on pages the file no longer led to: %d event records, %d device records (the newest copy found; "+
 			"a device's last seq may be older than the lost one, so a resend may be stored twice); %d event records, outbox messages or commands dropped for differing copies\n",
 			s.Records, s.Devices, s.Conflicts)
+	}
+	if s := rep.Salvaged; s.Deleted > 0 {
+		fmt.Fprintf(w, "found again for deleted devices: %d last sessions (the highest copy found; "+
+			"if older than the lost one, a device written again may repeat a session)\n", s.Deleted)
 	}
 	if s := rep.Salvaged; s.Commands+s.CommandsFromLog > 0 {
 		fmt.Fprintf(w, "found again for commands: %d command records (the copy furthest along; it may be behind the lost one), "+

@@ -168,3 +168,32 @@ func TestRecoverPrintsCommands(t *testing.T) {
 		t.Errorf("recover printed %q, want %q", out.String(), want)
 	}
 }
+
+// TestRecoverPrintsDeletedSessions: telehub recover says how many last
+// sessions of deleted devices it carried.
+func TestRecoverPrintsDeletedSessions(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "telehub.db")
+	s := openAtFixedTime(t, path)
+	done := make(chan bridge.Result, 1)
+	presence := &bridge.Presence{Online: true, Transport: bridge.TransportWS, Session: 3, Reason: bridge.ReasonConnect}
+	if err := s.Submit(&bridge.Write{Device: "d1", Seen: fixedNow, Presence: presence, Done: func(r bridge.Result) { done <- r }}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if err := s.DeleteDevice("d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"recover", "--from", path, "--to", filepath.Join(dir, "new.db")}, noEnv, &out, &errOut); code != 0 {
+		t.Fatalf("recover: exit %d; %s", code, errOut.String())
+	}
+	if want := "deleted devices: the last sessions of 1,"; !strings.Contains(out.String(), want) {
+		t.Errorf("recover printed %q, want %q", out.String(), want)
+	}
+}
