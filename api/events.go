@@ -69,7 +69,7 @@ func (a *API) oldestEvents(w http.ResponseWriter, r *http.Request, filters []top
 	a.writeEvents(w, r, recs, limit, "after")
 }
 
-// readError answers a failed read: 410 for a foreign or expired id, 400
+// readError answers a failed read: 410 for a foreign, expired or ahead id, 400
 // for a malformed one (the parameter named), else 500.
 func (a *API) readError(w http.ResponseWriter, param string, err error) {
 	var gap *storage.GapError
@@ -104,12 +104,15 @@ const startRetries = 3
 
 // read returns up to limit matching records after the event id from (""
 // for the oldest retained), up to the last committed id. A malformed from
-// wraps storage.ErrBadID; a foreign or expired one is a *storage.GapError.
+// wraps storage.ErrBadID; a foreign or expired one, or one beyond the last
+// committed id (the data directory was restored from an older copy, and
+// the ids after its newest are minted again), is a *storage.GapError.
 // An id minted by a peer hub of the cluster reads this hub's events from
 // its time minus the resume margin, as a watcher's resume does.
 func (a *API) read(from string, match func(string) bool, limit int) ([]storage.Record, error) {
 	for try := 0; ; try++ {
-		after, err := storage.ResumePoint(a.cfg.Store, from)
+		last := a.cfg.Store.LastID()
+		after, err := storage.ResumePoint(a.cfg.Store, from, last)
 		var gap *storage.GapError
 		if errors.As(err, &gap) && gap.Peer() {
 			after, err = gap.After, nil
@@ -117,7 +120,7 @@ func (a *API) read(from string, match func(string) bool, limit int) ([]storage.R
 		if err != nil {
 			return nil, err
 		}
-		recs, _, err := storage.ReadAfter(a.cfg.Store, after, a.cfg.Store.LastID(), match, limit)
+		recs, _, err := storage.ReadAfter(a.cfg.Store, after, last, match, limit)
 		if from == "" && errors.Is(err, storage.ErrExpired) && try < startRetries {
 			continue // trimmed under a read from the start: start again
 		}

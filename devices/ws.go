@@ -32,7 +32,7 @@ const (
 // WebSocket close codes the hub sends besides those gws sends itself
 // (1009 frame too large, 1007 invalid UTF-8).
 const (
-	closeGoingAway = 1001 // the hub shuts down
+	closeGoingAway = 1001 // the hub shuts down, or the device was silent (closeSilent)
 	closeInternal  = 1011 // the hub failed handling a frame
 	closeReplaced  = 4000 // a newer connection of the device replaced this one
 )
@@ -69,7 +69,8 @@ type WSConfig struct {
 	// connections by one ticker (--heartbeat-interval). Default 15s.
 	Heartbeat time.Duration
 	// Timeout closes a connection from which nothing (no frame, no pong)
-	// arrived for this long, and bounds each write to it. Default 45s.
+	// arrived for this long (plus a grace of a second), with close code
+	// 1001 "timeout", and bounds each write to it. Default 45s.
 	Timeout time.Duration
 	// MaxInflight is how many frames of one connection may wait for their
 	// answer (an ack waits for the durable commit) before the hub stops
@@ -200,12 +201,13 @@ func (s *WS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusServiceUnavailable, httpx.CodeUnavailable, "hub is shutting down")
 		return
 	}
-	socket, err := s.upgrader.Upgrade(w, r)
+	hw := &silenceWatch{ResponseWriter: w}
+	socket, err := s.upgrader.Upgrade(hw, r)
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "device", device, "err", err)
 		return
 	}
-	s.serve(socket, device)
+	s.serve(socket, hw.conn, device)
 }
 
 // Connected returns how many devices are connected.
@@ -271,10 +273,12 @@ func (s *WS) isClosing() bool {
 	return s.closing
 }
 
-// serve starts the read loop of a freshly upgraded connection.
-func (s *WS) serve(socket *gws.Conn, device string) {
+// serve starts the read loop of a freshly upgraded connection, whose
+// socket is conn.
+func (s *WS) serve(socket *gws.Conn, conn *silenceConn, device string) {
 	c := connOf(socket)
 	c.init(s, socket, device)
+	conn.owner = c // before the read loop: its reads close c when silent
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

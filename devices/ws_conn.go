@@ -77,8 +77,9 @@ func (c *wsConn) alive(now time.Time) {
 
 // extend moves the read deadline to Timeout (plus a grace) from now. The
 // grace lets the presence engine declare the silent device offline with
-// reason timeout before the connection is closed for it; the close that
-// follows is then for a session already offline and publishes nothing.
+// reason timeout before the connection is closed for it (1001 "timeout",
+// by silenceConn); the close that follows is then for a session already
+// offline and publishes nothing.
 func (c *wsConn) extend(now time.Time) {
 	_ = c.socket.SetReadDeadline(now.Add(c.ws.cfg.Timeout + readGrace)) // a failure closes the connection
 }

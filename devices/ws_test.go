@@ -599,12 +599,41 @@ func TestWSPings(t *testing.T) {
 	})
 }
 
+// wantSilenceClose checks that the hub closed c as a silent device: 1001
+// "timeout", not gws's 1000 with the read error (and addresses) as reason.
+func wantSilenceClose(t *testing.T, c *wsClient) {
+	t.Helper()
+	if ce := c.closeError(t); ce.Code != 1001 || string(ce.Reason) != "timeout" {
+		t.Fatalf("close code %d reason %q, want 1001 \"timeout\"", ce.Code, ce.Reason)
+	}
+}
+
 func TestWSSilentDeviceTimesOut(t *testing.T) {
 	env := newWSEnv(t, WSConfig{Timeout: 300 * time.Millisecond})
 	c := dial(t, env.url("d1"), nil)
-	c.closeError(t)
+	wantSilenceClose(t, c)
 	got := env.rec.wait(t, 2)
 	wantEvents(t, got, "d1 online=true ws session=1 connect", "d1 online=false ws session=1 disconnect")
+}
+
+// With the device timeout of the hub (the tracker's equal to the
+// endpoint's), presence reports the silence first, with reason timeout;
+// the close that follows a grace later publishes nothing.
+func TestWSSilentDeviceTimeoutThenClose(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	env := newWSEnv(t, WSConfig{Timeout: timeout}, timeout)
+	c := dial(t, env.url("d1"), nil)
+	wantEvents(t, env.rec.wait(t, 2),
+		"d1 online=true ws session=1 connect", "d1 online=false ws session=1 timeout")
+	wantSilenceClose(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), waitGuard)
+	defer cancel()
+	if err := env.ws.Shutdown(ctx); err != nil { // waits until the close was handled
+		t.Fatal(err)
+	}
+	if got := env.rec.take(); len(got) != 0 {
+		wantEvents(t, got)
+	}
 }
 
 func TestWSDeviceCloses(t *testing.T) {

@@ -48,9 +48,10 @@
 // # Reading after an id
 //
 // ResumePoint and ReadAfter are the one way to read the log from an event
-// id: they tell a foreign or expired id, and retention that overtakes a
-// read, apart from the events themselves with a *GapError naming the
-// oldest retained id. The REST API and the stream replay both use them.
+// id: they tell a foreign or expired id, an id beyond the newest event,
+// and retention that overtakes a read, apart from the events themselves
+// with a *GapError naming the oldest retained id. The REST API and the
+// stream replay both use them.
 //
 // # Concurrency
 //

@@ -92,7 +92,7 @@ func TestPeerResumeMissesNothing(t *testing.T) {
 		t.Run(fmt.Sprint("after event ", k), func(t *testing.T) {
 			last := scanAll(t, hubA)[k-1]
 			from := hubA.IDs().FormatAt(last.ID, last.Time)
-			_, err := ResumePoint(hubB, from)
+			_, err := ResumePoint(hubB, from, hubB.LastID())
 			var gap *GapError
 			if !errors.As(err, &gap) || !gap.Peer() {
 				t.Fatalf("ResumePoint on B of A's %q: %v, want a peer's gap", from, err)

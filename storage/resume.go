@@ -10,6 +10,12 @@ import (
 // following events retention has dropped.
 var ErrExpired = errors.New("event id no longer retained")
 
+// ErrAhead is wrapped by a *GapError whose id is this store's but beyond
+// the newest event the reader reads up to. The store minted it, and
+// later lost it: its data directory was restored from an older copy, and
+// the ids after that copy's newest are minted again, for other events.
+var ErrAhead = errors.New("event id beyond the newest event")
+
 // errNoProgress: the log's Scan returned without moving forward.
 var errNoProgress = errors.New("log scan made no progress")
 
@@ -31,8 +37,9 @@ var _ Log = (*Store)(nil)
 
 // GapError says that reading cannot go on from an id without missing
 // events: the id was minted by another store or data directory (Foreign;
-// it wraps ErrForeignID), or events after it are no longer retained (it
-// wraps ErrExpired). Readers start again from Oldest, or, when the id was
+// it wraps ErrForeignID), it is beyond the newest event (Ahead; it wraps
+// ErrAhead), or events after it are no longer retained (it wraps
+// ErrExpired). Readers start again from Oldest, or, when the id was
 // minted by a peer hub of the cluster (Peer), after After.
 type GapError struct {
 	// ID is the id asked for as given, or formatted when the gap was found
@@ -43,6 +50,7 @@ type GapError struct {
 	Oldest    string
 	OldestSeq uint64
 	Foreign   bool
+	Ahead     bool
 	// Since, for an id a peer hub of the cluster minted, is the time from
 	// which this store's events are replayed instead: the id's time minus
 	// the resume margin; After is the id to read after to get them. Since
@@ -63,13 +71,19 @@ func (e *GapError) Error() string {
 	if e.Foreign {
 		return fmt.Sprintf("event id %q was minted by another hub or data directory; oldest retained id is %q", e.ID, e.Oldest)
 	}
+	if e.Ahead {
+		return fmt.Sprintf("event id %q is beyond the newest event of this hub; oldest retained id is %q", e.ID, e.Oldest)
+	}
 	return fmt.Sprintf("event id %q is no longer retained; oldest retained id is %q", e.ID, e.Oldest)
 }
 
-// Unwrap returns ErrForeignID or ErrExpired.
+// Unwrap returns ErrForeignID, ErrAhead or ErrExpired.
 func (e *GapError) Unwrap() error {
-	if e.Foreign {
+	switch {
+	case e.Foreign:
 		return ErrForeignID
+	case e.Ahead:
+		return ErrAhead
 	}
 	return ErrExpired
 }
@@ -108,12 +122,14 @@ func foreignGap(l Log, id string) error {
 }
 
 // ResumePoint returns the sequence of the event id from, to read the
-// events after it with ReadAfter; from "" means the start of the retained
-// log. A malformed id is an error wrapping ErrBadID; a foreign one, or one
-// whose following events are no longer all retained, a *GapError (whose
-// After is where to read on when a peer hub of the cluster minted it). An
-// id of this store beyond the last committed one is returned as is.
-func ResumePoint(l Log, from string) (uint64, error) {
+// events after it up to upTo with ReadAfter; from "" means the start of
+// the retained log. upTo is the newest id the reader knows of: the last
+// committed one, or, for a watcher, the last one published to it. A
+// malformed id is an error wrapping ErrBadID; a foreign one, one whose
+// following events are no longer all retained, or one of this store
+// beyond upTo, a *GapError (whose After is where to read on when a peer
+// hub of the cluster minted it).
+func ResumePoint(l Log, from string, upTo uint64) (uint64, error) {
 	if from == "" {
 		if oldest, ok := l.OldestID(); ok {
 			return oldest - 1, nil
@@ -127,7 +143,12 @@ func ResumePoint(l Log, from string) (uint64, error) {
 	case err != nil:
 		return 0, err
 	}
-	if gapAfter(l, seq, l.LastID()) {
+	switch {
+	case seq > upTo:
+		e := newGap(l, from, false)
+		e.Ahead = true
+		return 0, e
+	case gapAfter(l, seq, upTo):
 		return 0, newGap(l, from, false)
 	}
 	return seq, nil

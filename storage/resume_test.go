@@ -91,14 +91,14 @@ func TestResumePoint(t *testing.T) {
 		{"just before the oldest", l.ids.Format(49), 49, nil},
 		{"retained", l.ids.Format(70), 70, nil},
 		{"the last id", l.ids.Format(100), 100, nil},
-		{"beyond the last id", l.ids.Format(120), 120, nil},
+		{"beyond the last id", l.ids.Format(101), 0, ErrAhead},
 		{"expired", l.ids.Format(48), 0, ErrExpired},
 		{"foreign", other.Format(70), 0, ErrForeignID},
 		{"malformed", "nonsense", 0, ErrBadID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ResumePoint(l, tt.from)
+			got, err := ResumePoint(l, tt.from, l.LastID())
 			if !errors.Is(err, tt.wantErr) || (err == nil && got != tt.want) {
 				t.Fatalf("ResumePoint(%q) = %d, %v; want %d, %v", tt.from, got, err, tt.want, tt.wantErr)
 			}
@@ -112,10 +112,10 @@ func TestResumePoint(t *testing.T) {
 
 func TestResumePointEmptyLog(t *testing.T) {
 	l := newMemLog(t, 30, 0)
-	if got, err := ResumePoint(l, ""); err != nil || got != 30 {
+	if got, err := ResumePoint(l, "", l.LastID()); err != nil || got != 30 {
 		t.Fatalf("ResumePoint of an empty log = %d, %v; want 30", got, err)
 	}
-	_, err := ResumePoint(l, l.ids.Format(10))
+	_, err := ResumePoint(l, l.ids.Format(10), l.LastID())
 	var gap *GapError
 	if !errors.As(err, &gap) || gap.Oldest != "" || gap.OldestSeq != 0 {
 		t.Fatalf("ResumePoint of a trimmed id in an empty log: %v", err)
@@ -216,7 +216,7 @@ func TestResumePointPeer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ResumePoint(l, tt.from)
+			_, err := ResumePoint(l, tt.from, l.LastID())
 			var gap *GapError
 			if !errors.As(err, &gap) || !errors.Is(err, ErrForeignID) || !gap.Peer() {
 				t.Fatalf("ResumePoint(%q) = %v, want a peer's gap", tt.from, err)
@@ -230,7 +230,7 @@ func TestResumePointPeer(t *testing.T) {
 		})
 	}
 	t.Run("a peer's id without a time", func(t *testing.T) {
-		_, err := ResumePoint(l, NewIDCodec("hubB").Format(3))
+		_, err := ResumePoint(l, NewIDCodec("hubB").Format(3), l.LastID())
 		var gap *GapError
 		if !errors.As(err, &gap) || gap.Peer() || !gap.Foreign || gap.OldestSeq != 50 {
 			t.Fatalf("ResumePoint = %v, want a foreign gap from the oldest", err)
@@ -238,7 +238,7 @@ func TestResumePointPeer(t *testing.T) {
 	})
 	t.Run("not in a cluster", func(t *testing.T) {
 		single := newMemLog(t, 100, 50)
-		_, err := ResumePoint(single, peer.FormatAt(3, memTime(80)))
+		_, err := ResumePoint(single, peer.FormatAt(3, memTime(80)), single.LastID())
 		var gap *GapError
 		if !errors.As(err, &gap) || gap.Peer() || gap.Oldest != single.ids.Format(50) {
 			t.Fatalf("ResumePoint = %v, want a foreign gap from the oldest", err)
@@ -247,7 +247,7 @@ func TestResumePointPeer(t *testing.T) {
 	t.Run("the log cannot be read", func(t *testing.T) {
 		bad := newMemLog(t, 100, 50)
 		bad.ids, bad.seekErr = bad.ids.InCluster(margin), ErrClosed
-		_, err := ResumePoint(bad, peer.FormatAt(3, memTime(80)))
+		_, err := ResumePoint(bad, peer.FormatAt(3, memTime(80)), bad.LastID())
 		var gap *GapError
 		if !errors.Is(err, ErrClosed) || errors.As(err, &gap) {
 			t.Fatalf("ResumePoint = %v, want the read's error", err)

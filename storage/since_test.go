@@ -83,14 +83,14 @@ func TestClusterStoreIDs(t *testing.T) {
 	// A peer's id of t0+30s resumes from t0+20s (the margin):
 	// events 41 on.
 	peer := NewIDCodec("0123456789ab").InCluster(0).FormatAt(5, t0.Add(30*time.Second))
-	_, err := ResumePoint(s, peer)
+	_, err := ResumePoint(s, peer, s.LastID())
 	var gap *GapError
 	if !errors.As(err, &gap) || !gap.Peer() || gap.After != 40 || !gap.Since.Equal(t0.Add(20*time.Second)) {
 		t.Fatalf("ResumePoint(%q) = %v (%+v), want a peer's gap after 40", peer, err, gap)
 	}
 	// Its own ids, with or without their time, resume as always.
 	for _, own := range []string{ids.FormatAt(40, t0.Add(19*time.Second)), ids.Format(40)} {
-		if got, err := ResumePoint(s, own); err != nil || got != 40 {
+		if got, err := ResumePoint(s, own, s.LastID()); err != nil || got != 40 {
 			t.Fatalf("ResumePoint(%q) = %d, %v; want 40", own, got, err)
 		}
 	}

@@ -109,13 +109,13 @@ type resume struct {
 // published; a peer hub's id gets a reset with since and the id to replay
 // its time from.
 func (wr *writer) resumePoint(r *replay) (after uint64, start resume) {
-	seq, err := storage.ResumePoint(wr.h.cfg.Log, r.from)
+	seq, err := storage.ResumePoint(wr.h.cfg.Log, r.from, r.upTo)
 	var gap *storage.GapError
 	switch {
 	case errors.As(err, &gap) && gap.Peer():
 		wr.h.log.Debug("watcher resumes from a peer hub's id", "id", r.from, "since", gap.Since)
 		return gap.After, resume{reset: true, since: gap.Since}
-	case err != nil || seq > r.upTo:
+	case err != nil:
 		wr.h.log.Debug("watcher resumes from an unknown or expired id", "id", r.from, "err", err)
 		return 0, resume{reset: true}
 	}
