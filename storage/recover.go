@@ -64,13 +64,15 @@ type RecoverReport struct {
 }
 
 // Recover copies everything readable of the data file from into a new data
-// file to: every event record, device record, latest state, the file's
+// file to: every event record, device record, latest state, the last
+// session of each deleted device (recover_deleted.go), the file's
 // identity, the commands to devices (recover_commands.go) and, for a hub
 // in a cluster, the messages waiting to be forwarded and the peers'
 // origin ids (recover_cluster.go), skipping the damaged parts, which the
-// report lists. It never
-// changes from, and refuses a to that exists. The new file passes Check
-// and opens as a store; on an error it is removed.
+// report lists; new event ids stay above every id the file still names
+// (recover_ids.go). It never changes from, and refuses a to that exists.
+// The new file passes Check and opens as a store; on an error it is
+// removed.
 func Recover(from, to string) (rep RecoverReport, err error) {
 	if _, err := os.Stat(to); !errors.Is(err, fs.ErrNotExist) {
 		return rep, fmt.Errorf("storage: recover into %s: the file exists (or cannot be checked: %v); name a new file", to, err)
