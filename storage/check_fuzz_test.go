@@ -11,7 +11,8 @@ import (
 )
 
 // smallFile returns a data file of 1 KiB pages holding a few keys in
-// telehub's buckets, one of them on overflow pages.
+// telehub's buckets (the last session of a deleted device among them), one
+// of them on overflow pages.
 func smallFile(tb testing.TB) []byte {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "small.db")
@@ -41,6 +42,13 @@ func smallFile(tb testing.TB) []byte {
 			return err
 		}
 		if err := putCommandKeys(tx); err != nil {
+			return err
+		}
+		deleted, err := tx.CreateBucket(bucketDeleted)
+		if err != nil {
+			return err
+		}
+		if err := deleted.Put([]byte("gone"), binary.AppendUvarint(nil, 300)); err != nil {
 			return err
 		}
 		meta, err := tx.CreateBucket(bucketMeta)
