@@ -24,8 +24,13 @@ type Ingester interface {
 // Presence is what the transports report to the presence tracker and ask
 // of it; *presence.Tracker implements it.
 type Presence interface {
-	// Connect starts a new session of device and returns its number.
+	// Connect starts a new session of device and returns its number once
+	// its presence event is submitted.
 	Connect(device, transport, reason string) (session uint64)
+	// Open is Connect in two steps: it starts the session and returns its
+	// number, and submit, which submits the session's presence event and
+	// must be called exactly once.
+	Open(device, transport, reason string) (session uint64, submit func())
 	// Heard records a sign of life of device and returns its session;
 	// started is true when the device was offline and this sign of life
 	// started a new session.

@@ -308,9 +308,14 @@ func (f *fakePresence) online(id, transport, reason string) uint64 {
 }
 
 func (f *fakePresence) Connect(device, transport, reason string) uint64 {
+	session, _ := f.Open(device, transport, reason)
+	return session
+}
+
+func (f *fakePresence) Open(device, transport, reason string) (uint64, func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.online(device, transport, reason)
+	return f.online(device, transport, reason), func() {}
 }
 
 func (f *fakePresence) Heard(device, transport string) (uint64, bool) {

@@ -201,13 +201,22 @@ func (s *WS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusServiceUnavailable, httpx.CodeUnavailable, "hub is shutting down")
 		return
 	}
+	// The session is taken before the upgrade answers, so sessions follow
+	// the order of the handshakes: a connection that begins after an
+	// earlier one of its device completed its handshake holds the later
+	// session and replaces it, however the two read goroutines are
+	// scheduled. Its online event is submitted on the read goroutine,
+	// which storage may hold up without delaying the handshake.
+	session, announce := s.cfg.Presence.Open(device, bridge.TransportWS, bridge.ReasonConnect)
 	hw := &silenceWatch{ResponseWriter: w}
 	socket, err := s.upgrader.Upgrade(hw, r)
 	if err != nil {
+		announce()
+		s.cfg.Presence.Disconnect(device, session, bridge.ReasonDisconnect)
 		s.log.Debug("websocket upgrade failed", "device", device, "err", err)
 		return
 	}
-	s.serve(socket, hw.conn, device)
+	s.serve(socket, hw.conn, device, session, announce)
 }
 
 // Connected returns how many devices are connected.
@@ -273,15 +282,19 @@ func (s *WS) isClosing() bool {
 	return s.closing
 }
 
-// serve starts the read loop of a freshly upgraded connection, whose
-// socket is conn.
-func (s *WS) serve(socket *gws.Conn, conn *silenceConn, device string) {
+// serve starts the read loop of a freshly upgraded connection of device,
+// whose socket is conn, with the session taken before the upgrade and the
+// announce that submits its online event.
+func (s *WS) serve(socket *gws.Conn, conn *silenceConn, device string, session uint64, announce func()) {
 	c := connOf(socket)
 	c.init(s, socket, device)
-	conn.owner = c // before the read loop: its reads close c when silent
+	c.session, c.announce = session, announce // c is not shared yet: register makes it current
+	conn.owner = c                            // before the read loop: its reads close c when silent
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		announce()
+		s.cfg.Presence.Disconnect(device, session, bridge.ReasonDisconnect)
 		c.close(closeGoingAway, "shutdown", time.Now().Add(wsCloseTimeout))
 		return
 	}
@@ -294,23 +307,22 @@ func (s *WS) serve(socket *gws.Conn, conn *silenceConn, device string) {
 	}()
 }
 
-// open makes c the device's connection: a new session, and the device's
-// previous connection, if any, closed with 4000 "replaced". It runs on c's
-// read goroutine.
+// open makes c the device's connection, with the session it took before
+// its upgrade, and closes the device's previous connection, if any, with
+// 4000 "replaced". It runs on c's read goroutine.
 //
-// The session is taken before s.mu, since Connect waits for its presence
-// event to be submitted (a full storage queue). Sessions increase, so of
-// two connections of one device opening at once, the one with the later
-// session is kept and the other closed as replaced, whichever takes s.mu
-// first.
+// Sessions increase, so of two connections of one device opening at
+// once, the one with the later session is kept and the other closed as
+// replaced, whichever takes s.mu first.
+//
+// The session's online event is submitted first, which waits while
+// storage's queue is full: only this connection waits.
 func (s *WS) open(c *wsConn) {
-	c.extend(time.Now()) // no Heard: Connect below is the sign of life
-	if s.isClosing() {
-		c.close(closeGoingAway, "shutdown", time.Now().Add(wsCloseTimeout))
-		return
-	}
-	session := s.cfg.Presence.Connect(c.device(), bridge.TransportWS, bridge.ReasonConnect)
-	old, ok := s.register(c, session)
+	c.extend(time.Now()) // no Heard: opening the session before the upgrade was the sign of life
+	c.announce()
+	c.announce = nil
+	session := c.session
+	old, ok := s.register(c)
 	if !ok {
 		if old == nil { // shutting down
 			s.cfg.Presence.Disconnect(c.device(), session, bridge.ReasonDisconnect)
@@ -330,21 +342,19 @@ func (s *WS) open(c *wsConn) {
 	}
 }
 
-// register makes c, holding session, the device's current connection and
-// returns the one it replaces. ok is false when the endpoint is shutting
-// down (old nil) or when old, a connection with a later session, is the
-// device's already.
-func (s *WS) register(c *wsConn, session uint64) (old *wsConn, ok bool) {
+// register makes c the device's current connection and returns the one
+// it replaces. ok is false when the endpoint is shutting down (old nil) or
+// when old, a connection with a later session, is the device's already.
+func (s *WS) register(c *wsConn) (old *wsConn, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return nil, false
 	}
 	old = s.devices[c.device()]
-	if old != nil && old.session > session {
+	if old != nil && old.session > c.session {
 		return old, false
 	}
-	c.session = session
 	s.devices[c.device()] = c
 	c.registered = true
 	s.startHeartbeat()

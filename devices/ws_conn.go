@@ -26,6 +26,9 @@ type wsConn struct {
 	socket  *gws.Conn
 	topic   string // devices/{id}/ws, the source topic of its rejections
 	session uint64
+	// announce submits the online event of the session taken before the
+	// upgrade; the read goroutine calls it first, then drops it.
+	announce func()
 
 	mu      sync.Mutex
 	answers []answer // answers[head:] are the slots, in frame order

@@ -87,13 +87,13 @@ func TestWSSessionOwnership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := func() *wsConn { return &wsConn{ws: s, topic: "devices/d1/ws"} }
-	older, newer := conn(), conn()
+	conn := func(session uint64) *wsConn { return &wsConn{ws: s, topic: "devices/d1/ws", session: session} }
+	older, newer := conn(2), conn(3)
 
-	if _, ok := s.register(newer, 3); !ok {
+	if _, ok := s.register(newer); !ok {
 		t.Fatal("first connection not registered")
 	}
-	if old, ok := s.register(older, 2); ok || old != newer {
+	if old, ok := s.register(older); ok || old != newer {
 		t.Fatalf("register of an older session: ok %v, old %p; want refused for %p", ok, old, newer)
 	}
 	s.began(older, 4) // a late frame of the older connection after a timeout

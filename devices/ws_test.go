@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,17 +43,24 @@ type wsEnv struct {
 // given.
 func newWSEnv(t *testing.T, cfg WSConfig, deviceTimeout ...time.Duration) *wsEnv {
 	t.Helper()
-	env := &wsEnv{ing: &fakeBridge{}}
 	timeout := time.Duration(0)
 	if len(deviceTimeout) > 0 {
 		timeout = deviceTimeout[0]
 	}
-	env.live, env.rec = newTestPresence(t, timeout)
+	return newWSEnvAround(t, cfg, timeout, func(p *presence.Tracker) Presence { return p })
+}
+
+// newWSEnvAround is newWSEnv with the endpoint's Presence made by around
+// from the tracker.
+func newWSEnvAround(t *testing.T, cfg WSConfig, deviceTimeout time.Duration, around func(*presence.Tracker) Presence) *wsEnv {
+	t.Helper()
+	env := &wsEnv{ing: &fakeBridge{}}
+	env.live, env.rec = newTestPresence(t, deviceTimeout)
 	var err error
 	if cfg.Bridge == nil {
 		cfg.Bridge = env.ing
 	}
-	cfg.Presence = env.live
+	cfg.Presence = around(env.live)
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = time.Hour
 	}
@@ -578,6 +586,56 @@ func TestWSReplacedConnection(t *testing.T) {
 	}
 	second.stop()
 	wantEvents(t, env.rec.wait(t, 1), "d1 online=false ws session=2 disconnect")
+}
+
+// A connection that begins after another of its device completed its
+// handshake replaces it, however late the first one's read goroutine
+// runs: the sessions follow the handshakes.
+func TestWSLaterHandshakeReplaces(t *testing.T) {
+	gate := &firstConnectWaits{second: make(chan struct{})}
+	env := newWSEnvAround(t, WSConfig{}, 0, func(p *presence.Tracker) Presence {
+		gate.Presence = p
+		return gate
+	})
+	first := dial(t, env.url("d1"), nil)
+	second := dial(t, env.url("d1"), nil)
+	ce := first.closeError(t)
+	if ce.Code != 4000 || string(ce.Reason) != "replaced" {
+		t.Fatalf("first connection closed with %d %q, want 4000 replaced", ce.Code, ce.Reason)
+	}
+	second.send(t, `{"type":"telemetry","seq":1,"values":{"x":1}}`)
+	if got := second.next(t); got != `msg:{"type":"ack","seq":1}` {
+		t.Fatalf("second connection answer %s", got)
+	}
+	if s, online := env.live.Session("d1"); s != 2 || !online {
+		t.Fatalf("Session = %d, %v; want 2, true", s, online)
+	}
+}
+
+// firstConnectWaits is a Presence whose first Open takes its session
+// only after a second Open took one, or after a second: a connection that
+// took its session after its handshake was answered would then hold the
+// later session though its device connected again after it.
+type firstConnectWaits struct {
+	Presence
+	calls  atomic.Int32
+	second chan struct{}
+}
+
+func (p *firstConnectWaits) Open(device, transport, reason string) (uint64, func()) {
+	n := p.calls.Add(1)
+	if n == 1 {
+		select {
+		case <-p.second:
+		case <-time.After(time.Second):
+		}
+		return p.Presence.Open(device, transport, reason)
+	}
+	session, submit := p.Presence.Open(device, transport, reason)
+	if n == 2 {
+		close(p.second)
+	}
+	return session, submit
 }
 
 func TestWSPings(t *testing.T) {

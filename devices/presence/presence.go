@@ -330,12 +330,23 @@ func (l *Tracker) Shutdown(ctx context.Context) error {
 // emitted, also when a connection replaces one that was still online.
 // Connect returns once the event is submitted.
 func (l *Tracker) Connect(device, transport, reason string) (session uint64) {
+	session, submit := l.Open(device, transport, reason)
+	submit()
+	return session
+}
+
+// Open is Connect in two steps: the session starts at once, and submit
+// submits its presence event, which may wait for storage. submit must be
+// called exactly once: the device's later events wait for that one. A
+// transport takes the session where the order of its connections is
+// decided (before answering a handshake) and submits the event where
+// waiting holds up only that connection.
+func (l *Tracker) Open(device, transport, reason string) (session uint64, submit func()) {
 	l.mu.Lock()
 	d := l.hold(device)
 	c := l.goOnline(d, transport, reason, l.now())
 	l.mu.Unlock()
-	l.submit(c)
-	return c.p.Session
+	return c.p.Session, func() { l.submit(c) }
 }
 
 // Heard records a sign of life of device: any frame, pong, packet or

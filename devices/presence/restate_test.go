@@ -67,3 +67,27 @@ func TestTrackerRestateKeepsOrder(t *testing.T) {
 		"slow online=false ws session=1 disconnect",
 	)
 }
+
+// Open starts the session at once; its event is submitted by submit, and
+// the device's later changes wait for it, so a second connection's event
+// and the first's disconnect still come in session order.
+func TestTrackerOpenSubmitsInTurn(t *testing.T) {
+	l, rec := newTestTracker(t)
+	first, submit := l.Open("d1", "ws", bridge.ReasonConnect)
+	if s, online := l.Session("d1"); s != 1 || !online || first != 1 {
+		t.Fatalf("after Open: session %d, Session() = %d, %v; want 1, 1, true", first, s, online)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { l.Connect("d1", "ws", bridge.ReasonConnect) }) // session 2 waits for the first's event
+	waitUntil(t, l, "the second connection's event to wait", func() bool { return l.devices["d1"].waiting == 1 })
+	if ev := rec.take(); len(ev) != 0 {
+		t.Fatalf("events before the first was submitted: %v", ev)
+	}
+	submit()
+	wg.Wait()
+	l.Disconnect("d1", 1, bridge.ReasonDisconnect) // the replaced session: nothing
+	wantEvents(t, rec.take(),
+		"d1 online=true ws session=1 connect",
+		"d1 online=true ws session=2 connect",
+	)
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
-	"time"
 )
 
 // presenceEvents returns the stored presence events of device as
@@ -32,11 +31,7 @@ func deleteConnected(t *testing.T, h *Hub, device string, d *wsDevice) {
 	if status, body := call(t, h, "DELETE", "/v1/devices/"+device, "", ""); status != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", status, body)
 	}
-	select {
-	case <-d.closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the device's connection was not closed")
-	}
+	d.closeError(t)
 	committed(t, h)
 }
 
@@ -66,7 +61,7 @@ func TestDeleteKeepsSessions(t *testing.T) {
 	h := startHub(t, cfg)
 	d := dialDevice(t, h, "dev-s")
 	dialDevice(t, h, "dev-s") // replaces d: session 2
-	<-d.closed
+	d.closeError(t)
 	deleteConnected(t, h, "dev-s", dialDevice(t, h, "dev-s")) // session 3
 
 	stopHub(t, h) // the session survives a restart while the device is deleted

@@ -2,13 +2,11 @@ package hub
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/lxzan/gws"
 )
 
 // committed waits until everything submitted so far is stored: a reading
@@ -37,14 +35,8 @@ func TestDeleteWebSocketDevice(t *testing.T) {
 	if status, body := call(t, h, "DELETE", "/v1/devices/dev-del", "", ""); status != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", status, body)
 	}
-	select {
-	case err := <-d.closed:
-		var ce *gws.CloseError
-		if !errors.As(err, &ce) || ce.Code != 4001 || string(ce.Reason) != "deleted" {
-			t.Fatalf("closed with %v, want 4001 deleted", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the device's connection was not closed")
+	if err := d.closeError(t); !isCloseOf(err, 4001, "deleted") {
+		t.Fatalf("closed with %v, want 4001 deleted", err)
 	}
 	waitFor(t, "the hub to drop the connection", func() bool { return h.wsDev.Connected() == 0 })
 	committed(t, h)

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -117,6 +118,25 @@ func (d *wsDevice) send(t *testing.T, frame string) {
 	if err := d.conn.WriteString(frame); err != nil {
 		t.Fatalf("send %s: %v", frame, err)
 	}
+}
+
+// closeError waits for the hub to close d's connection and returns how,
+// failing after a generous guard timeout.
+func (d *wsDevice) closeError(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-d.closed:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the device's connection was not closed")
+	}
+	return nil
+}
+
+// isCloseOf reports whether err is a close frame with code and reason.
+func isCloseOf(err error, code uint16, reason string) bool {
+	var ce *gws.CloseError
+	return errors.As(err, &ce) && ce.Code == code && string(ce.Reason) == reason
 }
 
 // next returns the next message from the hub, failing after a generous

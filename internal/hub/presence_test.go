@@ -60,14 +60,8 @@ func TestPresenceOverWebSocket(t *testing.T) {
 	// A second connection replaces the first: 4000 "replaced", a connect
 	// with a higher session, and no offline event from the old one.
 	d2 := dialDevice(t, h, "p1")
-	select {
-	case err := <-d.closed:
-		ce, ok := err.(*gws.CloseError)
-		if !ok || ce.Code != 4000 || string(ce.Reason) != "replaced" {
-			t.Fatalf("old connection closed with %v, want 4000 replaced", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("old connection not closed")
+	if err := d.closeError(t); !isCloseOf(err, 4000, "replaced") {
+		t.Fatalf("old connection closed with %v, want 4000 replaced", err)
 	}
 	again := nextPresence(t, w)
 	expectPresence(t, again, true, "connect", "ws")
