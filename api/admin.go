@@ -81,7 +81,7 @@ func (a *API) admin(h http.HandlerFunc) http.HandlerFunc {
 		case !a.cfg.Auth.HasAdmin():
 			httpx.Unauthorized(w, token, "no admin token is configured (admin_token, --admin-token, TELEHUB_ADMIN_TOKEN)")
 		case token != "" && a.isWatcher(token):
-			httpx.Forbidden(w, "the admin API needs the admin token, not a watcher token")
+			httpx.Forbidden(w, "this endpoint needs the admin token, not a watcher token")
 		default:
 			httpx.Unauthorized(w, token, "the admin token is required as Authorization: Bearer <token>")
 		}

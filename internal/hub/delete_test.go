@@ -3,6 +3,7 @@ package hub
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,9 +108,17 @@ func TestDeleteDeviceNeedsAdminToken(t *testing.T) {
 	if m := d.next(t); m["type"] != "ack" {
 		t.Fatalf("reading: %v", m)
 	}
-	for _, token := range []string{"", opsTok, pumpTok} {
-		if status, _ := call(t, h, "DELETE", "/v1/devices/pump-7", token, ""); status != http.StatusUnauthorized && status != http.StatusForbidden {
-			t.Fatalf("DELETE with token %q: %d, want 401 or 403", token, status)
+	for _, c := range []struct {
+		token  string
+		status int
+		says   string
+	}{
+		{"", http.StatusUnauthorized, "admin token is required"},
+		{opsTok, http.StatusForbidden, "this endpoint needs the admin token, not a watcher token"},
+		{pumpTok, http.StatusUnauthorized, "admin token is required"},
+	} {
+		if status, body := call(t, h, "DELETE", "/v1/devices/pump-7", c.token, ""); status != c.status || !strings.Contains(string(body), c.says) {
+			t.Fatalf("DELETE with token %q: %d %s, want %d saying %q", c.token, status, body, c.status, c.says)
 		}
 	}
 	if status, body := call(t, h, "DELETE", "/v1/devices/pump-7", adminTok, ""); status != http.StatusNoContent {
