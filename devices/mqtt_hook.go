@@ -198,8 +198,15 @@ func (h *brokerHook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 }
 
 // OnSessionEstablished registers the connection; with credentials it is
-// the device's from now on (presence reason connect).
+// the device's from now on (presence reason connect). It runs after the
+// CONNACK went out, so a newer connection with the same client id may
+// have taken the session over already: such a connection, stopped, is
+// not registered and takes no presence session, which would otherwise be
+// later than its successor's.
 func (h *brokerHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if cl.Closed() {
+		return
+	}
 	c := &mqttConn{cl: cl}
 	if h.auth != nil {
 		h.bind(c, string(cl.Properties.Username), bridge.ReasonConnect)

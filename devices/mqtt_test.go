@@ -899,6 +899,27 @@ func TestBrokerHookYieldsToNewerSession(t *testing.T) {
 	fl.none(t) // the MQTT connection no longer spoke for the device
 }
 
+// A connection taken over before its own OnSessionEstablished ran (its
+// goroutine was late after the CONNACK) takes no presence session: its
+// successor's stays the device's current one.
+func TestBrokerHookTakenOverBeforeEstablished(t *testing.T) {
+	h, server, _, fl := newMQTTHookHarness(t, func(string, string) bool { return true })
+	late, next := mqttHookClient(server, "c1", "d1"), mqttHookClient(server, "c1", "d1")
+	h.OnSessionEstablish(late, packets.Packet{})
+	h.OnSessionEstablish(next, packets.Packet{})
+	late.Stop(packets.ErrSessionTakenOver) // what mochi does to the connection next replaces
+	h.OnSessionEstablished(next, packets.Packet{})
+	fl.expect(t, "online d1 1 connect")
+	h.OnSessionEstablished(late, packets.Packet{})
+	h.OnDisconnect(late, packets.ErrSessionTakenOver, false)
+	fl.none(t)
+	if _, ok := h.conns.Load(late); ok {
+		t.Fatal("the stopped connection was registered")
+	}
+	h.OnDisconnect(next, io.EOF, false)
+	fl.expect(t, "offline d1 1 disconnect")
+}
+
 func TestBrokerHookDelayedWill(t *testing.T) {
 	h, server, _, fl := newMQTTHookHarness(t, nil)
 	cl := mqttHookClient(server, "c1", "")
