@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -139,6 +140,12 @@ type WS struct {
 	upgrader  *gws.Upgrader
 	connected prometheus.Gauge
 	buffers   sync.Pool // *[]byte write buffers
+	// readBuffers are the buffers of connections read without gws's
+	// ReadLoop while they have something to read (*[]byte).
+	readBuffers sync.Pool
+	// gwsReads reads every connection with gws's ReadLoop, as TLS
+	// connections are read; tests set it to run on both read paths.
+	gwsReads bool
 
 	mu      sync.Mutex
 	devices map[string]*wsConn // the current connection of each device
@@ -209,14 +216,42 @@ func (s *WS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// which storage may hold up without delaying the handshake.
 	session, announce := s.cfg.Presence.Open(device, bridge.TransportWS, bridge.ReasonConnect)
 	hw := &silenceWatch{ResponseWriter: w}
-	socket, err := s.upgrader.Upgrade(hw, r)
+	socket, reader, err := s.upgrade(hw, r)
 	if err != nil {
 		announce()
 		s.cfg.Presence.Disconnect(device, session, bridge.ReasonDisconnect)
 		s.log.Debug("websocket upgrade failed", "device", device, "err", err)
 		return
 	}
-	s.serve(socket, hw.conn, device, session, announce)
+	s.serve(socket, reader, hw.conn, device, session, announce)
+}
+
+// frameReader reads a connection's frames in place of gws's ReadLoop.
+type frameReader interface {
+	// start handles c's open, then its frames, on goroutines of its own,
+	// until the connection ends with s.closed; s.wg counts them already.
+	start(c *wsConn)
+}
+
+// upgrade takes the connection over from net/http and answers the
+// handshake with gws. A plain TCP connection on Unix gets a frameReader
+// (and gws no read buffer, which it would hold for nothing); otherwise
+// reader is nil and gws's ReadLoop reads the connection. On failure gws
+// has answered 400 and closed the connection.
+func (s *WS) upgrade(hw *silenceWatch, r *http.Request) (_ *gws.Conn, reader frameReader, _ error) {
+	conn, _, err := hw.Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hijack: %w", err)
+	}
+	if !s.gwsReads {
+		reader = newDirectReader(hw.conn.Conn, hw.conn.takePending())
+	}
+	var br *bufio.Reader
+	if reader == nil {
+		br = bufio.NewReaderSize(conn, wsReadBufferSize)
+	}
+	socket, err := s.upgrader.UpgradeFromConn(conn, br, r)
+	return socket, reader, err
 }
 
 // Connected returns how many devices are connected.
@@ -284,8 +319,9 @@ func (s *WS) isClosing() bool {
 
 // serve starts the read loop of a freshly upgraded connection of device,
 // whose socket is conn, with the session taken before the upgrade and the
-// announce that submits its online event.
-func (s *WS) serve(socket *gws.Conn, conn *silenceConn, device string, session uint64, announce func()) {
+// announce that submits its online event: reader's, or gws's ReadLoop
+// when reader is nil.
+func (s *WS) serve(socket *gws.Conn, reader frameReader, conn *silenceConn, device string, session uint64, announce func()) {
 	c := connOf(socket)
 	c.init(s, socket, device)
 	c.session, c.announce = session, announce // c is not shared yet: register makes it current
@@ -301,6 +337,10 @@ func (s *WS) serve(socket *gws.Conn, conn *silenceConn, device string, session u
 	s.loops++
 	s.wg.Add(1)
 	s.mu.Unlock()
+	if reader != nil {
+		reader.start(c)
+		return
+	}
 	go func() {
 		defer s.wg.Done()
 		socket.ReadLoop()

@@ -379,6 +379,13 @@ func (c *wsConn) kill() {
 	c.mu.Unlock()
 }
 
+// isDead reports whether c is closing or closed.
+func (c *wsConn) isDead() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dead
+}
+
 // die marks c dead and wakes its read goroutine. c.mu must be held.
 func (c *wsConn) die() {
 	if !c.dead && c.stopped != nil {

@@ -2,6 +2,7 @@ package devices
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"net"
 	"net/http"
@@ -39,6 +40,10 @@ func (w *silenceWatch) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.conn = &silenceConn{Conn: conn}
+	if n := rw.Reader.Buffered(); n > 0 { // sent by the device right after its request
+		p, _ := rw.Reader.Peek(n)
+		w.conn.pending = bytes.Clone(p)
+	}
 	return w.conn, rw, nil
 }
 
@@ -49,6 +54,17 @@ func (w *silenceWatch) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 type silenceConn struct {
 	net.Conn
 	owner *wsConn // set before the read loop starts
+	// pending are bytes net/http read past the upgrade request: Read
+	// returns them first.
+	pending []byte
+}
+
+// takePending returns the bytes read past the upgrade request, which Read
+// then no longer returns.
+func (c *silenceConn) takePending() []byte {
+	p := c.pending
+	c.pending = nil
+	return p
 }
 
 // Unwrap returns the connection itself.
@@ -56,6 +72,13 @@ func (c *silenceConn) Unwrap() net.Conn { return c.Conn }
 
 // Read reads from the connection; see silenceConn.
 func (c *silenceConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		if c.pending = c.pending[n:]; len(c.pending) == 0 {
+			c.pending = nil
+		}
+		return n, nil
+	}
 	n, err := c.Conn.Read(p)
 	if err != nil && c.owner != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.owner.close(closeSilent, "timeout", time.Now().Add(wsCloseTimeout))
