@@ -63,7 +63,11 @@ type wsFrame struct {
 // maxPayload among them, are found as soon as the header is.
 func parseFrame(b []byte, maxPayload int) (f wsFrame, n, need int, err *frameError) {
 	at, length, ok := frameLength(b)
-	if !ok {
+	masked := ok && b[1]&0x80 != 0
+	if masked {
+		at += 4 // the mask key, part of the header
+	}
+	if !ok || len(b) < at {
 		return f, 0, 0, nil
 	}
 	if length > uint64(maxPayload) {
@@ -72,14 +76,13 @@ func parseFrame(b []byte, maxPayload int) (f wsFrame, n, need int, err *frameErr
 	if b[0]&0x70 != 0 { // RSV1-3: no extension is negotiated
 		return f, 0, 0, errProtocol
 	}
-	if b[1]&0x80 == 0 { // a client's frames are masked
+	if !masked { // a client's frames are masked
 		return f, 0, 0, errProtocol
 	}
 	f.fin, f.opcode = b[0]&0x80 != 0, b[0]&0x0F
 	if f.opcode > opBinary && (!f.fin || b[1]&0x7F > maxControlPayload) {
 		return f, 0, 0, errProtocol // a control frame: final and short
 	}
-	at += 4 // the mask key
 	need = at + int(length)
 	if len(b) < need {
 		return f, 0, need, nil
@@ -89,7 +92,7 @@ func parseFrame(b []byte, maxPayload int) (f wsFrame, n, need int, err *frameErr
 	return f, need, need, nil
 }
 
-// frameLength returns the length of the frame header before the mask key
+// frameLength returns the length of the frame header without its mask key
 // and the payload length, or ok false when b does not hold them yet.
 func frameLength(b []byte) (at int, length uint64, ok bool) {
 	if len(b) < 2 {

@@ -68,6 +68,7 @@ func newWSEnvAround(t *testing.T, cfg WSConfig, deviceTimeout time.Duration, aro
 	if err != nil {
 		t.Fatalf("NewWS: %v", err)
 	}
+	env.ws.gwsReads = gwsReadsInTests
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/devices/{id}/ws", env.ws)
 	srv := httptest.NewServer(mux)
