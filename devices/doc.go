@@ -15,7 +15,11 @@
 //     the bridge and of the presence tracker.
 //   - ws.go: the WebSocket endpoint, its connection map and heartbeat;
 //     ws_conn.go: one connection's state, answer slots and writer;
-//     ws_answer.go: the encoding of acks and error answers.
+//     ws_answer.go: the encoding of acks and error answers;
+//     ws_direct.go: the reader of plain TCP connections on Unix, which
+//     parks no deep goroutine while a device is idle; ws_frame.go: its
+//     frame parser, which checks and answers what gws does;
+//     ws_silence.go: the close of a silent device.
 //   - mqtt.go: what both MQTT transports share; mqtt_route.go: topic
 //     routing and payload checks.
 //   - broker.go: the embedded broker; mqtt_hook.go: its mochi hook;
@@ -30,9 +34,13 @@
 //
 // # Concurrency
 //
-// WS serves each device connection with one read goroutine (the gws read
-// loop) and, only while answers are waiting to be written, one writer
-// goroutine that writes all waiting answers with one socket write. One
+// WS reads each device connection with one read goroutine at a time. A
+// plain TCP connection on Unix has a small waiter parked in the socket's
+// read while the device is idle; when the device sends, a fresh goroutine
+// handles its frames and exits once the socket is empty, leaving a new
+// waiter. A TLS connection, or any connection elsewhere, is read by gws's
+// read loop. Only while answers are waiting to be written, a connection
+// has one writer goroutine that writes them all with one socket write. One
 // ticker goroutine pings every connection. Shutdown closes every
 // connection and waits for all of these goroutines.
 //

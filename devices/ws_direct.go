@@ -43,7 +43,9 @@ type directReader struct {
 	err     error
 	waiting bool // the waiter's read: EAGAIN waits for the socket
 
-	first [16]byte // what the waiter reads
+	// first is what the waiter reads: a small frame (a heartbeat, a
+	// pong, a short reading) whole, so that it needs no other read.
+	first [112]byte
 }
 
 // directReadBufferSize is the size of the pooled buffers a connection
@@ -153,6 +155,10 @@ func (d *directReader) round() {
 	}
 	b := d.take()
 	b = append(b, d.first[:d.n]...)
+	// A read that did not fill its buffer most likely emptied the socket:
+	// the next waiter's read finds out, saving a read that would find
+	// nothing.
+	drained := d.n < len(d.first)
 	d.n = 0
 	for {
 		used, need, err := d.frames(b)
@@ -165,19 +171,30 @@ func (d *directReader) round() {
 		if need > cap(b) || len(b) == cap(b) {
 			b = append(make([]byte, 0, max(need, directReadBufferSize)), b...)
 		}
+		if drained {
+			d.park(b)
+			return
+		}
 		n, err := d.readNow(b[len(b):cap(b)])
 		switch {
 		case errors.Is(err, syscall.EAGAIN):
-			d.keep(b)
-			go d.wait() // the connection's count passes to the waiter
+			d.park(b)
 			return
 		case err != nil:
 			d.release(b)
 			d.end(err)
 			return
 		}
+		drained = n < cap(b)-len(b)
 		b = b[:len(b)+n]
 	}
+}
+
+// park keeps b's unparsed bytes and starts a waiter, which takes over the
+// connection's count of the WaitGroup.
+func (d *directReader) park(b []byte) {
+	d.keep(b)
+	go d.wait()
 }
 
 // frames handles the complete frames at the start of b and returns the

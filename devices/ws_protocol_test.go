@@ -230,3 +230,29 @@ func TestWSFramesWithTheHandshake(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkWSFrameRoundTrip measures one device that sends a frame and
+// waits for its ack before the next: each frame finds the connection
+// idle, so this is the cost of waking its reader.
+func BenchmarkWSFrameRoundTrip(b *testing.B) {
+	for _, bench := range wsReadBenches(1) {
+		b.Run(bench.name, func(b *testing.B) {
+			env := newBenchEnv(b, bench.gwsReads)
+			c, err := tryDial(env.url("rtt"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.stop()
+			frame := `{"type":"telemetry","seq":1,"values":{"temp":21.5}}`
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.conn.WriteString(frame); err != nil {
+					b.Fatal(err)
+				}
+				if got := <-c.events; got != `msg:{"type":"ack","seq":1}` {
+					b.Fatalf("answer %s", got)
+				}
+			}
+		})
+	}
+}

@@ -1124,9 +1124,10 @@ func (a *ackCounter) OnMessage(_ *gws.Conn, m *gws.Message) {
 // BenchmarkWSFrames measures telemetry frames through the endpoint, from
 // the device's write to its ack, with an ingester that commits at once.
 func BenchmarkWSFrames(b *testing.B) {
-	for _, devices := range []int{1, 16} {
-		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
-			env := newBenchEnv(b)
+	for _, bench := range wsReadBenches(1, 16) {
+		devices := bench.devices
+		b.Run(bench.name, func(b *testing.B) {
+			env := newBenchEnv(b, bench.gwsReads)
 			per := b.N/devices + 1
 			counters := make([]*ackCounter, devices)
 			conns := make([]*gws.Conn, devices)
@@ -1164,9 +1165,33 @@ func BenchmarkWSFrames(b *testing.B) {
 	}
 }
 
-// newBenchEnv serves an endpoint whose ingester commits at once; it is
-// shut down when the benchmark ends.
-func newBenchEnv(b *testing.B) *wsEnv {
+// wsReadBench is a benchmark case: a number of devices on one read path.
+type wsReadBench struct {
+	name     string
+	devices  int
+	gwsReads bool
+}
+
+// wsReadBenches returns the cases of each number of devices on each read
+// path.
+func wsReadBenches(devices ...int) []wsReadBench {
+	var benches []wsReadBench
+	for _, n := range devices {
+		for _, gwsReads := range []bool{false, true} {
+			reads := "direct"
+			if gwsReads {
+				reads = "gws"
+			}
+			benches = append(benches, wsReadBench{fmt.Sprintf("devices=%d/reads=%s", n, reads), n, gwsReads})
+		}
+	}
+	return benches
+}
+
+// newBenchEnv serves an endpoint whose ingester commits at once, reading
+// with gws's ReadLoop when gwsReads is true; it is shut down when the
+// benchmark ends.
+func newBenchEnv(b *testing.B, gwsReads bool) *wsEnv {
 	b.Helper()
 	env := &wsEnv{ing: &fakeBridge{}}
 	live, err := presence.New(presence.Config{Sink: &recordingSink{discard: true}})
@@ -1177,6 +1202,7 @@ func newBenchEnv(b *testing.B) *wsEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
+	env.ws.gwsReads = gwsReads
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/devices/{id}/ws", env.ws)
 	srv := httptest.NewServer(mux)
