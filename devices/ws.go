@@ -341,10 +341,24 @@ func (s *WS) serve(socket *gws.Conn, reader frameReader, conn *silenceConn, devi
 		reader.start(c)
 		return
 	}
-	go func() {
-		defer s.wg.Done()
-		socket.ReadLoop()
+	go s.readLoop(socket)
+}
+
+// readLoop runs gws's read loop of socket. gws panics reading a frame
+// whose 64-bit length has its top bit set (it takes the length for a
+// negative one): such a connection is closed with 1009, as the direct
+// reader closes it, instead of the panic ending the process.
+func (s *WS) readLoop(socket *gws.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		if e := recover(); e != nil {
+			c := connOf(socket)
+			s.log.Error("panic reading a device connection", "device", c.device(), "panic", e, "stack", string(debug.Stack()))
+			_ = socket.WriteClose(errTooLarge.code, []byte(errTooLarge.reason))
+			s.closed(c, fmt.Errorf("reading: %v", e))
+		}
 	}()
+	socket.ReadLoop()
 }
 
 // open makes c the device's connection, with the session it took before

@@ -157,6 +157,7 @@ func TestWSProtocolErrors(t *testing.T) {
 		{"message inside a message", frames(masked(0x01, "{"), masked(0x81, "}")), closeWith(1002, protocol)},
 		{"frame over max payload", masked(0x81, strings.Repeat("a", 1025))[:8], closeWith(1009, "gws: message too large")},
 		{"64-bit length", append(binary.BigEndian.AppendUint64([]byte{0x81, 0xFF}, 1<<40), maskKey[:]...), closeWith(1009, "gws: message too large")},
+		{"64-bit length with the top bit", append(binary.BigEndian.AppendUint64([]byte{0x81, 0xFF}, 1<<63), maskKey[:]...), closeWith(1009, "gws: message too large")},
 		{"fragments over max payload", frames(masked(0x01, strings.Repeat("a", 800)), masked(0x80, strings.Repeat("a", 800))), closeWith(1009, "gws: message too large")},
 		{"invalid UTF-8", masked(0x81, "{\"x\":\"\xff\"}"), closeWith(1007, "gws: invalid text encoding")},
 		{"invalid UTF-8 across fragments", frames(masked(0x01, "{\"x\":\"\xe2\x82"), masked(0x80, "\"}")), closeWith(1007, "gws: invalid text encoding")},
