@@ -109,7 +109,7 @@ func (d *directReader) wait() {
 // false on EAGAIN, which parks it until the socket is readable.
 func (d *directReader) read(fd uintptr) bool {
 	d.n, d.err = readOnce(int(fd), d.dst)
-	return !d.waiting || !errors.Is(d.err, syscall.EAGAIN)
+	return !d.waiting || d.err != syscall.EAGAIN // read(2)'s Errno, unwrapped
 }
 
 // readOnce reads from the non-blocking descriptor fd into p; EAGAIN when
@@ -118,7 +118,7 @@ func readOnce(fd int, p []byte) (int, error) {
 	for {
 		n, err := syscall.Read(fd, p)
 		switch {
-		case errors.Is(err, syscall.EINTR):
+		case err == syscall.EINTR: // compared, not errors.Is: the waiter's stack stays shallow
 			continue
 		case err != nil:
 			return 0, err
