@@ -1020,7 +1020,7 @@ func TestWSIdleConnectionMemory(t *testing.T) {
 	total := float64(memInUse()-before) / n
 	t.Logf("idle WebSocket device: %.0f bytes per connection with its client, %.0f without (client share %.0f); %d connections",
 		total, total-clientShare, clientShare, n)
-	if total-clientShare > 8<<10 {
+	if total-clientShare > idleConnLimit {
 		t.Fatalf("%.0f bytes per idle connection", total-clientShare)
 	}
 }
