@@ -158,6 +158,37 @@ func click(t *testing.T, ctx context.Context, sel string) {
 	}
 }
 
+// clickUntil clicks sel until the predicate done holds, checking before
+// each click and for a couple of seconds after it: the page may move
+// between click finding the element's middle and the click landing (a
+// re-render, a panel growing), and the click then hits something else.
+func clickUntil(t *testing.T, ctx context.Context, sel, what, done string) {
+	t.Helper()
+	for range 8 {
+		if evalJS[bool](t, ctx, done) {
+			return
+		}
+		click(t, ctx, sel)
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := chromedp.Run(pctx, chromedp.Poll[bool](done,
+			chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(0)))
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	t.Fatalf("clicking %s never gave %s\npage text:\n%s", sel, what, text)
+}
+
+// selectRow selects device id in the device list by clicking its row.
+func selectRow(t *testing.T, ctx context.Context, id string) {
+	t.Helper()
+	sel := fmt.Sprintf(`tr[data-device=%q]`, id)
+	clickUntil(t, ctx, sel, id+" selected",
+		fmt.Sprintf(`document.querySelector(%s)?.getAttribute('aria-selected') === 'true'`, strconv.Quote(sel)))
+}
+
 func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
@@ -328,7 +359,7 @@ func TestDashboard(t *testing.T) {
 	})
 
 	t.Run("chart draws the selected metric", func(t *testing.T) {
-		click(t, ctx, `tr[data-device="pump-1"]`)
+		selectRow(t, ctx, "pump-1")
 		waitDOM(t, ctx, "pump-1 in the detail panel", `document.querySelector('#detail-title').textContent === 'pump-1'`)
 		waitDOM(t, ctx, "a temp card", `!!document.querySelector('#metric-grid [data-metric="temp"]')`)
 		click(t, ctx, `#metric-grid [data-metric="temp"]`)
