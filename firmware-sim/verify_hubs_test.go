@@ -21,7 +21,7 @@ func TestVerifyHubs(t *testing.T) {
 	fullURL, emptyURL := "http://"+full.HTTPAddr(), "http://"+empty.HTTPAddr()
 	cfg := Config{
 		Hub: fullURL, Transport: TransportWS, Devices: 3, Rate: 50, Heartbeat: -1,
-		Verify: true, VerifyHubs: []string{fullURL, emptyURL}, DrainTimeout: 300 * time.Millisecond,
+		Verify: true, VerifyHubs: []string{fullURL, emptyURL}, DrainTimeout: 3 * time.Second, // also how long the empty hub is waited for
 	}
 	s, sum, err := runSim(t, cfg, "100 acks", acked(100))
 	if err != nil {

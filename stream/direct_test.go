@@ -417,3 +417,30 @@ func TestFinishCompletesWhatTheFanoutLeft(t *testing.T) {
 		t.Error("non-blocking writes still allowed after the stream ended")
 	}
 }
+
+// A frame whose 64-bit length has its top bit set, which gws reads as a
+// negative length and panics on, closes that watcher with 1009; the hub
+// goes on serving.
+func TestWSFrameOfNegativeLength(t *testing.T) {
+	th := newTestHub(t, Config{})
+	c := rawWS(t, th)
+	frame := binary.BigEndian.AppendUint64([]byte{0x81, 0xFF}, 1<<63)
+	c.write(t, append(frame, 0, 0, 0, 0)) // the mask key; no payload follows
+	_ = c.conn.SetReadDeadline(time.Now().Add(guard))
+	for {
+		op, payload, err := readServerFrame(c.r)
+		if err != nil {
+			t.Fatalf("no close frame: %v", err)
+		}
+		if op == 0x8 {
+			if len(payload) < 2 || binary.BigEndian.Uint16(payload) != 1009 {
+				t.Fatalf("close frame % x, want code 1009", payload)
+			}
+			break
+		}
+	}
+	other := dialWS(t, th, nil)
+	other.subscribe("", "telemetry/#")
+	rec := commit(th.Hub, th.log, "telemetry/d1/temp")[0]
+	wantEvent(t, th.log.ids, other.next(), rec)
+}

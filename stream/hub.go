@@ -119,15 +119,17 @@ type Hub struct {
 	done chan struct{} // closed when Shutdown begins
 	wg   sync.WaitGroup
 
-	mu       sync.Mutex // guards the fields below and every watcher's hub-side state
-	closed   bool
-	started  bool   // Start was called
-	last     uint64 // last published id
-	index    index
-	watchers map[*watcher]struct{}
-	enc      encoder
-	matched  []*watcher // scratch of Publish
-	touched  []*watcher // scratch of Publish
+	mu        sync.Mutex // guards the fields below and every watcher's hub-side state
+	published *sync.Cond // on mu: broadcast when last moves on, and at Shutdown (awaitPublished)
+	awaiting  int        // watchers in awaitPublished
+	closed    bool
+	started   bool   // Start was called
+	last      uint64 // last published id
+	index     index
+	watchers  map[*watcher]struct{}
+	enc       encoder
+	matched   []*watcher // scratch of Publish
+	touched   []*watcher // scratch of Publish
 
 	// The fan-out goroutines' queues (direct.go), used once Start started
 	// them; watchers are spread over them in turn.
@@ -160,6 +162,7 @@ func New(cfg Config) (*Hub, error) {
 		last:     cfg.Log.LastID(),
 		watchers: make(map[*watcher]struct{}),
 	}
+	h.published = sync.NewCond(&h.mu)
 	h.shards, h.buckets = newShards(fanoutShards())
 	h.enc.ids = h.ids
 	h.latency = m.FanoutLatency
@@ -258,7 +261,11 @@ func (h *Hub) Publish(recs []storage.Record) {
 	h.handOff(h.touched)
 	clear(h.touched)
 	h.touched = h.touched[:0]
+	wake := h.awaiting > 0
 	h.mu.Unlock()
+	if wake {
+		h.published.Broadcast()
+	}
 	h.observeLatency(recs, prev)
 }
 
@@ -297,6 +304,9 @@ func (h *Hub) fanout(rec *storage.Record) {
 func (h *Hub) register(w *watcher, filters []topic.Filter, from string, resume bool, goroutines int) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if resume {
+		h.awaitPublished(from)
+	}
 	if h.closed {
 		return ErrClosed
 	}
@@ -377,6 +387,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		close(h.done)
 	}
 	h.mu.Unlock()
+	h.published.Broadcast()
 
 	finished := make(chan struct{})
 	go func() {

@@ -81,6 +81,9 @@ func (w *watcher) heldFilters() []liveFilter {
 func (h *Hub) subscribe(w *watcher, filters []topic.Filter, from string, resume bool, ack *frame) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if resume {
+		h.awaitPublished(from)
+	}
 	if h.closed || w.gone {
 		return ErrClosed
 	}

@@ -25,6 +25,7 @@ const (
 	wsReadBuffer   = 1 << 10
 	closeGoingAway = 1001
 	closePolicy    = 1008 // sent to watchers that do not keep up
+	closeTooLarge  = 1009
 	closeInternal  = 1011
 )
 
@@ -122,10 +123,20 @@ func newWSConn(h *Hub, conn *gws.Conn) *wsConn {
 	return c
 }
 
-// readLoop runs gws's read loop; the hub waits for it.
+// readLoop runs gws's read loop; the hub waits for it. gws panics reading
+// a frame whose 64-bit length has its top bit set (it takes the length
+// for a negative one): the panic is recovered and the connection closed
+// with 1009, as for any frame over the limit, so that one frame of a
+// watcher cannot end the process.
 func (c *wsConn) readLoop() {
 	defer c.h.wg.Done()
 	defer close(c.readerDone)
+	defer func() {
+		if e := recover(); e != nil {
+			c.h.log.Warn("websocket watcher closed: a frame the hub cannot read", "panic", e)
+			c.close(closeTooLarge, "message too large")
+		}
+	}()
 	c.conn.ReadLoop()
 }
 

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"testing"
@@ -88,7 +87,7 @@ func TestDashboardStartsFromHistory(t *testing.T) {
 	screenshot(t, ctx, "dashboard-history.png")
 
 	t.Run("delete a device", func(t *testing.T) {
-		clickRow(t, ctx, "aaa-gone")
+		selectRow(t, ctx, "aaa-gone")
 		waitDOM(t, ctx, "aaa-gone selected", `document.querySelector('#detail-title').textContent === 'aaa-gone'`)
 		confirmDelete(t, ctx)
 		waitDOM(t, ctx, "aaa-gone gone from the list", `!document.querySelector('tr[data-device="aaa-gone"]') &&
@@ -120,10 +119,4 @@ func TestDashboardStartsOnEmptyHub(t *testing.T) {
 	waitDOM(t, ctx, "one rejection and one presence change", `document.querySelectorAll('#error-list li').length === 1 &&
 		document.querySelectorAll('#presence-list li').length === 1`)
 	errs.check(t)
-}
-
-// clickRow clicks a device's row in the device list.
-func clickRow(t *testing.T, ctx context.Context, id string) {
-	t.Helper()
-	click(t, ctx, fmt.Sprintf(`tr[data-device=%q]`, id))
 }
