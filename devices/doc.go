@@ -36,9 +36,9 @@
 //
 // WS reads each device connection with one read goroutine at a time. A
 // plain TCP connection on Unix has a small waiter parked in the socket's
-// read while the device is idle; when the device sends, a fresh goroutine
-// handles its frames and exits once the socket is empty, leaving a new
-// waiter. A TLS connection, or any connection elsewhere, is read by gws's
+// read while the device is idle; when the device sends, one of a few
+// round workers (two per processor; a fresh goroutine when all are busy)
+// handles its frames until the socket is empty and leaves a new waiter. A TLS connection, or any connection elsewhere, is read by gws's
 // read loop. Only while answers are waiting to be written, a connection
 // has one writer goroutine that writes them all with one socket write. One
 // ticker goroutine pings every connection. Shutdown closes every

@@ -20,15 +20,16 @@ import (
 //
 // Here one small goroutine, the waiter, parks in the socket's raw read
 // and reads at most len(first) bytes when the device sends. It hands the
-// connection to a fresh goroutine, which handles every complete frame
+// connection's round to an idle round worker of the endpoint (or, when
+// none is idle, a fresh goroutine), which handles every complete frame
 // (gws's handlers, called as its ReadLoop calls them), reads on without
-// waiting until the socket has nothing more, starts a new waiter and
-// exits. A frame that arrived only in part keeps its buffer until the
-// rest comes; an idle connection holds none.
+// waiting until the socket has nothing more and starts a new waiter. A
+// frame that arrived only in part keeps its buffer until the rest comes;
+// an idle connection holds none.
 //
-// The goroutines of one connection run one after the other, each started
-// by the previous one: together they hold the connection's count of the
-// endpoint's WaitGroup, which the last one releases.
+// The waiters and rounds of one connection run one after the other, each
+// started by the previous one: together they hold the connection's count
+// of the endpoint's WaitGroup, which the last one releases.
 type directReader struct {
 	c   *wsConn
 	raw syscall.RawConn
@@ -102,7 +103,7 @@ func (d *directReader) wait() {
 		d.n, d.err = 0, err
 	}
 	d.dst = nil
-	go d.round()
+	d.c.ws.runRound(d)
 }
 
 // read is the raw read: one read(2) into d.dst. The waiter's read reports
