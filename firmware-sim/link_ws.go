@@ -58,7 +58,7 @@ func (s *Sim) dialWS(ctx context.Context, d *device) (link, error) {
 		return nil, fmt.Errorf("websocket %s: %w", opt.Addr, err)
 	}
 	l.conn = conn
-	s.links.Go(conn.ReadLoop)
+	s.links.Go(func() { readLoop(conn, l) })
 	return l, nil
 }
 

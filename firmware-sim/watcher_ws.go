@@ -50,7 +50,7 @@ func (w *watcher) wsSession(ctx context.Context) (bool, error) {
 		_ = conn.WriteClose(1000, nil)
 		return false, errWatchStopped
 	}
-	conn.ReadLoop()
+	readLoop(conn, h)
 	if h.subscribed {
 		w.g.online.Add(-1)
 	}
