@@ -88,11 +88,12 @@ func (c BrokerConfig) withDefaults() (BrokerConfig, error) {
 // larger than the max payload plus a small margin for the topic does, as
 // MQTT allows.
 type Broker struct {
-	cfg     BrokerConfig
-	server  *mqtt.Server
-	hook    *brokerHook
-	ln      *mqttListener
-	closing chan struct{}
+	cfg      BrokerConfig
+	server   *mqtt.Server
+	hook     *brokerHook
+	sessions *mqttSessions
+	ln       *mqttListener
+	closing  chan struct{}
 	// closeDone is closed once the close ends; closeErr is its error.
 	closeDone chan struct{}
 	closeErr  error
@@ -116,14 +117,16 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 		Capabilities:            mqttCapabilities(cfg.Limits, uint32(maxPacket)),
 		Logger:                  newMQTTLogger(log, time.Now),
 		SysTopicResendInterval:  mqttSysInterval,
-		ClientNetReadBufferSize: mqttReadBufferSize,
+		ClientNetReadBufferSize: mqttSessionReadBuffer,
 	})
 	b := &Broker{cfg: cfg, server: server, closing: make(chan struct{}), closeDone: make(chan struct{})}
 	b.hook = newBrokerHook(cfg, server, b.closing, log)
 	if err := server.AddHook(b.hook, nil); err != nil {
 		return nil, fmt.Errorf("mqtt hook: %w", err)
 	}
+	b.sessions = newMQTTSessions(server, b.hook, log)
 	b.ln = newMQTTListener(cfg.Addr, cfg.TLS, cfg.ConnectTimeout, log)
+	b.ln.serve = b.sessions.serve
 	b.ln.maxPacket = maxPacket
 	b.ln.perAddr = cfg.Limits.MaxClientsPerAddress
 	b.ln.refused = cfg.Metrics.MQTTRefused
@@ -182,13 +185,16 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	}
 }
 
-// close stops the mochi server, whose listener waits for every connection
-// goroutine, and then reports its error through closeErr and closeDone.
+// close stops the mochi server, whose listener waits for every
+// connection's session, then the sessions' round workers and delayed
+// wills, and reports its error through closeErr and closeDone.
 func (b *Broker) close() {
 	defer close(b.closeDone)
 	if err := b.server.Close(); err != nil {
 		b.closeErr = fmt.Errorf("mqtt close: %w", err)
 	}
+	b.sessions.rounds.close()
+	b.sessions.wills.close()
 }
 
 // disconnectListenerClients disconnects every open client of listener, as

@@ -100,6 +100,9 @@ type brokerHook struct {
 	conns sync.Map // *mqtt.Client -> *mqttConn
 	mu    sync.Mutex
 	byID  map[string]*mqttConn // client id -> its current connection
+	// takenOver reports whether a newer connection took a client's
+	// session over while it was connected (mqttSessions).
+	takenOver func(*mqtt.Client) bool
 	// parked holds the sessions that outlived their connection, with
 	// when it ended (mqtt_limits_hook.go).
 	parked map[*mqtt.Client]time.Time
@@ -285,11 +288,17 @@ func (h *brokerHook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	if c.counted {
 		h.connected.Dec()
 	}
-	if !c.live || c.replaced.Load() || cl.IsTakenOver() || delayedOfflineWill(cl, c.device) {
+	if !c.live || c.replaced.Load() || h.isTakenOver(cl) || delayedOfflineWill(cl, c.device) {
 		return
 	}
 	c.live = false
 	h.live.Disconnect(c.device, c.session, bridge.ReasonDisconnect)
+}
+
+// isTakenOver reports whether a newer connection took cl's session over
+// while cl was connected.
+func (h *brokerHook) isTakenOver(cl *mqtt.Client) bool {
+	return h.takenOver != nil && h.takenOver(cl)
 }
 
 // delayedOfflineWill reports whether cl has an MQTT 5 will with a delay,

@@ -33,10 +33,16 @@ const (
 // message for a client that does not read is dropped and counted.
 const mqttWritesPending = 128
 
-// mqttReadBufferSize is the read buffer each MQTT connection holds for as
-// long as it is open (mochi's default is 2 KiB). It holds several small
-// publishes; a packet larger than it is read straight into its own buffer.
+// mqttReadBufferSize is the read buffer a connection read on a goroutine
+// of its own (TLS) holds for as long as it is open (mochi's default is
+// 2 KiB). It holds several small publishes; a packet larger than it is
+// read straight into its own buffer.
 const mqttReadBufferSize = 1024
+
+// mqttSessionReadBuffer is the read buffer mochi keeps for each client,
+// the smallest bufio allows: each connection is read through a buffer of
+// its own (mqttSessions.serve).
+const mqttSessionReadBuffer = 16
 
 // BrokerLimits bounds what clients and sessions may hold in the embedded
 // broker. Every field's zero value means its default; a negative value is

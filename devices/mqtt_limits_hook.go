@@ -81,7 +81,7 @@ func (h *brokerHook) OnRetainedExpired(topic string) {
 // by a clean start, or with its session. Messages moved to the connection
 // that took a session over are not lost.
 func (h *brokerHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
-	if pk.FixedHeader.Type == packets.Publish && !cl.IsTakenOver() {
+	if pk.FixedHeader.Type == packets.Publish && !h.isTakenOver(cl) {
 		h.dropped.Inc()
 	}
 }
@@ -94,7 +94,7 @@ func (h *brokerHook) OnClientExpired(cl *mqtt.Client) { h.release(cl) }
 // outlives it is parked (the oldest parked one is the first makeRoom
 // drops); one that does not is no longer counted.
 func (h *brokerHook) sessionEnded(cl *mqtt.Client, expire bool) {
-	if expire || cl.IsTakenOver() {
+	if expire || h.isTakenOver(cl) {
 		h.queues.forget(cl)
 		return
 	}

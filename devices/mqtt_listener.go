@@ -30,6 +30,10 @@ type mqttListener struct {
 	log       *slog.Logger
 	ln        net.Listener
 	done      chan struct{}
+	// serve, when set, runs an admitted connection's session in place of
+	// mochi's establish (mqttSessions.serve); it calls release once the
+	// connection is done with, possibly after returning.
+	serve func(listener string, conn net.Conn, maxPacket int, release func())
 	// disconnect, when set, disconnects the listener's clients on Close
 	// in place of the function mochi passes (disconnectListenerClients).
 	disconnect func(listener string)
@@ -161,16 +165,24 @@ func (l *mqttListener) untrack(conn net.Conn, admitted bool) {
 }
 
 func (l *mqttListener) serveConn(establish listeners.EstablishFn, conn net.Conn, admitted bool) {
-	defer l.wg.Done()
-	defer l.untrack(conn, admitted)
+	release := func() {
+		l.untrack(conn, admitted)
+		l.wg.Done()
+	}
 	if !admitted {
+		defer release()
 		defer func() { _ = conn.Close() }()
 		l.refuse(conn, sourceHost(conn))
 		return
 	}
-	// mochi replaces this deadline with the client's keepalive once the
-	// CONNECT packet is read.
+	// The session replaces this deadline with the client's keepalive once
+	// the CONNECT packet is read.
 	_ = conn.SetReadDeadline(time.Now().Add(l.connectTimeout))
+	if l.serve != nil {
+		l.serve(l.id, conn, l.maxPacket, release)
+		return
+	}
+	defer release()
 	client := conn
 	if l.maxPacket > 0 {
 		client = newMQTTLimitedConn(conn, l.maxPacket)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -153,12 +152,10 @@ type WS struct {
 	loops   int                // connections whose read loop runs
 	closing bool
 	ticking bool          // the heartbeat goroutine runs
-	stop    chan struct{} // closed by Shutdown: stops the heartbeat and the round workers
-	// rounds hands a direct reader's round (ws_direct.go) to an idle
-	// round worker; working tells whether they run.
-	rounds  chan rounder
-	working bool
+	stop    chan struct{} // closed by Shutdown: stops the heartbeat
 	wg      sync.WaitGroup
+	// rounds runs the rounds of direct readers (ws_direct.go).
+	rounds roundPool
 }
 
 // NewWS returns the WebSocket device endpoint. It runs no goroutine until
@@ -231,54 +228,6 @@ func (s *WS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serve(socket, reader, hw.conn, device, session, announce)
 }
 
-// rounder is a connection with frames to read: round reads and handles
-// them on the calling goroutine.
-type rounder interface{ round() }
-
-// roundWorkers is how many goroutines per processor wait to run rounds.
-const roundWorkers = 2
-
-// startRoundWorkers starts the goroutines that run the rounds of direct
-// readers, once. s.mu must be held.
-func (s *WS) startRoundWorkers() {
-	if s.working {
-		return
-	}
-	s.working = true
-	s.rounds = make(chan rounder)
-	n := roundWorkers * runtime.GOMAXPROCS(0)
-	s.wg.Add(n)
-	for range n {
-		go s.roundWorker()
-	}
-}
-
-// roundWorker runs rounds until Shutdown. A worker keeps the stack that
-// handling frames grew, which a goroutine started for each round would
-// grow again every time.
-func (s *WS) roundWorker() {
-	defer s.wg.Done()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case r := <-s.rounds:
-			r.round()
-		}
-	}
-}
-
-// runRound runs r's round on an idle round worker, or on a goroutine of
-// its own when none is idle: a round that waits (a device over its rate,
-// a full storage queue) never holds up another connection's.
-func (s *WS) runRound(r rounder) {
-	select {
-	case s.rounds <- r:
-	default:
-		go r.round()
-	}
-}
-
 // frameReader reads a connection's frames in place of gws's ReadLoop.
 type frameReader interface {
 	// start handles c's open, then its frames, on goroutines of its own,
@@ -338,6 +287,7 @@ func (s *WS) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
+		s.rounds.close()
 		close(done)
 	}()
 	select {
@@ -389,9 +339,6 @@ func (s *WS) serve(socket *gws.Conn, reader frameReader, conn *silenceConn, devi
 	}
 	s.loops++
 	s.wg.Add(1)
-	if reader != nil {
-		s.startRoundWorkers()
-	}
 	s.mu.Unlock()
 	if reader != nil {
 		reader.start(c)

@@ -103,7 +103,7 @@ func (d *directReader) wait() {
 		d.n, d.err = 0, err
 	}
 	d.dst = nil
-	d.c.ws.runRound(d)
+	d.c.ws.rounds.run(d)
 }
 
 // read is the raw read: one read(2) into d.dst. The waiter's read reports

@@ -1,0 +1,289 @@
+//go:build unix
+
+package devices
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// mqttDirect reads a client's plain TCP connection without a goroutine
+// that stays parked while the client is idle, as directReader reads a
+// WebSocket device's (ws_direct.go).
+//
+// A waiter goroutine parks in the socket's raw read and reads at most
+// len(first) bytes when the client sends. It hands the connection's round
+// to the broker's round workers (or a fresh goroutine), which frames the
+// bytes into packets, hands each whole packet to mochi through the feed,
+// reads on without waiting until the socket has nothing more and starts
+// a new waiter. A packet that arrived only in part keeps its buffer until
+// the rest comes; an idle connection holds none.
+//
+// The waiters and rounds of one connection run one after the other, each
+// started by the previous one; the last one ends the session.
+type mqttDirect struct {
+	s    *mqttSession
+	feed *mqttFeed
+	raw  syscall.RawConn
+	// limit is the largest packet the client may send; 0: no limit of
+	// ours. A larger one is refused after its header, unread.
+	limit int
+	buf   *[]byte // unparsed bytes (the start of a packet); nil when none
+
+	// The state of the raw read, in fields so that io, made once, does
+	// not allocate per read.
+	io      func(fd uintptr) bool
+	dst     []byte
+	n       int
+	err     error
+	waiting bool // the waiter's read: EAGAIN waits for the socket
+
+	// first is what the waiter reads: a small packet (a PINGREQ, a
+	// short publish) whole, so that it needs no other read.
+	first [64]byte
+}
+
+// mqttReadBuffers are the buffers connections read into while they have
+// something to read (*[]byte of mqttDirectBufferSize).
+var mqttReadBuffers sync.Pool
+
+const mqttDirectBufferSize = 4096
+
+// errMQTTStopped ends the reads of a client stopped between two packets
+// (a clean disconnect, a takeover, the broker closing): mochi ends such a
+// session as a clean one.
+var errMQTTStopped = errors.New("mqtt: client stopped")
+
+// newMQTTDirect returns the reader of conn, or nil when conn is not a
+// plain TCP connection.
+func newMQTTDirect(s *mqttSession, conn net.Conn) mqttReader {
+	tcp, ok := conn.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	d := &mqttDirect{s: s, raw: raw, feed: &mqttFeed{Conn: conn}}
+	d.io = d.read
+	return d
+}
+
+func (d *mqttDirect) conn() net.Conn { return d.feed }
+
+// connect reads, under the deadline the listener set, until the first
+// packet (the CONNECT) is whole, or its header says it is over the limit,
+// and hands it to mochi.
+func (d *mqttDirect) connect(limit int) error {
+	d.limit = limit
+	b := d.take()
+	for {
+		size, header, err := mqttPacketSize(b)
+		switch {
+		case err != nil:
+			return err
+		case header > 0 && limit > 0 && size > limit:
+			d.feed.b = b[:header] // mochi reads the header and refuses it
+			return nil
+		case header > 0 && len(b) >= size:
+			d.feed.b = b[:size]
+			*d.buf = b[size:] // read after the CONNECT (start)
+			return nil
+		case header > 0 && size > cap(b):
+			b = append(make([]byte, 0, size), b...)
+		case len(b) == cap(b):
+			b = append(make([]byte, 0, 2*cap(b)), b...)
+		}
+		n, err := d.feed.Conn.Read(b[len(b):cap(b)])
+		if err != nil {
+			return err
+		}
+		b = b[:len(b)+n]
+	}
+}
+
+// start reads the packets after the CONNECT, beginning with those sent
+// with it, on a round worker: the calling goroutine, grown by the
+// CONNECT, ends.
+func (d *mqttDirect) start() {
+	rest := *d.buf
+	d.buf, d.feed.b = nil, nil
+	if len(rest) > 0 {
+		b := d.take()
+		d.keep(append(b, rest...))
+	}
+	d.s.m.rounds.run(d)
+}
+
+// wait parks until the client sends, reads the first bytes and hands the
+// connection to a round. Its stack stays small: it calls nothing but the
+// raw read.
+func (d *mqttDirect) wait() {
+	d.dst, d.waiting, d.n, d.err = d.first[:], true, 0, nil
+	if err := d.raw.Read(d.io); err != nil {
+		d.n, d.err = 0, err
+	}
+	d.dst = nil
+	d.s.m.rounds.run(d)
+}
+
+// read is the raw read: one read(2) into d.dst. The waiter's read reports
+// false on EAGAIN, which parks it until the socket is readable.
+func (d *mqttDirect) read(fd uintptr) bool {
+	d.n, d.err = readOnce(int(fd), d.dst)
+	return !d.waiting || d.err != syscall.EAGAIN // read(2)'s Errno, unwrapped
+}
+
+// readNow reads what the socket holds into p without waiting: EAGAIN
+// when it holds nothing. It fails like a read of the connection when the
+// deadline passed or the socket was closed.
+func (d *mqttDirect) readNow(p []byte) (int, error) {
+	d.dst, d.waiting, d.n, d.err = p, false, 0, nil
+	err := d.raw.Read(d.io)
+	d.dst = nil
+	if err != nil {
+		return 0, err
+	}
+	return d.n, d.err
+}
+
+// round handles what the waiter read and every packet after it until the
+// socket has nothing more, then starts a new waiter; or it ends the
+// session.
+func (d *mqttDirect) round() {
+	if d.err != nil {
+		d.end(nil, d.err)
+		return
+	}
+	b := append(d.take(), d.first[:d.n]...)
+	// A read that did not fill its buffer most likely emptied the socket:
+	// the next waiter's read finds out, saving a read that would find
+	// nothing.
+	drained := d.n < len(d.first)
+	d.n = 0
+	for {
+		used, need, err := d.packets(b)
+		if err != nil {
+			d.end(b, err)
+			return
+		}
+		b = b[:copy(b, b[used:])] // the start of the next packet, if any
+		if need > cap(b) || len(b) == cap(b) {
+			b = append(make([]byte, 0, max(need, mqttDirectBufferSize)), b...)
+		}
+		if drained {
+			d.park(b)
+			return
+		}
+		n, err := d.readNow(b[len(b):cap(b)])
+		switch {
+		case errors.Is(err, syscall.EAGAIN):
+			d.park(b)
+			return
+		case err != nil:
+			d.end(b, err)
+			return
+		}
+		drained = n < cap(b)-len(b)
+		b = b[:len(b)+n]
+	}
+}
+
+// packets hands the whole packets at the start of b to mochi and returns
+// the bytes they took and, when the next packet's header is there, its
+// size. An error ends the session.
+func (d *mqttDirect) packets(b []byte) (used, need int, err error) {
+	for {
+		if d.s.cl.Closed() {
+			return used, 0, errMQTTStopped
+		}
+		size, header, err := mqttPacketSize(b[used:])
+		switch {
+		case err != nil:
+			return used, 0, err
+		case header == 0:
+			return used, 0, nil
+		case d.limit > 0 && size > d.limit:
+			d.feed.b = b[used : used+header]
+			err = d.s.packet()
+			d.feed.b = nil
+			if err != nil {
+				return used, 0, err // the limit's refusal
+			}
+			return used, 0, packets.ErrPacketTooLarge
+		case len(b)-used < size:
+			return used, size, nil
+		}
+		d.feed.b = b[used : used+size]
+		err = d.s.packet()
+		left := len(d.feed.b)
+		d.feed.b = nil // the buffer is not the feed's to keep
+		switch {
+		case err != nil:
+			return used, 0, err
+		case left > 0:
+			return used, 0, fmt.Errorf("mqtt: %d bytes of a %d-byte packet left unread", left, size)
+		}
+		used += size
+	}
+}
+
+// park keeps b's unparsed bytes, gives the client a keepalive more and
+// starts a waiter.
+func (d *mqttDirect) park(b []byte) {
+	d.keep(b)
+	refreshDeadline(d.s.cl)
+	go d.wait()
+}
+
+// end ends the session for err, read or handling the bytes of b.
+func (d *mqttDirect) end(b []byte, err error) {
+	d.release(b)
+	d.feed.b = nil
+	if errors.Is(err, errMQTTStopped) {
+		err = nil
+	}
+	d.s.end(err)
+}
+
+// take returns the buffer to read into, holding the unparsed bytes of the
+// last round.
+func (d *mqttDirect) take() []byte {
+	if d.buf == nil {
+		if b, ok := mqttReadBuffers.Get().(*[]byte); ok {
+			d.buf = b
+		} else {
+			b := make([]byte, 0, mqttDirectBufferSize)
+			d.buf = &b
+		}
+	}
+	return *d.buf
+}
+
+// keep keeps b while it holds the start of a packet; else its buffer goes
+// back to the pool.
+func (d *mqttDirect) keep(b []byte) {
+	if len(b) > 0 {
+		*d.buf = b
+		return
+	}
+	d.release(b)
+}
+
+// release returns the connection's buffer to the pool.
+func (d *mqttDirect) release(b []byte) {
+	if d.buf == nil {
+		return
+	}
+	if cap(b) == mqttDirectBufferSize {
+		*d.buf = b[:0]
+		mqttReadBuffers.Put(d.buf)
+	}
+	d.buf = nil
+}

@@ -1,0 +1,378 @@
+package devices
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// mqttSessions runs the embedded broker's client connections in place of
+// mochi's attachClient, through mochi's exported parts: it reads the
+// CONNECT and answers it, takes an older session over, hands every later
+// packet to mochi (InjectPacket), sends the will and ends the session as
+// mochi does.
+//
+// It exists for memory. mochi reads each client on a goroutine that stays
+// parked under deep frames for as long as the client is connected
+// (16 KiB of stack) and starts a writer goroutine per client (4 KiB)
+// that only a client with subscriptions needs. Here, on Unix, a plain TCP
+// connection is read without a goroutine of its own (mqtt_direct.go), and
+// the writer starts with the client's first subscription. TLS connections,
+// and every connection on other systems, are read on a goroutine of their
+// own, as mochi reads them.
+type mqttSessions struct {
+	server *mqtt.Server
+	hook   *brokerHook
+	log    *slog.Logger
+	wills  *mqttWills
+	rounds roundPool
+	// readBuffer is the read buffer of a connection read on its own
+	// goroutine (mochi's is the minimum: mqtt_direct.go reads into its
+	// own).
+	readBuffer int
+	// blocking reads every connection on a goroutine of its own, as TLS
+	// connections are read; tests set it to run on both read paths.
+	blocking bool
+
+	// mu orders a session's arrival in the server's clients with an older
+	// one's departure, so that an ending connection never removes its
+	// successor.
+	mu   sync.Mutex
+	live sync.Map // *mqtt.Client -> *mqttSession, until its end
+}
+
+func newMQTTSessions(server *mqtt.Server, hook *brokerHook, log *slog.Logger) *mqttSessions {
+	m := &mqttSessions{server: server, hook: hook, log: log, readBuffer: mqttReadBufferSize}
+	m.wills = newMQTTWills(m.sendDelayedWill)
+	hook.takenOver = m.isTakenOver
+	return m
+}
+
+// mqttSession is one connection's session.
+type mqttSession struct {
+	m  *mqttSessions
+	cl *mqtt.Client
+	// release tells the listener the connection is done with.
+	release func()
+	// counted is set once the client counts in ClientsConnected.
+	counted bool
+	// writing is set once mochi's writer for the client runs; read and
+	// set on the connection's reads only.
+	writing bool
+	// takenOver is set when a newer connection with the same client id
+	// took the session over.
+	takenOver atomic.Bool
+}
+
+// serve runs the session of conn, a connection the listener accepted and
+// admitted, whose packets may be at most maxPacket bytes (0: no limit of
+// ours). release is called once the connection is done with; serve may
+// return before that.
+func (m *mqttSessions) serve(listener string, conn net.Conn, maxPacket int, release func()) {
+	s := &mqttSession{m: m, release: release}
+	var direct mqttReader
+	if !m.blocking {
+		direct = newMQTTDirect(s, conn)
+	}
+	var inner net.Conn
+	if direct != nil {
+		inner = direct.conn()
+	} else {
+		inner = &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, m.readBuffer)}
+	}
+	client := inner
+	if maxPacket > 0 {
+		client = newMQTTLimitedConn(inner, maxPacket)
+	}
+	s.cl = m.server.NewClient(client, listener, "", false)
+	m.server.Listeners.ClientsWg.Add(1)
+	m.live.Store(s.cl, s)
+
+	if direct != nil {
+		if err := direct.connect(maxPacket); err != nil {
+			s.fail(fmt.Errorf("read connection: %w", err))
+			return
+		}
+	}
+	if err := s.open(listener); err != nil {
+		s.fail(err)
+		return
+	}
+	if direct != nil {
+		direct.start()
+		return
+	}
+	s.end(s.cl.Read(s.receive))
+}
+
+// open reads the CONNECT, answers it and sets the session up.
+func (s *mqttSession) open(listener string) error {
+	cl, srv, h := s.cl, s.m.server, s.m.hook
+	var fh packets.FixedHeader
+	if err := cl.ReadFixedHeader(&fh); err != nil {
+		return fmt.Errorf("read connection: %w", err)
+	}
+	if fh.Type != packets.Connect {
+		return fmt.Errorf("read connection: %w", packets.ErrProtocolViolationRequireFirstConnect)
+	}
+	pk, err := cl.ReadPacket(&fh)
+	if err != nil {
+		return fmt.Errorf("read connection: %w", err)
+	}
+	cl.ParseConnect(listener, pk)
+	if atomic.LoadInt64(&srv.Info.ClientsConnected) >= srv.Options.Capabilities.MaximumClients {
+		code := packets.ErrServerBusy
+		if cl.Properties.ProtocolVersion < 5 {
+			code = packets.ErrServerUnavailable
+		}
+		_ = srv.SendConnack(cl, code, false, nil)
+		return code
+	}
+	if code := validateConnect(srv.Options.Capabilities, cl, pk); code != packets.CodeSuccess {
+		if err := srv.SendConnack(cl, code, false, nil); err != nil {
+			return fmt.Errorf("refuse connection: %w", err)
+		}
+		return code
+	}
+	if err := h.OnConnect(cl, pk); err != nil {
+		return err
+	}
+	refreshDeadline(cl)
+	if !h.OnConnectAuthenticate(cl, pk) {
+		if err := srv.SendConnack(cl, packets.ErrBadUsernameOrPassword, false, nil); err != nil {
+			return fmt.Errorf("refuse connection: %w", err)
+		}
+		return packets.ErrBadUsernameOrPassword
+	}
+	atomic.AddInt64(&srv.Info.ClientsConnected, 1)
+	s.counted = true
+
+	h.OnSessionEstablish(cl, pk)
+	s.m.mu.Lock()
+	present := s.m.inherit(pk, cl)
+	srv.Clients.Add(cl)
+	s.m.mu.Unlock()
+	if err := srv.SendConnack(cl, packets.CodeSuccess, present, nil); err != nil {
+		return fmt.Errorf("ack connection: %w", err)
+	}
+	s.m.wills.cancel(cl.ID) // the client is back before its delayed will
+	if present {
+		if err := cl.ResendInflightMessages(true); err != nil {
+			return fmt.Errorf("resend inflight: %w", err)
+		}
+	}
+	h.OnSessionEstablished(cl, pk)
+	if cl.State.Subscriptions.Len() > 0 {
+		s.startWriter()
+	}
+	return nil
+}
+
+// validateConnect checks a CONNECT against the broker's capabilities.
+func validateConnect(caps *mqtt.Capabilities, cl *mqtt.Client, pk packets.Packet) packets.Code {
+	if code := pk.ConnectValidate(); code != packets.CodeSuccess {
+		return code
+	}
+	switch {
+	case cl.Properties.ProtocolVersion < 5 && !pk.Connect.Clean && pk.Connect.ClientIdentifier == "":
+		return packets.ErrUnspecifiedError // MQTT 3: a session needs a client id
+	case cl.Properties.ProtocolVersion < caps.MinimumProtocolVersion:
+		return packets.ErrUnsupportedProtocolVersion
+	case cl.Properties.Will.Qos > caps.MaximumQos:
+		return packets.ErrQosNotSupported
+	case cl.Properties.Will.Retain && caps.RetainAvailable == 0:
+		return packets.ErrRetainNotSupported
+	}
+	return packets.CodeSuccess
+}
+
+// refreshDeadline gives the client one and a half keepalives to send its
+// next packet (no limit with keepalive 0).
+func refreshDeadline(cl *mqtt.Client) {
+	var deadline time.Time
+	if ka := time.Duration(cl.State.Keepalive) * time.Second; ka > 0 {
+		deadline = time.Now().Add(ka + ka/2)
+	}
+	_ = cl.Net.Conn.SetDeadline(deadline)
+}
+
+// inherit takes the session of the client's id over from the client that
+// holds it, if any, and reports whether the session is carried on (a
+// clean start abandons it). s.mu must be held.
+func (m *mqttSessions) inherit(pk packets.Packet, cl *mqtt.Client) bool {
+	srv := m.server
+	old, ok := srv.Clients.Get(cl.ID)
+	if !ok {
+		if atomic.LoadInt64(&srv.Info.ClientsConnected) > atomic.LoadInt64(&srv.Info.ClientsMaximum) {
+			atomic.AddInt64(&srv.Info.ClientsMaximum, 1)
+		}
+		return false
+	}
+	if pk.Connect.Clean || (old.Properties.Clean && old.Properties.ProtocolVersion < 5) {
+		srv.UnsubscribeClient(old)
+		old.ClearInflights() // lost with the session
+		m.takeOver(old)
+		return false
+	}
+	m.takeOver(old)
+	if old.State.Inflight.Len() > 0 {
+		cl.State.Inflight = old.State.Inflight.Clone()
+		if max := srv.Options.Capabilities.ReceiveMaximum; max != 0 {
+			cl.State.Inflight.ResetReceiveQuota(int32(max))
+			cl.State.Inflight.ResetSendQuota(int32(cl.Properties.Props.ReceiveMaximum))
+		}
+	}
+	subs := old.State.Subscriptions.GetAll()
+	for filter, sub := range subs {
+		if srv.Topics.Subscribe(cl.ID, sub) {
+			atomic.AddInt64(&srv.Info.Subscriptions, 1)
+		}
+		cl.State.Subscriptions.Add(filter, sub)
+		old.State.Subscriptions.Delete(filter) // the topic tree's entries are cl's now
+	}
+	for _, pk := range old.State.Inflight.GetAll(false) {
+		old.State.Inflight.Delete(pk.PacketID) // moved to cl, not lost
+	}
+	return true
+}
+
+// takeOver marks old's session as taken over and disconnects it.
+func (m *mqttSessions) takeOver(old *mqtt.Client) {
+	if v, ok := m.live.Load(old); ok {
+		v.(*mqttSession).takenOver.Store(true)
+	}
+	_ = m.server.DisconnectClient(old, packets.ErrSessionTakenOver)
+}
+
+// isTakenOver reports whether a newer connection took cl's session over
+// while cl was connected.
+func (m *mqttSessions) isTakenOver(cl *mqtt.Client) bool {
+	v, ok := m.live.Load(cl)
+	return ok && v.(*mqttSession).takenOver.Load()
+}
+
+// mqttReader reads a connection in place of a goroutine of its own
+// (mqtt_direct.go).
+type mqttReader interface {
+	// conn is the connection mochi reads.
+	conn() net.Conn
+	// connect reads until the connection's first packet is whole, with
+	// blocking reads, and hands it to mochi.
+	connect(maxPacket int) error
+	// start reads the packets after the first until the session ends.
+	start()
+}
+
+// packet reads the packet the connection holds whole and hands it to
+// mochi.
+func (s *mqttSession) packet() error {
+	var fh packets.FixedHeader
+	if err := s.cl.ReadFixedHeader(&fh); err != nil {
+		return err
+	}
+	pk, err := s.cl.ReadPacket(&fh)
+	if err != nil {
+		return err
+	}
+	return s.receive(s.cl, pk)
+}
+
+// receive hands a packet the client sent to mochi, as mochi's read loop
+// does; an error ends the connection.
+func (s *mqttSession) receive(cl *mqtt.Client, pk packets.Packet) error {
+	srv := s.m.server
+	if pk.FixedHeader.Type == packets.Subscribe {
+		s.startWriter() // before the retained messages are queued
+	}
+	err := srv.InjectPacket(cl, pk)
+	if err == nil {
+		uncount(srv, pk) // ReadPacket counted it already
+		if pk.FixedHeader.Type == packets.Disconnect {
+			s.m.wills.cancel(cl.ID) // a clean disconnect drops a delayed will
+		}
+		return nil
+	}
+	var code packets.Code
+	if errors.As(err, &code) && cl.Properties.ProtocolVersion == 5 && code.Code >= packets.ErrUnspecifiedError.Code {
+		_ = srv.DisconnectClient(cl, code)
+	}
+	srv.Log.Warn("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener,
+		"type", packets.PacketNames[pk.FixedHeader.Type])
+	return err
+}
+
+// uncount takes back what InjectPacket added to the server's counters
+// for pk, which ReadPacket (or, for a will, nobody) counts.
+func uncount(srv *mqtt.Server, pk packets.Packet) {
+	atomic.AddInt64(&srv.Info.PacketsReceived, -1)
+	if pk.FixedHeader.Type == packets.Publish {
+		atomic.AddInt64(&srv.Info.MessagesReceived, -1)
+	}
+}
+
+// startWriter starts mochi's writer of the client's outbound queue, once:
+// only messages to subscriptions go through it.
+func (s *mqttSession) startWriter() {
+	if !s.writing {
+		s.writing = true
+		go s.cl.WriteLoop() // ends when the client stops
+	}
+}
+
+// end ends the session after its connection's reads ended with err (nil
+// for a clean disconnect, or a client stopped between two packets), as
+// mochi does: the will unless the client disconnected cleanly, the
+// hook's OnDisconnect, and the session dropped when it does not outlive
+// the connection.
+func (s *mqttSession) end(err error) {
+	cl, srv := s.cl, s.m.server
+	if err != nil {
+		s.m.sendWill(cl)
+		cl.Stop(err)
+	} else {
+		cl.Properties.Will = mqtt.Will{}
+	}
+	srv.Log.Debug("client disconnected", "error", err, "client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+	expire := (cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryInterval == 0) ||
+		(cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean)
+	s.m.hook.OnDisconnect(cl, err, expire)
+	s.m.mu.Lock()
+	if cur, ok := srv.Clients.Get(cl.ID); expire && ok && cur == cl && !s.takenOver.Load() {
+		cl.ClearInflights()
+		srv.UnsubscribeClient(cl)
+		srv.Clients.Delete(cl.ID)
+	}
+	s.m.mu.Unlock()
+	s.fail(nil)
+}
+
+// fail closes a connection whose session ended, or never began (err says
+// why, logged), and releases it.
+func (s *mqttSession) fail(err error) {
+	if err != nil {
+		s.m.log.Debug("mqtt connection ended", "remote", s.cl.Net.Remote, "error", err)
+	}
+	if s.counted {
+		atomic.AddInt64(&s.m.server.Info.ClientsConnected, -1)
+	}
+	s.cl.Stop(nil)
+	s.m.live.Delete(s.cl)
+	s.m.server.Listeners.ClientsWg.Done()
+	s.release()
+}
+
+// bufferedConn is a connection read through a buffer of its own.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -1,0 +1,131 @@
+package devices
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// sendWill publishes cl's will, if it has one still unsent, after the
+// hook's OnWill; an MQTT 5 will with a delay waits for it (mqttWills).
+func (m *mqttSessions) sendWill(cl *mqtt.Client) {
+	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
+		return
+	}
+	will, err := m.hook.OnWill(cl, cl.Properties.Will)
+	if err != nil {
+		will = cl.Properties.Will
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: will.Retain, Qos: will.Qos},
+		TopicName:   will.TopicName,
+		Payload:     will.Payload,
+		Properties:  packets.Properties{User: will.User},
+	}
+	if d := cl.Properties.Will.WillDelayInterval; d > 0 {
+		m.wills.add(cl.ID, time.Duration(d)*time.Second, pk)
+		return
+	}
+	m.publishWill(cl.ID, pk)
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	m.hook.OnWillSent(cl, pk)
+}
+
+// sendDelayedWill publishes the will of client id whose delay passed; the
+// client's session, if the broker still holds it, has it sent.
+func (m *mqttSessions) sendDelayedWill(id string, pk packets.Packet) {
+	m.publishWill(id, pk)
+	if cl, ok := m.server.Clients.Get(id); ok {
+		cl.Properties.Will = mqtt.Will{}
+		m.hook.OnWillSent(cl, pk)
+	}
+}
+
+// publishWill publishes a will of client id to its subscribers, retained
+// if it says so, as a publish of the broker's own from that client id.
+func (m *mqttSessions) publishWill(id string, pk packets.Packet) {
+	from := m.server.NewClient(nil, "", id, true)
+	if pk.FixedHeader.Qos > 0 {
+		pk.PacketID = 1 // needed to be valid; the broker's own publishes are never acknowledged
+	}
+	if err := m.server.InjectPacket(from, pk); err != nil {
+		m.log.Warn("mqtt will not published", "client", id, "error", err)
+		return
+	}
+	uncount(m.server, pk)
+}
+
+// mqttWills holds the MQTT 5 wills that wait for their delay, one per
+// client id, each on a timer of its own.
+type mqttWills struct {
+	send func(id string, pk packets.Packet)
+
+	mu      sync.Mutex
+	closed  bool
+	pending map[string]*delayedWill
+	wg      sync.WaitGroup // sends under way
+}
+
+// delayedWill is a will waiting for its delay.
+type delayedWill struct {
+	pk    packets.Packet
+	timer *time.Timer // guarded by mqttWills.mu
+}
+
+func newMQTTWills(send func(id string, pk packets.Packet)) *mqttWills {
+	return &mqttWills{send: send, pending: make(map[string]*delayedWill)}
+}
+
+// add sends pk after delay unless cancel comes first; it replaces a will
+// of id still waiting.
+func (w *mqttWills) add(id string, delay time.Duration, pk packets.Packet) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	if old := w.pending[id]; old != nil {
+		old.timer.Stop()
+	}
+	d := &delayedWill{pk: pk}
+	d.timer = time.AfterFunc(delay, func() { w.fire(id, d) })
+	w.pending[id] = d
+}
+
+func (w *mqttWills) fire(id string, d *delayedWill) {
+	w.mu.Lock()
+	if w.closed || w.pending[id] != d {
+		w.mu.Unlock()
+		return
+	}
+	delete(w.pending, id)
+	w.wg.Add(1)
+	w.mu.Unlock()
+	defer w.wg.Done()
+	w.send(id, d.pk)
+}
+
+// cancel drops the will of id still waiting, if any.
+func (w *mqttWills) cancel(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if d := w.pending[id]; d != nil {
+		d.timer.Stop()
+		delete(w.pending, id)
+	}
+}
+
+// close drops the wills still waiting and waits for those being sent.
+func (w *mqttWills) close() {
+	w.mu.Lock()
+	w.closed = true
+	for id, d := range w.pending {
+		d.timer.Stop()
+		delete(w.pending, id)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
