@@ -26,6 +26,11 @@ import (
 	"github.com/telehub/telehub/internal/topic"
 )
 
+// mqttBlockingInTests makes the brokers of startMQTTBroker read every
+// connection on a goroutine of its own, as TLS connections are read
+// (TestMQTTOnBlockingReads).
+var mqttBlockingInTests bool
+
 // mqttTestBroker is an embedded broker on 127.0.0.1:0 with fakes.
 type mqttTestBroker struct {
 	*Broker
@@ -51,6 +56,7 @@ func startMQTTBroker(t testing.TB, edit func(*BrokerConfig)) *mqttTestBroker {
 	if err != nil {
 		t.Fatalf("NewBroker: %v", err)
 	}
+	b.sessions.blocking = mqttBlockingInTests
 	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 	if err := b.Start(context.Background()); err != nil {
 		t.Fatalf("Serve: %v", err)
