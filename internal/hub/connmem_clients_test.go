@@ -61,6 +61,8 @@ func openIdle(kind string, n int, httpAddr, mqttAddr string) ([]net.Conn, error)
 			c, err = idleMQTT(mqttAddr, fmt.Sprintf("idle-%06d", i))
 		case "mqtt-used":
 			c, err = usedMQTT(mqttAddr, fmt.Sprintf("idle-%06d", i))
+		case "mqtt-commands":
+			c, err = commandsMQTT(mqttAddr, fmt.Sprintf("idle-%06d", i))
 		case "sse":
 			c, err = idleHTTP(httpAddr, "GET /v1/stream HTTP/1.1\r\nHost: hub\r\nAccept: text/event-stream\r\n\r\n", "retry:")
 		case "ws":
@@ -174,6 +176,29 @@ func usedMQTT(addr, id string) (net.Conn, error) {
 			_ = c.Close()
 			return nil, fmt.Errorf("answer % x, want % x: %v", got, ex.want, err)
 		}
+	}
+	return c, nil
+}
+
+// commandsMQTT is usedMQTT after the client subscribed to its commands,
+// as a device that takes commands does: the broker runs a writer for it.
+func commandsMQTT(addr, id string) (net.Conn, error) {
+	c, err := usedMQTT(addr, id)
+	if err != nil {
+		return nil, err
+	}
+	filter := "devices/" + id + "/commands"
+	body := append([]byte{0, 2, 0, byte(len(filter))}, filter...) // packet id 2
+	body = append(body, 1)                                        // QoS 1
+	want := []byte{0x90, 3, 0, 2, 1}
+	got := make([]byte, len(want))
+	if _, err := c.Write(append([]byte{0x82, byte(len(body))}, body...)); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, want) {
+		_ = c.Close()
+		return nil, fmt.Errorf("suback % x, want % x: %v", got, want, err)
 	}
 	return c, nil
 }

@@ -28,7 +28,7 @@ import (
 // It measures once whatever b.N is: run it with -benchtime 1x. Each kind
 // is measured in a process of its own (benchIdleAlone).
 func BenchmarkIdleConnMemory(b *testing.B) {
-	for _, kind := range []string{"mqtt", "mqtt-used", "sse", "ws", "ws-used", "wswatch"} {
+	for _, kind := range []string{"mqtt", "mqtt-used", "mqtt-commands", "sse", "ws", "ws-used", "wswatch"} {
 		b.Run(kind, func(b *testing.B) {
 			if os.Getenv(aloneEnv) != "" {
 				benchIdle(b, kind, *idleConns)
@@ -132,7 +132,7 @@ func benchIdle(b *testing.B, kind string, n int) {
 // idleEvents is how many events each connection of a kind stores: a
 // WebSocket device's presence (online), a used device's reading too (an
 // MQTT device's presence begins with its first publish).
-var idleEvents = map[string]int{"ws": 1, "ws-used": 2, "mqtt-used": 2}
+var idleEvents = map[string]int{"ws": 1, "ws-used": 2, "mqtt-used": 2, "mqtt-commands": 2}
 
 // idleClients is the child process holding the connections.
 type idleClients struct {
