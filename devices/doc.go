@@ -23,8 +23,15 @@
 //   - mqtt.go: what both MQTT transports share; mqtt_route.go: topic
 //     routing and payload checks.
 //   - broker.go: the embedded broker; mqtt_hook.go: its mochi hook;
-//     mqtt_listener.go: its TCP/TLS listener; mqtt_conn.go: the
-//     connection reader that stops at a packet over the size limit;
+//     mqtt_listener.go: its TCP/TLS listener; mqtt_session.go: a
+//     connection's session, from its CONNECT to its end, run on mochi's
+//     exported API in place of mochi's own; mqtt_direct.go: the reader of
+//     plain TCP connections on Unix, which parks no deep goroutine while
+//     a client is idle, with mqtt_feed.go, the framing it hands mochi
+//     whole packets by; mqtt_will.go: wills, the delayed ones on timers;
+//     rounds.go: the round workers both direct readers share;
+//     mqtt_conn.go: the connection reader that stops at a packet over
+//     the size limit;
 //     mqtt_compat.go: where the hook makes mochi answer as MQTT says
 //     (packet ids, reason codes, session keys); mqtt_limits.go and
 //     mqtt_limits_hook.go: the bounds of clients, sessions and retained
@@ -34,12 +41,15 @@
 //
 // # Concurrency
 //
-// WS reads each device connection with one read goroutine at a time. A
-// plain TCP connection on Unix has a small waiter parked in the socket's
-// read while the device is idle; when the device sends, one of a few
-// round workers (two per processor; a fresh goroutine when all are busy)
-// handles its frames until the socket is empty and leaves a new waiter. A TLS connection, or any connection elsewhere, is read by gws's
-// read loop. Only while answers are waiting to be written, a connection
+// WS and the embedded broker read each device connection with one read
+// goroutine at a time. A plain TCP connection on Unix has a small waiter
+// parked in the socket's read while the device is idle; when the device
+// sends, one of a few round workers (two per processor; a fresh goroutine
+// when all are busy) handles its frames or packets until the socket is
+// empty and leaves a new waiter. A TLS connection, or any connection
+// elsewhere, is read by a goroutine of its own (gws's read loop; mochi's
+// Client.Read). mochi's writer goroutine of an MQTT client, which writes
+// the messages of its subscriptions, starts with its first SUBSCRIBE. Only while answers are waiting to be written, a connection
 // has one writer goroutine that writes them all with one socket write. One
 // ticker goroutine pings every connection. Shutdown closes every
 // connection and waits for all of these goroutines.
