@@ -118,6 +118,7 @@ func (d *mqttDirect) start() {
 		b := d.take()
 		d.keep(append(b, rest...))
 	}
+	refreshDeadline(d.s.cl)
 	d.s.m.rounds.run(d)
 }
 
@@ -231,14 +232,16 @@ func (d *mqttDirect) packets(b []byte) (used, need int, err error) {
 			return used, 0, fmt.Errorf("mqtt: %d bytes of a %d-byte packet left unread", left, size)
 		}
 		used += size
+		// As mochi's read loop does before each packet: the keepalive
+		// counts from the end of the last packet handled, however long it
+		// took, and not from bytes of a packet still incomplete.
+		refreshDeadline(d.s.cl)
 	}
 }
 
-// park keeps b's unparsed bytes, gives the client a keepalive more and
-// starts a waiter.
+// park keeps b's unparsed bytes and starts a waiter.
 func (d *mqttDirect) park(b []byte) {
 	d.keep(b)
-	refreshDeadline(d.s.cl)
 	go d.wait()
 }
 

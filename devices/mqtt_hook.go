@@ -103,6 +103,9 @@ type brokerHook struct {
 	// takenOver reports whether a newer connection took a client's
 	// session over while it was connected (mqttSessions).
 	takenOver func(*mqtt.Client) bool
+	// delivering starts a client's writer before mochi queues a message
+	// for it (mqttSessions).
+	delivering func(*mqtt.Client)
 	// parked holds the sessions that outlived their connection, with
 	// when it ended (mqtt_limits_hook.go).
 	parked map[*mqtt.Client]time.Time
@@ -176,7 +179,8 @@ func (h *brokerHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) b
 
 // OnACLCheck allows every publish (OnPublish answers forbidden ones) and,
 // with credentials, subscriptions and deliveries only under the device's
-// own topics. A delivery to a session over its limits is refused.
+// own topics. A delivery to a session over its limits is refused. A
+// subscription or delivery allowed starts the client's writer.
 func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write || cl.Net.Inline {
 		return true
@@ -184,7 +188,13 @@ func (h *brokerHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool 
 	if h.auth != nil && !strings.HasPrefix(topic, "devices/"+string(cl.Properties.Username)+"/") {
 		return false
 	}
-	return h.subscribing(cl) || h.deliver(cl)
+	if !h.subscribing(cl) && !h.deliver(cl) {
+		return false
+	}
+	if h.delivering != nil {
+		h.delivering(cl)
+	}
+	return true
 }
 
 // OnSessionEstablish runs before a new connection takes over the session

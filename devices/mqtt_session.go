@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,7 +45,7 @@ type mqttSessions struct {
 
 	// mu orders a session's arrival in the server's clients with an older
 	// one's departure, so that an ending connection never removes its
-	// successor.
+	// successor nor leaves a delayed will behind it.
 	mu   sync.Mutex
 	live sync.Map // *mqtt.Client -> *mqttSession, until its end
 }
@@ -53,6 +54,7 @@ func newMQTTSessions(server *mqtt.Server, hook *brokerHook, log *slog.Logger) *m
 	m := &mqttSessions{server: server, hook: hook, log: log, readBuffer: mqttReadBufferSize}
 	m.wills = newMQTTWills(m.sendDelayedWill)
 	hook.takenOver = m.isTakenOver
+	hook.delivering = m.delivering
 	return m
 }
 
@@ -64,13 +66,19 @@ type mqttSession struct {
 	release func()
 	// counted is set once the client counts in ClientsConnected.
 	counted bool
-	// writing is set once mochi's writer for the client runs; read and
-	// set on the connection's reads only.
-	writing bool
+	// writing is set once mochi's writer for the client runs.
+	writing atomic.Bool
 	// takenOver is set when a newer connection with the same client id
-	// took the session over.
-	takenOver atomic.Bool
+	// took the session over: takenResumed when it carries the session on,
+	// takenClean when it started clean.
+	takenOver atomic.Int32
 }
+
+// How a session was taken over (mqttSession.takenOver).
+const (
+	takenResumed = 1 + iota
+	takenClean
+)
 
 // serve runs the session of conn, a connection the listener accepted and
 // admitted, whose packets may be at most maxPacket bytes (0: no limit of
@@ -157,22 +165,22 @@ func (s *mqttSession) open(listener string) error {
 
 	h.OnSessionEstablish(cl, pk)
 	s.m.mu.Lock()
-	present := s.m.inherit(pk, cl)
+	present, old := s.m.inherit(pk, cl)
 	srv.Clients.Add(cl)
+	s.m.wills.cancel(cl.ID) // the client is back before its delayed will
 	s.m.mu.Unlock()
+	if old != nil {
+		s.m.disconnect(old)
+	}
 	if err := srv.SendConnack(cl, packets.CodeSuccess, present, nil); err != nil {
 		return fmt.Errorf("ack connection: %w", err)
 	}
-	s.m.wills.cancel(cl.ID) // the client is back before its delayed will
 	if present {
 		if err := cl.ResendInflightMessages(true); err != nil {
 			return fmt.Errorf("resend inflight: %w", err)
 		}
 	}
 	h.OnSessionEstablished(cl, pk)
-	if cl.State.Subscriptions.Len() > 0 {
-		s.startWriter()
-	}
 	return nil
 }
 
@@ -190,6 +198,8 @@ func validateConnect(caps *mqtt.Capabilities, cl *mqtt.Client, pk packets.Packet
 		return packets.ErrQosNotSupported
 	case cl.Properties.Will.Retain && caps.RetainAvailable == 0:
 		return packets.ErrRetainNotSupported
+	case pk.Connect.WillFlag && strings.ContainsAny(pk.Connect.WillTopic, "+#"):
+		return packets.ErrMalformedWillTopic // a will is published: its topic is a topic name
 	}
 	return packets.CodeSuccess
 }
@@ -204,25 +214,26 @@ func refreshDeadline(cl *mqtt.Client) {
 	_ = cl.Net.Conn.SetDeadline(deadline)
 }
 
-// inherit takes the session of the client's id over from the client that
-// holds it, if any, and reports whether the session is carried on (a
-// clean start abandons it). s.mu must be held.
-func (m *mqttSessions) inherit(pk packets.Packet, cl *mqtt.Client) bool {
+// inherit takes the session of the client's id over from the client
+// that holds it, if any, and reports whether the session is carried on (a
+// clean start abandons it) and the client taken over, which the caller
+// disconnects once s.mu is released (disconnect). s.mu must be held.
+func (m *mqttSessions) inherit(pk packets.Packet, cl *mqtt.Client) (present bool, old *mqtt.Client) {
 	srv := m.server
 	old, ok := srv.Clients.Get(cl.ID)
 	if !ok {
 		if atomic.LoadInt64(&srv.Info.ClientsConnected) > atomic.LoadInt64(&srv.Info.ClientsMaximum) {
 			atomic.AddInt64(&srv.Info.ClientsMaximum, 1)
 		}
-		return false
+		return false, nil
 	}
 	if pk.Connect.Clean || (old.Properties.Clean && old.Properties.ProtocolVersion < 5) {
 		srv.UnsubscribeClient(old)
 		old.ClearInflights() // lost with the session
-		m.takeOver(old)
-		return false
+		m.markTakenOver(old, takenClean)
+		return false, old
 	}
-	m.takeOver(old)
+	m.markTakenOver(old, takenResumed)
 	if old.State.Inflight.Len() > 0 {
 		cl.State.Inflight = old.State.Inflight.Clone()
 		if max := srv.Options.Capabilities.ReceiveMaximum; max != 0 {
@@ -230,8 +241,7 @@ func (m *mqttSessions) inherit(pk packets.Packet, cl *mqtt.Client) bool {
 			cl.State.Inflight.ResetSendQuota(int32(cl.Properties.Props.ReceiveMaximum))
 		}
 	}
-	subs := old.State.Subscriptions.GetAll()
-	for filter, sub := range subs {
+	for filter, sub := range old.State.Subscriptions.GetAll() {
 		if srv.Topics.Subscribe(cl.ID, sub) {
 			atomic.AddInt64(&srv.Info.Subscriptions, 1)
 		}
@@ -241,22 +251,48 @@ func (m *mqttSessions) inherit(pk packets.Packet, cl *mqtt.Client) bool {
 	for _, pk := range old.State.Inflight.GetAll(false) {
 		old.State.Inflight.Delete(pk.PacketID) // moved to cl, not lost
 	}
-	return true
+	return true, old
 }
 
-// takeOver marks old's session as taken over and disconnects it.
-func (m *mqttSessions) takeOver(old *mqtt.Client) {
+// markTakenOver records how old's session, if its connection is still
+// running, was taken over.
+func (m *mqttSessions) markTakenOver(old *mqtt.Client, how int32) {
 	if v, ok := m.live.Load(old); ok {
-		v.(*mqttSession).takenOver.Store(true)
+		v.(*mqttSession).takenOver.Store(how)
+	}
+}
+
+// disconnect tells a client whose session was taken over and closes its
+// connection. A client that does not read cannot hold the DISCONNECT up
+// for more than a second.
+func (m *mqttSessions) disconnect(old *mqtt.Client) {
+	if old.Net.Conn != nil {
+		_ = old.Net.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	}
 	_ = m.server.DisconnectClient(old, packets.ErrSessionTakenOver)
+}
+
+// delivering starts the writer of cl, a connected client mochi is about
+// to queue a message for (or checks a subscription of), unless it runs.
+func (m *mqttSessions) delivering(cl *mqtt.Client) {
+	if v, ok := m.live.Load(cl); ok {
+		v.(*mqttSession).startWriter()
+	}
+}
+
+// takenOverHow returns how cl's session was taken over while cl was
+// connected: 0 when it was not.
+func (m *mqttSessions) takenOverHow(cl *mqtt.Client) int32 {
+	if v, ok := m.live.Load(cl); ok {
+		return v.(*mqttSession).takenOver.Load()
+	}
+	return 0
 }
 
 // isTakenOver reports whether a newer connection took cl's session over
 // while cl was connected.
 func (m *mqttSessions) isTakenOver(cl *mqtt.Client) bool {
-	v, ok := m.live.Load(cl)
-	return ok && v.(*mqttSession).takenOver.Load()
+	return m.takenOverHow(cl) != 0
 }
 
 // mqttReader reads a connection in place of a goroutine of its own
@@ -289,10 +325,14 @@ func (s *mqttSession) packet() error {
 // does; an error ends the connection.
 func (s *mqttSession) receive(cl *mqtt.Client, pk packets.Packet) error {
 	srv := s.m.server
-	if pk.FixedHeader.Type == packets.Subscribe {
-		s.startWriter() // before the retained messages are queued
+	var err error
+	if pk.FixedHeader.Type == packets.Connect {
+		// mochi would send the will itself, on a delay list of its own;
+		// end sends it.
+		err = packets.ErrProtocolViolationSecondConnect
+	} else {
+		err = srv.InjectPacket(cl, pk)
 	}
-	err := srv.InjectPacket(cl, pk)
 	if err == nil {
 		uncount(srv, pk) // ReadPacket counted it already
 		if pk.FixedHeader.Type == packets.Disconnect {
@@ -319,10 +359,11 @@ func uncount(srv *mqtt.Server, pk packets.Packet) {
 }
 
 // startWriter starts mochi's writer of the client's outbound queue, once:
-// only messages to subscriptions go through it.
+// only messages to subscriptions go through it, and mochi checks the
+// client's access (the hook's OnACLCheck, which calls delivering) before
+// it queues one.
 func (s *mqttSession) startWriter() {
-	if !s.writing {
-		s.writing = true
+	if s.writing.CompareAndSwap(false, true) {
 		go s.cl.WriteLoop() // ends when the client stops
 	}
 }
@@ -345,7 +386,7 @@ func (s *mqttSession) end(err error) {
 		(cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean)
 	s.m.hook.OnDisconnect(cl, err, expire)
 	s.m.mu.Lock()
-	if cur, ok := srv.Clients.Get(cl.ID); expire && ok && cur == cl && !s.takenOver.Load() {
+	if cur, ok := srv.Clients.Get(cl.ID); expire && ok && cur == cl && s.takenOver.Load() == 0 {
 		cl.ClearInflights()
 		srv.UnsubscribeClient(cl)
 		srv.Clients.Delete(cl.ID)

@@ -10,7 +10,10 @@ import (
 )
 
 // sendWill publishes cl's will, if it has one still unsent, after the
-// hook's OnWill; an MQTT 5 will with a delay waits for it (mqttWills).
+// hook's OnWill. An MQTT 5 will with a delay waits for it (mqttWills),
+// unless a newer connection took the session over: then the session
+// either goes on, and the will is never sent, or ended, and it is sent
+// at once.
 func (m *mqttSessions) sendWill(cl *mqtt.Client) {
 	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
 		return
@@ -25,13 +28,31 @@ func (m *mqttSessions) sendWill(cl *mqtt.Client) {
 		Payload:     will.Payload,
 		Properties:  packets.Properties{User: will.User},
 	}
-	if d := cl.Properties.Will.WillDelayInterval; d > 0 {
-		m.wills.add(cl.ID, time.Duration(d)*time.Second, pk)
+	if d := cl.Properties.Will.WillDelayInterval; d > 0 && m.delayWill(cl, time.Duration(d)*time.Second, pk) {
 		return
 	}
 	m.publishWill(cl.ID, pk)
 	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 	m.hook.OnWillSent(cl, pk)
+}
+
+// delayWill holds cl's will for delay unless a newer connection took its
+// session over, and reports whether the will is dealt with: held, or
+// dropped because the new connection carries the session on. A will of a
+// session a clean start ended is not (it is sent at once). Decided under
+// s.mu, so that a new connection's cancel (open) comes after the hold.
+func (m *mqttSessions) delayWill(cl *mqtt.Client, delay time.Duration, pk packets.Packet) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch m.takenOverHow(cl) {
+	case 0:
+		m.wills.add(cl.ID, delay, pk)
+		return true
+	case takenResumed:
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+		return true
+	}
+	return false
 }
 
 // sendDelayedWill publishes the will of client id whose delay passed; the
