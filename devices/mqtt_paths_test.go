@@ -11,7 +11,7 @@ import "testing"
 //
 // The list holds every test of the mqtt*_test.go files that starts its
 // broker through startMQTTBroker, except TestMQTTIdleClientGoroutines,
-// which is about the direct reader alone.
+// which counts the direct reader's goroutines.
 func TestMQTTOnBlockingReads(t *testing.T) {
 	mqttBlockingInTests = true
 	t.Cleanup(func() { mqttBlockingInTests = false })
@@ -73,6 +73,14 @@ func TestMQTTOnBlockingReads(t *testing.T) {
 		// mqtt_log_test.go
 		{"NeverLogsPassword", TestBrokerNeverLogsPassword},
 		{"KeepaliveZeroIsNoWarning", TestBrokerKeepaliveZeroIsNoWarning},
+		// mqtt_direct_test.go
+		{"PacketsWithTheConnect", TestMQTTPacketsWithTheConnect},
+		{"PacketsByteByByte", TestMQTTPacketsByteByByte},
+		{"OversizedPacketCloses", TestMQTTOversizedPacketCloses},
+		{"MalformedLengthCloses", TestMQTTMalformedLengthCloses},
+		{"PacketCounters", TestMQTTPacketCounters},
+		// mqtt_session_test.go
+		{"SessionTakeover", TestMQTTSessionTakeover},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, tt.test)
