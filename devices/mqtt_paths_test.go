@@ -81,6 +81,8 @@ func TestMQTTOnBlockingReads(t *testing.T) {
 		{"PacketCounters", TestMQTTPacketCounters},
 		// mqtt_session_test.go
 		{"SessionTakeover", TestMQTTSessionTakeover},
+		{"DelayedWill", TestMQTTDelayedWill},
+		{"DelayedWillOfResumedSession", TestMQTTDelayedWillOfResumedSession},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, tt.test)

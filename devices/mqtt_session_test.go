@@ -1,7 +1,9 @@
 package devices
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -86,5 +88,164 @@ func TestMQTTSessionTakeover(t *testing.T) {
 				t.Fatalf("%d subscribers of plant/line-1, want the new client alone", len(subs.Subscriptions))
 			}
 		})
+	}
+}
+
+// handConnectWill is an MQTT 5 CONNECT written by hand with a session
+// expiry interval (seconds) and a will on topic of the given delay
+// (seconds, 0: none).
+func handConnectWill(id string, clean bool, expiry, delay uint32, topic, payload string) []byte {
+	return handConnectWillFlags(id, clean, false, expiry, delay, topic, payload)
+}
+
+// handConnectWillFlags is handConnectWill with a will retained or not.
+func handConnectWillFlags(id string, clean, retain bool, expiry, delay uint32, topic, payload string) []byte {
+	flags := byte(0x04) // will, QoS 0
+	if clean {
+		flags |= 0x02
+	}
+	if retain {
+		flags |= 0x20
+	}
+	body := append(mqttRawString("MQTT"), 5, flags, 0, 60)
+	body = append(body, 5, 0x11, byte(expiry>>24), byte(expiry>>16), byte(expiry>>8), byte(expiry))
+	body = append(body, mqttRawString(id)...)
+	if delay > 0 {
+		body = append(body, 5, 0x18, byte(delay>>24), byte(delay>>16), byte(delay>>8), byte(delay))
+	} else {
+		body = append(body, 0)
+	}
+	body = append(body, mqttRawString(topic)...)
+	return mqttRawPacket(0x10, append(body, mqttRawString(payload)...))
+}
+
+// willPending reports whether the will of client id waits for its delay.
+func (b *mqttTestBroker) willPending(id string) bool {
+	w := b.sessions.wills
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending[id] != nil
+}
+
+// An MQTT 5 will with a delay is published once the delay has passed
+// after the client dropped, or disconnected with reason 0x04; not when
+// the client disconnects cleanly (reason 0) or a new connection resumes
+// its session within the delay, whether the broker saw the old one drop
+// or takes it over. The wills that must not come are checked against a
+// sentinel's: a will of a 2 s delay dropped after them, which comes a
+// second after any of theirs would have.
+func TestMQTTDelayedWill(t *testing.T) {
+	b := startMQTTBroker(t, nil)
+	addr := b.Addr().String()
+	watcher := dialHand(t, addr, 4)
+	watcher.write(append(handConnect(4, "watcher", true, 60), handSubscribe(4, 1, "plant/wills/#")...))
+	watcher.expect(packets.Connack)
+	watcher.expect(packets.Suback)
+	connect := func(id string, delay uint32) *rawMQTT {
+		c := dialHand(t, addr, 5)
+		c.write(handConnectWill(id, true, 60, delay, "plant/wills/"+id, "gone "+id))
+		c.expect(packets.Connack)
+		return c
+	}
+	resume := func(id string) *rawMQTT {
+		c := dialHand(t, addr, 5)
+		c.write(handConnectWill(id, false, 60, 0, "plant/wills/none", "resumed"))
+		if ack := c.expect(packets.Connack); !ack.SessionPresent {
+			t.Fatalf("%s: session not resumed", id)
+		}
+		return c
+	}
+	sent := map[string]time.Time{}
+	drop := func(id string, c *rawMQTT) {
+		sent[id] = time.Now()
+		_ = c.conn.Close()
+		waitFor(t, id+"'s will to wait for its delay", func() bool { return b.willPending(id) })
+	}
+
+	drop("dropped", connect("dropped", 1))
+	c := connect("will-disconnect", 1)
+	sent["will-disconnect"] = time.Now()
+	// DISCONNECT, reason: with will message, and no properties (mochi
+	// reads no reason code from a DISCONNECT of remaining length 1).
+	c.write([]byte{0xe0, 0x02, 0x04, 0x00})
+	c.closed()
+
+	c = connect("clean-disconnect", 1)
+	c.write([]byte{0xe0, 0x02, 0x00, 0x00}) // DISCONNECT, reason: normal
+	c.closed()
+	drop("resumed", connect("resumed", 1))
+	resume("resumed")
+	waitFor(t, "the resumed session's will to be dropped", func() bool { return !b.willPending("resumed") })
+	old := connect("taken-over", 1)
+	resume("taken-over")
+	old.closed()
+	waitFor(t, "the taken-over connection's session to end", func() bool { return b.liveSessions("taken-over") == 1 })
+	drop("sentinel", connect("sentinel", 2))
+
+	got := map[string]bool{}
+	for !got["sentinel"] {
+		pk := watcher.expect(packets.Publish)
+		id := pk.TopicName[len("plant/wills/"):]
+		if got[id] {
+			t.Fatalf("%s's will published twice", id)
+		}
+		got[id] = true
+		at, ok := sent[id]
+		if !ok {
+			t.Fatalf("%s's will published", id)
+		}
+		if d := time.Since(at); d < time.Second {
+			t.Fatalf("%s's will published %v after the client left, before its delay", id, d)
+		}
+		if string(pk.Payload) != "gone "+id {
+			t.Fatalf("%s's will %q", id, pk.Payload)
+		}
+	}
+	if len(got) != 3 {
+		t.Fatalf("wills published: %v, want dropped, will-disconnect and sentinel", fmt.Sprint(got))
+	}
+}
+
+// A delayed will of a connection whose session a new connection resumed
+// is not published, however late the old connection's end comes: here it
+// is held up in the hook's OnWill (the retained limits, held by the test)
+// until the new connection is established.
+func TestMQTTDelayedWillOfResumedSession(t *testing.T) {
+	b := startMQTTBroker(t, nil)
+	addr := b.Addr().String()
+	watcher := dialHand(t, addr, 4)
+	watcher.write(append(handConnect(4, "watcher", true, 60), handSubscribe(4, 1, "plant/wills/#")...))
+	watcher.expect(packets.Connack)
+	watcher.expect(packets.Suback)
+
+	old := dialHand(t, addr, 5)
+	old.write(handConnectWillFlags("late", true, true, 60, 1, "plant/wills/late", "gone late"))
+	old.expect(packets.Connack)
+	retained := &b.hook.retained.mu
+	retained.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			retained.Unlock()
+		}
+	}()
+	next := dialHand(t, addr, 5)
+	next.write(handConnectWill("late", false, 60, 0, "plant/wills/none", "resumed"))
+	if ack := next.expect(packets.Connack); !ack.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	old.closed()
+	next.write(handPingreq) // answered once the session is set up
+	next.expect(packets.Pingresp)
+	retained.Unlock()
+	locked = false
+	waitFor(t, "the old connection's session to end", func() bool { return b.liveSessions("late") == 1 })
+
+	sentinel := dialHand(t, addr, 5)
+	sentinel.write(handConnectWill("sentinel", true, 60, 2, "plant/wills/sentinel", "gone sentinel"))
+	sentinel.expect(packets.Connack)
+	_ = sentinel.conn.Close()
+	if pk := watcher.expect(packets.Publish); pk.TopicName != "plant/wills/sentinel" {
+		t.Fatalf("will on %s published, want the sentinel's alone", pk.TopicName)
 	}
 }
