@@ -83,6 +83,7 @@ func TestMQTTOnBlockingReads(t *testing.T) {
 		{"SessionTakeover", TestMQTTSessionTakeover},
 		{"DelayedWill", TestMQTTDelayedWill},
 		{"DelayedWillOfResumedSession", TestMQTTDelayedWillOfResumedSession},
+		{"DelayedWillMeetsReconnect", TestMQTTDelayedWillMeetsReconnect},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, tt.test)

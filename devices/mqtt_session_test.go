@@ -249,3 +249,51 @@ func TestMQTTDelayedWillOfResumedSession(t *testing.T) {
 		t.Fatalf("will on %s published, want the sentinel's alone", pk.TopicName)
 	}
 }
+
+// A delayed will whose delay passes just as its client comes back is
+// published, and concerns the session that left alone: the new
+// connection keeps its own will. Here the will's send is held up in the
+// retained limits (held by the test from within the delay) until the new
+// connection is established.
+func TestMQTTDelayedWillMeetsReconnect(t *testing.T) {
+	b := startMQTTBroker(t, nil)
+	addr := b.Addr().String()
+	watcher := dialHand(t, addr, 4)
+	watcher.write(append(handConnect(4, "watcher", true, 60), handSubscribe(4, 1, "plant/wills/#")...))
+	watcher.expect(packets.Connack)
+	watcher.expect(packets.Suback)
+
+	old := dialHand(t, addr, 5)
+	old.write(handConnectWillFlags("back", true, true, 60, 1, "plant/wills/back", "gone back"))
+	old.expect(packets.Connack)
+	_ = old.conn.Close()
+	waitFor(t, "the will to wait for its delay", func() bool { return b.willPending("back") })
+	retained := &b.hook.retained.mu
+	retained.Lock() // within the delay: the will's send waits for it
+	locked := true
+	defer func() {
+		if locked {
+			retained.Unlock()
+		}
+	}()
+	waitFor(t, "the will's delay to pass", func() bool { return !b.willPending("back") })
+
+	next := dialHand(t, addr, 5)
+	next.write(handConnectWill("back", false, 60, 0, "plant/wills/next", "gone next"))
+	if ack := next.expect(packets.Connack); !ack.SessionPresent {
+		t.Fatal("session not resumed")
+	}
+	next.write(handPingreq) // answered once the session is set up
+	next.expect(packets.Pingresp)
+	retained.Unlock()
+	locked = false
+	b.sessions.wills.wg.Wait() // the old will's send is done
+	if pk := watcher.expect(packets.Publish); pk.TopicName != "plant/wills/back" {
+		t.Fatalf("will on %s published, want the old connection's", pk.TopicName)
+	}
+
+	_ = next.conn.Close()
+	if pk := watcher.expect(packets.Publish); pk.TopicName != "plant/wills/next" || string(pk.Payload) != "gone next" {
+		t.Fatalf("will on %s published, want the new connection's", pk.TopicName)
+	}
+}
