@@ -84,6 +84,8 @@ func TestMQTTOnBlockingReads(t *testing.T) {
 		{"DelayedWill", TestMQTTDelayedWill},
 		{"DelayedWillOfResumedSession", TestMQTTDelayedWillOfResumedSession},
 		{"DelayedWillMeetsReconnect", TestMQTTDelayedWillMeetsReconnect},
+		{"SecondConnect", TestMQTTSecondConnect},
+		{"WillTopicWithWildcardRefused", TestMQTTWillTopicWithWildcardRefused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, tt.test)

@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
@@ -295,5 +296,78 @@ func TestMQTTDelayedWillMeetsReconnect(t *testing.T) {
 	_ = next.conn.Close()
 	if pk := watcher.expect(packets.Publish); pk.TopicName != "plant/wills/next" || string(pk.Payload) != "gone next" {
 		t.Fatalf("will on %s published, want the new connection's", pk.TopicName)
+	}
+}
+
+// A second CONNECT on a connection is a protocol error: the connection
+// ends (an MQTT 5 client is told 0x82) and its will is published once,
+// after its delay for a delayed one. A sentinel will of a 3 s delay,
+// dropped after them, shows that no will comes twice.
+func TestMQTTSecondConnect(t *testing.T) {
+	b := startMQTTBroker(t, nil)
+	addr := b.Addr().String()
+	watcher := dialHand(t, addr, 4)
+	watcher.write(append(handConnect(4, "watcher", true, 60), handSubscribe(4, 1, "plant/wills/#")...))
+	watcher.expect(packets.Connack)
+	watcher.expect(packets.Suback)
+
+	v4 := dialHand(t, addr, 4)
+	flags := append(mqttRawString("MQTT"), 4, 0x06, 0, 60) // clean session, will at QoS 0
+	v4.write(mqttRawPacket(0x10, bytes.Join([][]byte{flags, mqttRawString("twice-v4"),
+		mqttRawString("plant/wills/twice-v4"), mqttRawString("gone twice-v4")}, nil)))
+	v4.expect(packets.Connack)
+	v4.write(handConnect(4, "twice-v4", true, 60))
+	for _, pk := range v4.closed() {
+		t.Fatalf("MQTT 3.1.1 client got %s", packets.PacketNames[pk.FixedHeader.Type])
+	}
+
+	v5 := dialHand(t, addr, 5)
+	v5.write(handConnectWill("twice-v5", true, 60, 1, "plant/wills/twice-v5", "gone twice-v5"))
+	v5.expect(packets.Connack)
+	v5.write(handConnect(5, "twice-v5", true, 60))
+	if got := v5.closed(); len(got) != 1 || got[0].FixedHeader.Type != packets.Disconnect ||
+		got[0].ReasonCode != packets.ErrProtocolViolationSecondConnect.Code {
+		t.Fatalf("MQTT 5 client got %s, want DISCONNECT 0x82", packetList(got))
+	}
+	sentinel := dialHand(t, addr, 5)
+	sentinel.write(handConnectWill("sentinel", true, 60, 3, "plant/wills/sentinel", "gone sentinel"))
+	sentinel.expect(packets.Connack)
+	_ = sentinel.conn.Close()
+
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "plant/wills/sentinel" {
+		got = append(got, watcher.expect(packets.Publish).TopicName)
+	}
+	if len(got) != 3 || got[0] != "plant/wills/twice-v4" || got[1] != "plant/wills/twice-v5" {
+		t.Fatalf("wills published: %v, want twice-v4's, twice-v5's and the sentinel's", got)
+	}
+}
+
+// A will topic is a topic name: a CONNECT whose will topic holds a
+// wildcard is refused, as it could never be published.
+func TestMQTTWillTopicWithWildcardRefused(t *testing.T) {
+	b := startMQTTBroker(t, nil)
+	for _, topic := range []string{"plant/+/status", "plant/#"} {
+		t.Run(topic, func(t *testing.T) {
+			v5 := dialHand(t, b.Addr().String(), 5)
+			v5.write(handConnectWill("wild", true, 0, 0, topic, "gone"))
+			if ack := v5.expect(packets.Connack); ack.ReasonCode != packets.ErrMalformedWillTopic.Code {
+				t.Fatalf("MQTT 5 CONNACK reason %#x, want 0x81", ack.ReasonCode)
+			}
+			v5.closed()
+
+			v4 := dialHand(t, b.Addr().String(), 4)
+			flags := append(mqttRawString("MQTT"), 4, 0x06, 0, 60)
+			v4.write(mqttRawPacket(0x10, bytes.Join([][]byte{flags, mqttRawString("wild"),
+				mqttRawString(topic), mqttRawString("gone")}, nil)))
+			for _, pk := range v4.closed() { // refused, with a CONNACK or without
+				if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode == 0 {
+					t.Fatalf("MQTT 3.1.1 client got %s %#x", packets.PacketNames[pk.FixedHeader.Type], pk.ReasonCode)
+				}
+			}
+			if _, ok := b.server.Clients.Get("wild"); ok {
+				t.Fatal("the refused client is in the broker's clients")
+			}
+		})
 	}
 }
