@@ -345,24 +345,18 @@ func TestMQTTMalformedLengthCloses(t *testing.T) {
 		connect bool
 		bytes   []byte
 		split   bool
-		// directOnly: the blocking path reads a fifth length byte of
-		// value 0 as mochi does (packets.DecodeLength), and answers.
-		directOnly bool
 	}{
-		{"after the CONNACK", true, []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0x7f}, false, false},
-		{"after the CONNACK, byte by byte", true, []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0x7f}, true, false},
-		{"fifth length byte zero", true, []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0x00}, false, false},
+		{"after the CONNACK", true, []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0x7f}, false},
+		{"after the CONNACK, byte by byte", true, []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0x7f}, true},
+		{"fifth length byte zero", true, []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0x00}, false},
 		{"after a publish", true, append(handPublish(4, 0, "devices/d1/telemetry", 0, []byte(`{"temp":1}`)),
-			0x30, 0x80, 0x80, 0x80, 0x80, 0x01), false, false},
-		{"PINGREQ of a fifth length byte zero", true, []byte{0xc0, 0x80, 0x80, 0x80, 0x80, 0x00}, false, true},
-		{"in place of the CONNECT", false, []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x7f}, false, false},
-		{"in place of the CONNECT, byte by byte", false, []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x7f}, true, false},
+			0x30, 0x80, 0x80, 0x80, 0x80, 0x01), false},
+		{"PINGREQ of a fifth length byte zero", true, []byte{0xc0, 0x80, 0x80, 0x80, 0x80, 0x00}, false},
+		{"in place of the CONNECT", false, []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x7f}, false},
+		{"in place of the CONNECT, byte by byte", false, []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x7f}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.directOnly && mqttBlockingInTests {
-				t.Skip("the blocking path accepts a remaining length of five bytes ending in 0")
-			}
 			c := dialHand(t, b.Addr().String(), 4)
 			if tt.connect {
 				c.write(handConnect(4, "malformed", true, 60))
