@@ -23,8 +23,10 @@ type mqttLimitedConn struct {
 	onTooLarge func(size int)
 
 	framer mqttFramer
-	// over is the size of the packet over the limit once met.
-	over int
+	// over is the size of the packet over the limit once met; malformed
+	// is set once a remaining length of more than four bytes is met.
+	over      int
+	malformed bool
 }
 
 func newMQTTLimitedConn(conn net.Conn, limit int) *mqttLimitedConn {
@@ -33,12 +35,16 @@ func newMQTTLimitedConn(conn net.Conn, limit int) *mqttLimitedConn {
 
 // Read reads up to the start of a packet over the limit.
 func (c *mqttLimitedConn) Read(p []byte) (int, error) {
-	if c.over > 0 {
+	if c.over > 0 || c.malformed {
 		return 0, c.refuse()
 	}
 	n, err := c.Conn.Read(p)
 	if cut, size := c.framer.scan(p[:n], c.limit); cut >= 0 {
-		c.over = size
+		if size < 0 {
+			c.malformed = true
+		} else {
+			c.over = size
+		}
 		if cut == 0 {
 			return 0, c.refuse()
 		}
@@ -50,6 +56,9 @@ func (c *mqttLimitedConn) Read(p []byte) (int, error) {
 // refuse reports the packet over the limit, once, and returns the error
 // of every later read.
 func (c *mqttLimitedConn) refuse() error {
+	if c.malformed {
+		return packets.ErrMalformedVariableByteInteger // mochi would take a fifth length byte
+	}
 	if c.onTooLarge != nil {
 		f := c.onTooLarge
 		c.onTooLarge = nil
@@ -71,12 +80,14 @@ const (
 	framerType   = iota // next byte is a packet's first byte
 	framerLength        // reading the remaining length
 	framerBody          // skipping the body
-	framerLost          // malformed length: mochi refuses it, stop following
+	framerLost          // malformed length: refused, stop following
 )
 
 // scan follows p, the next bytes of the stream. When a packet whose total
 // size is over limit starts, it returns the offset in p where that packet
-// starts (0 when it started in earlier bytes) and its size; else -1.
+// starts (0 when it started in earlier bytes) and its size; when a
+// packet's remaining length runs past four bytes, that offset and -1;
+// else -1.
 func (f *mqttFramer) scan(p []byte, limit int) (cut, size int) {
 	start := 0
 	for i := 0; i < len(p); {
@@ -94,6 +105,7 @@ func (f *mqttFramer) scan(p []byte, limit int) (cut, size int) {
 			if b&0x80 != 0 {
 				if f.nlen == 4 {
 					f.state = framerLost
+					return start, -1
 				}
 				continue
 			}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
-	"syscall"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -27,32 +25,19 @@ import (
 // The waiters and rounds of one connection run one after the other, each
 // started by the previous one; the last one ends the session.
 type mqttDirect struct {
-	s    *mqttSession
-	feed *mqttFeed
-	raw  syscall.RawConn
+	rawReader // its buffer holds the start of a packet
+	s         *mqttSession
+	feed      *mqttFeed
 	// limit is the largest packet the client may send; 0: no limit of
 	// ours. A larger one is refused after its header, unread.
 	limit int
-	buf   *[]byte // unparsed bytes (the start of a packet); nil when none
-
-	// The state of the raw read, in fields so that io, made once, does
-	// not allocate per read.
-	io      func(fd uintptr) bool
-	dst     []byte
-	n       int
-	err     error
-	waiting bool // the waiter's read: EAGAIN waits for the socket
+	// handle is d.packets, made once.
+	handle func([]byte) (used, need int, err error)
 
 	// first is what the waiter reads: a small packet (a PINGREQ, a
 	// short publish) whole, so that it needs no other read.
 	first [64]byte
 }
-
-// mqttReadBuffers are the buffers connections read into while they have
-// something to read (*[]byte of mqttDirectBufferSize).
-var mqttReadBuffers sync.Pool
-
-const mqttDirectBufferSize = 4096
 
 // errMQTTStopped ends the reads of a client stopped between two packets
 // (a clean disconnect, a takeover, the broker closing): mochi ends such a
@@ -70,8 +55,9 @@ func newMQTTDirect(s *mqttSession, conn net.Conn) mqttReader {
 	if err != nil {
 		return nil
 	}
-	d := &mqttDirect{s: s, raw: raw, feed: &mqttFeed{Conn: conn}}
-	d.io = d.read
+	d := &mqttDirect{s: s, feed: &mqttFeed{Conn: conn}}
+	d.init(raw)
+	d.handle = d.packets
 	return d
 }
 
@@ -123,35 +109,10 @@ func (d *mqttDirect) start() {
 }
 
 // wait parks until the client sends, reads the first bytes and hands the
-// connection to a round. Its stack stays small: it calls nothing but the
-// raw read.
+// connection to a round.
 func (d *mqttDirect) wait() {
-	d.dst, d.waiting, d.n, d.err = d.first[:], true, 0, nil
-	if err := d.raw.Read(d.io); err != nil {
-		d.n, d.err = 0, err
-	}
-	d.dst = nil
+	d.waitRead(d.first[:])
 	d.s.m.rounds.run(d)
-}
-
-// read is the raw read: one read(2) into d.dst. The waiter's read reports
-// false on EAGAIN, which parks it until the socket is readable.
-func (d *mqttDirect) read(fd uintptr) bool {
-	d.n, d.err = readOnce(int(fd), d.dst)
-	return !d.waiting || d.err != syscall.EAGAIN // read(2)'s Errno, unwrapped
-}
-
-// readNow reads what the socket holds into p without waiting: EAGAIN
-// when it holds nothing. It fails like a read of the connection when the
-// deadline passed or the socket was closed.
-func (d *mqttDirect) readNow(p []byte) (int, error) {
-	d.dst, d.waiting, d.n, d.err = p, false, 0, nil
-	err := d.raw.Read(d.io)
-	d.dst = nil
-	if err != nil {
-		return 0, err
-	}
-	return d.n, d.err
 }
 
 // round handles what the waiter read and every packet after it until the
@@ -159,41 +120,17 @@ func (d *mqttDirect) readNow(p []byte) (int, error) {
 // session.
 func (d *mqttDirect) round() {
 	if d.err != nil {
-		d.end(nil, d.err)
+		d.end(d.err)
 		return
 	}
-	b := append(d.take(), d.first[:d.n]...)
-	// A read that did not fill its buffer most likely emptied the socket:
-	// the next waiter's read finds out, saving a read that would find
-	// nothing.
-	drained := d.n < len(d.first)
+	b, err := d.readRound(d.first[:d.n], d.handle)
 	d.n = 0
-	for {
-		used, need, err := d.packets(b)
-		if err != nil {
-			d.end(b, err)
-			return
-		}
-		b = b[:copy(b, b[used:])] // the start of the next packet, if any
-		if need > cap(b) || len(b) == cap(b) {
-			b = append(make([]byte, 0, max(need, mqttDirectBufferSize)), b...)
-		}
-		if drained {
-			d.park(b)
-			return
-		}
-		n, err := d.readNow(b[len(b):cap(b)])
-		switch {
-		case errors.Is(err, syscall.EAGAIN):
-			d.park(b)
-			return
-		case err != nil:
-			d.end(b, err)
-			return
-		}
-		drained = n < cap(b)-len(b)
-		b = b[:len(b)+n]
+	if err != nil {
+		d.end(err)
+		return
 	}
+	d.keep(b)
+	go d.wait()
 }
 
 // packets hands the whole packets at the start of b to mochi and returns
@@ -239,54 +176,14 @@ func (d *mqttDirect) packets(b []byte) (used, need int, err error) {
 	}
 }
 
-// park keeps b's unparsed bytes and starts a waiter.
-func (d *mqttDirect) park(b []byte) {
-	d.keep(b)
-	go d.wait()
-}
-
-// end ends the session for err, read or handling the bytes of b.
-func (d *mqttDirect) end(b []byte, err error) {
-	d.release(b)
+// end ends the session for err, releasing its buffer.
+func (d *mqttDirect) end(err error) {
+	if d.buf != nil {
+		d.release(*d.buf)
+	}
 	d.feed.b = nil
 	if errors.Is(err, errMQTTStopped) {
 		err = nil
 	}
 	d.s.end(err)
-}
-
-// take returns the buffer to read into, holding the unparsed bytes of the
-// last round.
-func (d *mqttDirect) take() []byte {
-	if d.buf == nil {
-		if b, ok := mqttReadBuffers.Get().(*[]byte); ok {
-			d.buf = b
-		} else {
-			b := make([]byte, 0, mqttDirectBufferSize)
-			d.buf = &b
-		}
-	}
-	return *d.buf
-}
-
-// keep keeps b while it holds the start of a packet; else its buffer goes
-// back to the pool.
-func (d *mqttDirect) keep(b []byte) {
-	if len(b) > 0 {
-		*d.buf = b
-		return
-	}
-	d.release(b)
-}
-
-// release returns the connection's buffer to the pool.
-func (d *mqttDirect) release(b []byte) {
-	if d.buf == nil {
-		return
-	}
-	if cap(b) == mqttDirectBufferSize {
-		*d.buf = b[:0]
-		mqttReadBuffers.Put(d.buf)
-	}
-	d.buf = nil
 }

@@ -145,6 +145,9 @@ func (s *mqttSession) open(listener string) error {
 		return code
 	}
 	if code := validateConnect(srv.Options.Capabilities, cl, pk); code != packets.CodeSuccess {
+		if code == packets.ErrMalformedWillTopic && cl.Properties.ProtocolVersion < 5 {
+			return code // MQTT 3.1.1 has no code for it: the connection is closed unanswered
+		}
 		if err := srv.SendConnack(cl, code, false, nil); err != nil {
 			return fmt.Errorf("refuse connection: %w", err)
 		}

@@ -46,7 +46,7 @@ func (m *mqttSessions) delayWill(cl *mqtt.Client, delay time.Duration, pk packet
 	defer m.mu.Unlock()
 	switch m.takenOverHow(cl) {
 	case 0:
-		m.wills.add(cl.ID, delay, pk)
+		m.wills.add(cl, delay, pk)
 		return true
 	case takenResumed:
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
@@ -55,12 +55,13 @@ func (m *mqttSessions) delayWill(cl *mqtt.Client, delay time.Duration, pk packet
 	return false
 }
 
-// sendDelayedWill publishes the will of client id whose delay passed; the
-// client's session, if the broker still holds it, has it sent.
-func (m *mqttSessions) sendDelayedWill(id string, pk packets.Packet) {
-	m.publishWill(id, pk)
-	if cl, ok := m.server.Clients.Get(id); ok {
-		cl.Properties.Will = mqtt.Will{}
+// sendDelayedWill publishes the will of cl whose delay passed; cl's
+// session, if the broker still holds it, has it sent. A newer connection
+// with cl's id that is in the broker's clients by now keeps its own will.
+func (m *mqttSessions) sendDelayedWill(cl *mqtt.Client, pk packets.Packet) {
+	m.publishWill(cl.ID, pk)
+	if cur, ok := m.server.Clients.Get(cl.ID); ok && cur == cl {
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 		m.hook.OnWillSent(cl, pk)
 	}
 }
@@ -82,7 +83,7 @@ func (m *mqttSessions) publishWill(id string, pk packets.Packet) {
 // mqttWills holds the MQTT 5 wills that wait for their delay, one per
 // client id, each on a timer of its own.
 type mqttWills struct {
-	send func(id string, pk packets.Packet)
+	send func(cl *mqtt.Client, pk packets.Packet)
 
 	mu      sync.Mutex
 	closed  bool
@@ -92,17 +93,19 @@ type mqttWills struct {
 
 // delayedWill is a will waiting for its delay.
 type delayedWill struct {
+	cl    *mqtt.Client // whose will it is
 	pk    packets.Packet
 	timer *time.Timer // guarded by mqttWills.mu
 }
 
-func newMQTTWills(send func(id string, pk packets.Packet)) *mqttWills {
+func newMQTTWills(send func(cl *mqtt.Client, pk packets.Packet)) *mqttWills {
 	return &mqttWills{send: send, pending: make(map[string]*delayedWill)}
 }
 
-// add sends pk after delay unless cancel comes first; it replaces a will
-// of id still waiting.
-func (w *mqttWills) add(id string, delay time.Duration, pk packets.Packet) {
+// add sends pk, the will of cl, after delay unless cancel comes first; it
+// replaces a will of cl's id still waiting.
+func (w *mqttWills) add(cl *mqtt.Client, delay time.Duration, pk packets.Packet) {
+	id := cl.ID
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -111,7 +114,7 @@ func (w *mqttWills) add(id string, delay time.Duration, pk packets.Packet) {
 	if old := w.pending[id]; old != nil {
 		old.timer.Stop()
 	}
-	d := &delayedWill{pk: pk}
+	d := &delayedWill{cl: cl, pk: pk}
 	d.timer = time.AfterFunc(delay, func() { w.fire(id, d) })
 	w.pending[id] = d
 }
@@ -126,7 +129,7 @@ func (w *mqttWills) fire(id string, d *delayedWill) {
 	w.wg.Add(1)
 	w.mu.Unlock()
 	defer w.wg.Done()
-	w.send(id, d.pk)
+	w.send(d.cl, d.pk)
 }
 
 // cancel drops the will of id still waiting, if any.

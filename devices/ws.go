@@ -140,9 +140,6 @@ type WS struct {
 	upgrader  *gws.Upgrader
 	connected prometheus.Gauge
 	buffers   sync.Pool // *[]byte write buffers
-	// readBuffers are the buffers of connections read without gws's
-	// ReadLoop while they have something to read (*[]byte).
-	readBuffers sync.Pool
 	// gwsReads reads every connection with gws's ReadLoop, as TLS
 	// connections are read; tests set it to run on both read paths.
 	gwsReads bool

@@ -4,10 +4,8 @@ package devices
 
 import (
 	"errors"
-	"io"
 	"net"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -31,27 +29,16 @@ import (
 // started by the previous one: together they hold the connection's count
 // of the endpoint's WaitGroup, which the last one releases.
 type directReader struct {
-	c   *wsConn
-	raw syscall.RawConn
-	buf *[]byte // unparsed bytes (the start of a frame); nil when none
-	msg wsMessage
-
-	// The state of the raw read, in fields so that io, made once, does
-	// not allocate per read.
-	io      func(fd uintptr) bool
-	dst     []byte
-	n       int
-	err     error
-	waiting bool // the waiter's read: EAGAIN waits for the socket
+	rawReader // its buffer holds the start of a frame
+	c         *wsConn
+	msg       wsMessage
+	// handle is d.frames, made once.
+	handle func([]byte) (used, need int, err error)
 
 	// first is what the waiter reads: a small frame (a heartbeat, a
 	// pong, a short reading) whole, so that it needs no other read.
 	first [112]byte
 }
-
-// directReadBufferSize is the size of the pooled buffers a connection
-// reads into while it has something to read.
-const directReadBufferSize = 4096
 
 // newDirectReader returns a frameReader of conn, or nil when conn is not a
 // plain TCP connection (TLS is read by gws). pending are bytes the device
@@ -72,8 +59,9 @@ func newDirectReader(conn net.Conn, pending []byte) frameReader {
 	if err != nil {
 		return nil
 	}
-	d := &directReader{raw: raw}
-	d.io = d.read
+	d := &directReader{}
+	d.init(raw)
+	d.handle = d.frames
 	if len(pending) > 0 {
 		d.buf = &pending
 	}
@@ -95,52 +83,10 @@ func (d *directReader) open() {
 }
 
 // wait parks until the device sends, reads the first bytes and hands the
-// connection to a fresh goroutine. Its stack stays small: it calls
-// nothing but the raw read.
+// connection to a round.
 func (d *directReader) wait() {
-	d.dst, d.waiting, d.n, d.err = d.first[:], true, 0, nil
-	if err := d.raw.Read(d.io); err != nil {
-		d.n, d.err = 0, err
-	}
-	d.dst = nil
+	d.waitRead(d.first[:])
 	d.c.ws.rounds.run(d)
-}
-
-// read is the raw read: one read(2) into d.dst. The waiter's read reports
-// false on EAGAIN, which parks it until the socket is readable.
-func (d *directReader) read(fd uintptr) bool {
-	d.n, d.err = readOnce(int(fd), d.dst)
-	return !d.waiting || d.err != syscall.EAGAIN // read(2)'s Errno, unwrapped
-}
-
-// readOnce reads from the non-blocking descriptor fd into p; EAGAIN when
-// nothing is there, io.EOF when the peer closed.
-func readOnce(fd int, p []byte) (int, error) {
-	for {
-		n, err := syscall.Read(fd, p)
-		switch {
-		case err == syscall.EINTR: // compared, not errors.Is: the waiter's stack stays shallow
-			continue
-		case err != nil:
-			return 0, err
-		case n == 0:
-			return 0, io.EOF
-		}
-		return n, nil
-	}
-}
-
-// readNow reads what the socket holds into p without waiting: EAGAIN
-// when it holds nothing. It fails like a read of the connection when the
-// read deadline passed or the socket was closed.
-func (d *directReader) readNow(p []byte) (int, error) {
-	d.dst, d.waiting, d.n, d.err = p, false, 0, nil
-	err := d.raw.Read(d.io)
-	d.dst = nil
-	if err != nil {
-		return 0, err
-	}
-	return d.n, d.err
 }
 
 // round handles what the waiter read and every frame after it until the
@@ -154,41 +100,13 @@ func (d *directReader) round() {
 		d.end(d.err)
 		return
 	}
-	b := d.take()
-	b = append(b, d.first[:d.n]...)
-	// A read that did not fill its buffer most likely emptied the socket:
-	// the next waiter's read finds out, saving a read that would find
-	// nothing.
-	drained := d.n < len(d.first)
+	b, err := d.readRound(d.first[:d.n], d.handle)
 	d.n = 0
-	for {
-		used, need, err := d.frames(b)
-		if err != nil {
-			d.release(b)
-			d.end(err)
-			return
-		}
-		b = b[:copy(b, b[used:])] // the start of the next frame, if any
-		if need > cap(b) || len(b) == cap(b) {
-			b = append(make([]byte, 0, max(need, directReadBufferSize)), b...)
-		}
-		if drained {
-			d.park(b)
-			return
-		}
-		n, err := d.readNow(b[len(b):cap(b)])
-		switch {
-		case errors.Is(err, syscall.EAGAIN):
-			d.park(b)
-			return
-		case err != nil:
-			d.release(b)
-			d.end(err)
-			return
-		}
-		drained = n < cap(b)-len(b)
-		b = b[:len(b)+n]
+	if err != nil {
+		d.end(err)
+		return
 	}
+	d.park(b)
 }
 
 // park keeps b's unparsed bytes and starts a waiter, which takes over the
@@ -294,44 +212,4 @@ func (d *directReader) end(err error) {
 	d.msg = wsMessage{}
 	d.c.ws.closed(d.c, err)
 	d.c.ws.wg.Done()
-}
-
-// take returns the buffer to read into, holding the unparsed bytes of the
-// last round.
-func (d *directReader) take() []byte {
-	if d.buf == nil {
-		d.buf = d.c.ws.getReadBuffer()
-	}
-	return *d.buf
-}
-
-// keep keeps b while it holds the start of a frame; else its buffer goes
-// back to the pool.
-func (d *directReader) keep(b []byte) {
-	if len(b) > 0 {
-		*d.buf = b
-		return
-	}
-	d.release(b)
-}
-
-// getReadBuffer returns a read buffer from the pool.
-func (s *WS) getReadBuffer() *[]byte {
-	if b, ok := s.readBuffers.Get().(*[]byte); ok {
-		return b
-	}
-	b := make([]byte, 0, directReadBufferSize)
-	return &b
-}
-
-// release returns the connection's buffer to the pool.
-func (d *directReader) release(b []byte) {
-	if d.buf == nil {
-		return
-	}
-	if cap(b) == directReadBufferSize {
-		*d.buf = b[:0]
-		d.c.ws.readBuffers.Put(d.buf)
-	}
-	d.buf = nil
 }
