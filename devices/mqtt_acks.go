@@ -174,6 +174,7 @@ func (a *mqttAcks) flush() {
 		return // a client without a network connection (mochi's own)
 	}
 	a.cl.Lock()
+	refreshWriteDeadline(a.cl) // the commits may have outlasted the keepalive's
 	n, err := conn.Write(a.buf)
 	a.cl.Unlock()
 	atomic.AddInt64(a.info.packets, int64(n/4))

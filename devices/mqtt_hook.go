@@ -364,6 +364,9 @@ func (h *brokerHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pack
 	if pk.FixedHeader.Qos > 0 && c.acks != nil && !errors.Is(err, packets.ErrRejectPacket) && !c.acks.drain(h.closing) {
 		return pk, packets.ErrRejectPacket // closing: unacknowledged, resent
 	}
+	if pk.FixedHeader.Qos > 0 {
+		refreshWriteDeadline(cl) // mochi answers next, after waits that may have outlasted the keepalive
+	}
 	return pkx, err
 }
 

@@ -217,6 +217,16 @@ func refreshDeadline(cl *mqtt.Client) {
 	_ = cl.Net.Conn.SetDeadline(deadline)
 }
 
+// refreshWriteDeadline gives a write one and a half keepalives from now,
+// as refreshDeadline gives the client's next packet, leaving the read
+// deadline alone. The answer to a publish whose commit outlasted the
+// deadline set before it was read needs it.
+func refreshWriteDeadline(cl *mqtt.Client) {
+	if ka := time.Duration(cl.State.Keepalive) * time.Second; ka > 0 && cl.Net.Conn != nil {
+		_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(ka + ka/2))
+	}
+}
+
 // inherit takes the session of the client's id over from the client
 // that holds it, if any, and reports whether the session is carried on (a
 // clean start abandons it) and the client taken over, which the caller
