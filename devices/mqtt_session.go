@@ -230,7 +230,7 @@ func refreshWriteDeadline(cl *mqtt.Client) {
 // inherit takes the session of the client's id over from the client
 // that holds it, if any, and reports whether the session is carried on (a
 // clean start abandons it) and the client taken over, which the caller
-// disconnects once s.mu is released (disconnect). s.mu must be held.
+// disconnects once m.mu is released (disconnect). m.mu must be held.
 func (m *mqttSessions) inherit(pk packets.Packet, cl *mqtt.Client) (present bool, old *mqtt.Client) {
 	srv := m.server
 	old, ok := srv.Clients.Get(cl.ID)

@@ -40,7 +40,7 @@ func (m *mqttSessions) sendWill(cl *mqtt.Client) {
 // session over, and reports whether the will is dealt with: held, or
 // dropped because the new connection carries the session on. A will of a
 // session a clean start ended is not (it is sent at once). Decided under
-// s.mu, so that a new connection's cancel (open) comes after the hold.
+// m.mu, so that a new connection's cancel (open) comes after the hold.
 func (m *mqttSessions) delayWill(cl *mqtt.Client, delay time.Duration, pk packets.Packet) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
