@@ -30,9 +30,9 @@ type mqttListener struct {
 	log       *slog.Logger
 	ln        net.Listener
 	done      chan struct{}
-	// serve, when set, runs an admitted connection's session in place of
-	// mochi's establish (mqttSessions.serve); it calls release once the
-	// connection is done with, possibly after returning.
+	// serve runs an admitted connection's session (mqttSessions.serve),
+	// in place of the establish function mochi passes to Serve; it calls
+	// release once the connection is done with, possibly after returning.
 	serve func(listener string, conn net.Conn, maxPacket int, release func())
 	// disconnect, when set, disconnects the listener's clients on Close
 	// in place of the function mochi passes (disconnectListenerClients).
@@ -85,9 +85,9 @@ func (l *mqttListener) Init(*slog.Logger) error {
 	return nil
 }
 
-// Serve accepts connections until Close, handing each to establish on a
-// goroutine of its own.
-func (l *mqttListener) Serve(establish listeners.EstablishFn) {
+// Serve accepts connections until Close, handing each admitted one to
+// serve on a goroutine of its own; mochi's establish function is not used.
+func (l *mqttListener) Serve(listeners.EstablishFn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -111,7 +111,7 @@ func (l *mqttListener) Serve(establish listeners.EstablishFn) {
 			_ = conn.Close()
 			return
 		}
-		go l.serveConn(establish, conn, admitted)
+		go l.serveConn(conn, admitted)
 	}
 }
 
@@ -164,7 +164,7 @@ func (l *mqttListener) untrack(conn net.Conn, admitted bool) {
 	}
 }
 
-func (l *mqttListener) serveConn(establish listeners.EstablishFn, conn net.Conn, admitted bool) {
+func (l *mqttListener) serveConn(conn net.Conn, admitted bool) {
 	release := func() {
 		l.untrack(conn, admitted)
 		l.wg.Done()
@@ -178,18 +178,7 @@ func (l *mqttListener) serveConn(establish listeners.EstablishFn, conn net.Conn,
 	// The session replaces this deadline with the client's keepalive once
 	// the CONNECT packet is read.
 	_ = conn.SetReadDeadline(time.Now().Add(l.connectTimeout))
-	if l.serve != nil {
-		l.serve(l.id, conn, l.maxPacket, release)
-		return
-	}
-	defer release()
-	client := conn
-	if l.maxPacket > 0 {
-		client = newMQTTLimitedConn(conn, l.maxPacket)
-	}
-	if err := establish(l.id, client); err != nil {
-		l.log.Debug("mqtt connection ended", "remote", conn.RemoteAddr().String(), "error", err)
-	}
+	l.serve(l.id, conn, l.maxPacket, release)
 }
 
 // Close stops accepting, lets mochi disconnect its clients, closes every

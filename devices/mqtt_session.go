@@ -35,10 +35,6 @@ type mqttSessions struct {
 	log    *slog.Logger
 	wills  *mqttWills
 	rounds roundPool
-	// readBuffer is the read buffer of a connection read on its own
-	// goroutine (mochi's is the minimum: mqtt_direct.go reads into its
-	// own).
-	readBuffer int
 	// blocking reads every connection on a goroutine of its own, as TLS
 	// connections are read; tests set it to run on both read paths.
 	blocking bool
@@ -51,7 +47,7 @@ type mqttSessions struct {
 }
 
 func newMQTTSessions(server *mqtt.Server, hook *brokerHook, log *slog.Logger) *mqttSessions {
-	m := &mqttSessions{server: server, hook: hook, log: log, readBuffer: mqttReadBufferSize}
+	m := &mqttSessions{server: server, hook: hook, log: log}
 	m.wills = newMQTTWills(m.sendDelayedWill)
 	hook.takenOver = m.isTakenOver
 	hook.delivering = m.delivering
@@ -94,7 +90,7 @@ func (m *mqttSessions) serve(listener string, conn net.Conn, maxPacket int, rele
 	if direct != nil {
 		inner = direct.conn()
 	} else {
-		inner = &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, m.readBuffer)}
+		inner = &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, mqttReadBufferSize)}
 	}
 	client := inner
 	if maxPacket > 0 {

@@ -3,6 +3,7 @@ package devices
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,10 +139,7 @@ func (b *mqttTestBroker) willPending(id string) bool {
 func TestMQTTDelayedWill(t *testing.T) {
 	b := startMQTTBroker(t, nil)
 	addr := b.Addr().String()
-	watcher := dialHand(t, addr, 4)
-	watcher.write(append(handConnect(4, "watcher", true, 60), handSubscribe(4, 1, "plant/wills/#")...))
-	watcher.expect(packets.Connack)
-	watcher.expect(packets.Suback)
+	watcher := dialWillWatcher(t, addr)
 	connect := func(id string, delay uint32) *rawMQTT {
 		c := dialHand(t, addr, 5)
 		c.write(handConnectWill(id, true, 60, delay, "plant/wills/"+id, "gone "+id))
@@ -214,22 +212,12 @@ func TestMQTTDelayedWill(t *testing.T) {
 func TestMQTTDelayedWillOfResumedSession(t *testing.T) {
 	b := startMQTTBroker(t, nil)
 	addr := b.Addr().String()
-	watcher := dialHand(t, addr, 4)
-	watcher.write(append(handConnect(4, "watcher", true, 60), handSubscribe(4, 1, "plant/wills/#")...))
-	watcher.expect(packets.Connack)
-	watcher.expect(packets.Suback)
+	watcher := dialWillWatcher(t, addr)
 
 	old := dialHand(t, addr, 5)
 	old.write(handConnectWillFlags("late", true, true, 60, 1, "plant/wills/late", "gone late"))
 	old.expect(packets.Connack)
-	retained := &b.hook.retained.mu
-	retained.Lock()
-	locked := true
-	defer func() {
-		if locked {
-			retained.Unlock()
-		}
-	}()
+	release := holdWillSends(t, b)
 	next := dialHand(t, addr, 5)
 	next.write(handConnectWill("late", false, 60, 0, "plant/wills/none", "resumed"))
 	if ack := next.expect(packets.Connack); !ack.SessionPresent {
@@ -238,8 +226,7 @@ func TestMQTTDelayedWillOfResumedSession(t *testing.T) {
 	old.closed()
 	next.write(handPingreq) // answered once the session is set up
 	next.expect(packets.Pingresp)
-	retained.Unlock()
-	locked = false
+	release()
 	waitFor(t, "the old connection's session to end", func() bool { return b.liveSessions("late") == 1 })
 
 	sentinel := dialHand(t, addr, 5)
@@ -259,24 +246,14 @@ func TestMQTTDelayedWillOfResumedSession(t *testing.T) {
 func TestMQTTDelayedWillMeetsReconnect(t *testing.T) {
 	b := startMQTTBroker(t, nil)
 	addr := b.Addr().String()
-	watcher := dialHand(t, addr, 4)
-	watcher.write(append(handConnect(4, "watcher", true, 60), handSubscribe(4, 1, "plant/wills/#")...))
-	watcher.expect(packets.Connack)
-	watcher.expect(packets.Suback)
+	watcher := dialWillWatcher(t, addr)
 
 	old := dialHand(t, addr, 5)
 	old.write(handConnectWillFlags("back", true, true, 60, 1, "plant/wills/back", "gone back"))
 	old.expect(packets.Connack)
 	_ = old.conn.Close()
 	waitFor(t, "the will to wait for its delay", func() bool { return b.willPending("back") })
-	retained := &b.hook.retained.mu
-	retained.Lock() // within the delay: the will's send waits for it
-	locked := true
-	defer func() {
-		if locked {
-			retained.Unlock()
-		}
-	}()
+	release := holdWillSends(t, b) // within the delay: the will's send waits for it
 	waitFor(t, "the will's delay to pass", func() bool { return !b.willPending("back") })
 
 	next := dialHand(t, addr, 5)
@@ -286,8 +263,7 @@ func TestMQTTDelayedWillMeetsReconnect(t *testing.T) {
 	}
 	next.write(handPingreq) // answered once the session is set up
 	next.expect(packets.Pingresp)
-	retained.Unlock()
-	locked = false
+	release()
 	b.sessions.wills.wg.Wait() // the old will's send is done
 	if pk := watcher.expect(packets.Publish); pk.TopicName != "plant/wills/back" {
 		t.Fatalf("will on %s published, want the old connection's", pk.TopicName)
@@ -306,10 +282,7 @@ func TestMQTTDelayedWillMeetsReconnect(t *testing.T) {
 func TestMQTTSecondConnect(t *testing.T) {
 	b := startMQTTBroker(t, nil)
 	addr := b.Addr().String()
-	watcher := dialHand(t, addr, 4)
-	watcher.write(append(handConnect(4, "watcher", true, 60), handSubscribe(4, 1, "plant/wills/#")...))
-	watcher.expect(packets.Connack)
-	watcher.expect(packets.Suback)
+	watcher := dialWillWatcher(t, addr)
 
 	v4 := dialHand(t, addr, 4)
 	flags := append(mqttRawString("MQTT"), 4, 0x06, 0, 60) // clean session, will at QoS 0
@@ -369,4 +342,27 @@ func TestMQTTWillTopicWithWildcardRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dialWillWatcher connects an MQTT 3.1.1 client subscribed to
+// plant/wills/#, where the tests' wills are published.
+func dialWillWatcher(t *testing.T, addr string) *rawMQTT {
+	t.Helper()
+	watcher := dialHand(t, addr, 4)
+	watcher.write(append(handConnect(4, "watcher", true, 60), handSubscribe(4, 1, "plant/wills/#")...))
+	watcher.expect(packets.Connack)
+	watcher.expect(packets.Suback)
+	return watcher
+}
+
+// holdWillSends holds the broker's will sends on the lock of the hook's
+// retained limits, which each of them takes, until release; the test's
+// end releases it when the test did not.
+func holdWillSends(t *testing.T, b *mqttTestBroker) (release func()) {
+	mu := &b.hook.retained.mu
+	mu.Lock()
+	var once sync.Once
+	release = func() { once.Do(mu.Unlock) }
+	t.Cleanup(release)
+	return release
 }
