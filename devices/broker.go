@@ -186,8 +186,8 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 }
 
 // close stops the mochi server, whose listener waits for every
-// connection's session, then the sessions' round workers and delayed
-// wills, and reports its error through closeErr and closeDone.
+// connection's session, then the sessions' round workers, delayed wills
+// and command writers, and reports its error through closeErr and closeDone.
 func (b *Broker) close() {
 	defer close(b.closeDone)
 	if err := b.server.Close(); err != nil {
@@ -195,6 +195,7 @@ func (b *Broker) close() {
 	}
 	b.sessions.rounds.close()
 	b.sessions.wills.close()
+	b.hook.routes.close()
 }
 
 // disconnectListenerClients disconnects every open client of listener, as

@@ -17,14 +17,30 @@ func commandsTopic(device string) string { return "devices/" + device + "/comman
 
 // Reachable reports whether a client is subscribed to device's commands.
 func (b *Broker) Reachable(device string) bool {
+	if b.hook.routes.reaches(device) {
+		return true
+	}
 	subs := b.server.Topics.Subscribers(commandsTopic(device))
 	return len(subs.Subscriptions) > 0 || len(subs.Shared) > 0
 }
 
-// SendCommand publishes c with QoS 1 on devices/{id}/commands; the
-// device's PUBACK confirms it. false when the broker refused the publish.
+// SendCommand publishes c with QoS 1 on devices/{id}/commands, to the
+// clients with a route of the device's commands and through mochi to its
+// subscribers; the device's PUBACK confirms it. false when the broker
+// refused the publish.
 func (b *Broker) SendCommand(device string, c *bridge.Command) bool {
-	if err := b.server.Publish(commandsTopic(device), bridge.EncodeCommandPublish(c), false, 1); err != nil {
+	name, payload := commandsTopic(device), bridge.EncodeCommandPublish(c)
+	subs := b.server.Topics.Subscribers(name)
+	routed := b.hook.routes.of(device)
+	for _, rc := range routed {
+		if _, twice := subs.Subscriptions[rc.cl.ID]; !twice { // a wildcard of its own
+			b.hook.publishCommand(rc, name, payload)
+		}
+	}
+	if len(routed) > 0 && len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 {
+		return true
+	}
+	if err := b.server.Publish(name, payload, false, 1); err != nil {
 		b.cfg.Logger.Warn("command not published", "device", device, "command", c.ID, "err", err)
 		return false
 	}

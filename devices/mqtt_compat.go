@@ -91,12 +91,13 @@ func (h *brokerHook) compatRead(cl *mqtt.Client, c *mqttConn, pk packets.Packet)
 }
 
 // limitSubscriptions marks the filters that would take the client over
-// the subscription limit. Filters it holds already do not count.
+// the subscription limit (its routes count). Filters it holds already do
+// not count.
 func (h *brokerHook) limitSubscriptions(cl *mqtt.Client, filters packets.Subscriptions) []bool {
-	room := h.limits.MaxSubscriptions - cl.State.Subscriptions.Len()
+	room := h.limits.MaxSubscriptions - cl.State.Subscriptions.Len() - h.routes.count(cl)
 	var over []bool
 	for i, f := range filters {
-		if _, held := cl.State.Subscriptions.Get(f.Filter); held {
+		if _, held := cl.State.Subscriptions.Get(f.Filter); held || h.routes.holds(cl, f.Filter) {
 			continue
 		}
 		if room--; room < 0 {

@@ -85,9 +85,11 @@ type brokerHook struct {
 	dropLog *slog.Logger
 
 	// commands receives command results and confirmations; nil when
-	// commands are off. inflight maps each client's QoS 1 command
-	// publishes, by packet id, to their command ids.
+	// commands are off. routes holds the subscriptions to commands kept
+	// outside mochi (mqtt_command_routes.go). inflight maps each client's
+	// QoS 1 command publishes, by packet id, to their command ids.
 	commands   Commander
+	routes     *commandRoutes
 	inflightMu sync.Mutex
 	inflight   map[*mqtt.Client]map[uint16]string
 
@@ -130,6 +132,7 @@ func newBrokerHook(cfg BrokerConfig, server *mqtt.Server, closing <-chan struct{
 		retained:  newMQTTRetained(cfg.Limits),
 		dropLog:   server.Log,
 		commands:  cfg.Commands,
+		routes:    newCommandRoutes(log),
 		inflight:  make(map[*mqtt.Client]map[uint16]string),
 
 		receiveMax: cfg.Limits.ReceiveMaximum,

@@ -105,7 +105,7 @@ func (h *brokerHook) sessionEnded(cl *mqtt.Client, expire bool) {
 
 // release drops the subscriptions and stored messages of cl's session.
 func (h *brokerHook) release(cl *mqtt.Client) {
-	h.server.UnsubscribeClient(cl)
+	h.unsubscribeClient(cl)
 	cl.ClearInflights()
 	h.queues.forget(cl)
 	h.mu.Lock()

@@ -237,7 +237,7 @@ func (m *mqttSessions) inherit(pk packets.Packet, cl *mqtt.Client) (present bool
 		return false, nil
 	}
 	if pk.Connect.Clean || (old.Properties.Clean && old.Properties.ProtocolVersion < 5) {
-		srv.UnsubscribeClient(old)
+		m.hook.unsubscribeClient(old)
 		old.ClearInflights() // lost with the session
 		m.markTakenOver(old, takenClean)
 		return false, old
@@ -257,6 +257,7 @@ func (m *mqttSessions) inherit(pk packets.Packet, cl *mqtt.Client) (present bool
 		cl.State.Subscriptions.Add(filter, sub)
 		old.State.Subscriptions.Delete(filter) // the topic tree's entries are cl's now
 	}
+	m.hook.routes.move(old, cl)
 	for _, pk := range old.State.Inflight.GetAll(false) {
 		old.State.Inflight.Delete(pk.PacketID) // moved to cl, not lost
 	}
@@ -339,11 +340,12 @@ func (s *mqttSession) receive(cl *mqtt.Client, pk packets.Packet) error {
 		// mochi would send the will itself, on a delay list of its own;
 		// end sends it.
 		err = packets.ErrProtocolViolationSecondConnect
-	} else {
-		err = srv.InjectPacket(cl, pk)
+	} else if handled, rerr := s.m.hook.routeCommands(cl, pk); handled {
+		err = rerr
+	} else if err = srv.InjectPacket(cl, pk); err == nil {
+		uncount(srv, pk) // ReadPacket counted it already
 	}
 	if err == nil {
-		uncount(srv, pk) // ReadPacket counted it already
 		if pk.FixedHeader.Type == packets.Disconnect {
 			s.m.wills.cancel(cl.ID) // a clean disconnect drops a delayed will
 		}
@@ -397,7 +399,7 @@ func (s *mqttSession) end(err error) {
 	s.m.mu.Lock()
 	if cur, ok := srv.Clients.Get(cl.ID); expire && ok && cur == cl && s.takenOver.Load() == 0 {
 		cl.ClearInflights()
-		srv.UnsubscribeClient(cl)
+		s.m.hook.unsubscribeClient(cl)
 		srv.Clients.Delete(cl.ID)
 	}
 	s.m.mu.Unlock()
