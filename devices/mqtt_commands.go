@@ -32,9 +32,9 @@ func (b *Broker) SendCommand(device string, c *bridge.Command) bool {
 	name, payload := commandsTopic(device), bridge.EncodeCommandPublish(c)
 	subs := b.server.Topics.Subscribers(name)
 	routed := b.hook.routes.of(device)
-	for _, rc := range routed {
-		if _, twice := subs.Subscriptions[rc.cl.ID]; !twice { // a wildcard of its own
-			b.hook.publishCommand(rc, name, payload)
+	for _, rt := range routed {
+		if _, twice := subs.Subscriptions[rt.cl.ID]; !twice { // a wildcard of its own
+			b.hook.publishCommand(rt, name, payload)
 		}
 	}
 	if len(routed) > 0 && len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 {
