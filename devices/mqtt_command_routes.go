@@ -249,9 +249,10 @@ func (h *brokerHook) routeCommands(cl *mqtt.Client, pk packets.Packet) (handled 
 // through compatRead, and which device's at which QoS: one filter,
 // devices/{id}/commands of a device cl may subscribe to, at QoS 1 or
 // more, without a subscription identifier, within the subscription
-// limit, held neither as a mochi subscription nor by cl's route of
-// another device, and with no retained message on the topic (mochi sends
-// retained messages on subscribing).
+// limit, and held neither as a mochi subscription nor by cl's route of
+// another device. The topic holds no retained message to send: the hub
+// publishes commands unretained, and no client's publish or will reaches
+// it (publishWill).
 func (h *brokerHook) routable(cl *mqtt.Client, pk packets.Packet) (device string, qos byte, ok bool) {
 	caps := h.server.Options.Capabilities
 	if h.commands == nil || len(pk.Filters) != 1 || caps.MaximumQos == 0 ||
@@ -267,9 +268,6 @@ func (h *brokerHook) routable(cl *mqtt.Client, pk packets.Packet) (device string
 		return "", 0, false
 	}
 	if _, held := cl.State.Subscriptions.Get(f.Filter); held || h.routes.count(cl) > 0 && !h.routes.holds(cl, f.Filter) {
-		return "", 0, false
-	}
-	if len(h.server.Topics.Messages(f.Filter)) > 0 {
 		return "", 0, false
 	}
 	return device, min(f.Qos, caps.MaximumQos), true
