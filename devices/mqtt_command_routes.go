@@ -36,6 +36,9 @@ type commandRoutes struct {
 	// pending holds the publishes of the routes being written, in order;
 	// a route is in it while its writer runs.
 	pending map[*commandRoute][]packets.Packet
+	// held holds, in order, the packet ids of publishes kept in a route's
+	// session unwritten while its client's Receive Maximum is reached.
+	held    map[*commandRoute][]uint16
 	closed  bool
 	writers sync.WaitGroup
 }
@@ -56,6 +59,7 @@ func newCommandRoutes(log *slog.Logger) *commandRoutes {
 		byClient: make(map[*mqtt.Client]*commandRoute),
 		byDevice: make(map[string]*commandRoute),
 		pending:  make(map[*commandRoute][]packets.Packet),
+		held:     make(map[*commandRoute][]uint16),
 	}
 }
 
@@ -84,6 +88,7 @@ func (r *commandRoutes) remove(cl *mqtt.Client, device string) *commandRoute {
 		return nil
 	}
 	delete(r.byClient, cl)
+	delete(r.held, rt)
 	r.replace(rt, rt.next)
 	return rt
 }
@@ -116,13 +121,14 @@ func (r *commandRoutes) drop(cl *mqtt.Client) bool {
 		return false
 	}
 	delete(r.byClient, cl)
+	delete(r.held, rt)
 	r.replace(rt, rt.next)
 	return true
 }
 
 // move gives the route of old, whose session cl took over, to cl.
-// Publishes waiting for old's connection stay with it: they are in the
-// session's in-flight messages, which cl sends again.
+// Publishes waiting for old's connection, or held, stay with it: they are
+// in the session's in-flight messages, which cl sends again.
 func (r *commandRoutes) move(old, cl *mqtt.Client) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -131,6 +137,7 @@ func (r *commandRoutes) move(old, cl *mqtt.Client) {
 		return
 	}
 	delete(r.byClient, old)
+	delete(r.held, prev)
 	rt := &commandRoute{cl: cl, device: prev.device, qos: prev.qos, next: prev.next}
 	r.byClient[cl] = rt
 	r.replace(prev, rt)
@@ -174,6 +181,43 @@ func (r *commandRoutes) reaches(device string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.byDevice[device] != nil
+}
+
+// hold keeps the publish of packet id in rt's session unwritten when
+// rt's client has limit publishes unacknowledged (unacked counts them,
+// this one and those held included), or publishes held before it, and
+// reports whether it did. limit 0 is no limit.
+func (r *commandRoutes) hold(rt *commandRoute, id uint16, unacked, limit int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	held := r.held[rt]
+	if limit == 0 || len(held) == 0 && unacked <= limit {
+		return false
+	}
+	r.held[rt] = append(held, id)
+	return true
+}
+
+// release takes the oldest publish held for cl's route, now that one of
+// its publishes was acknowledged, and writes it; one the session no
+// longer holds is passed over.
+func (r *commandRoutes) release(cl *mqtt.Client) {
+	r.mu.Lock()
+	rt := r.byClient[cl]
+	var id uint16
+	var pk packets.Packet
+	found := false
+	for rt != nil && !found && len(r.held[rt]) > 0 {
+		id, r.held[rt] = r.held[rt][0], r.held[rt][1:]
+		pk, found = cl.State.Inflight.Get(id)
+	}
+	if rt != nil && len(r.held[rt]) == 0 {
+		delete(r.held, rt)
+	}
+	r.mu.Unlock()
+	if found {
+		r.write(rt, pk)
+	}
 }
 
 // write queues pk for rt's connection, and starts its writer unless it
@@ -316,8 +360,10 @@ func (h *brokerHook) unsubscribeClient(cl *mqtt.Client) {
 // route, as mochi hands a publish to a subscriber: within the session's
 // limits, with a packet id of the session's, kept in its in-flight
 // messages until the PUBACK and written now, or held while the client's
-// receive maximum is reached (mochi sends it on then), or left in the
-// session while its client is away.
+// Receive Maximum is reached (written on a PUBACK), or left in the
+// session while its client is away or not yet answered its CONNECT (sent
+// again once it is). At most MaxQueued publishes wait for one client:
+// each is in its session's in-flight messages.
 func (h *brokerHook) publishCommand(rt *commandRoute, topic string, payload []byte) {
 	cl, srv := rt.cl, h.server
 	if !h.deliver(cl) {
@@ -355,35 +401,25 @@ func (h *brokerHook) publishCommand(rt *commandRoute, topic string, payload []by
 		return
 	}
 	out.PacketID = uint16(id)
-	held := receiveMaximumReached(cl)
 	if cl.State.Inflight.Set(out) {
 		atomic.AddInt64(&srv.Info.Inflight, 1)
 		h.OnQosPublish(cl, out, out.Created, 0)
 		cl.State.Inflight.DecreaseSendQuota()
 	}
-	if held {
-		out.Expiry = -1 // mochi's mark for a publish to send once the quota allows
-		cl.State.Inflight.Set(out)
+	if cl.Net.Conn == nil || cl.Closed() || h.connacked != nil && !h.connacked(cl) {
 		return
 	}
-	if cl.Net.Conn == nil || cl.Closed() {
+	if h.routes.hold(rt, out.PacketID, h.commandsUnacked(cl), receiveMaximum(cl)) {
 		return
 	}
 	h.routes.write(rt, out)
 }
 
-// receiveMaximumReached reports whether an MQTT 5 client has as many QoS
-// 1 and 2 publishes unacknowledged as its Receive Maximum allows.
-func receiveMaximumReached(cl *mqtt.Client) bool {
-	limit := int(cl.Properties.Props.ReceiveMaximum)
-	if cl.Properties.ProtocolVersion < 5 || limit == 0 {
-		return false
+// receiveMaximum is how many QoS 1 and 2 publishes an MQTT 5 client takes
+// unacknowledged; 0 for no limit.
+func receiveMaximum(cl *mqtt.Client) int {
+	if cl.Properties.ProtocolVersion < 5 {
+		return 0
 	}
-	n := 0
-	for _, pk := range cl.State.Inflight.GetAll(false) {
-		if pk.FixedHeader.Type == packets.Publish {
-			n++
-		}
-	}
-	return n >= limit
+	return int(cl.Properties.Props.ReceiveMaximum)
 }

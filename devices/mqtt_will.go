@@ -72,7 +72,7 @@ func (m *mqttSessions) sendDelayedWill(cl *mqtt.Client, pk packets.Packet) {
 // there (command routes rely on it), as the hook refuses any client's
 // publish to it.
 func (m *mqttSessions) publishWill(id string, pk packets.Packet) {
-	if _, ok := commandsFilterDevice(pk.TopicName); ok {
+	if isCommandsTopic(pk.TopicName) {
 		m.hook.dropped.Inc()
 		m.log.Warn("mqtt will not published: only the hub publishes commands", "client", id, "topic", pk.TopicName)
 		return
