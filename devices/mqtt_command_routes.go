@@ -198,20 +198,25 @@ func (r *commandRoutes) hold(rt *commandRoute, id uint16, unacked, limit int) bo
 	return true
 }
 
-// release takes the oldest publish held for cl's route, now that one of
-// its publishes was acknowledged, and writes it; one the session no
-// longer holds is passed over.
-func (r *commandRoutes) release(cl *mqtt.Client) {
+// release takes the oldest publish held for cl's route and writes it,
+// now that one of cl's publishes was acknowledged, if fewer than limit
+// are unacknowledged and written (unacked counts the held ones too); one
+// the session no longer holds is passed over.
+func (r *commandRoutes) release(cl *mqtt.Client, unacked, limit int) {
 	r.mu.Lock()
 	rt := r.byClient[cl]
+	if rt == nil || unacked-len(r.held[rt]) >= limit {
+		r.mu.Unlock()
+		return
+	}
 	var id uint16
 	var pk packets.Packet
 	found := false
-	for rt != nil && !found && len(r.held[rt]) > 0 {
+	for !found && len(r.held[rt]) > 0 {
 		id, r.held[rt] = r.held[rt][0], r.held[rt][1:]
 		pk, found = cl.State.Inflight.Get(id)
 	}
-	if rt != nil && len(r.held[rt]) == 0 {
+	if len(r.held[rt]) == 0 {
 		delete(r.held, rt)
 	}
 	r.mu.Unlock()

@@ -227,3 +227,39 @@ func TestNothingWrittenBeforeConnack(t *testing.T) {
 		t.Fatal("mochi's writer started before the CONNACK")
 	}
 }
+
+// The command publishes a resumed session sends again all at once count
+// against the client's Receive Maximum: a new command waits until fewer
+// than the maximum are unacknowledged.
+func TestRouteReceiveMaximumAfterResume(t *testing.T) {
+	cmd := &recordingCommander{answers: make(chan bridge.CommandAnswer, 4)}
+	b := startMQTTBroker(t, func(c *BrokerConfig) { c.Commands = cmd })
+	props := packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true, ReceiveMaximum: 1}
+	dev, _ := dialRaw(t, b.Addr().String(), rawConnect{version: 5, id: "d1", props: props})
+	dev.subscribe(1, "devices/d1/commands")
+	dev.nextOf(packets.Suback)
+	old := b.client(t, "d1")
+	dev.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	dev.closed()
+	waitFor(t, "the session to wait for its client", func() bool { return old.Closed() && b.conns() == 0 })
+	b.SendCommand("d1", routeCommand(1))
+	b.SendCommand("d1", routeCommand(2))
+
+	next, _ := dialRaw(t, b.Addr().String(), rawConnect{version: 5, id: "d1", props: props})
+	first, second := next.nextOf(packets.Publish), next.nextOf(packets.Publish) // sent again together
+	cl := b.client(t, "d1")
+	b.SendCommand("d1", routeCommand(3))
+	if n := b.heldFor(cl); n != 1 {
+		t.Fatalf("%d publishes held, want the new one", n)
+	}
+	next.send(puback(first.PacketID))
+	<-cmd.answers
+	if n := b.heldFor(cl); n != 1 {
+		t.Fatal("the new command went while two were unacknowledged")
+	}
+	next.send(puback(second.PacketID))
+	<-cmd.answers
+	if pk := next.nextOf(packets.Publish); !bytes.Contains(pk.Payload, []byte(routeCommand(3).ID)) {
+		t.Fatalf("got %s, want command 3", pk.Payload)
+	}
+}
