@@ -29,6 +29,8 @@
 //     plain TCP connections on Unix, which parks no deep goroutine while
 //     a client is idle, with mqtt_feed.go, the framing it hands mochi
 //     whole packets by; mqtt_will.go: wills, the delayed ones on timers;
+//     mqtt_commands.go: commands to devices; mqtt_command_routes.go:
+//     subscriptions to a device's commands kept outside mochi;
 //     rounds.go: the round workers both direct readers share;
 //     mqtt_conn.go: the connection reader that stops at a packet over
 //     the size limit;
@@ -49,7 +51,10 @@
 // empty and leaves a new waiter. A TLS connection, or any connection
 // elsewhere, is read by a goroutine of its own (gws's read loop; mochi's
 // Client.Read). mochi's writer goroutine of an MQTT client, which writes
-// the messages of its subscriptions, starts with its first SUBSCRIBE. Only while answers are waiting to be written, a connection
+// the messages of its subscriptions, starts with its first SUBSCRIBE
+// after its CONNACK; a client subscribed to exactly its device's commands
+// has none (a command route: a goroutine writes its commands only while
+// some wait). Only while answers are waiting to be written, a connection
 // has one writer goroutine that writes them all with one socket write. One
 // ticker goroutine pings every connection. Shutdown closes every
 // connection and waits for all of these goroutines.

@@ -2,7 +2,6 @@ package devices
 
 import (
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,12 +12,13 @@ import (
 
 // commandRoutes holds the subscriptions by which MQTT clients take a
 // device's commands, when a client subscribes with a SUBSCRIBE of exactly
-// devices/{id}/commands (a route). The hub publishes commands on that
-// topic and devices may not, so such a subscription needs neither mochi's
-// topic tree (about 1.8 KB a filter) and per-client subscription map
-// (0.7 KB) nor mochi's writer goroutine, which takes 4 to 8 KiB of stack
-// for as long as the client is connected. A route's commands are written
-// by a goroutine that runs only while publishes wait for the connection.
+// devices/{id}/commands (a route; one per client). The hub publishes
+// commands on that topic and devices may not, so such a subscription
+// needs neither mochi's topic tree (about 1.8 KB a filter) and
+// per-client subscription map (0.7 KB) nor mochi's writer goroutine,
+// which takes 4 to 8 KiB of stack for as long as the client is
+// connected. A route costs about 120 bytes; its commands are written by
+// a goroutine that runs only while publishes wait for the connection.
 //
 // A route is a session's subscription like any: it moves with a session
 // taken over, ends with a session that ends, and, while its session waits
@@ -31,109 +31,104 @@ type commandRoutes struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	byDevice map[string][]*routedClient
-	byClient map[*mqtt.Client]*routedClient
-	closed   bool
-	writers  sync.WaitGroup
+	byClient map[*mqtt.Client]*commandRoute
+	byDevice map[string]*commandRoute // chained by next
+	// pending holds the publishes of the routes being written, in order;
+	// a route is in it while its writer runs.
+	pending map[*commandRoute][]packets.Packet
+	// held holds, in order, the packet ids of publishes kept in a route's
+	// session unwritten while its client's Receive Maximum is reached.
+	held    map[*commandRoute][]uint16
+	closed  bool
+	writers sync.WaitGroup
 }
 
-// routedClient is a client with routes, and its publishes waiting to be
-// written.
-type routedClient struct {
-	cl     *mqtt.Client
-	routes []commandRoute // under commandRoutes.mu
-
-	mu      sync.Mutex
-	out     []packets.Packet
-	writing bool
-}
-
-// commandRoute is a device whose commands a client takes, at qos (the
-// QoS granted).
+// commandRoute is a client that takes device's commands, at qos (the QoS
+// granted).
 type commandRoute struct {
+	cl     *mqtt.Client
 	device string
 	qos    byte
+	// next is another client's route of the same device.
+	next *commandRoute
 }
 
 func newCommandRoutes(log *slog.Logger) *commandRoutes {
 	return &commandRoutes{
 		log:      log,
-		byDevice: make(map[string][]*routedClient),
-		byClient: make(map[*mqtt.Client]*routedClient),
+		byClient: make(map[*mqtt.Client]*commandRoute),
+		byDevice: make(map[string]*commandRoute),
+		pending:  make(map[*commandRoute][]packets.Packet),
+		held:     make(map[*commandRoute][]uint16),
 	}
 }
 
 // add routes device's commands to cl at qos and reports whether the
-// route is new (not one whose QoS changed).
+// route is new (not one whose QoS changed). cl has no route of another
+// device (routable).
 func (r *commandRoutes) add(cl *mqtt.Client, device string, qos byte) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rc := r.byClient[cl]
-	if rc == nil {
-		rc = &routedClient{cl: cl}
-		r.byClient[cl] = rc
+	if rt := r.byClient[cl]; rt != nil {
+		rt.qos = qos
+		return false
 	}
-	for i := range rc.routes {
-		if rc.routes[i].device == device {
-			rc.routes[i].qos = qos
-			return false
-		}
-	}
-	rc.routes = append(rc.routes, commandRoute{device: device, qos: qos})
-	r.byDevice[device] = append(r.byDevice[device], rc)
+	rt := &commandRoute{cl: cl, device: device, qos: qos, next: r.byDevice[device]}
+	r.byClient[cl] = rt
+	r.byDevice[device] = rt
 	return true
 }
 
-// remove ends cl's route of device and returns it; false when cl has
-// none.
-func (r *commandRoutes) remove(cl *mqtt.Client, device string) (commandRoute, bool) {
+// remove ends cl's route of device and returns it; nil when cl has none.
+func (r *commandRoutes) remove(cl *mqtt.Client, device string) *commandRoute {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rc := r.byClient[cl]
-	if rc == nil {
-		return commandRoute{}, false
-	}
-	i := slices.IndexFunc(rc.routes, func(rt commandRoute) bool { return rt.device == device })
-	if i < 0 {
-		return commandRoute{}, false
-	}
-	rt := rc.routes[i]
-	rc.routes = slices.Delete(rc.routes, i, i+1)
-	if len(rc.routes) == 0 {
-		delete(r.byClient, cl)
-	}
-	r.unlink(device, rc)
-	return rt, true
-}
-
-// unlink takes rc off device's clients. r.mu is held.
-func (r *commandRoutes) unlink(device string, rc *routedClient) {
-	clients := slices.DeleteFunc(r.byDevice[device], func(c *routedClient) bool { return c == rc })
-	if len(clients) == 0 {
-		delete(r.byDevice, device)
-		return
-	}
-	r.byDevice[device] = clients
-}
-
-// drop ends every route of cl and returns how many there were.
-func (r *commandRoutes) drop(cl *mqtt.Client) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rc := r.byClient[cl]
-	if rc == nil {
-		return 0
+	rt := r.byClient[cl]
+	if rt == nil || rt.device != device {
+		return nil
 	}
 	delete(r.byClient, cl)
-	for _, rt := range rc.routes {
-		r.unlink(rt.device, rc)
-	}
-	return len(rc.routes)
+	delete(r.held, rt)
+	r.replace(rt, rt.next)
+	return rt
 }
 
-// move gives the routes of old, whose session cl took over, to cl.
-// Publishes waiting for old's connection stay with it: they are in the
-// session's in-flight messages, which cl sends again.
+// replace puts with in old's place in its device's chain; with nil takes
+// old off it. r.mu is held.
+func (r *commandRoutes) replace(old, with *commandRoute) {
+	if r.byDevice[old.device] == old {
+		if with == nil {
+			delete(r.byDevice, old.device)
+		} else {
+			r.byDevice[old.device] = with
+		}
+		return
+	}
+	for p := r.byDevice[old.device]; p != nil; p = p.next {
+		if p.next == old {
+			p.next = with
+			return
+		}
+	}
+}
+
+// drop ends cl's route and reports whether it had one.
+func (r *commandRoutes) drop(cl *mqtt.Client) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt := r.byClient[cl]
+	if rt == nil {
+		return false
+	}
+	delete(r.byClient, cl)
+	delete(r.held, rt)
+	r.replace(rt, rt.next)
+	return true
+}
+
+// move gives the route of old, whose session cl took over, to cl.
+// Publishes waiting for old's connection, or held, stay with it: they are
+// in the session's in-flight messages, which cl sends again.
 func (r *commandRoutes) move(old, cl *mqtt.Client) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -142,14 +137,10 @@ func (r *commandRoutes) move(old, cl *mqtt.Client) {
 		return
 	}
 	delete(r.byClient, old)
-	rc := &routedClient{cl: cl, routes: prev.routes}
-	r.byClient[cl] = rc
-	for _, rt := range rc.routes {
-		clients := r.byDevice[rt.device]
-		if i := slices.Index(clients, prev); i >= 0 {
-			clients[i] = rc
-		}
-	}
+	delete(r.held, prev)
+	rt := &commandRoute{cl: cl, device: prev.device, qos: prev.qos, next: prev.next}
+	r.byClient[cl] = rt
+	r.replace(prev, rt)
 }
 
 // holds reports whether cl has a route for filter.
@@ -160,72 +151,114 @@ func (r *commandRoutes) holds(cl *mqtt.Client, filter string) bool {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rc := r.byClient[cl]
-	return rc != nil && slices.ContainsFunc(rc.routes, func(rt commandRoute) bool { return rt.device == device })
+	rt := r.byClient[cl]
+	return rt != nil && rt.device == device
 }
 
-// count returns how many routes cl has.
+// count returns how many routes cl has: 0 or 1.
 func (r *commandRoutes) count(cl *mqtt.Client) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if rc := r.byClient[cl]; rc != nil {
-		return len(rc.routes)
+	if r.byClient[cl] != nil {
+		return 1
 	}
 	return 0
 }
 
-// of returns the clients with a route of device.
-func (r *commandRoutes) of(device string) []*routedClient {
+// of returns the routes of device.
+func (r *commandRoutes) of(device string) []*commandRoute {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.Clone(r.byDevice[device])
+	var out []*commandRoute
+	for rt := r.byDevice[device]; rt != nil; rt = rt.next {
+		out = append(out, rt)
+	}
+	return out
 }
 
 // reaches reports whether a client has a route of device.
 func (r *commandRoutes) reaches(device string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.byDevice[device]) > 0
+	return r.byDevice[device] != nil
 }
 
-// write queues pk for rc's connection, and starts its writer unless it
-// runs. After close nothing more is written: pk stays in the session.
-func (r *commandRoutes) write(rc *routedClient, pk packets.Packet) {
-	rc.mu.Lock()
-	rc.out = append(rc.out, pk)
-	start := !rc.writing
-	rc.writing = true
-	rc.mu.Unlock()
-	if !start {
-		return
-	}
+// hold keeps the publish of packet id in rt's session unwritten when
+// rt's client has limit publishes unacknowledged (unacked counts them,
+// this one and those held included), or publishes held before it, and
+// reports whether it did. limit 0 is no limit.
+func (r *commandRoutes) hold(rt *commandRoute, id uint16, unacked, limit int) bool {
 	r.mu.Lock()
-	if r.closed {
+	defer r.mu.Unlock()
+	held := r.held[rt]
+	if limit == 0 || len(held) == 0 && unacked <= limit {
+		return false
+	}
+	r.held[rt] = append(held, id)
+	return true
+}
+
+// release takes the oldest publish held for cl's route and writes it,
+// now that one of cl's publishes was acknowledged, if fewer than limit
+// are unacknowledged and written (unacked counts the held ones too); one
+// the session no longer holds is passed over.
+func (r *commandRoutes) release(cl *mqtt.Client, unacked, limit int) {
+	r.mu.Lock()
+	rt := r.byClient[cl]
+	if rt == nil || unacked-len(r.held[rt]) >= limit {
 		r.mu.Unlock()
 		return
 	}
-	r.writers.Add(1)
+	var id uint16
+	var pk packets.Packet
+	found := false
+	for !found && len(r.held[rt]) > 0 {
+		id, r.held[rt] = r.held[rt][0], r.held[rt][1:]
+		pk, found = cl.State.Inflight.Get(id)
+	}
+	if len(r.held[rt]) == 0 {
+		delete(r.held, rt)
+	}
 	r.mu.Unlock()
-	go r.drain(rc)
+	if found {
+		r.write(rt, pk)
+	}
 }
 
-// drain writes rc's queued publishes in order until none is left. A
+// write queues pk for rt's connection, and starts its writer unless it
+// runs. After close nothing more is written: pk stays in the session.
+func (r *commandRoutes) write(rt *commandRoute, pk packets.Packet) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	queue, running := r.pending[rt]
+	r.pending[rt] = append(queue, pk)
+	if !running {
+		r.writers.Add(1)
+		go r.drain(rt)
+	}
+}
+
+// drain writes rt's queued publishes in order until none is left. A
 // write that fails leaves its publish in the session.
-func (r *commandRoutes) drain(rc *routedClient) {
+func (r *commandRoutes) drain(rt *commandRoute) {
 	defer r.writers.Done()
 	for {
-		rc.mu.Lock()
-		if len(rc.out) == 0 {
-			rc.out, rc.writing = nil, false
-			rc.mu.Unlock()
+		r.mu.Lock()
+		queue := r.pending[rt]
+		if len(queue) == 0 {
+			delete(r.pending, rt)
+			r.mu.Unlock()
 			return
 		}
-		pk := rc.out[0]
-		rc.out[0] = packets.Packet{}
-		rc.out = rc.out[1:]
-		rc.mu.Unlock()
-		if err := rc.cl.WritePacket(pk); err != nil {
-			r.log.Debug("mqtt command publish not written", "client", rc.cl.ID, "error", err)
+		pk := queue[0]
+		queue[0] = packets.Packet{}
+		r.pending[rt] = queue[1:]
+		r.mu.Unlock()
+		if err := rt.cl.WritePacket(pk); err != nil {
+			r.log.Debug("mqtt command publish not written", "client", rt.cl.ID, "error", err)
 		}
 	}
 }
@@ -249,8 +282,8 @@ func (h *brokerHook) routeCommands(cl *mqtt.Client, pk packets.Packet) (handled 
 		return false, nil
 	}
 	if t == packets.Subscribe {
-		if rt, ok := h.routable(cl, pk); ok {
-			return true, h.subscribeRoute(cl, pk, rt)
+		if device, qos, ok := h.routable(cl, pk); ok {
+			return true, h.subscribeRoute(cl, pk, device, qos)
 		}
 	}
 	for _, f := range pk.Filters {
@@ -262,55 +295,56 @@ func (h *brokerHook) routeCommands(cl *mqtt.Client, pk packets.Packet) (handled 
 }
 
 // routable reports whether a route serves pk, a SUBSCRIBE of cl already
-// through compatRead, and which: one filter, devices/{id}/commands of a
-// device cl may subscribe to, at QoS 1 or more, without a subscription
-// identifier, within the subscription limit, not held as a mochi
-// subscription, and with no retained message on the topic (mochi sends
-// retained messages on subscribing).
-func (h *brokerHook) routable(cl *mqtt.Client, pk packets.Packet) (commandRoute, bool) {
+// through compatRead, and which device's at which QoS: one filter,
+// devices/{id}/commands of a device cl may subscribe to, at QoS 1 or
+// more, without a subscription identifier, within the subscription
+// limit, and held neither as a mochi subscription nor by cl's route of
+// another device. The topic holds no retained message to send: the hub
+// publishes commands unretained, and no client's publish or will reaches
+// it (publishWill).
+func (h *brokerHook) routable(cl *mqtt.Client, pk packets.Packet) (device string, qos byte, ok bool) {
 	caps := h.server.Options.Capabilities
 	if h.commands == nil || len(pk.Filters) != 1 || caps.MaximumQos == 0 ||
 		pk.SubscribeValidate() != packets.CodeSuccess {
-		return commandRoute{}, false
+		return "", 0, false
 	}
 	f := pk.Filters[0]
-	device, ok := commandsFilterDevice(f.Filter)
+	device, ok = commandsFilterDevice(f.Filter)
 	if !ok || f.Qos == 0 || f.Identifier != 0 || h.auth != nil && device != string(cl.Properties.Username) {
-		return commandRoute{}, false
+		return "", 0, false
 	}
-	v, ok := h.conns.Load(cl)
-	if !ok || v.(*mqttConn).ack.overLimit != nil || v.(*mqttConn).ack.id == 0 {
-		return commandRoute{}, false
+	if v, ok := h.conns.Load(cl); !ok || v.(*mqttConn).ack.overLimit != nil || v.(*mqttConn).ack.id == 0 {
+		return "", 0, false
 	}
-	if _, held := cl.State.Subscriptions.Get(f.Filter); held || len(h.server.Topics.Messages(f.Filter)) > 0 {
-		return commandRoute{}, false
+	if _, held := cl.State.Subscriptions.Get(f.Filter); held || h.routes.count(cl) > 0 && !h.routes.holds(cl, f.Filter) {
+		return "", 0, false
 	}
-	return commandRoute{device: device, qos: min(f.Qos, caps.MaximumQos)}, true
+	return device, min(f.Qos, caps.MaximumQos), true
 }
 
-// subscribeRoute routes rt's commands to cl, answers pk, the SUBSCRIBE,
-// and has the device's unconfirmed commands sent.
-func (h *brokerHook) subscribeRoute(cl *mqtt.Client, pk packets.Packet, rt commandRoute) error {
-	if h.routes.add(cl, rt.device, rt.qos) {
+// subscribeRoute routes device's commands to cl at qos, answers pk, the
+// SUBSCRIBE, and has the device's unconfirmed commands sent.
+func (h *brokerHook) subscribeRoute(cl *mqtt.Client, pk packets.Packet, device string, qos byte) error {
+	if h.routes.add(cl, device, qos) {
 		atomic.AddInt64(&h.server.Info.Subscriptions, 1)
 	}
 	ack := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Suback},
 		PacketID:    pk.PacketID, // compatEncode puts the client's id back
-		ReasonCodes: []byte{rt.qos},
+		ReasonCodes: []byte{qos},
 		Properties:  packets.Properties{User: pk.Properties.User},
 	}
 	if err := cl.WritePacket(ack); err != nil {
 		return err
 	}
-	h.commands.Connected(rt.device)
+	h.commands.Connected(device)
 	return nil
 }
 
 // demote turns cl's route of device, if any, into a mochi subscription.
 func (h *brokerHook) demote(cl *mqtt.Client, device string) {
-	rt, ok := h.routes.remove(cl, device)
-	if !ok {
+	rt := h.routes.remove(cl, device)
+	if rt == nil {
 		return
 	}
 	sub := packets.Subscription{Filter: commandsTopic(device), Qos: rt.qos}
@@ -322,8 +356,8 @@ func (h *brokerHook) demote(cl *mqtt.Client, device string) {
 // its routes.
 func (h *brokerHook) unsubscribeClient(cl *mqtt.Client) {
 	h.server.UnsubscribeClient(cl)
-	if n := h.routes.drop(cl); n > 0 {
-		atomic.AddInt64(&h.server.Info.Subscriptions, -int64(n))
+	if h.routes.drop(cl) {
+		atomic.AddInt64(&h.server.Info.Subscriptions, -1)
 	}
 }
 
@@ -331,10 +365,12 @@ func (h *brokerHook) unsubscribeClient(cl *mqtt.Client) {
 // route, as mochi hands a publish to a subscriber: within the session's
 // limits, with a packet id of the session's, kept in its in-flight
 // messages until the PUBACK and written now, or held while the client's
-// receive maximum is reached (mochi sends it on then), or left in the
-// session while its client is away.
-func (h *brokerHook) publishCommand(rc *routedClient, topic string, payload []byte) {
-	cl, srv := rc.cl, h.server
+// Receive Maximum is reached (written on a PUBACK), or left in the
+// session while its client is away or not yet answered its CONNECT (sent
+// again once it is). At most MaxQueued publishes wait for one client:
+// each is in its session's in-flight messages.
+func (h *brokerHook) publishCommand(rt *commandRoute, topic string, payload []byte) {
+	cl, srv := rt.cl, h.server
 	if !h.deliver(cl) {
 		return
 	}
@@ -370,35 +406,25 @@ func (h *brokerHook) publishCommand(rc *routedClient, topic string, payload []by
 		return
 	}
 	out.PacketID = uint16(id)
-	held := receiveMaximumReached(cl)
 	if cl.State.Inflight.Set(out) {
 		atomic.AddInt64(&srv.Info.Inflight, 1)
 		h.OnQosPublish(cl, out, out.Created, 0)
 		cl.State.Inflight.DecreaseSendQuota()
 	}
-	if held {
-		out.Expiry = -1 // mochi's mark for a publish to send once the quota allows
-		cl.State.Inflight.Set(out)
+	if cl.Net.Conn == nil || cl.Closed() || h.connacked != nil && !h.connacked(cl) {
 		return
 	}
-	if cl.Net.Conn == nil || cl.Closed() {
+	if h.routes.hold(rt, out.PacketID, h.commandsUnacked(cl), receiveMaximum(cl)) {
 		return
 	}
-	h.routes.write(rc, out)
+	h.routes.write(rt, out)
 }
 
-// receiveMaximumReached reports whether an MQTT 5 client has as many QoS
-// 1 and 2 publishes unacknowledged as its Receive Maximum allows.
-func receiveMaximumReached(cl *mqtt.Client) bool {
-	limit := int(cl.Properties.Props.ReceiveMaximum)
-	if cl.Properties.ProtocolVersion < 5 || limit == 0 {
-		return false
+// receiveMaximum is how many QoS 1 and 2 publishes an MQTT 5 client takes
+// unacknowledged; 0 for no limit.
+func receiveMaximum(cl *mqtt.Client) int {
+	if cl.Properties.ProtocolVersion < 5 {
+		return 0
 	}
-	n := 0
-	for _, pk := range cl.State.Inflight.GetAll(false) {
-		if pk.FixedHeader.Type == packets.Publish {
-			n++
-		}
-	}
-	return n >= limit
+	return int(cl.Properties.Props.ReceiveMaximum)
 }

@@ -3,6 +3,7 @@ package devices
 import (
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -26,18 +27,25 @@ func (b *Broker) Reachable(device string) bool {
 
 // SendCommand publishes c with QoS 1 on devices/{id}/commands, to the
 // clients with a route of the device's commands and through mochi to its
-// subscribers; the device's PUBACK confirms it. false when the broker
-// refused the publish.
+// subscribers; the device's PUBACK confirms it. A client with a route and
+// a mochi subscription that matches too (a wildcard of its own) loses
+// the route first, so that mochi delivers once, at the higher QoS of the
+// two. false when the broker refused the publish.
 func (b *Broker) SendCommand(device string, c *bridge.Command) bool {
 	name, payload := commandsTopic(device), bridge.EncodeCommandPublish(c)
 	subs := b.server.Topics.Subscribers(name)
 	routed := b.hook.routes.of(device)
-	for _, rc := range routed {
-		if _, twice := subs.Subscriptions[rc.cl.ID]; !twice { // a wildcard of its own
-			b.hook.publishCommand(rc, name, payload)
+	for _, rt := range routed {
+		if subscribedToo(subs, rt.cl.ID) {
+			b.hook.demote(rt.cl, device)
+			continue
 		}
+		b.hook.publishCommand(rt, name, payload)
 	}
 	if len(routed) > 0 && len(subs.Subscriptions) == 0 && len(subs.Shared) == 0 {
+		// Counted as mochi counts its own publishes.
+		atomic.AddInt64(&b.server.Info.PacketsReceived, 1)
+		atomic.AddInt64(&b.server.Info.MessagesReceived, 1)
 		return true
 	}
 	if err := b.server.Publish(name, payload, false, 1); err != nil {
@@ -45,6 +53,20 @@ func (b *Broker) SendCommand(device string, c *bridge.Command) bool {
 		return false
 	}
 	return true
+}
+
+// subscribedToo reports whether client id is among subs, on its own or
+// in a shared subscription.
+func subscribedToo(subs *mqtt.Subscribers, id string) bool {
+	if _, ok := subs.Subscriptions[id]; ok {
+		return true
+	}
+	for _, group := range subs.Shared {
+		if _, ok := group[id]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // OnSubscribed sends a device that subscribed to its commands those it
@@ -64,6 +86,12 @@ func (h *brokerHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []by
 			h.commands.Connected(device)
 		}
 	}
+}
+
+// isCommandsTopic reports whether name is a device's commands topic.
+func isCommandsTopic(name string) bool {
+	_, ok := commandsFilterDevice(name)
+	return ok
 }
 
 // commandsFilterDevice returns the device of the filter
@@ -123,10 +151,19 @@ func (h *brokerHook) confirmCommand(cl *mqtt.Client, packetID uint16) {
 	}
 	h.inflightMu.Unlock()
 	if ok {
+		h.routes.release(cl, h.commandsUnacked(cl), receiveMaximum(cl))
 		if err := h.commands.Answer("", bridge.CommandAnswer{ID: id}); err != nil {
 			h.log.Debug("command confirmation not recorded", "command", id, "err", err)
 		}
 	}
+}
+
+// commandsUnacked returns how many command publishes to cl wait for their
+// PUBACK.
+func (h *brokerHook) commandsUnacked(cl *mqtt.Client) int {
+	h.inflightMu.Lock()
+	defer h.inflightMu.Unlock()
+	return len(h.inflight[cl])
 }
 
 // forgetInflight drops what the hook noted of cl's command publishes; a

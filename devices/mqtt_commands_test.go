@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -60,5 +61,38 @@ func TestBrokerCommandConfirmedOnlyByTheDevicePuback(t *testing.T) {
 		}
 	case <-time.After(waitGuard):
 		t.Fatal("the device's PUBACK confirmed nothing")
+	}
+}
+
+// A will on a device's commands topic is not published, retained or not:
+// only the hub publishes commands, so a device subscribed to its commands
+// gets nothing from it, and no retained message waits there for the next
+// subscriber. The drop is counted.
+func TestBrokerWillOnCommandsTopicDropped(t *testing.T) {
+	b := startMQTTBroker(t, func(c *BrokerConfig) { c.Commands = &recordingCommander{} })
+	addr := b.Addr().String()
+	watcher := dialHand(t, addr, 4)
+	watcher.write(append(handConnect(4, "watcher", true, 60), handSubscribe(4, 1, "devices/#")...))
+	watcher.expect(packets.Connack)
+	watcher.expect(packets.Suback)
+
+	for _, retain := range []bool{false, true} {
+		before := b.dropped()
+		c := dialHand(t, addr, 5)
+		c.write(handConnectWillFlags(fmt.Sprintf("willing-%v", retain), true, retain, 0, 0, "devices/d1/commands", "not a command"))
+		c.expect(packets.Connack)
+		_ = c.conn.Close() // no DISCONNECT: the will is due
+		waitFor(t, "the will to be dropped", func() bool { return b.dropped() == before+1 })
+	}
+	if msgs := b.server.Topics.Messages("devices/d1/commands"); len(msgs) != 0 {
+		t.Fatalf("%d retained messages on the commands topic", len(msgs))
+	}
+	// The wills are refused like publishes: their error answers come on
+	// devices/d1/errors, ahead of the PINGRESP.
+	watcher.write(handPingreq)
+	for pk := watcher.next(); pk.FixedHeader.Type != packets.Pingresp; pk = watcher.next() {
+		if pk.TopicName != "devices/d1/errors" {
+			t.Fatalf("watcher got %s on %q: %q", packets.PacketNames[pk.FixedHeader.Type], pk.TopicName, pk.Payload)
+		}
 	}
 }

@@ -106,8 +106,10 @@ type brokerHook struct {
 	// session over while it was connected (mqttSessions).
 	takenOver func(*mqtt.Client) bool
 	// delivering starts a client's writer before mochi queues a message
-	// for it (mqttSessions).
+	// for it, and connacked reports whether a client's CONNACK went out
+	// (mqttSessions).
 	delivering func(*mqtt.Client)
+	connacked  func(*mqtt.Client) bool
 	// parked holds the sessions that outlived their connection, with
 	// when it ended (mqtt_limits_hook.go).
 	parked map[*mqtt.Client]time.Time
@@ -393,8 +395,8 @@ func (h *brokerHook) handle(c *mqttConn, pk packets.Packet, will bool) (packets.
 		return pk, &mqttRefusal{err: forbidden}
 	case r.kind == mqttForeign || r.kind == mqttAnswer:
 		return pk, nil
-	case pk.FixedHeader.Retain && len(pk.Payload) == 0:
-		return pk, nil
+	case pk.FixedHeader.Retain && len(pk.Payload) == 0 && !isCommandsTopic(topic):
+		return pk, nil // clears the retained message (a commands topic has none: refused below)
 	}
 	if will {
 		h.willPresence(c, &r, err)

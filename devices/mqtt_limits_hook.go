@@ -107,6 +107,7 @@ func (h *brokerHook) sessionEnded(cl *mqtt.Client, expire bool) {
 func (h *brokerHook) release(cl *mqtt.Client) {
 	h.unsubscribeClient(cl)
 	cl.ClearInflights()
+	h.forgetInflight(cl)
 	h.queues.forget(cl)
 	h.mu.Lock()
 	delete(h.parked, cl)

@@ -51,6 +51,7 @@ func newMQTTSessions(server *mqtt.Server, hook *brokerHook, log *slog.Logger) *m
 	m.wills = newMQTTWills(m.sendDelayedWill)
 	hook.takenOver = m.isTakenOver
 	hook.delivering = m.delivering
+	hook.connacked = m.connacked
 	return m
 }
 
@@ -62,8 +63,12 @@ type mqttSession struct {
 	release func()
 	// counted is set once the client counts in ClientsConnected.
 	counted bool
-	// writing is set once mochi's writer for the client runs.
-	writing atomic.Bool
+	// writing is set once mochi's writer for the client runs. Nothing is
+	// written to the client before its CONNACK: a writer asked for before
+	// (early) starts after it (connacked).
+	writing   atomic.Bool
+	early     atomic.Bool
+	connacked atomic.Bool
 	// takenOver is set when a newer connection with the same client id
 	// took the session over: takenResumed when it carries the session on,
 	// takenClean when it started clean.
@@ -174,6 +179,10 @@ func (s *mqttSession) open(listener string) error {
 	if err := srv.SendConnack(cl, packets.CodeSuccess, present, nil); err != nil {
 		return fmt.Errorf("ack connection: %w", err)
 	}
+	s.connacked.Store(true)
+	if s.early.Load() {
+		s.startWriter()
+	}
 	if present {
 		if err := cl.ResendInflightMessages(true); err != nil {
 			return fmt.Errorf("resend inflight: %w", err)
@@ -258,6 +267,7 @@ func (m *mqttSessions) inherit(pk packets.Packet, cl *mqtt.Client) (present bool
 		old.State.Subscriptions.Delete(filter) // the topic tree's entries are cl's now
 	}
 	m.hook.routes.move(old, cl)
+	m.hook.forgetInflight(old) // cl sends old's command publishes again, and notes them
 	for _, pk := range old.State.Inflight.GetAll(false) {
 		old.State.Inflight.Delete(pk.PacketID) // moved to cl, not lost
 	}
@@ -288,6 +298,13 @@ func (m *mqttSessions) delivering(cl *mqtt.Client) {
 	if v, ok := m.live.Load(cl); ok {
 		v.(*mqttSession).startWriter()
 	}
+}
+
+// connacked reports whether cl, a client with a connection, got its
+// CONNACK; false for a session without one.
+func (m *mqttSessions) connacked(cl *mqtt.Client) bool {
+	v, ok := m.live.Load(cl)
+	return ok && v.(*mqttSession).connacked.Load()
 }
 
 // takenOverHow returns how cl's session was taken over while cl was
@@ -369,11 +386,18 @@ func uncount(srv *mqtt.Server, pk packets.Packet) {
 	}
 }
 
-// startWriter starts mochi's writer of the client's outbound queue, once:
-// only messages to subscriptions go through it, and mochi checks the
-// client's access (the hook's OnACLCheck, which calls delivering) before
-// it queues one.
+// startWriter starts mochi's writer of the client's outbound queue, once,
+// or once the client's CONNACK went out: only messages to subscriptions
+// go through it, and mochi checks the client's access (the hook's
+// OnACLCheck, which calls delivering) before it queues one. A session
+// taken over with its subscriptions gets messages before its CONNACK.
 func (s *mqttSession) startWriter() {
+	if !s.connacked.Load() {
+		s.early.Store(true)
+		if !s.connacked.Load() {
+			return // open starts it
+		}
+	}
 	if s.writing.CompareAndSwap(false, true) {
 		go s.cl.WriteLoop() // ends when the client stops
 	}
@@ -400,6 +424,8 @@ func (s *mqttSession) end(err error) {
 	if cur, ok := srv.Clients.Get(cl.ID); expire && ok && cur == cl && s.takenOver.Load() == 0 {
 		cl.ClearInflights()
 		s.m.hook.unsubscribeClient(cl)
+		s.m.hook.forgetInflight(cl) // noted again if a command came since OnDisconnect
+		s.m.hook.queues.forget(cl)
 		srv.Clients.Delete(cl.ID)
 	}
 	s.m.mu.Unlock()

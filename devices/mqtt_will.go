@@ -68,7 +68,15 @@ func (m *mqttSessions) sendDelayedWill(cl *mqtt.Client, pk packets.Packet) {
 
 // publishWill publishes a will of client id to its subscribers, retained
 // if it says so, as a publish of the broker's own from that client id.
+// A will on a device's commands topic is dropped: only the hub publishes
+// there (command routes rely on it), as the hook refuses any client's
+// publish to it.
 func (m *mqttSessions) publishWill(id string, pk packets.Packet) {
+	if isCommandsTopic(pk.TopicName) {
+		m.hook.dropped.Inc()
+		m.log.Warn("mqtt will not published: only the hub publishes commands", "client", id, "topic", pk.TopicName)
+		return
+	}
 	from := m.server.NewClient(nil, "", id, true)
 	if pk.FixedHeader.Qos > 0 {
 		pk.PacketID = 1 // needed to be valid; the broker's own publishes are never acknowledged
