@@ -2,6 +2,7 @@ package devices
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"slices"
@@ -11,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/telehub/telehub/bridge"
@@ -44,9 +44,7 @@ func routed(t *testing.T, b *mqttTestBroker, version byte, id string, clean bool
 	if ack.ReasonCode != 0 {
 		t.Fatalf("CONNACK %#x", ack.ReasonCode)
 	}
-	if codes := d.suback(1, commandsOfD1); !bytes.Equal(codes, []byte{1}) {
-		t.Fatalf("SUBACK codes %v, want [1]", codes)
-	}
+	d.wantSuback([]byte{1}, 1, commandsOfD1)
 	return d
 }
 
@@ -187,6 +185,15 @@ func (m *rawMQTT) suback(id uint16, filters ...string) []byte {
 	return ack.ReasonCodes
 }
 
+// wantSuback subscribes to filters at QoS 1 and checks the SUBACK's
+// codes.
+func (m *rawMQTT) wantSuback(want []byte, id uint16, filters ...string) {
+	m.t.Helper()
+	if codes := m.suback(id, filters...); !bytes.Equal(codes, want) {
+		m.t.Fatalf("SUBACK of %v: codes %v, want %v", filters, codes, want)
+	}
+}
+
 // unsuback unsubscribes from filters and returns the UNSUBACK, failing
 // unless it carries packet id id.
 func (m *rawMQTT) unsuback(id uint16, filters ...string) packets.Packet {
@@ -235,16 +242,6 @@ func (m *rawMQTT) disconnect() {
 	m.t.Helper()
 	m.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
 	m.closed()
-}
-
-// client returns the broker's client of session id.
-func (b *mqttTestBroker) client(t *testing.T, id string) *mqtt.Client {
-	t.Helper()
-	cl, ok := b.server.Clients.Get(id)
-	if !ok {
-		t.Fatalf("no session %q", id)
-	}
-	return cl
 }
 
 // routeState is what the broker holds of one client's subscription to a
@@ -312,4 +309,25 @@ func routeWriters() (running, blocked int) {
 		}
 	}
 	return running, blocked
+}
+
+// bigCommands sends commands of 60 KiB to d1 from a goroutine until stop
+// is closed, or MaxQueued were sent; it sends how many on the channel it
+// returns as it ends.
+func (b *mqttTestBroker) bigCommands(stop <-chan struct{}) <-chan int {
+	sent := make(chan int, 1)
+	go func() {
+		params := json.RawMessage(`{"blob":"` + strings.Repeat("x", 60<<10) + `"}`)
+		i := 0
+		defer func() { sent <- i }()
+		for ; i < DefaultMQTTMaxQueued; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			b.SendCommand("d1", &bridge.Command{ID: fmt.Sprintf("c%d", i), Device: "d1", Name: "big", Params: params})
+		}
+	}()
+	return sent
 }

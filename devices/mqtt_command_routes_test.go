@@ -3,16 +3,12 @@ package devices
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
-
-	"github.com/telehub/telehub/bridge"
 )
 
 // The tests of this file hold the routes of commands
@@ -103,9 +99,7 @@ func TestBrokerCommandRouteUnsubscribe(t *testing.T) {
 				d.ping() // no publish first
 				cmd.noConfirmation(t)
 
-				if codes := d.suback(10, commandsOfD1); !bytes.Equal(codes, []byte{1}) {
-					t.Fatalf("SUBACK codes %v", codes)
-				}
+				d.wantSuback([]byte{1}, 10, commandsOfD1)
 				b.wantRoute(t, "d1", "d1", routeState{routes: 1, total: base + 1})
 				b.command(t, "d1", "c2")
 				pk := d.commandPublish("d1")
@@ -129,9 +123,7 @@ func TestBrokerCommandRouteDemoted(t *testing.T) {
 				b, cmd := startRouteBroker(t, nil)
 				base := b.subscriptions()
 				d := routed(t, b, version, "d1", true)
-				if codes := d.suback(3, commandsOfD1, "plant/#"); !bytes.Equal(codes, []byte{1, 1}) {
-					t.Fatalf("SUBACK codes %v, want [1 1]", codes)
-				}
+				d.wantSuback([]byte{1, 1}, 3, commandsOfD1, "plant/#")
 				b.wantRoute(t, "d1", "d1", routeState{held: true, subscribers: 1, writing: true, total: base + 2})
 				if !b.Reachable("d1") {
 					t.Fatal("device not reachable")
@@ -151,11 +143,12 @@ func TestBrokerCommandRouteDemoted(t *testing.T) {
 				b, cmd := startRouteBroker(t, nil)
 				base := b.subscriptions()
 				d := routed(t, b, version, "d1", true)
-				if codes := d.suback(3, "devices/d1/#"); !bytes.Equal(codes, []byte{1}) {
-					t.Fatalf("SUBACK codes %v", codes)
-				}
+				d.wantSuback([]byte{1}, 3, "devices/d1/#")
 				b.wantRoute(t, "d1", "d1", routeState{routes: 1, subscribers: 1, writing: true, total: base + 2})
 				onceDelivered(t, b, d, cmd, "c1")
+				// The route gave way to a mochi subscription, counted already.
+				b.wantRoute(t, "d1", "d1", routeState{held: true, subscribers: 1, writing: true, total: base + 2})
+				onceDelivered(t, b, d, cmd, "c2")
 			})
 		}
 	})
@@ -189,6 +182,31 @@ func TestBrokerCommandRouteTwoClients(t *testing.T) {
 		t.Fatal("the other client did not get c2")
 	}
 	one.ping() // not delivered to the client that unsubscribed
+}
+
+// A client has one route: without credentials, its SUBSCRIBE of a second
+// device's commands is a mochi subscription, and each device's commands
+// come once.
+func TestBrokerCommandRouteSecondDevice(t *testing.T) {
+	b, cmd := startRouteBroker(t, nil)
+	base := b.subscriptions()
+	d := routed(t, b, 4, "d1", true)
+	d.wantSuback([]byte{1}, 2, "devices/d2/commands")
+	b.wantRoute(t, "d1", "d1", routeState{routes: 1, subscribers: 0, writing: true, total: base + 2})
+	b.wantRoute(t, "d1", "d2", routeState{routes: 1, held: true, subscribers: 1, writing: true, total: base + 2})
+	b.command(t, "d2", "c1")
+	b.command(t, "d1", "c2")
+	got := map[string]int{}
+	for range 2 {
+		pk := d.expect(packets.Publish)
+		got[pk.TopicName+" "+commandID(t, pk)]++
+		d.puback(pk.PacketID)
+	}
+	if want := map[string]int{"devices/d2/commands c1": 1, commandsOfD1 + " c2": 1}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	cmd.confirmed(t, "c1", "c2")
+	d.ping()
 }
 
 // A session taken over and carried on keeps its route: the command its
@@ -237,9 +255,7 @@ func TestBrokerCommandRouteTakeover(t *testing.T) {
 
 				// A client that subscribes again on every connection keeps
 				// its one route.
-				if codes := next.suback(5, commandsOfD1); !bytes.Equal(codes, []byte{1}) {
-					t.Fatalf("SUBACK codes %v", codes)
-				}
+				next.wantSuback([]byte{1}, 5, commandsOfD1)
 				b.wantRoute(t, "d1", "d1", routeState{routes: 1, total: base + 1})
 				onceDelivered(t, b, next, cmd, "c3")
 			})
@@ -265,9 +281,7 @@ func TestBrokerCommandRouteTakeover(t *testing.T) {
 				next.ping() // not delivered
 				cmd.noConfirmation(t)
 
-				if codes := next.suback(2, commandsOfD1); !bytes.Equal(codes, []byte{1}) {
-					t.Fatalf("SUBACK codes %v", codes)
-				}
+				next.wantSuback([]byte{1}, 2, commandsOfD1)
 				b.wantRoute(t, "d1", "d1", routeState{routes: 1, total: base + 1})
 				onceDelivered(t, b, next, cmd, "c3")
 			})
@@ -308,6 +322,7 @@ func TestBrokerCommandRouteSessionAway(t *testing.T) {
 				}
 				d.puback(pk.PacketID)
 				cmd.confirmed(t, "c1")
+				d.ping() // the PUBACK handled: the session holds nothing
 				b.wantRoute(t, "d1", "d1", routeState{routes: 1, total: base + 1})
 				onceDelivered(t, b, d, cmd, "c2")
 			})
@@ -360,28 +375,18 @@ func TestBrokerCommandRouteSubscriptionLimit(t *testing.T) {
 				b, _ := startRouteBroker(t, func(c *BrokerConfig) { c.Limits.MaxSubscriptions = 1 })
 				base := b.subscriptions()
 				d := routed(t, b, version, "d1", true)
-				if codes := d.suback(2, "plant/a"); !bytes.Equal(codes, []byte{refused}) {
-					t.Fatalf("SUBACK codes %v, want [%#x]", codes, refused)
-				}
-				if codes := d.suback(3, commandsOfD1); !bytes.Equal(codes, []byte{1}) {
-					t.Fatalf("routed filter again: SUBACK codes %v, want [1]", codes)
-				}
+				d.wantSuback([]byte{refused}, 2, "plant/a")
+				d.wantSuback([]byte{1}, 3, commandsOfD1)
 				b.wantRoute(t, "d1", "d1", routeState{routes: 1, total: base + 1})
-				if codes := d.suback(4, commandsOfD1, "plant/a"); !bytes.Equal(codes, []byte{1, refused}) {
-					t.Fatalf("SUBACK codes %v, want [1 %#x]", codes, refused)
-				}
+				d.wantSuback([]byte{1, refused}, 4, commandsOfD1, "plant/a")
 				b.wantRoute(t, "d1", "d1", routeState{held: true, subscribers: 1, writing: true, total: base + 1})
 			})
 			t.Run(fmt.Sprint("at the limit, mqtt ", version), func(t *testing.T) {
 				b, _ := startRouteBroker(t, func(c *BrokerConfig) { c.Limits.MaxSubscriptions = 1 })
 				base := b.subscriptions()
 				d, _ := dialRaw(t, b.Addr().String(), routeConnect(version, "d1", true))
-				if codes := d.suback(1, "plant/a"); !bytes.Equal(codes, []byte{1}) {
-					t.Fatalf("SUBACK codes %v", codes)
-				}
-				if codes := d.suback(2, commandsOfD1); !bytes.Equal(codes, []byte{refused}) {
-					t.Fatalf("SUBACK codes %v, want [%#x]", codes, refused)
-				}
+				d.wantSuback([]byte{1}, 1, "plant/a")
+				d.wantSuback([]byte{refused}, 2, commandsOfD1)
 				b.wantRoute(t, "d1", "d1", routeState{writing: true, total: base + 1})
 				if b.Reachable("d1") {
 					t.Fatal("device reachable through a refused subscription")
@@ -410,9 +415,7 @@ func TestBrokerCommandRouteCredentials(t *testing.T) {
 					t.Fatalf("CONNACK %#x", ack.ReasonCode)
 				}
 				refused := map[byte]byte{4: 0x80, 5: packets.ErrNotAuthorized.Code}[version]
-				if codes := d.suback(1, "devices/d2/commands"); !bytes.Equal(codes, []byte{refused}) {
-					t.Fatalf("SUBACK codes %v, want [%#x]", codes, refused)
-				}
+				d.wantSuback([]byte{refused}, 1, "devices/d2/commands")
 				session := sessionKey("d1", "c1")
 				b.wantRoute(t, session, "d2", routeState{total: base})
 				if b.Reachable("d2") {
@@ -421,9 +424,7 @@ func TestBrokerCommandRouteCredentials(t *testing.T) {
 				b.command(t, "d2", "c1")
 				d.ping() // not delivered
 
-				if codes := d.suback(2, commandsOfD1); !bytes.Equal(codes, []byte{1}) {
-					t.Fatalf("SUBACK codes %v", codes)
-				}
+				d.wantSuback([]byte{1}, 2, commandsOfD1)
 				b.wantRoute(t, session, "d1", routeState{routes: 1, total: base + 1})
 				b.command(t, "d1", "c2")
 				pk := d.commandPublish("d1")
@@ -436,7 +437,7 @@ func TestBrokerCommandRouteCredentials(t *testing.T) {
 
 // A SUBSCRIBE that a route does not serve is mochi's subscription, as
 // before routes: more than one filter, QoS 0, a subscription identifier,
-// a retained message on the topic (mochi sends it), commands off.
+// commands off.
 func TestBrokerCommandRouteNotTaken(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -444,13 +445,11 @@ func TestBrokerCommandRouteNotTaken(t *testing.T) {
 		qos      byte
 		props    packets.Properties
 		filters  []string
-		retained bool
 	}{
 		{name: "two filters", commands: true, qos: 1, filters: []string{commandsOfD1, "plant/#"}},
 		{name: "qos 0", commands: true, qos: 0, filters: []string{commandsOfD1}},
 		{name: "subscription identifier", commands: true, qos: 1,
 			props: packets.Properties{SubscriptionIdentifier: []int{5}}, filters: []string{commandsOfD1}},
-		{name: "retained message", commands: true, qos: 1, filters: []string{commandsOfD1}, retained: true},
 		{name: "commands off", qos: 1, filters: []string{commandsOfD1}},
 	}
 	for _, tt := range tests {
@@ -461,21 +460,11 @@ func TestBrokerCommandRouteNotTaken(t *testing.T) {
 				}
 			})
 			base := b.subscriptions()
-			if tt.retained {
-				if err := b.server.Publish(commandsOfD1, []byte(`{"id":"r1"}`), true, 1); err != nil {
-					t.Fatal(err)
-				}
-			}
 			d, _ := dialRaw(t, b.Addr().String(), routeConnect(5, "d1", true))
 			d.subscribeAt(1, tt.qos, tt.props, tt.filters...)
 			ack := d.expect(packets.Suback)
 			if want := bytes.Repeat([]byte{tt.qos}, len(tt.filters)); !bytes.Equal(ack.ReasonCodes, want) {
 				t.Fatalf("SUBACK codes %v, want %v", ack.ReasonCodes, want)
-			}
-			if tt.retained {
-				if pk := d.expect(packets.Publish); !pk.FixedHeader.Retain {
-					t.Fatal("retained message not sent as retained")
-				}
 			}
 			b.wantRoute(t, "d1", "d1", routeState{held: true, subscribers: 1, writing: true,
 				total: base + int64(len(tt.filters))})
@@ -484,6 +473,23 @@ func TestBrokerCommandRouteNotTaken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A device's retained publish on its commands topic is refused and
+// retains nothing, so that a SUBSCRIBE to the topic still takes a route
+// and gets no retained message.
+func TestBrokerCommandRouteRetainedPublishRefused(t *testing.T) {
+	b, _ := startRouteBroker(t, nil)
+	pub, _ := dialRaw(t, b.Addr().String(), routeConnect(4, "publisher", true))
+	pub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true},
+		TopicName: commandsOfD1, PacketID: 3, Payload: []byte(`{"id":"r1","name":"x"}`)})
+	pub.expect(packets.Puback)
+	if n := len(b.server.Topics.Messages(commandsOfD1)); n != 0 {
+		t.Fatalf("%d retained messages on the commands topic", n)
+	}
+	d := routed(t, b, 4, "d1", true)
+	b.wantRoute(t, "d1", "d1", routeState{routes: 1, total: b.subscriptions()})
+	d.ping() // no retained message
 }
 
 // An MQTT 5 client's Receive Maximum holds a route's publishes: with 1,
@@ -495,9 +501,7 @@ func TestBrokerCommandRouteReceiveMaximum(t *testing.T) {
 		c := routeConnect(5, "d1", true)
 		c.props = packets.Properties{ReceiveMaximum: 1}
 		d, _ := dialRaw(t, b.Addr().String(), c)
-		if codes := d.suback(1, commandsOfD1); !bytes.Equal(codes, []byte{1}) {
-			t.Fatalf("SUBACK codes %v", codes)
-		}
+		d.wantSuback([]byte{1}, 1, commandsOfD1)
 		b.wantRoute(t, "d1", "d1", routeState{routes: 1, total: b.subscriptions()})
 		b.command(t, "d1", "c1")
 		b.command(t, "d1", "c2")
@@ -506,7 +510,7 @@ func TestBrokerCommandRouteReceiveMaximum(t *testing.T) {
 			t.Fatalf("got %q first, want c1", commandID(t, first))
 		}
 		cl := b.client(t, "d1")
-		if all, held := cl.State.Inflight.Len(), len(cl.State.Inflight.GetAll(true)); all != 2 || held != 1 {
+		if all, held := cl.State.Inflight.Len(), b.heldFor(cl); all != 2 || held != 1 {
 			t.Fatalf("session holds %d publishes, %d of them held; want 2, 1", all, held)
 		}
 		d.ping() // the second is not sent yet
@@ -541,20 +545,8 @@ func TestBrokerCommandRouteShutdownWithBlockedWriter(t *testing.T) {
 			if tcp, ok := d.conn.(*net.TCPConn); ok {
 				_ = tcp.SetReadBuffer(4 << 10)
 			}
-			stop, sent := make(chan struct{}), make(chan int, 1)
-			go func() {
-				params := json.RawMessage(`{"blob":"` + strings.Repeat("x", 60<<10) + `"}`)
-				i := 0
-				defer func() { sent <- i }()
-				for ; i < DefaultMQTTMaxQueued; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					b.SendCommand("d1", &bridge.Command{ID: fmt.Sprintf("c%d", i), Device: "d1", Name: "big", Params: params})
-				}
-			}()
+			stop := make(chan struct{})
+			sent := b.bigCommands(stop)
 			waitFor(t, "the route's writer to block", func() bool { _, blocked := routeWriters(); return blocked > 0 })
 			close(stop)
 			ctx, cancel := context.WithTimeout(context.Background(), waitGuard)
