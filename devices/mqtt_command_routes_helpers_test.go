@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"runtime"
 	"slices"
 	"strings"
@@ -309,6 +310,33 @@ func routeWriters() (running, blocked int) {
 		}
 	}
 	return running, blocked
+}
+
+// routedReceiveMaximum1 connects d1's MQTT 5 client with Receive Maximum
+// 1 and subscribes it to its commands with a route.
+func routedReceiveMaximum1(t *testing.T, b *mqttTestBroker) *rawMQTT {
+	t.Helper()
+	c := routeConnect(5, "d1", true)
+	c.props = packets.Properties{ReceiveMaximum: 1}
+	d, _ := dialRaw(t, b.Addr().String(), c)
+	d.wantSuback([]byte{1}, 1, commandsOfD1)
+	return d
+}
+
+// blockRouteWriter has d, d1's routed client, read no more, and sends d1
+// commands until the route's writer is blocked in a write to d. The
+// commands go from a goroutine, which ends after the next SendCommand
+// returns and sends how many it sent.
+func (b *mqttTestBroker) blockRouteWriter(t *testing.T, d *rawMQTT) <-chan int {
+	t.Helper()
+	if tcp, ok := d.conn.(*net.TCPConn); ok {
+		_ = tcp.SetReadBuffer(4 << 10)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	sent := b.bigCommands(stop)
+	waitFor(t, "the route's writer to block", func() bool { _, blocked := routeWriters(); return blocked > 0 })
+	return sent
 }
 
 // bigCommands sends commands of 60 KiB to d1 from a goroutine until stop

@@ -4,20 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// The tests of this file hold the routes of commands
-// (mqtt_command_routes.go) to what a client that subscribes to its
-// devices/{id}/commands gets from a mochi subscription: its SUBACK and
-// UNSUBACK, every command once and confirmed by its PUBACK, the session's
-// commands kept while it is away and sent again when it resumes, the
-// subscription limit, the client's receive maximum. Most run on both read
-// paths (reviewOnPaths).
+// These tests hold command routes (mqtt_command_routes.go) to what a
+// client gets from a mochi subscription to its devices/{id}/commands,
+// from SUBACK to session resume; most run on both read paths.
 
 // A SUBSCRIBE of exactly a device's commands takes a route: the SUBACK
 // has the client's packet id and the QoS granted, mochi's topic tree has
@@ -498,10 +493,7 @@ func TestBrokerCommandRouteRetainedPublishRefused(t *testing.T) {
 func TestBrokerCommandRouteReceiveMaximum(t *testing.T) {
 	reviewOnPaths(t, func(t *testing.T) {
 		b, cmd := startRouteBroker(t, nil)
-		c := routeConnect(5, "d1", true)
-		c.props = packets.Properties{ReceiveMaximum: 1}
-		d, _ := dialRaw(t, b.Addr().String(), c)
-		d.wantSuback([]byte{1}, 1, commandsOfD1)
+		d := routedReceiveMaximum1(t, b)
 		b.wantRoute(t, "d1", "d1", routeState{routes: 1, total: b.subscriptions()})
 		b.command(t, "d1", "c1")
 		b.command(t, "d1", "c2")
@@ -529,11 +521,8 @@ func TestBrokerCommandRouteReceiveMaximum(t *testing.T) {
 }
 
 // The broker's shutdown ends a route's writer blocked in a write to a
-// client that does not read, and leaves no goroutine behind. Commands
-// are sent from a goroutine of the test's: once the writer is blocked, a
-// further SendCommand waits for the client's lock that the write holds,
-// as mochi's own deliveries to a subscriber do, until the shutdown ends
-// the write.
+// client that does not read, and a SendCommand waiting meanwhile for the
+// client's lock that the write holds (as mochi's deliveries do).
 func TestBrokerCommandRouteShutdownWithBlockedWriter(t *testing.T) {
 	for _, version := range []byte{4, 5} {
 		t.Run(fmt.Sprint("mqtt ", version), func(t *testing.T) {
@@ -541,25 +530,13 @@ func TestBrokerCommandRouteShutdownWithBlockedWriter(t *testing.T) {
 				c.Limits.MaxQueuedBytes = 1 << 30
 				c.Limits.MaxQueuedBytesTotal = 1 << 30
 			})
-			d := routed(t, b, version, "d1", true) // and never reads again
-			if tcp, ok := d.conn.(*net.TCPConn); ok {
-				_ = tcp.SetReadBuffer(4 << 10)
-			}
-			stop := make(chan struct{})
-			sent := b.bigCommands(stop)
-			waitFor(t, "the route's writer to block", func() bool { _, blocked := routeWriters(); return blocked > 0 })
-			close(stop)
+			sent := b.blockRouteWriter(t, routed(t, b, version, "d1", true))
 			ctx, cancel := context.WithTimeout(context.Background(), waitGuard)
 			defer cancel()
 			if err := b.Shutdown(ctx); err != nil {
 				t.Fatalf("Shutdown: %v", err)
 			}
-			select {
-			case n := <-sent:
-				t.Logf("%d commands sent", n)
-			case <-time.After(waitGuard):
-				t.Fatal("SendCommand still waits after the shutdown")
-			}
+			waitFor(t, "the commands' sender to end", func() bool { return len(sent) == 1 })
 			if n, _ := routeWriters(); n != 0 {
 				t.Fatalf("%d route writers left after the shutdown", n)
 			}
