@@ -79,18 +79,20 @@ func (r *commandRoutes) add(cl *mqtt.Client, device string, qos byte) bool {
 	return true
 }
 
-// remove ends cl's route of device and returns it; nil when cl has none.
-func (r *commandRoutes) remove(cl *mqtt.Client, device string) *commandRoute {
+// remove ends cl's route of device and returns it with the packet ids of
+// its held publishes; nil when cl has none.
+func (r *commandRoutes) remove(cl *mqtt.Client, device string) (*commandRoute, []uint16) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rt := r.byClient[cl]
 	if rt == nil || rt.device != device {
-		return nil
+		return nil, nil
 	}
+	held := r.held[rt]
 	delete(r.byClient, cl)
 	delete(r.held, rt)
 	r.replace(rt, rt.next)
-	return rt
+	return rt, held
 }
 
 // replace puts with in old's place in its device's chain; with nil takes
@@ -342,14 +344,22 @@ func (h *brokerHook) subscribeRoute(cl *mqtt.Client, pk packets.Packet, device s
 }
 
 // demote turns cl's route of device, if any, into a mochi subscription.
+// The publishes the route held for the client's Receive Maximum are
+// mochi's held ones then, which it sends as the client's quota allows.
 func (h *brokerHook) demote(cl *mqtt.Client, device string) {
-	rt := h.routes.remove(cl, device)
+	rt, held := h.routes.remove(cl, device)
 	if rt == nil {
 		return
 	}
 	sub := packets.Subscription{Filter: commandsTopic(device), Qos: rt.qos}
 	h.server.Topics.Subscribe(cl.ID, sub) // counted already, as the route
 	cl.State.Subscriptions.Add(sub.Filter, sub)
+	for _, id := range held {
+		if pk, ok := cl.State.Inflight.Get(id); ok {
+			pk.Expiry = -1 // mochi's mark for a publish to send once the quota allows
+			cl.State.Inflight.Set(pk)
+		}
+	}
 }
 
 // unsubscribeClient drops every subscription of cl's session: mochi's and

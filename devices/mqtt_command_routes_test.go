@@ -562,3 +562,34 @@ func TestBrokerCommandRouteQueuedLimit(t *testing.T) {
 	}
 	d.ping() // not c3
 }
+
+// A route that becomes a mochi subscription while a publish waits for the
+// client's Receive Maximum hands the publish to mochi, which sends it
+// once the client acknowledged the one before: after a SUBSCRIBE naming
+// the filter, and after an UNSUBSCRIBE of it (the publish is in flight
+// already).
+func TestBrokerCommandRouteDemotedWithHeldPublish(t *testing.T) {
+	for _, how := range []string{"subscribe", "unsubscribe"} {
+		t.Run(how, func(t *testing.T) {
+			b, cmd := startRouteBroker(t, nil)
+			d := routedReceiveMaximum1(t, b)
+			b.command(t, "d1", "c1")
+			b.command(t, "d1", "c2") // held
+			first := d.commandPublish("d1")
+			if how == "subscribe" {
+				d.wantSuback([]byte{1, 1}, 2, commandsOfD1, "plant/#")
+			} else {
+				d.unsuback(2, commandsOfD1)
+			}
+			d.ping() // nothing more before the PUBACK
+			d.puback(first.PacketID)
+			second := d.commandPublish("d1")
+			if got := commandID(t, second); got != "c2" {
+				t.Fatalf("got %q, want c2", got)
+			}
+			d.puback(second.PacketID)
+			cmd.confirmed(t, "c1", "c2")
+			d.ping()
+		})
+	}
+}
