@@ -29,6 +29,11 @@ import (
 // it handles its own.
 type commandRoutes struct {
 	log *slog.Logger
+	// prepare makes a command publish queued for a route ready to write
+	// and reports whether it is to be written now (publishCommand).
+	prepare func(*commandRoute, *packets.Packet) bool
+	// maxPending bounds the publishes queued for one route.
+	maxPending int
 
 	mu       sync.Mutex
 	byClient map[*mqtt.Client]*commandRoute
@@ -53,13 +58,14 @@ type commandRoute struct {
 	next *commandRoute
 }
 
-func newCommandRoutes(log *slog.Logger) *commandRoutes {
+func newCommandRoutes(log *slog.Logger, maxPending int) *commandRoutes {
 	return &commandRoutes{
-		log:      log,
-		byClient: make(map[*mqtt.Client]*commandRoute),
-		byDevice: make(map[string]*commandRoute),
-		pending:  make(map[*commandRoute][]packets.Packet),
-		held:     make(map[*commandRoute][]uint16),
+		log:        log,
+		maxPending: maxPending,
+		byClient:   make(map[*mqtt.Client]*commandRoute),
+		byDevice:   make(map[string]*commandRoute),
+		pending:    make(map[*commandRoute][]packets.Packet),
+		held:       make(map[*commandRoute][]uint16),
 	}
 }
 
@@ -125,12 +131,35 @@ func (r *commandRoutes) drop(cl *mqtt.Client) bool {
 	delete(r.byClient, cl)
 	delete(r.held, rt)
 	r.replace(rt, rt.next)
+	r.takeUnprepared(rt) // the session is gone
 	return true
+}
+
+// takeUnprepared takes the publishes queued for rt that its writer has
+// not prepared yet off its queue and returns them. r.mu is held.
+func (r *commandRoutes) takeUnprepared(rt *commandRoute) []packets.Packet {
+	queue, ok := r.pending[rt]
+	if !ok {
+		return nil
+	}
+	var taken []packets.Packet
+	kept := queue[:0]
+	for _, pk := range queue {
+		if pk.PacketID == 0 {
+			taken = append(taken, pk)
+		} else {
+			kept = append(kept, pk)
+		}
+	}
+	clear(queue[len(kept):])
+	r.pending[rt] = kept
+	return taken
 }
 
 // move gives the route of old, whose session cl took over, to cl.
 // Publishes waiting for old's connection, or held, stay with it: they are
-// in the session's in-flight messages, which cl sends again.
+// in the session's in-flight messages, which cl sends again. Those not
+// prepared yet go to cl.
 func (r *commandRoutes) move(old, cl *mqtt.Client) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -143,6 +172,11 @@ func (r *commandRoutes) move(old, cl *mqtt.Client) {
 	rt := &commandRoute{cl: cl, device: prev.device, qos: prev.qos, next: prev.next}
 	r.byClient[cl] = rt
 	r.replace(prev, rt)
+	if queue := r.takeUnprepared(prev); len(queue) > 0 && !r.closed {
+		r.pending[rt] = queue
+		r.writers.Add(1)
+		go r.drain(rt)
+	}
 }
 
 // holds reports whether cl has a route for filter.
@@ -185,19 +219,29 @@ func (r *commandRoutes) reaches(device string) bool {
 	return r.byDevice[device] != nil
 }
 
+// What hold decided for a publish.
+const (
+	writeNow    = iota
+	heldByUs    // in commandRoutes.held, written on a PUBACK (release)
+	heldByMochi // the route became a mochi subscription: mochi's to send
+)
+
 // hold keeps the publish of packet id in rt's session unwritten when
 // rt's client has limit publishes unacknowledged (unacked counts them,
 // this one and those held included), or publishes held before it, and
-// reports whether it did. limit 0 is no limit.
-func (r *commandRoutes) hold(rt *commandRoute, id uint16, unacked, limit int) bool {
+// says who holds it. limit 0 is no limit.
+func (r *commandRoutes) hold(rt *commandRoute, id uint16, unacked, limit int) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	held := r.held[rt]
-	if limit == 0 || len(held) == 0 && unacked <= limit {
-		return false
+	switch {
+	case limit == 0 || len(held) == 0 && unacked <= limit:
+		return writeNow
+	case r.byClient[rt.cl] != rt:
+		return heldByMochi // demoted while the publish was queued
 	}
 	r.held[rt] = append(held, id)
-	return true
+	return heldByUs
 }
 
 // release takes the oldest publish held for cl's route and writes it,
@@ -223,28 +267,32 @@ func (r *commandRoutes) release(cl *mqtt.Client, unacked, limit int) {
 	}
 	r.mu.Unlock()
 	if found {
-		r.write(rt, pk)
+		r.write(rt, pk) // a full queue leaves it in the session, sent again on resume
 	}
 }
 
 // write queues pk for rt's connection, and starts its writer unless it
-// runs. After close nothing more is written: pk stays in the session.
-func (r *commandRoutes) write(rt *commandRoute, pk packets.Packet) {
+// runs: a publish without a packet id is prepared first, on the writer
+// (prepare), so that the caller never waits for the client. It reports
+// false when the route has maxPending publishes queued already, or after
+// close.
+func (r *commandRoutes) write(rt *commandRoute, pk packets.Packet) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
-		return
-	}
 	queue, running := r.pending[rt]
+	if r.closed || len(queue) >= r.maxPending {
+		return false
+	}
 	r.pending[rt] = append(queue, pk)
 	if !running {
 		r.writers.Add(1)
 		go r.drain(rt)
 	}
+	return true
 }
 
-// drain writes rt's queued publishes in order until none is left. A
-// write that fails leaves its publish in the session.
+// drain prepares and writes rt's queued publishes in order until none is
+// left. A write that fails leaves its publish in the session.
 func (r *commandRoutes) drain(rt *commandRoute) {
 	defer r.writers.Done()
 	for {
@@ -259,6 +307,9 @@ func (r *commandRoutes) drain(rt *commandRoute) {
 		queue[0] = packets.Packet{}
 		r.pending[rt] = queue[1:]
 		r.mu.Unlock()
+		if pk.PacketID == 0 && !r.prepare(rt, &pk) {
+			continue
+		}
 		if err := rt.cl.WritePacket(pk); err != nil {
 			r.log.Debug("mqtt command publish not written", "client", rt.cl.ID, "error", err)
 		}
@@ -371,20 +422,12 @@ func (h *brokerHook) unsubscribeClient(cl *mqtt.Client) {
 	}
 }
 
-// publishCommand hands a command publish on topic to a client with a
-// route, as mochi hands a publish to a subscriber: within the session's
-// limits, with a packet id of the session's, kept in its in-flight
-// messages until the PUBACK and written now, or held while the client's
-// Receive Maximum is reached (written on a PUBACK), or left in the
-// session while its client is away or not yet answered its CONNECT (sent
-// again once it is). At most MaxQueued publishes wait for one client:
-// each is in its session's in-flight messages.
+// publishCommand queues a command publish on topic for a client with a
+// route, without waiting for the client: its writer prepares it
+// (prepareCommand) and writes it. A route with MaxQueued publishes
+// queued drops it, as mochi drops a publish for a client whose writes
+// pile up.
 func (h *brokerHook) publishCommand(rt *commandRoute, topic string, payload []byte) {
-	cl, srv := rt.cl, h.server
-	if !h.deliver(cl) {
-		return
-	}
-	caps := srv.Options.Capabilities
 	out := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, // routes are QoS 1 or 2
 		TopicName:   topic,
@@ -392,11 +435,30 @@ func (h *brokerHook) publishCommand(rt *commandRoute, topic string, payload []by
 		Origin:      mqtt.InlineClientId,
 		Created:     time.Now().Unix(),
 	}
-	if caps.MaximumMessageExpiryInterval > 0 {
-		out.Expiry = out.Created + caps.MaximumMessageExpiryInterval
+	if max := h.server.Options.Capabilities.MaximumMessageExpiryInterval; max > 0 {
+		out.Expiry = out.Created + max
 	}
+	if !h.routes.write(rt, out) {
+		atomic.AddInt64(&h.server.Info.MessagesDropped, 1)
+		h.OnPublishDropped(rt.cl, out)
+	}
+}
+
+// prepareCommand readies a command publish for rt's client as mochi
+// readies a publish for a subscriber: within the session's limits, with
+// a packet id of the session's, kept in its in-flight messages until the
+// PUBACK. It reports whether to write it now: not when it is held while
+// the client's Receive Maximum is reached (a PUBACK releases it), nor
+// while its client is away or not yet answered its CONNECT (the session
+// sends it again once it is), nor when it is dropped.
+func (h *brokerHook) prepareCommand(rt *commandRoute, out *packets.Packet) bool {
+	cl, srv := rt.cl, h.server
+	if !h.deliver(cl) {
+		return false
+	}
+	caps := srv.Options.Capabilities
 	if cl.Properties.Props.TopicAliasMaximum > 0 {
-		alias, exists := cl.State.TopicAliases.Outbound.Set(topic)
+		alias, exists := cl.State.TopicAliases.Outbound.Set(out.TopicName)
 		if out.Properties.TopicAlias = alias; alias > 0 {
 			out.Properties.TopicAliasFlag = true
 			if exists {
@@ -407,27 +469,32 @@ func (h *brokerHook) publishCommand(rt *commandRoute, topic string, payload []by
 	if cl.State.Inflight.Len() >= int(caps.MaximumInflight) {
 		atomic.AddInt64(&srv.Info.InflightDropped, 1)
 		srv.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener)
-		return
+		return false
 	}
-	id, err := cl.NextPacketID()
+	id, err := cl.NextPacketID() // under the client's lock, which a write holds
 	if err != nil {
 		atomic.AddInt64(&srv.Info.InflightDropped, 1)
 		srv.Log.Warn("packet ids exhausted", "error", err, "client", cl.ID, "listener", cl.Net.Listener)
-		return
+		return false
 	}
 	out.PacketID = uint16(id)
-	if cl.State.Inflight.Set(out) {
+	if cl.State.Inflight.Set(*out) {
 		atomic.AddInt64(&srv.Info.Inflight, 1)
-		h.OnQosPublish(cl, out, out.Created, 0)
+		h.OnQosPublish(cl, *out, out.Created, 0)
 		cl.State.Inflight.DecreaseSendQuota()
 	}
 	if cl.Net.Conn == nil || cl.Closed() || h.connacked != nil && !h.connacked(cl) {
-		return
+		return false
 	}
-	if h.routes.hold(rt, out.PacketID, h.commandsUnacked(cl), receiveMaximum(cl)) {
-		return
+	switch h.routes.hold(rt, out.PacketID, h.commandsUnacked(cl), receiveMaximum(cl)) {
+	case heldByUs:
+		return false
+	case heldByMochi:
+		out.Expiry = -1 // mochi's mark for a publish to send once the quota allows
+		cl.State.Inflight.Set(*out)
+		return false
 	}
-	h.routes.write(rt, out)
+	return true
 }
 
 // receiveMaximum is how many QoS 1 and 2 publishes an MQTT 5 client takes

@@ -69,9 +69,7 @@ func TestRouteKeepsToReceiveMaximum(t *testing.T) {
 			t.Fatalf("command %d not published", i)
 		}
 	}
-	if n := b.heldFor(cl); n != 2 {
-		t.Fatalf("%d publishes held, want 2", n)
-	}
+	waitFor(t, "two publishes held", func() bool { return b.heldFor(cl) == 2 })
 	for i := 1; i <= 3; i++ {
 		pk := dev.nextOf(packets.Publish)
 		if want := fmt.Sprintf(`"id":"%016x"`, i); !bytes.Contains(pk.Payload, []byte(want)) {
@@ -180,9 +178,7 @@ func TestRouteResumeForgetsTheOldClient(t *testing.T) {
 	waitFor(t, "the session to wait for its client", func() bool { return old.Closed() && b.conns() == 0 })
 
 	b.SendCommand("d1", routeCommand(1)) // kept in the session
-	if b.hook.commandsUnacked(old) != 1 {
-		t.Fatal("the command publish kept in the session is not noted")
-	}
+	waitFor(t, "the command publish kept in the session noted", func() bool { return b.hook.commandsUnacked(old) == 1 })
 	next, ack := dialRaw(t, b.Addr().String(), rawConnect{version: 5, id: "d1", props: props})
 	if !ack.SessionPresent {
 		t.Fatal("session not resumed")
@@ -215,12 +211,10 @@ func TestNothingWrittenBeforeConnack(t *testing.T) {
 
 	s.connacked.Store(false) // as before the CONNACK
 	rt := b.hook.routes.of("d1")[0]
-	b.hook.publishCommand(rt, commandsTopic("d1"), []byte(`{"id":"x"}`))
-	b.hook.routes.mu.Lock()
-	_, writing := b.hook.routes.pending[rt]
-	b.hook.routes.mu.Unlock()
-	if writing || cl.State.Inflight.Len() != 1 {
-		t.Fatalf("before the CONNACK: writing %v, %d in flight; want kept in the session", writing, cl.State.Inflight.Len())
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName: commandsTopic("d1"), Payload: []byte(`{"id":"x"}`)}
+	if write := b.hook.prepareCommand(rt, &pk); write || cl.State.Inflight.Len() != 1 {
+		t.Fatalf("before the CONNACK: write %v, %d in flight; want kept in the session", write, cl.State.Inflight.Len())
 	}
 	s.startWriter()
 	if s.writing.Load() || !s.early.Load() {
@@ -249,9 +243,7 @@ func TestRouteReceiveMaximumAfterResume(t *testing.T) {
 	first, second := next.nextOf(packets.Publish), next.nextOf(packets.Publish) // sent again together
 	cl := b.client(t, "d1")
 	b.SendCommand("d1", routeCommand(3))
-	if n := b.heldFor(cl); n != 1 {
-		t.Fatalf("%d publishes held, want the new one", n)
-	}
+	waitFor(t, "the new command held", func() bool { return b.heldFor(cl) == 1 })
 	next.send(puback(first.PacketID))
 	<-cmd.answers
 	if n := b.heldFor(cl); n != 1 {
@@ -261,5 +253,28 @@ func TestRouteReceiveMaximumAfterResume(t *testing.T) {
 	<-cmd.answers
 	if pk := next.nextOf(packets.Publish); !bytes.Contains(pk.Payload, []byte(routeCommand(3).ID)) {
 		t.Fatalf("got %s, want command 3", pk.Payload)
+	}
+}
+
+// SendCommand hands a route its command without waiting for the client:
+// with the route's writer blocked on a client that does not read, the
+// next command for the device still returns at once (its packet id is
+// taken on the writer, under the client's lock that the blocked write
+// holds).
+func TestRouteSendCommandDoesNotWaitForTheClient(t *testing.T) {
+	b, _ := startRouteBroker(t, func(c *BrokerConfig) {
+		c.Limits.MaxQueuedBytes = 1 << 30
+		c.Limits.MaxQueuedBytesTotal = 1 << 30
+	})
+	b.blockRouteWriter(t, routed(t, b, 4, "d1", true))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.SendCommand("d1", routeCommand(1))
+	}()
+	select {
+	case <-done:
+	case <-time.After(waitGuard):
+		t.Fatal("SendCommand waits for the blocked client")
 	}
 }

@@ -299,12 +299,9 @@ func TestBrokerCommandRouteSessionAway(t *testing.T) {
 					t.Fatal("the session's device not reachable while its client is away")
 				}
 				b.command(t, "d1", "c1")
-				if n := b.queued(t, "d1"); n != 1 {
-					t.Fatalf("session holds %d messages, want the command", n)
-				}
-				if n, _ := routeWriters(); n != 0 {
-					t.Fatalf("%d route writers run for a client away", n)
-				}
+				// The route's writer readies it, writes nothing and ends.
+				waitFor(t, "the command to wait in the session", func() bool { return b.queued(t, "d1") == 1 })
+				waitFor(t, "the route's writer to end", func() bool { n, _ := routeWriters(); return n == 0 })
 				b.wantRoute(t, "d1", "d1", routeState{routes: 1, total: base + 1})
 
 				d, ack := dialRaw(t, b.Addr().String(), routeConnect(version, "d1", false))
@@ -502,9 +499,9 @@ func TestBrokerCommandRouteReceiveMaximum(t *testing.T) {
 			t.Fatalf("got %q first, want c1", commandID(t, first))
 		}
 		cl := b.client(t, "d1")
-		if all, held := cl.State.Inflight.Len(), b.heldFor(cl); all != 2 || held != 1 {
-			t.Fatalf("session holds %d publishes, %d of them held; want 2, 1", all, held)
-		}
+		waitFor(t, "the second command held in the session", func() bool {
+			return cl.State.Inflight.Len() == 2 && b.heldFor(cl) == 1
+		})
 		d.ping() // the second is not sent yet
 		cmd.noConfirmation(t)
 
@@ -552,9 +549,9 @@ func TestBrokerCommandRouteQueuedLimit(t *testing.T) {
 	for _, id := range []string{"c1", "c2", "c3"} {
 		b.command(t, "d1", id)
 	}
-	if n, dropped := b.queued(t, "d1"), b.dropped(); n != 2 || dropped != 1 {
-		t.Fatalf("session holds %d, %v dropped; want 2, 1", n, dropped)
-	}
+	waitFor(t, "two commands in the session and one dropped", func() bool {
+		return b.queued(t, "d1") == 2 && b.dropped() == 1
+	})
 	for _, id := range []string{"c1", "c2"} {
 		if got := commandID(t, d.commandPublish("d1")); got != id {
 			t.Fatalf("got %q, want %s", got, id)

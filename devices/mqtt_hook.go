@@ -134,12 +134,13 @@ func newBrokerHook(cfg BrokerConfig, server *mqtt.Server, closing <-chan struct{
 		retained:  newMQTTRetained(cfg.Limits),
 		dropLog:   server.Log,
 		commands:  cfg.Commands,
-		routes:    newCommandRoutes(log),
+		routes:    newCommandRoutes(log, cfg.Limits.MaxQueued),
 		inflight:  make(map[*mqtt.Client]map[uint16]string),
 
 		receiveMax: cfg.Limits.ReceiveMaximum,
 		counts:     mqttWriteCounts{packets: &server.Info.PacketsSent, bytes: &server.Info.BytesSent},
 	}
+	h.routes.prepare = h.prepareCommand
 	return h
 }
 
