@@ -238,6 +238,7 @@ func TestRouteReceiveMaximumAfterResume(t *testing.T) {
 	waitFor(t, "the session to wait for its client", func() bool { return old.Closed() && b.conns() == 0 })
 	b.SendCommand("d1", routeCommand(1))
 	b.SendCommand("d1", routeCommand(2))
+	waitFor(t, "both commands in the session", func() bool { return b.hook.commandsUnacked(old) == 2 })
 
 	next, _ := dialRaw(t, b.Addr().String(), rawConnect{version: 5, id: "d1", props: props})
 	first, second := next.nextOf(packets.Publish), next.nextOf(packets.Publish) // sent again together

@@ -246,6 +246,9 @@ func TestReviewWriterStartsOnDelivery(t *testing.T) {
 		p.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true},
 			TopicName: "review/r", PacketID: 1, Payload: []byte("kept")})
 		p.nextOf(packets.Puback)
+		// mochi forwards a publish after its PUBACK: the PINGRESP that
+		// follows says it is done, so the reader cannot get "kept" live.
+		reviewPing(t, p)
 
 		s, _ := reviewConnected(t, addr, reviewWill{version: 5, id: "reader"})
 		s.subscribe(1, "review/r")
