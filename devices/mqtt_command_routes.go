@@ -56,7 +56,23 @@ type commandRoute struct {
 	qos    byte
 	// next is another client's route of the same device.
 	next *commandRoute
+	// ended says how the route ended, under commandRoutes.mu: a writer
+	// that was readying one of its publishes then acts on it
+	// (prepareCommand). movedTo is the route of the client that took the
+	// session over.
+	ended   routeEnd
+	movedTo *commandRoute
 }
+
+// routeEnd is how a route ended.
+type routeEnd uint8
+
+const (
+	routeLive    routeEnd = iota
+	routeMoved            // its session taken over: movedTo
+	routeDemoted          // a mochi subscription of the same client now
+	routeDropped          // its session or subscription ended
+)
 
 func newCommandRoutes(log *slog.Logger, maxPending int) *commandRoutes {
 	return &commandRoutes{
@@ -98,6 +114,7 @@ func (r *commandRoutes) remove(cl *mqtt.Client, device string) (*commandRoute, [
 	delete(r.byClient, cl)
 	delete(r.held, rt)
 	r.replace(rt, rt.next)
+	rt.ended = routeDemoted
 	return rt, held
 }
 
@@ -120,19 +137,21 @@ func (r *commandRoutes) replace(old, with *commandRoute) {
 	}
 }
 
-// drop ends cl's route and reports whether it had one.
-func (r *commandRoutes) drop(cl *mqtt.Client) bool {
+// drop ends cl's route, and the publishes queued for it that its writer
+// has not readied yet. It reports whether cl had a route, and how many
+// publishes it dropped.
+func (r *commandRoutes) drop(cl *mqtt.Client) (bool, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rt := r.byClient[cl]
 	if rt == nil {
-		return false
+		return false, 0
 	}
 	delete(r.byClient, cl)
 	delete(r.held, rt)
 	r.replace(rt, rt.next)
-	r.takeUnprepared(rt) // the session is gone
-	return true
+	rt.ended = routeDropped
+	return true, len(r.takeUnprepared(rt)) // the session is gone
 }
 
 // takeUnprepared takes the publishes queued for rt that its writer has
@@ -156,13 +175,15 @@ func (r *commandRoutes) takeUnprepared(rt *commandRoute) []packets.Packet {
 	return taken
 }
 
-// move gives the route of old, whose session cl took over, to cl.
-// Publishes waiting for old's connection, or held, stay with it: they are
-// in the session's in-flight messages, which cl sends again. Those not
-// prepared yet go to cl.
-func (r *commandRoutes) move(old, cl *mqtt.Client) {
+// moveSession runs handOver, which moves old's session to cl, then gives
+// old's route to cl, under r.mu: no command is readied for old meanwhile
+// (prepareCommand). Publishes waiting for old's connection, or held, stay
+// with it: they are in the session's in-flight messages, which cl sends
+// again. Those not readied yet go to cl.
+func (r *commandRoutes) moveSession(old, cl *mqtt.Client, handOver func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	handOver()
 	prev := r.byClient[old]
 	if prev == nil {
 		return
@@ -172,11 +193,34 @@ func (r *commandRoutes) move(old, cl *mqtt.Client) {
 	rt := &commandRoute{cl: cl, device: prev.device, qos: prev.qos, next: prev.next}
 	r.byClient[cl] = rt
 	r.replace(prev, rt)
-	if queue := r.takeUnprepared(prev); len(queue) > 0 && !r.closed {
-		r.pending[rt] = queue
+	prev.ended, prev.movedTo = routeMoved, rt
+	r.pushFront(rt, r.takeUnprepared(prev)...)
+}
+
+// pushFront queues pks ahead of what waits for rt, whatever its queue
+// holds, and starts rt's writer unless it runs. r.mu is held.
+func (r *commandRoutes) pushFront(rt *commandRoute, pks ...packets.Packet) {
+	if len(pks) == 0 || r.closed {
+		return
+	}
+	queue, running := r.pending[rt]
+	r.pending[rt] = append(pks, queue...)
+	if !running {
 		r.writers.Add(1)
 		go r.drain(rt)
 	}
+}
+
+// current returns the route that serves what was queued for rt: rt, or
+// the route its session moved to; nil when it was dropped. r.mu is held.
+func (r *commandRoutes) current(rt *commandRoute) *commandRoute {
+	for rt != nil && rt.ended == routeMoved {
+		rt = rt.movedTo
+	}
+	if rt != nil && rt.ended == routeDropped {
+		return nil
+	}
+	return rt
 }
 
 // holds reports whether cl has a route for filter.
@@ -228,46 +272,54 @@ const (
 
 // hold keeps the publish of packet id in rt's session unwritten when
 // rt's client has limit publishes unacknowledged (unacked counts them,
-// this one and those held included), or publishes held before it, and
-// says who holds it. limit 0 is no limit.
+// this one and those held included), or publishes held or released
+// before it, and says who holds it. limit 0 is no limit. r.mu is held:
+// a PUBACK's release sees the publish held, or hold sees the PUBACK.
 func (r *commandRoutes) hold(rt *commandRoute, id uint16, unacked, limit int) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	held := r.held[rt]
 	switch {
-	case limit == 0 || len(held) == 0 && unacked <= limit:
+	case limit == 0 || len(held) == 0 && !r.released(rt) && unacked <= limit:
 		return writeNow
-	case r.byClient[rt.cl] != rt:
-		return heldByMochi // demoted while the publish was queued
+	case rt.ended == routeDemoted:
+		return heldByMochi // demoted while the publish was readied
 	}
 	r.held[rt] = append(held, id)
 	return heldByUs
 }
 
-// release takes the oldest publish held for cl's route and writes it,
-// now that one of cl's publishes was acknowledged, if fewer than limit
-// are unacknowledged and written (unacked counts the held ones too); one
-// the session no longer holds is passed over.
-func (r *commandRoutes) release(cl *mqtt.Client, unacked, limit int) {
+// released reports whether a publish released from rt's held ones waits
+// to be written (it has its packet id). r.mu is held.
+func (r *commandRoutes) released(rt *commandRoute) bool {
+	for _, pk := range r.pending[rt] {
+		if pk.PacketID != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// release takes the oldest publish held for cl's route and queues it
+// ahead of the others, now that one of cl's publishes was acknowledged,
+// if fewer than cl's Receive Maximum are unacknowledged and written
+// (unacked counts the held ones too); one the session no longer holds is
+// passed over.
+func (r *commandRoutes) release(cl *mqtt.Client, unacked func(*mqtt.Client) int) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	rt := r.byClient[cl]
-	if rt == nil || unacked-len(r.held[rt]) >= limit {
-		r.mu.Unlock()
+	if rt == nil || len(r.held[rt]) == 0 || unacked(cl)-len(r.held[rt]) >= receiveMaximum(cl) {
 		return
 	}
-	var id uint16
-	var pk packets.Packet
-	found := false
-	for !found && len(r.held[rt]) > 0 {
+	for len(r.held[rt]) > 0 {
+		var id uint16
 		id, r.held[rt] = r.held[rt][0], r.held[rt][1:]
-		pk, found = cl.State.Inflight.Get(id)
+		if pk, ok := cl.State.Inflight.Get(id); ok {
+			r.pushFront(rt, pk)
+			break
+		}
 	}
 	if len(r.held[rt]) == 0 {
 		delete(r.held, rt)
-	}
-	r.mu.Unlock()
-	if found {
-		r.write(rt, pk) // a full queue leaves it in the session, sent again on resume
 	}
 }
 
@@ -281,7 +333,7 @@ func (r *commandRoutes) write(rt *commandRoute, pk packets.Packet) bool {
 	defer r.mu.Unlock()
 	queue, running := r.pending[rt]
 	if r.closed || len(queue) >= r.maxPending {
-		return false
+		return false // a publish released from held ones is queued by pushFront
 	}
 	r.pending[rt] = append(queue, pk)
 	if !running {
@@ -417,8 +469,9 @@ func (h *brokerHook) demote(cl *mqtt.Client, device string) {
 // its routes.
 func (h *brokerHook) unsubscribeClient(cl *mqtt.Client) {
 	h.server.UnsubscribeClient(cl)
-	if h.routes.drop(cl) {
+	if routed, dropped := h.routes.drop(cl); routed {
 		atomic.AddInt64(&h.server.Info.Subscriptions, -1)
+		h.dropped.Add(float64(dropped))
 	}
 }
 
@@ -450,22 +503,12 @@ func (h *brokerHook) publishCommand(rt *commandRoute, topic string, payload []by
 // PUBACK. It reports whether to write it now: not when it is held while
 // the client's Receive Maximum is reached (a PUBACK releases it), nor
 // while its client is away or not yet answered its CONNECT (the session
-// sends it again once it is), nor when it is dropped.
+// sends it again once it is), nor when it is dropped. A publish whose
+// route moved on meanwhile goes to the route of the new client, and one
+// whose route was dropped is dropped.
 func (h *brokerHook) prepareCommand(rt *commandRoute, out *packets.Packet) bool {
 	cl, srv := rt.cl, h.server
-	if !h.deliver(cl) {
-		return false
-	}
 	caps := srv.Options.Capabilities
-	if cl.Properties.Props.TopicAliasMaximum > 0 {
-		alias, exists := cl.State.TopicAliases.Outbound.Set(out.TopicName)
-		if out.Properties.TopicAlias = alias; alias > 0 {
-			out.Properties.TopicAliasFlag = true
-			if exists {
-				out.TopicName = ""
-			}
-		}
-	}
 	if cl.State.Inflight.Len() >= int(caps.MaximumInflight) {
 		atomic.AddInt64(&srv.Info.InflightDropped, 1)
 		srv.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener)
@@ -477,6 +520,31 @@ func (h *brokerHook) prepareCommand(rt *commandRoute, out *packets.Packet) bool 
 		srv.Log.Warn("packet ids exhausted", "error", err, "client", cl.ID, "listener", cl.Net.Listener)
 		return false
 	}
+
+	// The route's end, if any, is decided under r.mu: the session's
+	// records are made only for a route that still serves this client.
+	r := h.routes
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur := r.current(rt); cur == nil {
+		h.dropped.Inc()
+		return false
+	} else if cur != rt && cur.cl != cl {
+		r.pushFront(cur, *out) // readied for the new client by its writer
+		return false
+	}
+	if !h.deliver(cl) {
+		return false
+	}
+	if cl.Properties.Props.TopicAliasMaximum > 0 {
+		alias, exists := cl.State.TopicAliases.Outbound.Set(out.TopicName)
+		if out.Properties.TopicAlias = alias; alias > 0 {
+			out.Properties.TopicAliasFlag = true
+			if exists {
+				out.TopicName = ""
+			}
+		}
+	}
 	out.PacketID = uint16(id)
 	if cl.State.Inflight.Set(*out) {
 		atomic.AddInt64(&srv.Info.Inflight, 1)
@@ -486,7 +554,7 @@ func (h *brokerHook) prepareCommand(rt *commandRoute, out *packets.Packet) bool 
 	if cl.Net.Conn == nil || cl.Closed() || h.connacked != nil && !h.connacked(cl) {
 		return false
 	}
-	switch h.routes.hold(rt, out.PacketID, h.commandsUnacked(cl), receiveMaximum(cl)) {
+	switch r.hold(rt, out.PacketID, h.commandsUnacked(cl), receiveMaximum(cl)) {
 	case heldByUs:
 		return false
 	case heldByMochi:

@@ -151,7 +151,7 @@ func (h *brokerHook) confirmCommand(cl *mqtt.Client, packetID uint16) {
 	}
 	h.inflightMu.Unlock()
 	if ok {
-		h.routes.release(cl, h.commandsUnacked(cl), receiveMaximum(cl))
+		h.routes.release(cl, h.commandsUnacked)
 		if err := h.commands.Answer("", bridge.CommandAnswer{ID: id}); err != nil {
 			h.log.Debug("command confirmation not recorded", "command", id, "err", err)
 		}

@@ -252,25 +252,28 @@ func (m *mqttSessions) inherit(pk packets.Packet, cl *mqtt.Client) (present bool
 		return false, old
 	}
 	m.markTakenOver(old, takenResumed)
-	if old.State.Inflight.Len() > 0 {
-		cl.State.Inflight = old.State.Inflight.Clone()
-		if max := srv.Options.Capabilities.ReceiveMaximum; max != 0 {
-			cl.State.Inflight.ResetReceiveQuota(int32(max))
-			cl.State.Inflight.ResetSendQuota(int32(cl.Properties.Props.ReceiveMaximum))
+	// Under the routes' lock no command is readied for old: those readied
+	// before are in the messages cl takes, and later ones go to cl.
+	m.hook.routes.moveSession(old, cl, func() {
+		if old.State.Inflight.Len() > 0 {
+			cl.State.Inflight = old.State.Inflight.Clone()
+			if max := srv.Options.Capabilities.ReceiveMaximum; max != 0 {
+				cl.State.Inflight.ResetReceiveQuota(int32(max))
+				cl.State.Inflight.ResetSendQuota(int32(cl.Properties.Props.ReceiveMaximum))
+			}
 		}
-	}
-	for filter, sub := range old.State.Subscriptions.GetAll() {
-		if srv.Topics.Subscribe(cl.ID, sub) {
-			atomic.AddInt64(&srv.Info.Subscriptions, 1)
+		for filter, sub := range old.State.Subscriptions.GetAll() {
+			if srv.Topics.Subscribe(cl.ID, sub) {
+				atomic.AddInt64(&srv.Info.Subscriptions, 1)
+			}
+			cl.State.Subscriptions.Add(filter, sub)
+			old.State.Subscriptions.Delete(filter) // the topic tree's entries are cl's now
 		}
-		cl.State.Subscriptions.Add(filter, sub)
-		old.State.Subscriptions.Delete(filter) // the topic tree's entries are cl's now
-	}
-	m.hook.routes.move(old, cl)
+		for _, pk := range old.State.Inflight.GetAll(false) {
+			old.State.Inflight.Delete(pk.PacketID) // moved to cl, not lost
+		}
+	})
 	m.hook.forgetInflight(old) // cl sends old's command publishes again, and notes them
-	for _, pk := range old.State.Inflight.GetAll(false) {
-		old.State.Inflight.Delete(pk.PacketID) // moved to cl, not lost
-	}
 	return true, old
 }
 
@@ -422,8 +425,9 @@ func (s *mqttSession) end(err error) {
 	s.m.hook.OnDisconnect(cl, err, expire)
 	s.m.mu.Lock()
 	if cur, ok := srv.Clients.Get(cl.ID); expire && ok && cur == cl && s.takenOver.Load() == 0 {
-		cl.ClearInflights()
+		// The route first: no command is readied for cl after it.
 		s.m.hook.unsubscribeClient(cl)
+		cl.ClearInflights()
 		s.m.hook.forgetInflight(cl) // noted again if a command came since OnDisconnect
 		s.m.hook.queues.forget(cl)
 		srv.Clients.Delete(cl.ID)
