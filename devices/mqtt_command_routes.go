@@ -508,12 +508,6 @@ func (h *brokerHook) publishCommand(rt *commandRoute, topic string, payload []by
 // whose route was dropped is dropped.
 func (h *brokerHook) prepareCommand(rt *commandRoute, out *packets.Packet) bool {
 	cl, srv := rt.cl, h.server
-	caps := srv.Options.Capabilities
-	if cl.State.Inflight.Len() >= int(caps.MaximumInflight) {
-		atomic.AddInt64(&srv.Info.InflightDropped, 1)
-		srv.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener)
-		return false
-	}
 	id, err := cl.NextPacketID() // under the client's lock, which a write holds
 	if err != nil {
 		atomic.AddInt64(&srv.Info.InflightDropped, 1)
@@ -533,7 +527,12 @@ func (h *brokerHook) prepareCommand(rt *commandRoute, out *packets.Packet) bool 
 		r.pushFront(cur, *out) // readied for the new client by its writer
 		return false
 	}
-	if !h.deliver(cl) {
+	if !h.deliver(cl) { // the session's limits, as for a subscriber's delivery
+		return false
+	}
+	if cl.State.Inflight.Len() >= int(srv.Options.Capabilities.MaximumInflight) {
+		atomic.AddInt64(&srv.Info.InflightDropped, 1)
+		srv.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener)
 		return false
 	}
 	if cl.Properties.Props.TopicAliasMaximum > 0 {
