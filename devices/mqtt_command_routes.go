@@ -17,7 +17,7 @@ import (
 // needs neither mochi's topic tree (about 1.8 KB a filter) and
 // per-client subscription map (0.7 KB) nor mochi's writer goroutine,
 // which takes 4 to 8 KiB of stack for as long as the client is
-// connected. A route costs about 120 bytes; its commands are written by
+// connected. A route costs about 140 bytes; its commands are written by
 // a goroutine that runs only while publishes wait for the connection.
 //
 // A route is a session's subscription like any: it moves with a session
