@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -291,16 +290,7 @@ func (b *mqttTestBroker) subscriptions() int64 { return atomic.LoadInt64(&b.serv
 // routeWriters counts the goroutines that write commands to routes, and
 // among them those blocked in a write to a connection that does not read.
 func routeWriters() (running, blocked int) {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	for _, g := range strings.Split(string(buf), "\n\n") {
+	for _, g := range goroutineStacks() {
 		if !strings.Contains(g, "devices.(*commandRoutes).drain(") {
 			continue
 		}

@@ -433,19 +433,22 @@ var mqttClientFrames = []string{
 	"mochi-mqtt/server/v2.(*Client)",
 }
 
-// mqttGoroutines counts the goroutines that serve clients, and among them
-// the direct reader's waiters and mochi's writers, by their stacks.
-func mqttGoroutines() (clients, waiters, writers int) {
+// goroutineStacks returns the stack of every goroutine, one string each.
+func goroutineStacks() []string {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
 		if n < len(buf) {
-			buf = buf[:n]
-			break
+			return strings.Split(string(buf[:n]), "\n\n")
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	for _, g := range strings.Split(string(buf), "\n\n") {
+}
+
+// mqttGoroutines counts the goroutines that serve clients, and among them
+// the direct reader's waiters and mochi's writers, by their stacks.
+func mqttGoroutines() (clients, waiters, writers int) {
+	for _, g := range goroutineStacks() {
 		for _, f := range mqttClientFrames {
 			if strings.Contains(g, f) {
 				clients++
