@@ -235,6 +235,15 @@ func (r *commandRoutes) holds(cl *mqtt.Client, filter string) bool {
 	return rt != nil && rt.device == device
 }
 
+// routesOther reports whether cl has a route of a device other than
+// device.
+func (r *commandRoutes) routesOther(cl *mqtt.Client, device string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt := r.byClient[cl]
+	return rt != nil && rt.device != device
+}
+
 // count returns how many routes cl has: 0 or 1.
 func (r *commandRoutes) count(cl *mqtt.Client) int {
 	r.mu.Lock()
@@ -421,7 +430,7 @@ func (h *brokerHook) routable(cl *mqtt.Client, pk packets.Packet) (device string
 	if v, ok := h.conns.Load(cl); !ok || v.(*mqttConn).ack.overLimit != nil || v.(*mqttConn).ack.id == 0 {
 		return "", 0, false
 	}
-	if _, held := cl.State.Subscriptions.Get(f.Filter); held || h.routes.count(cl) > 0 && !h.routes.holds(cl, f.Filter) {
+	if _, held := cl.State.Subscriptions.Get(f.Filter); held || h.routes.routesOther(cl, device) {
 		return "", 0, false
 	}
 	return device, min(f.Qos, caps.MaximumQos), true

@@ -45,6 +45,21 @@ func (b *mqttTestBroker) heldFor(cl *mqtt.Client) int {
 	return len(r.held[r.byClient[cl]])
 }
 
+// awayRoute connects d1 with an MQTT 5 session of props that outlives
+// its connection, routes its commands, disconnects it and returns its
+// client once the session waits for it.
+func awayRoute(t *testing.T, b *mqttTestBroker, props packets.Properties) *mqtt.Client {
+	t.Helper()
+	dev, _ := dialRaw(t, b.Addr().String(), rawConnect{version: 5, id: "d1", props: props})
+	dev.subscribe(1, "devices/d1/commands")
+	dev.nextOf(packets.Suback)
+	old := b.client(t, "d1")
+	dev.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
+	dev.closed()
+	waitFor(t, "the session to wait for its client", func() bool { return old.Closed() && b.conns() == 0 })
+	return old
+}
+
 func puback(id uint16) packets.Packet {
 	return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id}
 }
@@ -169,13 +184,7 @@ func TestRouteResumeForgetsTheOldClient(t *testing.T) {
 	cmd := &recordingCommander{answers: make(chan bridge.CommandAnswer, 4)}
 	b := startMQTTBroker(t, func(c *BrokerConfig) { c.Commands = cmd })
 	props := packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true}
-	dev, _ := dialRaw(t, b.Addr().String(), rawConnect{version: 5, id: "d1", props: props})
-	dev.subscribe(1, "devices/d1/commands")
-	dev.nextOf(packets.Suback)
-	old := b.client(t, "d1")
-	dev.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
-	dev.closed()
-	waitFor(t, "the session to wait for its client", func() bool { return old.Closed() && b.conns() == 0 })
+	old := awayRoute(t, b, props)
 
 	b.SendCommand("d1", routeCommand(1)) // kept in the session
 	waitFor(t, "the command publish kept in the session noted", func() bool { return b.hook.commandsUnacked(old) == 1 })
@@ -229,13 +238,7 @@ func TestRouteReceiveMaximumAfterResume(t *testing.T) {
 	cmd := &recordingCommander{answers: make(chan bridge.CommandAnswer, 4)}
 	b := startMQTTBroker(t, func(c *BrokerConfig) { c.Commands = cmd })
 	props := packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true, ReceiveMaximum: 1}
-	dev, _ := dialRaw(t, b.Addr().String(), rawConnect{version: 5, id: "d1", props: props})
-	dev.subscribe(1, "devices/d1/commands")
-	dev.nextOf(packets.Suback)
-	old := b.client(t, "d1")
-	dev.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect}})
-	dev.closed()
-	waitFor(t, "the session to wait for its client", func() bool { return old.Closed() && b.conns() == 0 })
+	old := awayRoute(t, b, props)
 	b.SendCommand("d1", routeCommand(1))
 	b.SendCommand("d1", routeCommand(2))
 	waitFor(t, "both commands in the session", func() bool { return b.hook.commandsUnacked(old) == 2 })
