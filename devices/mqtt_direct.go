@@ -40,8 +40,8 @@ type mqttDirect struct {
 }
 
 // errMQTTStopped ends the reads of a client stopped between two packets
-// (a clean disconnect, a takeover, the broker closing): mochi ends such a
-// session as a clean one.
+// (a clean disconnect, a takeover, the broker closing): end tells them
+// apart by the client's stop cause.
 var errMQTTStopped = errors.New("mqtt: client stopped")
 
 // newMQTTDirect returns the reader of conn, or nil when conn is not a

@@ -211,6 +211,33 @@ func TestReviewDelayedWillOnTakeover(t *testing.T) {
 	})
 }
 
+// A takeover that stops the old client while its reader is inside a
+// packet (here a reading waiting on the store) ends the old session with
+// the takeover as its cause: the reader finds the client stopped before
+// its next packet, and the will still goes, as after any takeover. Only
+// the client's own DISCONNECT drops it.
+func TestReviewWillOfClientStoppedBetweenPackets(t *testing.T) {
+	reviewOnPaths(t, func(t *testing.T) {
+		b := startMQTTBroker(t, nil)
+		addr := b.Addr().String()
+		s := reviewSubscriber(t, addr, "watcher", "review/will")
+		old, _ := reviewConnected(t, addr, reviewWill{version: 5, id: "d1", topic: "review/will"})
+		release := reviewBlockCommits(t, b)
+		var buf bytes.Buffer
+		buf.Write(old.encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish},
+			TopicName: "devices/d1/telemetry", Payload: []byte(`{"temp":21.5}`)}))
+		buf.Write(reviewPingreq) // the next packet, read after the stop
+		old.write(buf.Bytes())
+		waitFor(t, "the reading to wait on the store", func() bool { return b.reviewBlocked() == 1 })
+
+		reviewConnected(t, addr, reviewWill{version: 5, id: "d1", clean: true})
+		release()
+		if _, ok := reviewNextPublish(t, s, waitGuard); !ok {
+			t.Fatalf("no will within %v of a takeover during a packet", waitGuard)
+		}
+	})
+}
+
 // A will topic is a topic name: a CONNECT whose will topic holds a
 // wildcard is refused, with a CONNACK of code 0x81 in MQTT 5 and
 // unanswered in MQTT 3.1.1, which has no code for it; its connection is

@@ -407,12 +407,19 @@ func (s *mqttSession) startWriter() {
 }
 
 // end ends the session after its connection's reads ended with err (nil
-// for a clean disconnect, or a client stopped between two packets), as
-// mochi does: the will unless the client disconnected cleanly, the
-// hook's OnDisconnect, and the session dropped when it does not outlive
-// the connection.
+// for a client stopped between two packets), as mochi does: the will
+// unless the client disconnected cleanly, the hook's OnDisconnect, and
+// the session dropped when it does not outlive the connection.
+//
+// Only the client's DISCONNECT is clean. A client the broker stopped
+// between two packets, for a takeover or its shutdown, ends with that
+// cause and sends its will: mochi's read loop would drop it, when the
+// stop came before the loop's next read rather than during it.
 func (s *mqttSession) end(err error) {
 	cl, srv := s.cl, s.m.server
+	if cause := cl.StopCause(); err == nil && cause != nil && !errors.Is(cause, packets.CodeDisconnect) {
+		err = cause
+	}
 	if err != nil {
 		s.m.sendWill(cl)
 		cl.Stop(err)
