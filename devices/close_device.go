@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -43,9 +44,16 @@ func (s *WS) closeDevice(device string, code uint16, reason string) int {
 // CloseDevice disconnects every MQTT connection that belongs to device
 // (an MQTT 5 client gets a DISCONNECT with reason 0x98, administrative
 // action; an MQTT 3 client sees its connection closed) and returns how
-// many it disconnected.
+// many it disconnected. The device is being deleted: those connections
+// end without their wills, and a delayed will of a connection that ended
+// before is dropped if it would publish on device's topics, since a
+// will published after the deletion would create the device anew.
 func (b *Broker) CloseDevice(device string) int {
-	return b.disconnectDevice(device, packets.ErrAdministrativeAction)
+	b.sessions.wills.cancelIf(func(pk packets.Packet) bool {
+		r, _ := parseDeviceTopic(pk.TopicName)
+		return r.device == device
+	})
+	return b.disconnectDevice(device, packets.ErrAdministrativeAction, false)
 }
 
 // Revoke disconnects every MQTT connection that belongs to device, for a
@@ -53,12 +61,12 @@ func (b *Broker) CloseDevice(device string) int {
 // reason 0x87 not authorized, an MQTT 3 client sees its connection
 // closed. It returns how many it disconnected.
 func (b *Broker) Revoke(device string) int {
-	return b.disconnectDevice(device, packets.ErrNotAuthorized)
+	return b.disconnectDevice(device, packets.ErrNotAuthorized, true)
 }
 
 // disconnectDevice disconnects the connections whose owner is device with
-// the reason code why.
-func (b *Broker) disconnectDevice(device string, why packets.Code) int {
+// the reason code why, with their wills unless wills is false.
+func (b *Broker) disconnectDevice(device string, why packets.Code, wills bool) int {
 	var owned []*mqtt.Client
 	b.hook.conns.Range(func(k, v any) bool {
 		if owner := v.(*mqttConn).owner.Load(); owner != nil && *owner == device {
@@ -67,6 +75,9 @@ func (b *Broker) disconnectDevice(device string, why packets.Code) int {
 		return true
 	})
 	for _, cl := range owned {
+		if !wills {
+			atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // before the stop its session's end follows
+		}
 		_ = b.server.DisconnectClient(cl, why) // the reason code itself, by design
 	}
 	return len(owned)

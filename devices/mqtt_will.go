@@ -150,6 +150,18 @@ func (w *mqttWills) cancel(id string) {
 	}
 }
 
+// cancelIf drops the wills still waiting that match.
+func (w *mqttWills) cancelIf(match func(pk packets.Packet) bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, d := range w.pending {
+		if match(d.pk) {
+			d.timer.Stop()
+			delete(w.pending, id)
+		}
+	}
+}
+
 // close drops the wills still waiting and waits for those being sent.
 func (w *mqttWills) close() {
 	w.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // committed waits until everything submitted so far is stored: a reading
@@ -75,6 +76,7 @@ func TestDeleteMQTTDevice(t *testing.T) {
 	lost := make(chan error, 1)
 	c := mqttClient(t, h, "mq-del", func(o *mqtt.ClientOptions) {
 		o.SetConnectionLostHandler(func(_ mqtt.Client, err error) { lost <- err })
+		o.SetWill("devices/mq-del/telemetry", `{"alive":0}`, 1, false) // not published: it would create the device anew
 	})
 	publish(t, c, "devices/mq-del/telemetry", 1, `{"temp":21.5}`)
 	if status := deviceStatus(t, h, "mq-del"); status != http.StatusOK {
@@ -89,6 +91,11 @@ func TestDeleteMQTTDevice(t *testing.T) {
 		t.Fatal("the device's MQTT connection was not closed")
 	}
 	waitFor(t, "the broker to drop the connection", func() bool { return !c.IsConnected() })
+	// The session's end publishes a will before it counts the device gone:
+	// a will would be committed before the barrier.
+	waitFor(t, "the session to end", func() bool {
+		return testutil.ToFloat64(h.metrics.DevicesConnected.WithLabelValues("mqtt")) == 0
+	})
 	committed(t, h)
 	if status := deviceStatus(t, h, "mq-del"); status != http.StatusNotFound {
 		t.Fatalf("GET after DELETE: %d, want 404", status)
