@@ -1,7 +1,6 @@
 package devices
 
 import (
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -49,24 +48,24 @@ func (s *WS) closeDevice(device string, code uint16, reason string) int {
 // before is dropped if it would publish on device's topics, since a
 // will published after the deletion would create the device anew.
 func (b *Broker) CloseDevice(device string) int {
-	b.sessions.wills.cancelIf(func(pk packets.Packet) bool {
+	owned := b.owned(device)
+	b.sessions.dropWills(owned, func(pk packets.Packet) bool {
 		r, _ := parseDeviceTopic(pk.TopicName)
 		return r.device == device
 	})
-	return b.disconnectDevice(device, packets.ErrAdministrativeAction, false)
+	return b.disconnect(owned, packets.ErrAdministrativeAction)
 }
 
 // Revoke disconnects every MQTT connection that belongs to device, for a
 // device whose token was revoked: an MQTT 5 client gets a DISCONNECT with
 // reason 0x87 not authorized, an MQTT 3 client sees its connection
-// closed. It returns how many it disconnected.
+// closed. It returns how many it disconnected. Their wills are sent.
 func (b *Broker) Revoke(device string) int {
-	return b.disconnectDevice(device, packets.ErrNotAuthorized, true)
+	return b.disconnect(b.owned(device), packets.ErrNotAuthorized)
 }
 
-// disconnectDevice disconnects the connections whose owner is device with
-// the reason code why, with their wills unless wills is false.
-func (b *Broker) disconnectDevice(device string, why packets.Code, wills bool) int {
+// owned returns the connections whose owner is device.
+func (b *Broker) owned(device string) []*mqtt.Client {
 	var owned []*mqtt.Client
 	b.hook.conns.Range(func(k, v any) bool {
 		if owner := v.(*mqttConn).owner.Load(); owner != nil && *owner == device {
@@ -74,11 +73,14 @@ func (b *Broker) disconnectDevice(device string, why packets.Code, wills bool) i
 		}
 		return true
 	})
-	for _, cl := range owned {
-		if !wills {
-			atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // before the stop its session's end follows
-		}
+	return owned
+}
+
+// disconnect disconnects clients with the reason code why and returns
+// how many.
+func (b *Broker) disconnect(clients []*mqtt.Client, why packets.Code) int {
+	for _, cl := range clients {
 		_ = b.server.DisconnectClient(cl, why) // the reason code itself, by design
 	}
-	return len(owned)
+	return len(clients)
 }

@@ -26,7 +26,7 @@ func TestBrokerCloseDeviceDropsWills(t *testing.T) {
 			earlier := reviewDial(t, addr, reviewWill{version: 5, id: "d1-earlier", topic: "devices/d1/status", delay: 3600})
 			earlier.next() // CONNACK
 			_ = earlier.conn.Close()
-			waitFor(t, "the earlier connection's will to wait", func() bool { return b.pendingWill("d1-earlier") })
+			waitFor(t, "the earlier connection's will to wait", func() bool { return b.willPending("d1-earlier") })
 
 			c := mustDialMQTT(t, addr, func(o *paho.ClientOptions) {
 				o.SetWill("devices/d1/status", "offline", 1, false)
@@ -40,17 +40,9 @@ func TestBrokerCloseDeviceDropsWills(t *testing.T) {
 			b.live.expect(t, tt.want)
 			b.waitConns(t, 0)
 			b.live.none(t)
-			if got := b.pendingWill("d1-earlier"); got != tt.kept {
+			if got := b.willPending("d1-earlier"); got != tt.kept {
 				t.Fatalf("the earlier connection's delayed will waits: %v, want %v", got, tt.kept)
 			}
 		})
 	}
-}
-
-// pendingWill reports whether the will of client id waits for its delay.
-func (b *mqttTestBroker) pendingWill(id string) bool {
-	w := b.sessions.wills
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.pending[id] != nil
 }

@@ -2,6 +2,7 @@ package devices
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"net"
 	"os"
@@ -41,20 +42,27 @@ type reviewWill struct {
 	id      string
 	clean   bool
 	topic   string // no will when ""
+	payload string // the will's payload; "gone" when ""
 	delay   uint32 // the will's delay in seconds (MQTT 5)
+	expiry  int    // the session's expiry in seconds (MQTT 5): 60 when 0, none when negative
 }
 
 // connect returns the CONNECT packet; an MQTT 5 session outlives its
-// connection by a minute.
+// connection by a minute unless w says otherwise.
 func (w reviewWill) connect() packets.Packet {
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: w.version,
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: w.id,
 			Clean: w.clean, Keepalive: 60}}
-	if w.version == 5 {
-		pk.Properties = packets.Properties{SessionExpiryInterval: 60, SessionExpiryIntervalFlag: true}
+	if w.version == 5 && w.expiry >= 0 {
+		expiry := uint32(60)
+		if w.expiry > 0 {
+			expiry = uint32(w.expiry)
+		}
+		pk.Properties = packets.Properties{SessionExpiryInterval: expiry, SessionExpiryIntervalFlag: true}
 	}
 	if w.topic != "" {
-		pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillPayload = true, w.topic, []byte("gone")
+		payload := cmp.Or(w.payload, "gone")
+		pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillPayload = true, w.topic, []byte(payload)
 		pk.Connect.WillProperties = packets.Properties{WillDelayInterval: w.delay}
 	}
 	return pk

@@ -211,6 +211,29 @@ func TestReviewDelayedWillOnTakeover(t *testing.T) {
 	})
 }
 
+// An MQTT 5 will waits for its delay or for the end of its session,
+// whichever comes first, and is then handled as any will: a session that
+// ends with its connection (no session expiry) sends it at once, and one
+// that expires before the delay sends it when it expires.
+func TestReviewDelayedWillOfSessionEndingFirst(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		expiry int
+	}{{"session ends with its connection", -1}, {"session expires within a second", 1}} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startMQTTBroker(t, nil)
+			c, _ := reviewConnected(t, b.Addr().String(), reviewWill{version: 5, id: "d1",
+				topic: "devices/d1/status", payload: "offline", delay: 3600, expiry: tt.expiry})
+			c.publish("devices/d1/status", 0, 0, []byte("online"), packets.Properties{})
+			b.live.expect(t, "online d1 1 message")
+			_ = c.conn.Close()
+			b.live.expect(t, "offline d1 1 will")
+			b.waitConns(t, 0)
+			b.live.none(t)
+		})
+	}
+}
+
 // A takeover that stops the old client while its reader is inside a
 // packet (here a reading waiting on the store) ends the old session with
 // the takeover as its cause: the reader finds the client stopped before

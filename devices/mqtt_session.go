@@ -73,6 +73,9 @@ type mqttSession struct {
 	// took the session over: takenResumed when it carries the session on,
 	// takenClean when it started clean.
 	takenOver atomic.Int32
+	// noWill is set, under mqttSessions.mu, when the session is to end
+	// without its will: its device was deleted.
+	noWill atomic.Bool
 }
 
 // How a session was taken over (mqttSession.takenOver).

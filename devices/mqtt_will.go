@@ -9,13 +9,14 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// sendWill publishes cl's will, if it has one still unsent, after the
-// hook's OnWill. An MQTT 5 will with a delay waits for it (mqttWills),
-// unless a newer connection took the session over: then the session
-// either goes on, and the will is never sent, or ended, and it is sent
-// at once.
+// sendWill publishes cl's will, if it has one still unsent and its
+// device was not deleted, after the hook's OnWill. An MQTT 5 will with a
+// delay waits for it, or for the session's end if that comes first
+// (mqttWills), unless a newer connection took the session over: then the
+// session either goes on, and the will is never sent, or ended, and it
+// is sent at once.
 func (m *mqttSessions) sendWill(cl *mqtt.Client) {
-	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
+	if atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 || m.willDropped(cl) {
 		return
 	}
 	will, err := m.hook.OnWill(cl, cl.Properties.Will)
@@ -28,7 +29,7 @@ func (m *mqttSessions) sendWill(cl *mqtt.Client) {
 		Payload:     will.Payload,
 		Properties:  packets.Properties{User: will.User},
 	}
-	if d := cl.Properties.Will.WillDelayInterval; d > 0 && m.delayWill(cl, time.Duration(d)*time.Second, pk) {
+	if cl.Properties.Will.WillDelayInterval > 0 && m.delayWill(cl, willDelay(cl), pk) {
 		return
 	}
 	m.publishWill(cl.ID, pk)
@@ -38,14 +39,23 @@ func (m *mqttSessions) sendWill(cl *mqtt.Client) {
 
 // delayWill holds cl's will for delay unless a newer connection took its
 // session over, and reports whether the will is dealt with: held, or
-// dropped because the new connection carries the session on. A will of a
-// session a clean start ended is not (it is sent at once). Decided under
-// m.mu, so that a new connection's cancel (open) comes after the hold.
+// dropped because the new connection carries the session on or its
+// device was deleted. A will of a session a clean start ended is not, nor
+// one whose delay is 0 because the session ends with its connection:
+// each is sent at once. Decided under m.mu, so that a new connection's
+// cancel (open) comes after the hold.
 func (m *mqttSessions) delayWill(cl *mqtt.Client, delay time.Duration, pk packets.Packet) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.willDropped(cl) { // decided under m.mu too (dropWills)
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+		return true
+	}
 	switch m.takenOverHow(cl) {
 	case 0:
+		if delay == 0 {
+			return false
+		}
 		m.wills.add(cl, delay, pk)
 		return true
 	case takenResumed:
@@ -55,15 +65,50 @@ func (m *mqttSessions) delayWill(cl *mqtt.Client, delay time.Duration, pk packet
 	return false
 }
 
-// sendDelayedWill publishes the will of cl whose delay passed; cl's
-// session, if the broker still holds it, has it sent. A newer connection
-// with cl's id that is in the broker's clients by now keeps its own will.
+// willDelay is how long the MQTT 5 will of cl waits after its connection
+// ended: its delay interval, or less when the session ends first, as one
+// that ends with its connection does (session expiry 0).
+func willDelay(cl *mqtt.Client) time.Duration {
+	props := &cl.Properties
+	return min(time.Duration(props.Will.WillDelayInterval)*time.Second,
+		time.Duration(props.Props.SessionExpiryInterval)*time.Second)
+}
+
+// willDropped reports whether cl's session is to end without its will.
+func (m *mqttSessions) willDropped(cl *mqtt.Client) bool {
+	v, ok := m.live.Load(cl)
+	return ok && v.(*mqttSession).noWill.Load()
+}
+
+// dropWills makes the sessions of clients end without their wills, and
+// drops the delayed wills still waiting that match. Under m.mu, so that a
+// session ending meanwhile either sees its mark in delayWill or had its
+// will held before and is dropped here.
+func (m *mqttSessions) dropWills(clients []*mqtt.Client, match func(pk packets.Packet) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, cl := range clients {
+		if v, ok := m.live.Load(cl); ok {
+			v.(*mqttSession).noWill.Store(true)
+		}
+	}
+	m.wills.cancelIf(match)
+}
+
+// sendDelayedWill publishes the will of cl whose delay passed, and
+// ingests it unless a newer connection with cl's id took the session
+// over meanwhile; cl's session, if the broker still holds it, has it
+// sent.
 func (m *mqttSessions) sendDelayedWill(cl *mqtt.Client, pk packets.Packet) {
 	m.publishWill(cl.ID, pk)
-	if cur, ok := m.server.Clients.Get(cl.ID); ok && cur == cl {
-		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
-		m.hook.OnWillSent(cl, pk)
+	cur, ok := m.server.Clients.Get(cl.ID)
+	if ok && cur != cl {
+		return // the newer connection keeps its own will
 	}
+	if ok {
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	}
+	m.hook.OnWillSent(cl, pk)
 }
 
 // publishWill publishes a will of client id to its subscribers, retained
