@@ -455,9 +455,26 @@ func (h *brokerHook) subscribeRoute(cl *mqtt.Client, pk packets.Packet, device s
 	return nil
 }
 
+// lockInflight locks cl's in-flight messages against its packets'
+// processing, for a goroutine other than its reader that writes them
+// (mqttSession.inflight), and returns the lock to unlock; nil for a
+// client without a connection, which no packet of is processed.
+func (h *brokerHook) lockInflight(cl *mqtt.Client) *sync.Mutex {
+	if h.inflightLock == nil {
+		return nil
+	}
+	mu := h.inflightLock(cl)
+	if mu != nil {
+		mu.Lock()
+	}
+	return mu
+}
+
 // demote turns cl's route of device, if any, into a mochi subscription.
 // The publishes the route held for the client's Receive Maximum are
 // mochi's held ones then, which it sends as the client's quota allows.
+// The client's reader calls it while it processes a packet; any other
+// goroutine holds the client's in-flight lock (lockInflight).
 func (h *brokerHook) demote(cl *mqtt.Client, device string) {
 	rt, held := h.routes.remove(cl, device)
 	if rt == nil {
@@ -517,6 +534,9 @@ func (h *brokerHook) publishCommand(rt *commandRoute, topic string, payload []by
 // whose route was dropped is dropped.
 func (h *brokerHook) prepareCommand(rt *commandRoute, out *packets.Packet) bool {
 	cl, srv := rt.cl, h.server
+	if mu := h.lockInflight(cl); mu != nil {
+		defer mu.Unlock()
+	}
 	id, err := cl.NextPacketID() // under the client's lock, which a write holds
 	if err != nil {
 		atomic.AddInt64(&srv.Info.InflightDropped, 1)

@@ -37,7 +37,11 @@ func (b *Broker) SendCommand(device string, c *bridge.Command) bool {
 	routed := b.hook.routes.of(device)
 	for _, rt := range routed {
 		if subscribedToo(subs, rt.cl.ID) {
+			mu := b.hook.lockInflight(rt.cl)
 			b.hook.demote(rt.cl, device)
+			if mu != nil {
+				mu.Unlock()
+			}
 			continue
 		}
 		b.hook.publishCommand(rt, name, payload)

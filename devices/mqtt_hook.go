@@ -110,6 +110,10 @@ type brokerHook struct {
 	// (mqttSessions).
 	delivering func(*mqtt.Client)
 	connacked  func(*mqtt.Client) bool
+	// inflightLock returns the lock a goroutine other than a connected
+	// client's reader holds while it writes the client's in-flight
+	// messages; nil for a client without a connection (mqttSessions).
+	inflightLock func(*mqtt.Client) *sync.Mutex
 	// parked holds the sessions that outlived their connection, with
 	// when it ended (mqtt_limits_hook.go).
 	parked map[*mqtt.Client]time.Time

@@ -52,6 +52,7 @@ func newMQTTSessions(server *mqtt.Server, hook *brokerHook, log *slog.Logger) *m
 	hook.takenOver = m.isTakenOver
 	hook.delivering = m.delivering
 	hook.connacked = m.connacked
+	hook.inflightLock = m.inflightLock
 	return m
 }
 
@@ -76,6 +77,13 @@ type mqttSession struct {
 	// noWill is set, under mqttSessions.mu, when the session is to end
 	// without its will: its device was deleted.
 	noWill atomic.Bool
+	// inflight is held while a packet of the client is handed to mochi,
+	// and by any other goroutine of ours that writes the client's
+	// in-flight messages (hook.inflightLock). After each packet mochi's
+	// Inflight.NextImmediate read-locks them twice, nested: a write that
+	// came between the two would wait for the first and hold up the
+	// second, and the reader and the writer would wait for good.
+	inflight sync.Mutex
 }
 
 // How a session was taken over (mqttSession.takenOver).
@@ -365,7 +373,7 @@ func (s *mqttSession) receive(cl *mqtt.Client, pk packets.Packet) error {
 		err = packets.ErrProtocolViolationSecondConnect
 	} else if handled, rerr := s.m.hook.routeCommands(cl, pk); handled {
 		err = rerr
-	} else if err = srv.InjectPacket(cl, pk); err == nil {
+	} else if err = s.inject(pk); err == nil {
 		uncount(srv, pk) // ReadPacket counted it already
 	}
 	if err == nil {
@@ -381,6 +389,24 @@ func (s *mqttSession) receive(cl *mqtt.Client, pk packets.Packet) error {
 	srv.Log.Warn("error processing packet", "error", err, "client", cl.ID, "listener", cl.Net.Listener,
 		"type", packets.PacketNames[pk.FixedHeader.Type])
 	return err
+}
+
+// inject hands pk to mochi's processing, as its read loop does, under
+// s.inflight.
+func (s *mqttSession) inject(pk packets.Packet) error {
+	s.inflight.Lock()
+	defer s.inflight.Unlock()
+	return s.m.server.InjectPacket(s.cl, pk)
+}
+
+// inflightLock returns the lock of cl's session that orders writes of its
+// in-flight messages with its packets' processing (mqttSession.inflight);
+// nil when cl has no connection.
+func (m *mqttSessions) inflightLock(cl *mqtt.Client) *sync.Mutex {
+	if v, ok := m.live.Load(cl); ok {
+		return &v.(*mqttSession).inflight
+	}
+	return nil
 }
 
 // uncount takes back what InjectPacket added to the server's counters
