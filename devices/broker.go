@@ -206,7 +206,7 @@ func (b *Broker) close() {
 func disconnectListenerClients(server *mqtt.Server, listener string) {
 	for _, cl := range server.Clients.GetAll() {
 		if cl.Net.Listener == listener && !cl.Closed() {
-			_ = server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			disconnectClient(server, cl, packets.ErrServerShuttingDown)
 		}
 	}
 }

@@ -80,7 +80,7 @@ func (b *Broker) owned(device string) []*mqtt.Client {
 // how many.
 func (b *Broker) disconnect(clients []*mqtt.Client, why packets.Code) int {
 	for _, cl := range clients {
-		_ = b.server.DisconnectClient(cl, why) // the reason code itself, by design
+		disconnectClient(b.server, cl, why) // the reason code itself, by design
 	}
 	return len(clients)
 }

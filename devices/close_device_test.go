@@ -1,9 +1,12 @@
 package devices
 
 import (
+	"net"
 	"testing"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // A device deleted while connected over MQTT is disconnected without its
@@ -45,4 +48,37 @@ func TestBrokerCloseDeviceDropsWills(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Deleting a device whose client stopped reading, with its writer stuck
+// in a write, returns: the DISCONNECT waits for that write at most a
+// second, and the connection is closed.
+func TestBrokerCloseDeviceOfStuckClient(t *testing.T) {
+	reviewOnPaths(t, func(t *testing.T) {
+		b := startMQTTBroker(t, nil)
+		addr := b.Addr().String()
+		stuck, _ := dialRaw(t, addr, rawConnect{version: 4, id: "stuck", clean: true}) // keepalive 0: no deadline
+		if err := stuck.conn.(*net.TCPConn).SetReadBuffer(2048); err != nil {
+			t.Fatal(err)
+		}
+		stuck.publish("devices/d9/status", 0, 0, []byte("online"), packets.Properties{}) // the client is d9's
+		b.live.expect(t, "online d9 1 message")
+		stuck.subscribe(1, "review/flood")
+		stuck.nextOf(packets.Suback)
+		p, _ := dialRaw(t, addr, rawConnect{version: 4, id: "publisher", clean: true})
+		reviewFlood(t, b, p, "review/flood", 2*mqttWritesPending)
+
+		closed := make(chan int, 1)
+		go func() { closed <- b.CloseDevice("d9") }()
+		select {
+		case n := <-closed:
+			if n != 1 {
+				t.Fatalf("%d connections closed, want 1", n)
+			}
+		case <-time.After(waitGuard):
+			t.Fatalf("CloseDevice of a client stuck in a write did not return within %v", waitGuard)
+		}
+		b.live.expect(t, "offline d9 1 disconnect")
+		waitFor(t, "the stuck connection to close", func() bool { return b.reviewListenerConns() == 1 })
+	})
 }

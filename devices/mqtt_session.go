@@ -297,13 +297,19 @@ func (m *mqttSessions) markTakenOver(old *mqtt.Client, how int32) {
 }
 
 // disconnect tells a client whose session was taken over and closes its
-// connection. A client that does not read cannot hold the DISCONNECT up
-// for more than a second.
+// connection.
 func (m *mqttSessions) disconnect(old *mqtt.Client) {
-	if old.Net.Conn != nil {
-		_ = old.Net.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	disconnectClient(m.server, old, packets.ErrSessionTakenOver)
+}
+
+// disconnectClient sends cl a DISCONNECT with code (MQTT 5) and closes
+// its connection. A client that does not read cannot hold the DISCONNECT
+// up, nor a write stuck before it, for more than a second.
+func disconnectClient(srv *mqtt.Server, cl *mqtt.Client, code packets.Code) {
+	if cl.Net.Conn != nil {
+		_ = cl.Net.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	}
-	_ = m.server.DisconnectClient(old, packets.ErrSessionTakenOver)
+	_ = srv.DisconnectClient(cl, code)
 }
 
 // delivering starts the writer of cl, a connected client mochi is about
