@@ -1,7 +1,6 @@
 package devices
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -56,17 +55,9 @@ func TestBrokerCloseDeviceDropsWills(t *testing.T) {
 func TestBrokerCloseDeviceOfStuckClient(t *testing.T) {
 	reviewOnPaths(t, func(t *testing.T) {
 		b := startMQTTBroker(t, nil)
-		addr := b.Addr().String()
-		stuck, _ := dialRaw(t, addr, rawConnect{version: 4, id: "stuck", clean: true}) // keepalive 0: no deadline
-		if err := stuck.conn.(*net.TCPConn).SetReadBuffer(2048); err != nil {
-			t.Fatal(err)
-		}
+		stuck := reviewStuckClient(t, b, "stuck")
 		stuck.publish("devices/d9/status", 0, 0, []byte("online"), packets.Properties{}) // the client is d9's
 		b.live.expect(t, "online d9 1 message")
-		stuck.subscribe(1, "review/flood")
-		stuck.nextOf(packets.Suback)
-		p, _ := dialRaw(t, addr, rawConnect{version: 4, id: "publisher", clean: true})
-		reviewFlood(t, b, p, "review/flood", 2*mqttWritesPending)
 
 		closed := make(chan int, 1)
 		go func() { closed <- b.CloseDevice("d9") }()

@@ -149,6 +149,24 @@ func reviewPublishes(t *testing.T, m *rawMQTT, d time.Duration) int {
 	}
 }
 
+// reviewStuckClient connects client id, which stops reading, with a
+// keepalive of 0 (no deadline) and a small socket buffer, and floods it
+// through a second client "publisher" until its outbound queue is full
+// and its writer is stuck in a write.
+func reviewStuckClient(t *testing.T, b *mqttTestBroker, id string) *rawMQTT {
+	t.Helper()
+	addr := b.Addr().String()
+	stuck, _ := dialRaw(t, addr, rawConnect{version: 4, id: id, clean: true})
+	if err := stuck.conn.(*net.TCPConn).SetReadBuffer(2048); err != nil {
+		t.Fatal(err)
+	}
+	stuck.subscribe(1, "review/flood")
+	stuck.nextOf(packets.Suback)
+	p, _ := dialRaw(t, addr, rawConnect{version: 4, id: "publisher", clean: true})
+	reviewFlood(t, b, p, "review/flood", 2*mqttWritesPending)
+	return stuck
+}
+
 // reviewFlood publishes 8 KB messages to topic from p until the
 // broker has dropped at least n messages for a subscriber that does not
 // read: its outbound queue is full and its writer is stuck in a write.

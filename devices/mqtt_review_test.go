@@ -3,7 +3,6 @@ package devices
 import (
 	"bytes"
 	"errors"
-	"net"
 	"os"
 	"testing"
 	"time"
@@ -23,14 +22,7 @@ func TestReviewTakeoverOfStuckClientDoesNotStallOthers(t *testing.T) {
 	reviewOnPaths(t, func(t *testing.T) {
 		b := startMQTTBroker(t, nil)
 		addr := b.Addr().String()
-		stuck, _ := dialRaw(t, addr, rawConnect{version: 4, id: "stuck", clean: true}) // keepalive 0: no deadline
-		if err := stuck.conn.(*net.TCPConn).SetReadBuffer(2048); err != nil {
-			t.Fatal(err)
-		}
-		stuck.subscribe(1, "review/flood")
-		stuck.nextOf(packets.Suback)
-		p, _ := dialRaw(t, addr, rawConnect{version: 4, id: "publisher", clean: true})
-		reviewFlood(t, b, p, "review/flood", 2*mqttWritesPending)
+		reviewStuckClient(t, b, "stuck")
 
 		successor := reviewDial(t, addr, reviewWill{version: 4, id: "stuck", clean: true})
 		waitFor(t, "the takeover to begin", b.reviewAnyReplaced)
